@@ -1,0 +1,42 @@
+# The targets the README and CI both call. Each one sets up .venv first (idempotent).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH := torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: run test venv venv-dev lint bench-todo clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# CPU torch first, pinned: an unpinned torch (asked for by sentence-transformers) would pull GBs of CUDA wheels.
+$(VENV)/.run-stamp: pyproject.toml | $(PY)
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[retrieval]"
+	touch $@
+
+$(VENV)/.dev-stamp: pyproject.toml $(VENV)/.run-stamp
+	$(PIP) install -q -e ".[retrieval,postgres,milvus,qdrant,dev]"
+	touch $@
+
+venv: $(VENV)/.run-stamp
+venv-dev: $(VENV)/.dev-stamp
+
+run: venv
+	$(VENV)/bin/plugkit serve all
+
+test: venv-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv-dev
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+bench-todo: venv-dev
+	$(PY) bench/todo.py
+
+clean:
+	rm -rf $(VENV) .plugkit .pytest_cache

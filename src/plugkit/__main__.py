@@ -1,0 +1,3 @@
+from plugkit.cli import main
+
+main()

@@ -1,0 +1,281 @@
+"""The plugin app factory: well-known routes, generated spec, auth on every API operation, CORS, limits, errors."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from plugkit.auth.base import AuthMethod
+from plugkit.deps import get_principal
+from plugkit.logo import render_logo
+from plugkit.manifest import Manifest
+from plugkit.settings import PluginSettings
+from plugkit.spec import lint_spec, render_spec, to_yaml
+
+log = logging.getLogger("plugkit")
+
+PUBLIC_PATHS = ("/.well-known/ai-plugin.json", "/openapi.json", "/openapi.yaml", "/logo.png", "/legal", "/docs")
+
+
+@dataclass
+class PluginInfo:
+    """What a plugin tells the factory about itself."""
+
+    manifest: Manifest
+    title: str
+    version: str = "1.0.0"
+    description: str = ""
+    logo_letter: str = "P"
+    logo_rgb: tuple[int, int, int] = (52, 101, 164)
+    legal_text: str = "This plugin stores only the data you send it, and shares it with no one."
+    body_limits: dict[str, int] = field(default_factory=dict)
+
+
+def public_base_url(request: Request, settings: PluginSettings) -> str:
+    """The base URL the plugin is reached at: the configured public URL, else the request's own."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    scheme, host = request.url.scheme, request.headers.get("host") or request.url.netloc
+    if settings.trust_proxy_headers:
+        scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[0].strip()
+        host = request.headers.get("x-forwarded-host", host).split(",")[0].strip()
+    return f"{scheme}://{host}"
+
+
+def create_plugin_app(
+    info: PluginInfo,
+    routers: Sequence[APIRouter],
+    settings: PluginSettings,
+    auth: AuthMethod,
+    *,
+    on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> FastAPI:
+    """Build a plugin's FastAPI app. Every route of `routers` requires the auth method's credential."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        for hook in on_startup:
+            await hook()
+        for problem in lint_spec(render_spec(app.openapi(), "http://127.0.0.1")):
+            log.warning("spec lint: %s", problem)
+        try:
+            yield
+        finally:
+            for hook in on_shutdown:
+                await hook()
+
+    app = FastAPI(
+        title=info.title,
+        version=info.version,
+        description=info.description,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.auth = auth
+    protected: set[str] = set()
+    for router in routers:
+        protected.update(r.operation_id for r in router.routes if getattr(r, "operation_id", None))
+        app.include_router(router, dependencies=[Depends(get_principal)])
+    for router in auth.routers():
+        app.include_router(router)
+    protected_ops = frozenset(protected)
+
+    def spec_for(request: Request) -> dict[str, Any]:
+        return render_spec(
+            app.openapi(),
+            public_base_url(request, settings),
+            security_scheme=auth.security_scheme(),
+            protected_operations=protected_ops,
+        )
+
+    @app.get("/.well-known/ai-plugin.json", include_in_schema=False)
+    async def manifest(request: Request) -> JSONResponse:
+        base = public_base_url(request, settings)
+        document = info.manifest.with_base_url(base).to_json()
+        document["auth"] = auth.manifest_auth(base).model_dump(mode="json", exclude_none=True)
+        return JSONResponse(document)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_json(request: Request) -> JSONResponse:
+        return JSONResponse(spec_for(request))
+
+    @app.get("/openapi.yaml", include_in_schema=False)
+    async def openapi_yaml(request: Request) -> Response:
+        return Response(to_yaml(spec_for(request)), media_type="application/yaml")
+
+    @app.get("/logo.png", include_in_schema=False)
+    async def logo() -> Response:
+        return Response(render_logo(info.logo_letter, info.logo_rgb), media_type="image/png")
+
+    @app.get("/legal", include_in_schema=False)
+    async def legal() -> HTMLResponse:
+        name = html.escape(info.manifest.name_for_human)
+        body = (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{name}: legal</title></head><body>"
+            f"<h1>{name}</h1><p>{html.escape(info.legal_text)}</p>"
+            f"<p>Contact: <a href='mailto:{html.escape(info.manifest.contact_email)}'>"
+            f"{html.escape(info.manifest.contact_email)}</a></p></body></html>"
+        )
+        return HTMLResponse(body)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{info.title}: API")
+
+    _install_error_handlers(app)
+    app.add_middleware(ResponseSizeLimit, max_chars=settings.max_response_chars)
+    app.add_middleware(BodySizeLimit, default=settings.max_body_bytes, overrides=info.body_limits)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_origin_regex=settings.cors_origin_regex,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        allow_credentials=True,
+        allow_private_network=True,  # Chrome's Private Network Access preflight, sent to plugins on localhost
+    )
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+        return JSONResponse({"detail": "internal error; the server log has the cause"}, status_code=500)
+
+
+def _json_error(status: int, detail: str) -> tuple[Message, Message]:
+    body = json.dumps({"detail": detail}).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class BodySizeLimit:
+    """Refuses a request body over the limit with 413, whether it announces its length or streams in chunks."""
+
+    def __init__(self, app: ASGIApp, default: int, overrides: dict[str, int] | None = None) -> None:
+        self.app, self.default, self.overrides = app, default, overrides or {}
+
+    def limit_for(self, path: str) -> int:
+        return self.overrides.get(path, self.default)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        detail = f"request body is larger than the limit of {limit} bytes"
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            for message in _json_error(413, detail):
+                await send(message)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                for message in _json_error(413, detail):
+                    await send(message)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class ResponseSizeLimit:
+    """Refuses to send a response over `max_chars` characters, which the model host would reject anyway."""
+
+    def __init__(self, app: ASGIApp, max_chars: int) -> None:
+        self.app, self.max_chars = app, max_chars
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+        size = 0
+        passthrough = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal start, size, passthrough
+            if passthrough:
+                await send(message)
+                return
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers", []))
+                declared = headers.get(b"content-length")
+                if declared is not None and declared.isdigit() and int(declared) <= self.max_chars:
+                    passthrough = True  # a UTF-8 body never has more characters than bytes
+                    await send(message)
+                    return
+                start = message
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if message.get("more_body", False):
+                return
+            body = b"".join(chunks)
+            chars = len(body.decode("utf-8", errors="replace")) if size > self.max_chars else size
+            if chars > self.max_chars:
+                detail = (
+                    f"the response would be {chars} characters, over the limit of {self.max_chars} that the model "
+                    "host accepts; ask for fewer results"
+                )
+                for error in _json_error(400, detail):
+                    await send(error)
+                return
+            assert start is not None
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, guarded_send)

@@ -1,0 +1,1 @@
+"""The four authentication methods a plugin can run with."""

@@ -1,0 +1,1 @@
+"""The TODO plugin: the original example's API, persistent, with stable ids."""

@@ -1,0 +1,61 @@
+"""Settings shared by every plugin: read from `PLUGKIT_*` environment variables or a `.env` file, built by a factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AuthKind = Literal["none", "service_http", "user_http", "oauth"]
+
+DEFAULT_CORS_ORIGINS = ["https://chat.openai.com", "https://chatgpt.com"]
+LOCALHOST_ORIGIN_REGEX = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+
+
+class PluginSettings(BaseSettings):
+    """What every plugin server reads. A plugin subclasses it for its own options and its default port."""
+
+    model_config = SettingsConfigDict(env_prefix="PLUGKIT_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 5000
+    data_dir: Path = Path(".plugkit")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL (postgresql+psycopg://...); default: a SQLite file in data_dir"
+    )
+    public_url: str | None = Field(default=None, description="The base URL the plugin is reached at")
+    trust_proxy_headers: bool = False
+    workers: int = 1
+
+    auth: AuthKind = "none"
+    auth_scheme: Literal["bearer", "basic"] = "bearer"
+    service_token: SecretStr | None = None
+    service_token_file: Path | None = None
+    verification_tokens: dict[str, str] = Field(default_factory=dict)
+    oauth_scope: str = "plugin"
+    oauth_content_type: Literal["application/json", "application/x-www-form-urlencoded"] = "application/json"
+    auth_failure_limit: int = Field(default=10, description="failed sign-ins or client auths per window before 429")
+    auth_failure_window_s: int = 300
+
+    cors_origins: list[str] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
+    cors_origin_regex: str | None = LOCALHOST_ORIGIN_REGEX
+    max_response_chars: int = 100_000
+    max_body_bytes: int = 1_000_000
+    contact_email: str = "plugkit@example.com"
+    log_level: str = "info"
+
+    def database_url_for(self, name: str) -> str:
+        """The plugin's database: the configured URL, else `<data_dir>/<name>.db` (SQLite)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{name}.db').resolve()}"
+
+
+S = TypeVar("S", bound=PluginSettings)
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build settings from the environment, with explicit overrides (unset ones, None, are ignored)."""
+    return cls(**{k: v for k, v in overrides.items() if v is not None})

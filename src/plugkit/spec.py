@@ -1,0 +1,134 @@
+"""OpenAPI documents: rendering for a base URL, YAML/JSON output, and a lint against what model hosts accept."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from plugkit.manifest import Problem
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+SUMMARY_LIMIT = 300
+PARAMETER_DESCRIPTION_LIMIT = 700
+GPT_ACTIONS_OPERATION_LIMIT = 30
+CONSEQUENTIAL = "x-openai-isConsequential"
+
+
+def iter_operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(path, method, operation) for every operation of a spec."""
+    for path, item in (spec.get("paths") or {}).items():
+        if not isinstance(item, dict):
+            continue
+        for method in HTTP_METHODS:
+            operation = item.get(method)
+            if isinstance(operation, dict):
+                yield path, method, operation
+
+
+def render_spec(
+    base: dict[str, Any],
+    base_url: str,
+    *,
+    security_scheme: dict[str, Any] | None = None,
+    protected_operations: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """A copy of `base` for a plugin reached at `base_url`: absolute `servers`, the auth method's security scheme on
+    protected operations, and `x-openai-isConsequential` on operations (true unless the method is GET)."""
+    spec = copy.deepcopy(base)
+    spec["servers"] = [{"url": base_url.rstrip("/")}]
+    if security_scheme is not None:
+        spec.setdefault("components", {}).setdefault("securitySchemes", {})["plugkit"] = security_scheme
+    for _path, method, operation in iter_operations(spec):
+        operation.setdefault(CONSEQUENTIAL, method != "get")
+        if security_scheme is not None and operation.get("operationId") in protected_operations:
+            operation["security"] = [{"plugkit": []}]
+    return spec
+
+
+def to_yaml(spec: dict[str, Any]) -> str:
+    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+
+
+def lint_spec(spec: Any, *, manifest_url: str | None = None) -> list[Problem]:
+    """What a model host would object to in a spec. Errors make the host skip operations or the whole plugin."""
+    problems: list[Problem] = []
+    if not isinstance(spec, dict):
+        return [Problem("error", "(document)", f"the spec is not an object but {type(spec).__name__}")]
+    version = str(spec.get("openapi", ""))
+    if not version:
+        problems.append(Problem("error", "openapi", "is missing (Swagger 2.0 documents are not accepted)"))
+    elif not (version.startswith("3.0") or version.startswith("3.1")):
+        problems.append(Problem("error", "openapi", f"is {version!r}; hosts accept 3.0.x and 3.1.x"))
+    servers = spec.get("servers")
+    if not servers or not isinstance(servers, list):
+        problems.append(Problem("error", "servers", "is missing; the host needs an absolute server URL"))
+    else:
+        for i, server in enumerate(servers):
+            url = server.get("url", "") if isinstance(server, dict) else ""
+            parts = urlsplit(str(url))
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                problems.append(Problem("error", f"servers[{i}].url", f"must be an absolute URL, got {url!r}"))
+    seen: dict[str, str] = {}
+    count = 0
+    for path, method, operation in iter_operations(spec):
+        count += 1
+        where = f"paths.{path}.{method}"
+        op_id = operation.get("operationId")
+        if not op_id:
+            problems.append(Problem("error", where, "has no operationId; the host skips it"))
+        elif op_id in seen:
+            problems.append(Problem("error", where, f"repeats operationId {op_id!r} of {seen[op_id]}"))
+        else:
+            seen[op_id] = where
+        for key in ("summary", "description"):
+            text = operation.get(key)
+            if isinstance(text, str) and len(text) > SUMMARY_LIMIT:
+                problems.append(
+                    Problem("error", f"{where}.{key}", f"is {len(text)} characters, over the limit of {SUMMARY_LIMIT}")
+                )
+        for i, parameter in enumerate(operation.get("parameters") or []):
+            text = parameter.get("description") if isinstance(parameter, dict) else None
+            if isinstance(text, str) and len(text) > PARAMETER_DESCRIPTION_LIMIT:
+                name = parameter.get("name", i)
+                problems.append(
+                    Problem(
+                        "error",
+                        f"{where}.parameters.{name}.description",
+                        f"is {len(text)} characters, over the limit of {PARAMETER_DESCRIPTION_LIMIT}",
+                    )
+                )
+        body = operation.get("requestBody")
+        if isinstance(body, dict):
+            for media, content in (body.get("content") or {}).items():
+                schema = resolve_ref(spec, (content or {}).get("schema") or {})
+                if media == "application/json" and schema.get("type", "object") != "object":
+                    problems.append(
+                        Problem("error", f"{where}.requestBody", f"is a {schema.get('type')!r}, not an object")
+                    )
+    if count > GPT_ACTIONS_OPERATION_LIMIT:
+        problems.append(
+            Problem("warning", "paths", f"has {count} operations; GPT Actions take at most {GPT_ACTIONS_OPERATION_LIMIT}")
+        )
+    if count == 0:
+        problems.append(Problem("error", "paths", "has no operations"))
+    return problems
+
+
+def resolve_ref(spec: dict[str, Any], node: Any) -> Any:
+    """Follow a local `$ref` (`#/components/...`) chain to the node it names."""
+    seen: set[str] = set()
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str):
+        ref = node["$ref"]
+        if ref in seen or not ref.startswith("#/"):
+            return {}
+        seen.add(ref)
+        target: Any = spec
+        for part in ref[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            target = target.get(part) if isinstance(target, dict) else None
+        node = target if target is not None else {}
+    return node
