@@ -1,0 +1,1 @@
+"""Embedding providers; each implements plugkit.plugins.retrieval.embeddings.base.Embedder."""

@@ -1,0 +1,1 @@
+"""Vector store providers; each implements plugkit.plugins.retrieval.stores.base.VectorStore."""

@@ -1,0 +1,97 @@
+"""The contract every vector store fulfils. One contract suite (tests/contract/) runs against all of them.
+
+Conventions every provider keeps:
+- chunk ids are `<document_id>_<n>`; `replace_documents` swaps all chunks of each document atomically (a reader sees
+  the old chunks or the new ones, never a mix);
+- every filter field of `DocumentMetadataFilter` is applied inside the search (a filtered query still returns
+  `top_k` hits when that many match); `start_date`/`end_date` compare with `created_at` as instants;
+- scores are higher-is-better in every mode; `hybrid` fuses dense and keyword rankings;
+- `tenant` scopes everything: with a tenant, a call sees, returns and deletes only that tenant's chunks; None means
+  the store's shared space (no tenancy);
+- `delete(delete_all=True)` removes only this store's own collection/table contents, never anything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore, DocumentMetadataFilter, SearchMode
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """A chunk as stored: its text, metadata (with document_id) and embedding."""
+
+    chunk: DocumentChunk
+    embedding: list[float]
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """All chunks of one document, in order; written as one unit."""
+
+    document_id: str
+    chunks: list[ChunkRecord]
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    text: str
+    embedding: list[float] | None
+    top_k: int = 3
+    mode: SearchMode = "hybrid"
+    filter: DocumentMetadataFilter | None = None
+    tenant: str | None = None
+    include_embeddings: bool = False
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What the store was built with; opening it with another embedding model or dimension is refused."""
+
+    embedding_model: str
+    dimension: int
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class StoreMismatchError(RuntimeError):
+    """The store holds vectors of another embedding model or dimension than the one configured."""
+
+
+class VectorStore(Protocol):
+    name: str
+
+    async def open(self, info: StoreInfo) -> None:
+        """Connect, create what is missing, and check (or record) the embedding model and dimension.
+        Raises StoreMismatchError when the store was built with another model or dimension."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
+        """Store each document's chunks, replacing every chunk it had before, atomically per document."""
+        ...
+
+    async def search(self, request: SearchRequest) -> list[DocumentChunkWithScore]:
+        """The best `top_k` chunks for the request, best first."""
+        ...
+
+    async def get_document(self, document_id: str, tenant: str | None = None) -> list[DocumentChunk]:
+        """A document's chunks in order; empty when it does not exist (for this tenant)."""
+        ...
+
+    async def delete(
+        self,
+        ids: list[str] | None = None,
+        filter: DocumentMetadataFilter | None = None,
+        delete_all: bool = False,
+        tenant: str | None = None,
+    ) -> int:
+        """Delete whole documents by document id, or every chunk matching the filter, or everything (of the tenant).
+        Returns the number of chunks deleted."""
+        ...
+
+    async def count(self, tenant: str | None = None) -> int:
+        """How many chunks are stored (for the tenant, when given)."""
+        ...

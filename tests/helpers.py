@@ -1,0 +1,83 @@
+"""Test support: where the shared data lives, free ports, real plugin server processes, in-process clients."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("PLUGKIT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def asgi_client(app: FastAPI, base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to the app in-process, with its lifespan (startup and shutdown) run."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+
+
+class PluginServer:
+    """A real `plugkit serve ...` process on 127.0.0.1, for what only a real process shows."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.args = [sys.executable, "-m", "plugkit", "serve", *args, "--port", str(self.port)]
+        self.env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> PluginServer:
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                output = self.proc.stdout.read().decode() if self.proc.stdout else ""
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{output}")
+            try:
+                if httpx.get(f"{self.base_url}/.well-known/ai-plugin.json", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server on port {self.port} did not start within {timeout} s")
+
+    def output(self) -> str:
+        """Everything the process printed (call after stop)."""
+        return self.proc.stdout.read().decode() if self.proc and self.proc.stdout else ""
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> PluginServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
