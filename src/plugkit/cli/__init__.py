@@ -5,11 +5,17 @@ from __future__ import annotations
 import typer
 
 from plugkit.cli import manifest as manifest_cmd
+from plugkit.cli import oauth_clients as oauth_clients_cmd
 from plugkit.cli import serve as serve_cmd
+from plugkit.cli import tokens as tokens_cmd
+from plugkit.cli import users as users_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Build, run, check and call LLM AI plugins.")
 app.add_typer(serve_cmd.app, name="serve")
 app.add_typer(manifest_cmd.app, name="manifest")
+app.add_typer(tokens_cmd.app, name="tokens")
+app.add_typer(users_cmd.app, name="users")
+app.add_typer(oauth_clients_cmd.app, name="oauth-clients")
 
 
 def main() -> None:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from plugkit.auth.tables import metadata as auth_metadata
+from plugkit.settings import PluginSettings, load_settings
+from plugkit.storage import Database
 
 HostOpt = Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")]
 DataDirOpt = Annotated[
@@ -22,6 +29,32 @@ PublicUrlOpt = Annotated[
 ServiceTokenFileOpt = Annotated[
     Path | None, typer.Option("--service-token-file", help="File holding the service_http token.")
 ]
+AuthSchemeOpt = Annotated[
+    str | None,
+    typer.Option("--auth-scheme", help="bearer | basic, for service_http and user_http (PLUGKIT_AUTH_SCHEME)."),
+]
+
+
+class PluginName(StrEnum):
+    todo = "todo"
+    sports = "sports"
+    retrieval = "retrieval"
+
+
+PluginOpt = Annotated[PluginName, typer.Option("--plugin", help="Whose database to act on.")]
+
+
+@asynccontextmanager
+async def auth_database(plugin: PluginName | str, data_dir: Path | None) -> AsyncIterator[Database]:
+    """The database `plugkit serve PLUGIN` uses with the same settings, with the auth tables created."""
+    name = plugin.value if isinstance(plugin, PluginName) else plugin
+    settings = load_settings(PluginSettings, data_dir=data_dir)
+    database = Database(settings.database_url_for(name))
+    try:
+        await database.create_all(auth_metadata)
+        yield database
+    finally:
+        await database.dispose()
 
 
 def export_settings(**values: Any) -> None:

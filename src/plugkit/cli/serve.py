@@ -14,8 +14,10 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from plugkit.auth.factory import AuthConfigError, check_auth_settings
 from plugkit.cli.common import (
     AuthOpt,
+    AuthSchemeOpt,
     DataDirOpt,
     HostOpt,
     PublicUrlOpt,
@@ -47,6 +49,11 @@ def run_plugin(name: str, **options: object) -> None:
     except ValidationError as exc:
         fail(f"invalid settings for {name}: {exc}")
         return
+    try:
+        check_auth_settings(settings)
+    except AuthConfigError as exc:
+        fail(f"cannot start {name} with auth {settings.auth}: {exc}")
+        return
     uvicorn.run(
         PLUGINS[name][0],
         factory=True,
@@ -70,6 +77,7 @@ def serve_todo(
     workers: WorkersOpt = None,
     public_url: PublicUrlOpt = None,
     service_token_file: ServiceTokenFileOpt = None,
+    auth_scheme: AuthSchemeOpt = None,
 ) -> None:
     """The TODO plugin (default port 5002)."""
     run_plugin(
@@ -81,6 +89,7 @@ def serve_todo(
         workers=workers,
         public_url=public_url,
         service_token_file=service_token_file,
+        auth_scheme=auth_scheme,
     )
 
 

@@ -1,0 +1,90 @@
+"""The tables the per-user auth methods keep in the plugin's own database. Secrets are stored only as hashes."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
+users = Table(
+    "auth_users",
+    metadata,
+    Column("username", String(200), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+user_tokens = Table(
+    "auth_user_tokens",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("user_id", String(200), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("label", String(200), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+oauth_clients = Table(
+    "auth_oauth_clients",
+    metadata,
+    Column("client_id", String(100), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("redirect_uris", Text, nullable=False),  # JSON list of exact URIs or patterns with `*`
+    Column("name", String(200), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# A sign-in in progress: the validated authorization request, keyed by a one-time id carried in the form.
+oauth_requests = Table(
+    "auth_oauth_requests",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("client_id", String(100), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("code_challenge", String(128), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+)
+
+oauth_codes = Table(
+    "auth_oauth_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("client_id", String(100), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("user_id", String(200), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("code_challenge", String(128), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+)
+
+# One row per issued access/refresh pair; `family` is the hash of the code the chain of refreshes started from.
+oauth_tokens = Table(
+    "auth_oauth_tokens",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("access_hash", String(64), nullable=False, unique=True),
+    Column("refresh_hash", String(64), nullable=True, unique=True),
+    Column("family", String(64), nullable=False, index=True),
+    Column("client_id", String(100), nullable=False),
+    Column("user_id", String(200), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("access_expires_at", DateTime(timezone=True), nullable=False),
+    Column("refresh_expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("key", String(300), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_auth_failures_key_at", "key", "at"),
+)
