@@ -154,7 +154,10 @@ class OAuthMethod:
         state = params.get("state")
         try:
             if params.get("response_type") != "code":
-                raise UnsupportedResponseTypeError(params.get("response_type", ""))
+                response_type = _printable(params.get("response_type", ""))
+                raise UnsupportedResponseTypeError(
+                    response_type, description=f"response_type={response_type} is not supported; use code"
+                )
             if not state:
                 raise InvalidRequestError("state is required")
             scope = self._granted_scope(params.get("scope"))
@@ -234,7 +237,9 @@ class OAuthMethod:
             elif not grant_type:
                 raise InvalidRequestError("grant_type is required")
             else:
-                raise UnsupportedGrantTypeError(grant_type[:60].encode("ascii", "replace").decode())
+                error = UnsupportedGrantTypeError(_printable(grant_type))
+                error.description = f"grant_type={_printable(grant_type)} is not supported"
+                raise error
         except OAuth2Error as exc:
             return oauth_error_response(exc)
         return JSONResponse(body, headers=NO_STORE)
@@ -270,7 +275,7 @@ class OAuthMethod:
             return " ".join(sorted(self.scopes))
         unknown = [s for s in wanted if s not in self.scopes]
         if unknown:
-            raise InvalidScopeError("unknown scope: " + " ".join(unknown)[:100].encode("ascii", "replace").decode())
+            raise InvalidScopeError("unknown scope: " + _printable(" ".join(unknown), 100))
         return " ".join(sorted(set(wanted)))
 
     async def _consume_request(self, request_id: str) -> bool:
@@ -363,6 +368,11 @@ class OAuthMethod:
                     raise InvalidScopeError("a refresh cannot widen the scope")
                 scope = " ".join(sorted(wanted))
             return await _issue(session, client.client_id, row.user_id, scope, row.family)
+
+
+def _printable(text: str, limit: int = 60) -> str:
+    """Client input made fit for an RFC 6749 error_description (printable ASCII without quote or backslash)."""
+    return "".join(c if 0x20 <= ord(c) <= 0x7E and c not in '"\\' else "?" for c in text[:limit])
 
 
 async def _token_params(request: Request) -> dict[str, str]:
