@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: run test venv venv-dev lint bench-todo clean
+.PHONY: run test venv venv-dev lint bench-todo clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ venv-dev: $(VENV)/.dev-stamp
 run: venv
 	$(VENV)/bin/plugkit serve all
 
-test: venv-dev
+# The OAuth sign-in page is tested in headless Debian Chromium; install it when missing (needs root).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update && apt-get install -y chromium); } \
+		|| { echo "chromium is missing: run 'apt-get install -y chromium' as root" >&2; exit 1; }
+
+test: venv-dev chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv-dev

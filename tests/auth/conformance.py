@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from tests.auth.oauth_flow import PASSWORD, code_grant, sign_in
-from tests.helpers import asgi_client
 
 from plugkit.settings import AuthKind, PluginSettings
 from plugkit.spec import iter_operations
+from tests.auth.oauth_flow import PASSWORD, code_grant, sign_in
+from tests.helpers import asgi_client
 
 SERVICE_TOKEN = "svc_9Qm2vT7xLp4Rk8Zs1Wd6Yh3Nc5Bf0Ja"
 USER = "alice"

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+
+from tests.helpers import REPO_ROOT
 
 HOST_CALLBACK = "https://chat.openai.com/aip/plugin-4f2c1b7e/oauth/callback"
 GPT_CALLBACK = "https://chatgpt.com/aip/g-7d9a3e21/oauth/callback"
@@ -94,3 +101,20 @@ async def code_grant(
         "redirect_uri": redirect_uri,
     }
     return await exchange(client, params, content_type)
+
+
+def run_plugkit(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a real `plugkit ...` command; fails the test with its output when it exits non-zero."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-m", "plugkit", *args], input=stdin, capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, f"plugkit {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def register_with_cli(data_dir: Path, user: str = "alice") -> tuple[str, str]:
+    """Create a user and the default client with the CLI, as an operator would; returns (client_id, client_secret)."""
+    run_plugkit("users", "create", user, "--password-stdin", "--data-dir", str(data_dir), stdin=PASSWORD + "\n")
+    created = json.loads(run_plugkit("oauth-clients", "create", "--json", "--data-dir", str(data_dir)).stdout)
+    return created["client_id"], created["client_secret"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.auth.conformance import check_every_operation_requires_auth
 
 from plugkit.auth.factory import AuthConfigError, build_auth_method, check_auth_settings
 from plugkit.plugins.todo.app import create_app
 from plugkit.plugins.todo.settings import TodoSettings
 from plugkit.settings import PluginSettings
 from plugkit.storage import Database
+from tests.auth.conformance import check_every_operation_requires_auth
 
 
 @pytest.mark.parametrize(

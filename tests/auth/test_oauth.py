@@ -12,6 +12,11 @@ import pytest
 from authlib.oauth2.rfc7636.challenge import create_s256_code_challenge
 from fastapi import FastAPI
 from sqlalchemy import update
+
+from plugkit.auth import tables
+from plugkit.auth.credentials import utcnow
+from plugkit.plugins.todo.app import create_app
+from plugkit.plugins.todo.settings import TodoSettings
 from tests.auth.oauth_flow import (
     GPT_CALLBACK,
     HOST_CALLBACK,
@@ -24,11 +29,6 @@ from tests.auth.oauth_flow import (
     sign_in,
 )
 from tests.helpers import asgi_client
-
-from plugkit.auth import tables
-from plugkit.auth.credentials import utcnow
-from plugkit.plugins.todo.app import create_app
-from plugkit.plugins.todo.settings import TodoSettings
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
