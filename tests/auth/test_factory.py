@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 
 from plugkit.auth.factory import AuthConfigError, build_auth_method, check_auth_settings
+from plugkit.manifest import has_errors, validate_manifest
 from plugkit.plugins.todo.app import create_app
 from plugkit.plugins.todo.settings import TodoSettings
 from plugkit.settings import PluginSettings
+from plugkit.spec import lint_spec
 from plugkit.storage import Database
 from tests.auth.conformance import check_every_operation_requires_auth
+from tests.helpers import asgi_client
 
 
 @pytest.mark.parametrize(
@@ -70,3 +73,15 @@ def test_service_http_names_an_unreadable_token_file(tmp_path: Path) -> None:
     settings = PluginSettings(auth="service_http", service_token_file=tmp_path / "absent", data_dir=tmp_path)
     with pytest.raises(AuthConfigError, match="cannot read the service token file"):
         check_auth_settings(settings)
+
+
+@pytest.mark.parametrize("kind", ["none", "service_http", "user_http", "oauth"])
+async def test_each_methods_manifest_passes_strict_validation(tmp_path: Path, kind: str) -> None:
+    extra = {"service_token": "svc_9Qm2vT7xLp4Rk8Zs1Wd6Yh3Nc5Bf0Ja"} if kind == "service_http" else {}
+    app = create_app(TodoSettings(auth=kind, data_dir=tmp_path, **extra))  # type: ignore[arg-type]
+    async with asgi_client(app, base_url="https://todo.example.com") as client:
+        manifest = (await client.get("/.well-known/ai-plugin.json")).json()
+        spec = (await client.get("/openapi.json")).json()
+    assert manifest["auth"]["type"] == kind
+    assert not has_errors(validate_manifest(manifest, "strict"))
+    assert [p for p in lint_spec(spec) if p.level == "error"] == []

@@ -386,3 +386,59 @@ async def test_the_whole_flow_works_on_postgresql(tmp_path: Path, postgres_url: 
         await code_grant(s.client, s.client_id, s.secret, query["code"])
         again = await code_grant(s.client, s.client_id, s.secret, query["code"])
         assert again.json()["error"] == "invalid_grant"
+
+
+ODD_AUTHORIZE_QUERIES = [
+    {"client_id": "x" * 5000},
+    {"client_id": "\u00e9\u0000", "redirect_uri": "\ud7ff"},
+    {"redirect_uri": HOST_CALLBACK, "state": "s" * 20000, "response_type": "code"},
+    {"redirect_uri": HOST_CALLBACK, "response_type": "c\u00f6de", "state": "\u2603"},
+    {"redirect_uri": HOST_CALLBACK, "response_type": "code", "state": "s", "scope": "\u00e9" * 500},
+    {"redirect_uri": HOST_CALLBACK, "response_type": "code", "state": "s", "code_challenge": "\u00e9" * 50},
+]
+ODD_TOKEN_BODIES: list[object] = [
+    {"grant_type": "authorization_code", "code": {"nested": 1}, "redirect_uri": ["a"]},
+    {"grant_type": "refresh_token", "refresh_token": "r" * 100000},
+    {"grant_type": "authorization_code", "code": "\u0000", "redirect_uri": "\ud7ff", "code_verifier": "\u00e9" * 60},
+    {"grant_type": True, "client_id": None},
+    "just a string",
+    None,
+]
+
+
+@pytest.mark.parametrize("query", ODD_AUTHORIZE_QUERIES)
+async def test_odd_authorization_requests_get_a_4xx_or_a_redirect_never_a_5xx(
+    server: Server, query: dict[str, str]
+) -> None:
+    params = {"client_id": server.client_id, **query}
+    answer = await server.client.get("/oauth/authorize", params=params)
+    assert answer.status_code in (200, 303, 400), answer.text
+
+
+@pytest.mark.parametrize("body", ODD_TOKEN_BODIES)
+async def test_odd_token_requests_get_an_rfc_6749_error_never_a_5xx(server: Server, body: object) -> None:
+    answer = await server.client.post("/oauth/token", json=body, auth=(server.client_id, server.secret))
+    assert 400 <= answer.status_code < 500 and "error" in answer.json()
+
+
+async def test_odd_sign_in_submissions_never_get_a_5xx(tmp_path: Path, postgres_url: str) -> None:
+    # PostgreSQL enforces column lengths that SQLite ignores, so oversized input is tried there.
+    settings = TodoSettings(auth="oauth", data_dir=tmp_path, database_url=postgres_url, auth_failure_limit=100)
+    async for s in start(settings):
+        request_id = request_id_of((await open_sign_in(s.client, s.client_id)).text)
+        for form in (
+            {"request_id": request_id, "username": "u" * 5000, "password": "p" * 100000},
+            {"request_id": "\u00e9" * 300, "username": "alice", "password": PASSWORD},
+            {"request_id": request_id, "username": "\u0000", "password": "\u0000"},
+            {},
+        ):
+            answer = await s.client.post("/oauth/authorize", data=form)
+            assert answer.status_code in (400, 429), answer.text
+        params = {
+            "grant_type": "authorization_code",
+            "client_id": "c" * 5000,
+            "client_secret": "x",
+            "code": "y",
+            "redirect_uri": HOST_CALLBACK,
+        }
+        assert (await exchange(s.client, params)).status_code == 401

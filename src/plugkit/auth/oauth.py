@@ -31,6 +31,7 @@ from sqlalchemy import MetaData, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plugkit.auth import tables
+from plugkit.auth.bearer import USERNAME
 from plugkit.auth.clients import Client, ClientStore, redirect_uri_allowed
 from plugkit.auth.credentials import as_utc, hash_secret, new_secret, read_credential, unauthorized, utcnow
 from plugkit.auth.principal import Principal
@@ -51,7 +52,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
-class TooManyAttempts(OAuth2Error):
+class TooManyAttempts(OAuth2Error):  # type: ignore[misc]
     """Failed client or password attempts over the limit: 429 with the RFC 6749 error body."""
 
     error = "temporarily_unavailable"
@@ -145,6 +146,8 @@ class OAuthMethod:
     async def authorize_page(self, request: Request) -> Response:
         """Check the authorization request, keep it in the database, and show the sign-in and consent form."""
         params = request.query_params
+        if any("\x00" in value for value in params.values()):
+            return _page("Invalid request", "<p>The request contains a NUL character.</p>", 400)
         client_id, redirect_uri = params.get("client_id", ""), params.get("redirect_uri", "")
         client = await self.clients.get(client_id) if client_id else None
         if client is None:
@@ -184,6 +187,7 @@ class OAuthMethod:
         form = await request.form()
         request_id, username = str(form.get("request_id", "")), str(form.get("username", "")).strip()
         password, decision = str(form.get("password", "")), str(form.get("decision", "allow"))
+        username = username if USERNAME.match(username) else ""  # never a valid user: fails like a wrong password
         t = tables.oauth_requests
         async with self.db.read() as session:
             pending = (await session.execute(select(t).where(t.c.id_hash == hash_secret(request_id)))).first()
@@ -197,7 +201,7 @@ class OAuthMethod:
             if await self._consume_request(request_id):
                 return _redirect_error(pending.redirect_uri, AccessDeniedError(), pending.state)
             return _page("Sign-in expired", "<p>This sign-in was already used.</p>", 400)
-        keys = (f"user:{username.lower()}", f"addr:{_client_address(request)}")
+        keys = (f"user:{username.lower() or '(invalid)'}", f"addr:{_client_address(request)}")
         if await self.limiter.blocked(*keys):
             minutes = max(1, self.settings.auth_failure_window_s // 60)
             error = f"Too many failed sign-ins. Wait {minutes} minutes and try again."
@@ -288,6 +292,8 @@ class OAuthMethod:
 
     async def _authenticate_client(self, request: Request, params: dict[str, str]) -> Client:
         header_id, header_secret = extract_basic_authorization(request.headers)
+        if "\x00" in (header_id or "") + (header_secret or ""):
+            raise InvalidRequestError("the client credentials contain a NUL character")
         body_id, body_secret = params.get("client_id"), params.get("client_secret")
         if header_id is not None and body_secret is not None:
             raise InvalidRequestError("send the client credentials once: in the body or by HTTP Basic, not both")
@@ -384,11 +390,15 @@ async def _token_params(request: Request) -> dict[str, str]:
             raise InvalidRequestError("the body is not valid JSON") from None
         if not isinstance(data, dict):
             raise InvalidRequestError("the JSON body must be an object")
-        return {str(k): str(v) for k, v in data.items() if isinstance(v, str | int) and not isinstance(v, bool)}
-    if content_type == FORM_TYPE:
+        params = {str(k): str(v) for k, v in data.items() if isinstance(v, str | int) and not isinstance(v, bool)}
+    elif content_type == FORM_TYPE:
         form = await request.form()
-        return {k: v for k, v in form.items() if isinstance(v, str)}
-    raise InvalidRequestError(f"send the parameters as application/json or {FORM_TYPE}")
+        params = {k: v for k, v in form.items() if isinstance(v, str)}
+    else:
+        raise InvalidRequestError(f"send the parameters as application/json or {FORM_TYPE}")
+    if any("\x00" in key or "\x00" in value for key, value in params.items()):
+        raise InvalidRequestError("the parameters contain a NUL character")
+    return params
 
 
 def _code_challenge(challenge: str | None, method: str | None) -> str | None:

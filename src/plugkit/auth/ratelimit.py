@@ -24,7 +24,9 @@ class FailureLimiter:
         async with self.db.read() as session:
             for key in keys:
                 count = (
-                    await session.execute(select(func.count()).select_from(t).where(t.c.key == key, t.c.at > since))
+                    await session.execute(
+                        select(func.count()).select_from(t).where(t.c.key == key[:300], t.c.at > since)
+                    )
                 ).scalar_one()
                 if count >= self.limit:
                     return True
@@ -36,4 +38,4 @@ class FailureLimiter:
         t = tables.auth_failures
         async with self.db.write() as session:
             await session.execute(delete(t).where(t.c.at <= now - timedelta(seconds=self.window_s)))
-            await session.execute(insert(t), [{"key": key, "at": now} for key in keys])
+            await session.execute(insert(t), [{"key": key[:300], "at": now} for key in keys])
