@@ -24,6 +24,8 @@ async def test_failures_recorded_by_one_worker_block_another(tmp_path: Path) -> 
     assert await worker_a.blocked("client:c1")
     assert await worker_a.blocked("client:other", "client:c1")
     assert not await worker_a.blocked("addr:10.0.0.1")
+    await first.dispose()
+    await second.dispose()
 
 
 async def test_failures_older_than_the_window_no_longer_count(tmp_path: Path) -> None:
@@ -35,3 +37,4 @@ async def test_failures_older_than_the_window_no_longer_count(tmp_path: Path) ->
     async with database.write() as session:
         await session.execute(update(tables.auth_failures).values(at=utcnow() - timedelta(seconds=61)))
     assert not await limiter.blocked("user:alice")
+    await database.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,11 @@ from plugkit.storage import Database
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> UserStore:
+async def store(tmp_path: Path) -> AsyncIterator[UserStore]:
     database = Database(f"sqlite:///{tmp_path / 'users.db'}")
     await database.create_all(tables.metadata)
-    return UserStore(database)
+    yield UserStore(database)
+    await database.dispose()
 
 
 async def test_a_password_is_stored_as_an_argon2id_hash_and_verifies(store: UserStore) -> None:
