@@ -54,6 +54,7 @@ def run_plugin(name: str, **options: object) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        access_log=settings.access_log,
         server_header=False,
     )
 

@@ -43,7 +43,7 @@ StoreDep = Annotated[TodoStore, Depends(get_store)]
 Username = Annotated[str, Path(min_length=1, max_length=200, description="The name of the user.")]
 
 
-def check_access(principal: CurrentPrincipal, username: Username) -> str:
+async def check_access(principal: CurrentPrincipal, username: Username) -> str:
     """Under per-user auth a principal reaches only its own list; under none and service_http, any list."""
     if principal.identifies_user and principal.user_id != username:
         raise HTTPException(
