@@ -25,7 +25,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 PEER_DIR = ROOT.parent / "shared" / "peers"
 RESULTS = ROOT / "bench" / "results" / "todo.json"
-POST_SCRIPT = 'wrk.method = "POST"\nwrk.body = \'{"todo": "benchmark item"}\'\nwrk.headers["Content-Type"] = "application/json"\n'
+POST_SCRIPT = """wrk.method = "POST"
+wrk.body = '{"todo": "benchmark item"}'
+wrk.headers["Content-Type"] = "application/json"
+"""
 
 
 def free_port() -> int:
@@ -64,7 +67,7 @@ def wrk(url: str, threads: int, connections: int, duration: int, script: Path | 
     }
 
 
-def measure(name: str, cmd: list[str], cwd: Path, env: dict[str, str], port: int, args: argparse.Namespace) -> dict[str, Any]:
+def measure(cmd: list[str], cwd: Path, env: dict[str, str], port: int, args: argparse.Namespace) -> dict[str, Any]:
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -98,11 +101,11 @@ def main() -> None:
     port = free_port()
     plugkit_cmd = [sys.executable, "-m", "plugkit", "serve", "todo", "--port", str(port), "--data-dir", str(data_dir)]
     plugkit_cmd += ["--workers", str(args.workers)]
-    plugkit = measure("plugkit", plugkit_cmd, ROOT, env, port, args)
+    plugkit = measure(plugkit_cmd, ROOT, env, port, args)
     peer_port = free_port()
     peer_cmd = [sys.executable, "-m", "uvicorn", "seed_todo:app", "--port", str(peer_port), "--no-access-log"]
     peer_cmd += ["--log-level", "warning"]
-    peer = measure("example", peer_cmd, PEER_DIR, dict(os.environ), peer_port, args)
+    peer = measure(peer_cmd, PEER_DIR, dict(os.environ), peer_port, args)
     db_bytes = (data_dir / "todo.db").stat().st_size
     shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -101,7 +101,7 @@ def serve_all(
         procs[name] = subprocess.Popen(args, env=env)
     try:
         for name, proc in procs.items():
-            settings = _settings_class(name)(**({"host": host} if host else {}))
+            settings = _settings_class(name)() if host is None else _settings_class(name)(host=host)
             base = f"http://{settings.host}:{settings.port}"
             _wait_until_up(base, proc, wait_s)
             typer.echo(f"{name:<10} {base}  manifest {base}/.well-known/ai-plugin.json  docs {base}/docs")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request
 
@@ -55,7 +55,7 @@ async def check_access(principal: CurrentPrincipal, username: Username) -> str:
 AllowedUser = Annotated[str, Depends(check_access)]
 
 router = APIRouter()
-NOT_FOUND = {404: {"model": ErrorDetail, "description": "No such user, index or todo"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorDetail, "description": "No such user, index or todo"}}
 
 
 @router.post("/todos/{username}", operation_id="addTodo", summary="Add a todo to the list", response_model=TodoItem)

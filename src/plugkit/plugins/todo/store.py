@@ -8,6 +8,7 @@ from typing import Protocol
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Integer,
     MetaData,
