@@ -10,7 +10,7 @@ import typer
 
 from plugkit.host.check import check_plugin
 from plugkit.host.loader import load_plugin
-from plugkit.manifest import has_errors
+from plugkit.manifest import Mode, has_errors
 
 SourceArg = Annotated[
     str, typer.Argument(help="The plugin's base URL, its manifest (URL or file), or a spec alone (URL or file).")
@@ -30,7 +30,7 @@ def check(
 ) -> None:
     """Fetch a plugin's manifest and spec as a host does and report every problem; exit 1 on errors."""
     plugin = asyncio.run(load_plugin(source, spec_source=spec))
-    mode = "strict" if strict else "default"
+    mode: Mode = "strict" if strict else "default"
     problems = check_plugin(plugin, mode)
     errors = sum(p.level == "error" for p in problems)
     if as_json:
