@@ -144,3 +144,26 @@ def test_api_operations_leave_out_the_auth_methods_own_routes(tmp_path: Path) ->
     app.include_router(WithSignIn().routers()[0])
     assert "issueToken" in {op["operationId"] for item in app.openapi()["paths"].values() for op in item.values()}
     assert "issueToken" not in {op.operation_id for op in api_operations(app)}
+
+
+async def test_under_oauth_a_refusal_names_the_protected_resource_metadata_which_is_served(tmp_path: Path) -> None:
+    class OAuthLike(StaticBearerAuth):
+        kind: AuthKind = "oauth"
+
+    app = build_app("todo", tmp_path)
+    app.state.auth = OAuthLike()
+    mount_mcp(app)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:5002") as http:
+            refused = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+            metadata = await http.get("/.well-known/oauth-protected-resource/mcp")
+    url = "http://127.0.0.1:5002/.well-known/oauth-protected-resource/mcp"
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == f'Bearer, resource_metadata="{url}"'
+    assert metadata.json()["resource"] == "http://127.0.0.1:5002/mcp"
+    assert metadata.json()["authorization_servers"] == ["http://127.0.0.1:5002"]
+
+
+async def test_without_oauth_there_is_no_protected_resource_metadata(tmp_path: Path) -> None:
+    app = protected_todo_app(tmp_path)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as http:
+        assert (await http.get("/.well-known/oauth-protected-resource/mcp")).status_code == 404

@@ -17,16 +17,19 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.shared.auth import ProtectedResourceMetadata
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from plugkit.app import public_base_url
 from plugkit.host.call import call_operation
 from plugkit.host.tools import Operation, mcp_tools, operations
 
 MCP_PATH = "/mcp"
+RESOURCE_METADATA = "/.well-known/oauth-protected-resource"
 _IN_PROCESS_BASE = "http://plugin.internal"
 
 
@@ -89,21 +92,54 @@ def _error(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
 
 
-class RequireCredential:
-    """Lets a request through to `inner` only if the plugin's auth method accepts its credential."""
+def _metadata_url(request: Request, path: str) -> str:
+    return public_base_url(request, request.app.state.settings) + RESOURCE_METADATA + path
 
-    def __init__(self, inner: ASGIApp, plugin: FastAPI) -> None:
-        self.inner, self.plugin = inner, plugin
+
+class RequireCredential:
+    """Lets a request through to `inner` only if the plugin's auth method accepts its credential.
+
+    Under oauth a refusal also names the protected-resource metadata (RFC 9728), as MCP clients expect.
+    """
+
+    def __init__(self, inner: ASGIApp, plugin: FastAPI, path: str) -> None:
+        self.inner, self.plugin, self.path = inner, plugin, path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            request = Request(scope)
             try:
-                await self.plugin.state.auth.authenticate(Request(scope))
+                await self.plugin.state.auth.authenticate(request)
             except HTTPException as exc:
-                response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+                headers = dict(exc.headers or {})
+                if self.plugin.state.auth.kind == "oauth" and exc.status_code == 401:
+                    challenge = headers.get("WWW-Authenticate", "Bearer")
+                    headers["WWW-Authenticate"] = (
+                        f'{challenge}, resource_metadata="{_metadata_url(request, self.path)}"'
+                    )
+                response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
                 await response(scope, receive, send)
                 return
         await self.inner(scope, receive, send)
+
+
+def _resource_metadata_route(path: str) -> Route:
+    """RFC 9728 metadata for the MCP endpoint of an oauth plugin: the plugin is its own authorization server."""
+
+    async def metadata(request: Request) -> JSONResponse:
+        settings = request.app.state.settings
+        base = public_base_url(request, settings)
+        document = ProtectedResourceMetadata.model_validate(
+            {
+                "resource": base + path,
+                "authorization_servers": [base],
+                "scopes_supported": [settings.oauth_scope],
+                "resource_name": request.app.title,
+            }
+        )
+        return JSONResponse(document.model_dump(mode="json", exclude_none=True))
+
+    return Route(RESOURCE_METADATA + path, endpoint=metadata, methods=["GET"])
 
 
 def mount_mcp(app: FastAPI, path: str = MCP_PATH) -> FastAPI:
@@ -113,7 +149,9 @@ def mount_mcp(app: FastAPI, path: str = MCP_PATH) -> FastAPI:
     """
     bridge = PluginBridge(app)
     manager = StreamableHTTPSessionManager(app=bridge.server, stateless=True, json_response=True)
-    app.router.routes.append(Route(path, endpoint=RequireCredential(StreamableHTTPASGIApp(manager), app)))
+    app.router.routes.append(Route(path, endpoint=RequireCredential(StreamableHTTPASGIApp(manager), app, path)))
+    if app.state.auth.kind == "oauth":
+        app.router.routes.append(_resource_metadata_route(path))
     previous: Callable[[Any], AbstractAsyncContextManager[Any]] = app.router.lifespan_context
 
     @asynccontextmanager
