@@ -21,7 +21,7 @@ from plugkit.manifest import ServiceHttpAuth
 from plugkit.mcp import api_operations, mount_mcp
 from plugkit.settings import AuthKind
 from tests.helpers import PluginServer
-from tests.host.plugins import build_app
+from tests.host.support import build_app
 
 TOKEN = "s3cret-token"
 

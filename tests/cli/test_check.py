@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from plugkit.cli import app
 from tests.helpers import PluginServer, free_port
-from tests.host.test_check import GOOD_OP, MANIFEST, spec_with
+from tests.host.support import GOOD_OP, MANIFEST, spec_with
 
 runner = CliRunner()
 

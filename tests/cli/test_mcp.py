@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from plugkit.cli import app
 from tests.helpers import REPO_ROOT, asgi_client
-from tests.host.plugins import build_app
+from tests.host.support import build_app
 
 runner = CliRunner()
 

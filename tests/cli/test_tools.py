@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from plugkit.cli import app
 from tests.cli.test_check import plugin_files
-from tests.host.test_check import GOOD_OP, spec_with
+from tests.host.support import GOOD_OP, spec_with
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ from plugkit.host.call import build_request, call_operation, find_operation
 from plugkit.host.loader import load_plugin
 from plugkit.host.tools import operations
 from tests.helpers import asgi_client
-from tests.host.plugins import build_app
+from tests.host.support import build_app
 
 
 async def test_add_then_get_todos_round_trips_through_the_api(tmp_path: Path) -> None:

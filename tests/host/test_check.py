@@ -9,33 +9,7 @@ import pytest
 
 from plugkit.host.check import check_plugin, same_site
 from plugkit.host.loader import LoadedPlugin, load_plugin
-from tests.host.plugins import PLUGIN_NAMES, build_app, host_client
-
-MANIFEST: dict[str, Any] = {
-    "schema_version": "v1",
-    "name_for_human": "Example",
-    "name_for_model": "example",
-    "description_for_human": "An example plugin.",
-    "description_for_model": "An example plugin.",
-    "auth": {"type": "none"},
-    "api": {"type": "openapi", "url": "https://example.com/openapi.yaml"},
-    "logo_url": "https://example.com/logo.png",
-    "contact_email": "hello@example.com",
-    "legal_info_url": "https://example.com/legal",
-}
-
-
-def spec_with(operations: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {
-        "openapi": "3.0.1",
-        "info": {"title": "Example", "version": "1"},
-        "servers": [{"url": "https://example.com"}],
-        "paths": operations,
-        **extra,
-    }
-
-
-GOOD_OP = {"get": {"operationId": "getThing", "summary": "Get the thing", "responses": {"200": {"description": "ok"}}}}
+from tests.host.support import GOOD_OP, MANIFEST, PLUGIN_NAMES, build_app, host_client, spec_with
 
 
 def plugin(spec: dict[str, Any], manifest: dict[str, Any] | None = None) -> LoadedPlugin:

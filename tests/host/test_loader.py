@@ -11,8 +11,7 @@ import yaml
 
 from plugkit.host.loader import LoadError, load_plugin, parse_document
 from tests.helpers import free_port
-from tests.host.plugins import build_app, host_client
-from tests.host.test_check import GOOD_OP, MANIFEST, spec_with
+from tests.host.support import GOOD_OP, MANIFEST, build_app, host_client, spec_with
 
 
 async def test_a_base_url_loads_the_well_known_manifest_and_the_spec_it_names(tmp_path: Path) -> None:

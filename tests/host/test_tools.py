@@ -10,7 +10,7 @@ import pytest
 
 from plugkit.host.loader import load_plugin
 from plugkit.host.tools import BODY, deref, mcp_tools, openai_tools, operations, ts_type, typescript_namespace
-from tests.host.plugins import build_app, host_client
+from tests.host.support import build_app, host_client
 
 SPEC_30: dict[str, Any] = {
     "openapi": "3.0.2",
