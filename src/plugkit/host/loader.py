@@ -81,7 +81,7 @@ async def fetch_text(client: httpx.AsyncClient, url: str, what: str, timeout: fl
     try:
         response = await client.get(url, timeout=timeout, follow_redirects=True)
     except httpx.TimeoutException as exc:
-        raise LoadError(f"the {what} at {url} did not arrive within {timeout:.0f} s") from exc
+        raise LoadError(f"the {what} at {url} did not arrive within {timeout:g} s") from exc
     except httpx.HTTPError as exc:
         raise LoadError(f"cannot fetch the {what} at {url}: {type(exc).__name__}: {exc}") from exc
     if response.status_code != 200:
