@@ -75,15 +75,17 @@ def test_serve_todo_with_mcp_serves_the_operations_as_tools_on_the_same_data(tmp
 
 
 def test_a_failing_call_is_a_tool_error_carrying_the_apis_status_and_detail(tmp_path: Path) -> None:
-    async def session() -> tuple[Any, Any, Any]:
+    async def session() -> tuple[Any, Any, Any, Any]:
         app = mount_mcp(build_app("todo", tmp_path))
         async with app.router.lifespan_context(app), mcp_client(app) as client:
             missing = await client.call_tool("deleteTodo", {"username": "nobody", "todo_idx": 0})
             invalid = await client.call_tool("addTodo", {"username": "bob", "todo": ""})
             unknown = await client.call_tool("addTodo", {"username": "bob", "todo": "x", "colour": "red"})
-            return missing, invalid, unknown
+            no_such = await client.call_tool("renameTodo", {})
+            return missing, invalid, unknown, no_such
 
-    missing, invalid, unknown = anyio.run(session)
+    missing, invalid, unknown, no_such = anyio.run(session)
+    assert no_such.is_error and text_of(no_such).startswith("no tool 'renameTodo'; the tools are: getTodos")
     assert missing.is_error and text_of(missing).startswith("HTTP 404") and "has no todos" in text_of(missing)
     assert invalid.is_error and text_of(invalid).startswith("HTTP 422")
     assert unknown.is_error and "colour" in text_of(unknown)

@@ -10,6 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from plugkit.cli import app
+from plugkit.cli.call import authorization_header
+from plugkit.host.loader import LoadedPlugin
 from tests.helpers import PluginServer
 
 runner = CliRunner()
@@ -59,3 +61,11 @@ def test_an_http_error_prints_the_body_and_exits_1(todo_server: PluginServer) ->
 def test_bad_usage_exits_2_with_a_clear_message(todo_server: PluginServer, args: list[str], message: str) -> None:
     result = runner.invoke(app, ["call", todo_server.base_url, *args])
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_the_token_goes_in_the_scheme_the_manifest_names() -> None:
+    basic = LoadedPlugin(source="x", manifest={"auth": {"type": "user_http", "authorization_type": "basic"}})
+    bearer = LoadedPlugin(source="x", manifest={"auth": {"type": "service_http", "authorization_type": "bearer"}})
+    assert authorization_header(basic, "dXNlcjpwdw==") == "Basic dXNlcjpwdw=="
+    assert authorization_header(bearer, "t") == "Bearer t"
+    assert authorization_header(bearer, None) is None

@@ -37,4 +37,8 @@ def mcp(
 
     export_settings(data_dir=data_dir, auth=auth)
     app = plugin_factory(name)
+    if app.state.settings.auth != "none" and not token:
+        typer.echo(
+            f"warning: {name} runs with auth {app.state.settings.auth} and no --token: calls will be refused", err=True
+        )
     anyio.run(lambda: serve_stdio(app, authorization=f"Bearer {token}" if token else None))

@@ -192,7 +192,7 @@ def mcp_tools(ops: list[Operation]) -> list[dict[str, Any]]:
     return [
         {
             "name": op.operation_id,
-            "title": op.summary or None,
+            **({"title": op.summary} if op.summary else {}),
             "description": op.doc,
             "inputSchema": op.input_schema,
             "annotations": {
