@@ -169,3 +169,20 @@ async def test_without_oauth_there_is_no_protected_resource_metadata(tmp_path: P
     app = protected_todo_app(tmp_path)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as http:
         assert (await http.get("/.well-known/oauth-protected-resource/mcp")).status_code == 404
+
+
+def test_operations_taking_a_file_upload_are_not_offered_as_tools(tmp_path: Path) -> None:
+    app = build_app("todo", tmp_path)
+    router = APIRouter()
+
+    @router.post(
+        "/upload",
+        operation_id="uploadFile",
+        openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object"}}}}},
+    )
+    async def upload() -> dict[str, str]:
+        return {}
+
+    app.include_router(router)
+    assert "uploadFile" in {op["operationId"] for item in app.openapi()["paths"].values() for op in item.values()}
+    assert "uploadFile" not in {op.operation_id for op in api_operations(app)}

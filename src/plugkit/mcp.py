@@ -34,9 +34,14 @@ _IN_PROCESS_BASE = "http://plugin.internal"
 
 
 def api_operations(app: FastAPI) -> list[Operation]:
-    """The app's API operations: every operation of its spec but the auth method's own (sign-in, token) routes."""
+    """The operations a model can call: every operation of the app's spec but the auth method's own (sign-in,
+    token) routes and those taking a non-JSON body (file uploads), which tool arguments cannot carry."""
     auth_paths = {getattr(route, "path", None) for router in app.state.auth.routers() for route in router.routes}
-    return [op for op in operations(app.openapi()) if op.path not in auth_paths]
+    return [
+        op
+        for op in operations(app.openapi())
+        if op.path not in auth_paths and op.body_media_type in (None, "application/json")
+    ]
 
 
 class PluginBridge:
