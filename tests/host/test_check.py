@@ -9,6 +9,7 @@ import pytest
 
 from plugkit.host.check import check_plugin, same_site
 from plugkit.host.loader import LoadedPlugin, load_plugin
+from plugkit.manifest import Mode
 from tests.host.support import GOOD_OP, MANIFEST, PLUGIN_NAMES, build_app, host_client, spec_with
 
 
@@ -28,12 +29,12 @@ def fields(problems: list[Any], level: str = "error") -> list[str]:
 
 @pytest.mark.parametrize("mode", ["default", "strict"])
 @pytest.mark.parametrize("name", PLUGIN_NAMES)
-async def test_every_reference_plugin_passes_check_cleanly(name: str, mode: str, tmp_path: Path) -> None:
+async def test_every_reference_plugin_passes_check_cleanly(name: str, mode: Mode, tmp_path: Path) -> None:
     app = build_app(name, tmp_path)
     async with host_client(app) as client:
         loaded = await load_plugin("http://127.0.0.1:5002", client=client)
     assert loaded.spec is not None and loaded.manifest is not None
-    assert [str(p) for p in check_plugin(loaded, mode)] == []  # type: ignore[arg-type]
+    assert [str(p) for p in check_plugin(loaded, mode)] == []
 
 
 def test_a_clean_plugin_has_no_problems() -> None:
