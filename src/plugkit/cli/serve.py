@@ -12,6 +12,7 @@ from typing import Annotated
 import httpx
 import typer
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from plugkit.cli.common import (
@@ -39,7 +40,18 @@ def _settings_class(name: str) -> type[PluginSettings]:
     return getattr(__import__(module, fromlist=[attr]), attr)  # type: ignore[no-any-return]
 
 
-def run_plugin(name: str, **options: object) -> None:
+MCP_PLUGIN_ENV = "PLUGKIT_SERVE_MCP_PLUGIN"
+
+
+def mcp_app() -> FastAPI:
+    """uvicorn factory for `serve NAME --mcp`: the plugin named in the environment, with MCP at /mcp."""
+    from plugkit.cli.mcp import plugin_factory
+    from plugkit.mcp import mount_mcp
+
+    return mount_mcp(plugin_factory(os.environ[MCP_PLUGIN_ENV]))
+
+
+def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
     """Export the options, check the settings build, then hand the app factory to uvicorn."""
     export_settings(**options)
     try:
@@ -47,8 +59,10 @@ def run_plugin(name: str, **options: object) -> None:
     except ValidationError as exc:
         fail(f"invalid settings for {name}: {exc}")
         return
+    if mcp:
+        os.environ[MCP_PLUGIN_ENV] = name  # worker processes inherit it
     uvicorn.run(
-        PLUGINS[name][0],
+        "plugkit.cli.serve:mcp_app" if mcp else PLUGINS[name][0],
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -60,6 +74,7 @@ def run_plugin(name: str, **options: object) -> None:
 
 
 PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
+McpOpt = Annotated[bool, typer.Option("--mcp", help="Also serve the operations as MCP tools at /mcp.")]
 
 
 @app.command("todo")
@@ -71,10 +86,12 @@ def serve_todo(
     workers: WorkersOpt = None,
     public_url: PublicUrlOpt = None,
     service_token_file: ServiceTokenFileOpt = None,
+    mcp: McpOpt = False,
 ) -> None:
     """The TODO plugin (default port 5002)."""
     run_plugin(
         "todo",
+        mcp=mcp,
         host=host,
         port=port,
         data_dir=data_dir,
