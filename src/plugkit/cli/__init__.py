@@ -6,10 +6,12 @@ import typer
 
 from plugkit.cli import manifest as manifest_cmd
 from plugkit.cli import serve as serve_cmd
+from plugkit.cli import sports as sports_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Build, run, check and call LLM AI plugins.")
 app.add_typer(serve_cmd.app, name="serve")
 app.add_typer(manifest_cmd.app, name="manifest")
+app.add_typer(sports_cmd.app, name="sports")
 
 
 def main() -> None:
