@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from plugkit.app import PluginInfo, create_plugin_app
+from plugkit.app import ErrorDetail, PluginInfo, create_plugin_app
 from plugkit.auth.factory import build_auth_method
 from plugkit.manifest import Api, Manifest
 from plugkit.plugins.sports.backend import SportsBackend, SportsBackendError
@@ -99,6 +99,10 @@ def capped(request: Request, response: L) -> L:
 
 
 router = APIRouter()
+UPSTREAM_ERRORS: dict[int | str, dict[str, object]] = {
+    502: {"model": ErrorDetail, "description": "The upstream API failed or refused (balldontlie backend)"},
+    504: {"model": ErrorDetail, "description": "The upstream API did not answer in time (balldontlie backend)"},
+}
 
 
 @router.get(
@@ -106,6 +110,7 @@ router = APIRouter()
     operation_id="getPlayers",
     summary="Find players by first or last name. Display results using markdown tables.",
     response_model=PlayerList,
+    responses=UPSTREAM_ERRORS,
 )
 async def get_players(
     request: Request,
@@ -126,6 +131,7 @@ async def get_players(
     operation_id="getTeams",
     summary="Retrieve all NBA teams. Display results using markdown tables.",
     response_model=TeamList,
+    responses=UPSTREAM_ERRORS,
 )
 async def get_teams(request: Request, backend: BackendDep) -> TeamList:
     """List every team with its id, city, conference and division."""
@@ -137,6 +143,7 @@ async def get_teams(request: Request, backend: BackendDep) -> TeamList:
     operation_id="getGames",
     summary="Get games with their scores, filtered by season, team and date. Display results using markdown tables.",
     response_model=GameList,
+    responses=UPSTREAM_ERRORS,
 )
 async def get_games(
     request: Request,
@@ -162,6 +169,7 @@ async def get_games(
     operation_id="getStats",
     summary="Get players' box-score stats per game. Display results using markdown tables.",
     response_model=StatList,
+    responses=UPSTREAM_ERRORS,
 )
 async def get_stats(
     request: Request,
@@ -188,6 +196,7 @@ async def get_stats(
     operation_id="getSeasonAverages",
     summary="Get players' per-game averages for one season. Display results using markdown tables.",
     response_model=SeasonAverageList,
+    responses=UPSTREAM_ERRORS,
 )
 async def get_season_averages(
     request: Request,

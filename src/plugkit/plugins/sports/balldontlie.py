@@ -186,7 +186,7 @@ class BalldontlieBackend:
                 elif status in (401, 403):
                     raise SportsBackendError(f"the upstream API refused the API key ({status})", 502)
                 elif status == 404:
-                    raise SportsBackendError(f"the upstream API has no {path}", 404)
+                    raise SportsBackendError(f"the upstream API has no {path} (404): check its URL", 502)
                 elif status >= 400:
                     raise SportsBackendError(f"the upstream API rejected the request ({status})", 502)
                 else:

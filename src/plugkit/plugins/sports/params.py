@@ -6,7 +6,8 @@ from datetime import date
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import HTTPException, Query
+from fastapi import Query
+from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 MAX_ID = 2**53  # ids stay exact in JavaScript clients
@@ -36,7 +37,9 @@ Postseason = Annotated[bool | None, Query(description="true: playoff games only;
 
 def check_dates(start_date: date | None, end_date: date | None) -> None:
     if start_date and end_date and start_date > end_date:
-        raise HTTPException(422, f"start_date {start_date} is after end_date {end_date}")
+        error = {"loc": ("query", "start_date"), "msg": f"start_date {start_date} is after end_date {end_date}",
+                 "type": "value_error"}  # fmt: skip
+        raise RequestValidationError([error])
 
 
 class BracketArrays:
