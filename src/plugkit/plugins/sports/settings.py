@@ -46,6 +46,9 @@ class UpstreamSettings(SportsSettings):
         default=None, description="The key clients must send in the Authorization header; none: open to all"
     )
     upstream_api_key_file: Path | None = None
+    upstream_legacy_paging: bool = Field(
+        default=False, description="Answer in the legacy API's shape (page, total_pages) even without `page`"
+    )
     upstream_faults: bool = Field(
         default=False, description="Test only: obey x-fault request headers (injected 429s, 5xx, slow answers)"
     )

@@ -49,6 +49,18 @@ Cursor = Annotated[int | None, Query(ge=0, description="meta.next_cursor of the 
 Page = Annotated[int | None, Query(ge=1, le=1_000_000, description="Legacy paging: the page number.")]
 
 
+def get_paging(
+    request: Request, per_page: PerPage = 25, cursor: Cursor = None, page: Page = None
+) -> tuple[int, int | None, int | None]:
+    """(per_page, cursor, page); a server set to legacy paging answers page 1 when no page was asked for."""
+    if page is None and cursor is None and request.app.state.settings.upstream_legacy_paging:
+        page = 1
+    return per_page, cursor, page
+
+
+PagingDep = Annotated[tuple[int, int | None, int | None], Depends(get_paging)]
+
+
 async def get_local(request: Request) -> LocalBackend:
     return request.app.state.backend  # type: ignore[no-any-return]
 
@@ -111,17 +123,15 @@ async def get_team(team_id: Id, backend: LocalDep) -> dict[str, Any]:
 @router.get("/players", operation_id="listPlayers")
 async def list_players(
     backend: LocalDep,
+    paging: PagingDep,
     search: Annotated[str | None, Query(max_length=100)] = None,
     player_ids: PlayerIds = None,
     team_ids: TeamIds = None,
-    per_page: PerPage = 25,
-    cursor: Cursor = None,
-    page: Page = None,
 ) -> dict[str, Any]:
     """Players, searched in first or last name."""
     filters = PlayerFilter(search=search or None, player_ids=tuple(player_ids or ()), team_ids=tuple(team_ids or ()))
     return await _page(
-        lambda n, o: backend.players(filters, n, o), lambda: backend.count_players(filters), per_page, cursor, page
+        lambda n, o: backend.players(filters, n, o), lambda: backend.count_players(filters), *paging
     )
 
 
@@ -137,15 +147,13 @@ async def get_player(player_id: Id, backend: LocalDep) -> dict[str, Any]:
 @router.get("/games", operation_id="listGames")
 async def list_games(
     backend: LocalDep,
+    paging: PagingDep,
     seasons: Seasons = None,
     team_ids: TeamIds = None,
     game_ids: GameIds = None,
     start_date: StartDate = None,
     end_date: EndDate = None,
     postseason: Postseason = None,
-    per_page: PerPage = 25,
-    cursor: Cursor = None,
-    page: Page = None,
 ) -> dict[str, Any]:
     """Games."""
     check_dates(start_date, end_date)
@@ -154,7 +162,7 @@ async def list_games(
         start_date=start_date, end_date=end_date, postseason=postseason,
     )  # fmt: skip
     return await _page(
-        lambda n, o: backend.games(filters, n, o), lambda: backend.count_games(filters), per_page, cursor, page
+        lambda n, o: backend.games(filters, n, o), lambda: backend.count_games(filters), *paging
     )
 
 
@@ -170,6 +178,7 @@ async def get_game(game_id: Id, backend: LocalDep) -> dict[str, Any]:
 @router.get("/stats", operation_id="listStats")
 async def list_stats(
     backend: LocalDep,
+    paging: PagingDep,
     player_ids: PlayerIds = None,
     game_ids: GameIds = None,
     seasons: Seasons = None,
@@ -177,9 +186,6 @@ async def list_stats(
     start_date: StartDate = None,
     end_date: EndDate = None,
     postseason: Postseason = None,
-    per_page: PerPage = 25,
-    cursor: Cursor = None,
-    page: Page = None,
 ) -> dict[str, Any]:
     """Box-score lines."""
     check_dates(start_date, end_date)
@@ -188,7 +194,7 @@ async def list_stats(
         team_ids=tuple(team_ids or ()), start_date=start_date, end_date=end_date, postseason=postseason,
     )  # fmt: skip
     return await _page(
-        lambda n, o: backend.stats(filters, n, o), lambda: backend.count_stats(filters), per_page, cursor, page
+        lambda n, o: backend.stats(filters, n, o), lambda: backend.count_stats(filters), *paging
     )
 
 
