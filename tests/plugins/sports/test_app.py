@@ -121,9 +121,7 @@ async def test_player_search_matches_first_or_last_name(client: httpx.AsyncClien
 
 
 async def test_date_range_keeps_only_games_inside_it(client: httpx.AsyncClient) -> None:
-    response = await client.get(
-        "/games", params={"start_date": "2024-01-01", "end_date": "2024-01-03", "limit": 100}
-    )
+    response = await client.get("/games", params={"start_date": "2024-01-01", "end_date": "2024-01-03", "limit": 100})
     dates = {g["date"] for g in response.json()["data"]}
     assert dates and dates <= {"2024-01-01", "2024-01-02", "2024-01-03"}
 
@@ -188,8 +186,12 @@ async def test_spec_has_the_examples_routes_with_operation_ids_and_markdown_tabl
     assert set(spec["paths"]) == {"/players", "/teams", "/games", "/stats", "/season_averages"}
     operations = [item["get"] for item in spec["paths"].values()]
     assert {op["operationId"] for op in operations} == {
-        "getPlayers", "getTeams", "getGames", "getStats", "getSeasonAverages",
-    }  # fmt: skip
+        "getPlayers",
+        "getTeams",
+        "getGames",
+        "getStats",
+        "getSeasonAverages",
+    }
     assert all("Display results using markdown tables" in op["summary"] for op in operations)
     params = {p["name"] for p in spec["paths"]["/games"]["get"]["parameters"]}
     assert {"limit", "seasons", "team_ids", "start_date", "end_date"} <= params

@@ -188,28 +188,34 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
 
 async def test_the_plugin_answers_the_same_on_either_backend(upstream: UpstreamServer, tmp_path: Path) -> None:
     remote = SportsSettings(
-        data_dir=tmp_path / "remote", sports_backend="balldontlie", balldontlie_url=f"{upstream.base_url}/v1",
+        data_dir=tmp_path / "remote",
+        sports_backend="balldontlie",
+        balldontlie_url=f"{upstream.base_url}/v1",
         balldontlie_api_key=UPSTREAM_KEY,
-    )  # fmt: skip
+    )
     local = SportsSettings(data_dir=tmp_path / "local")  # the same bundled sample the upstream serves
     answers: list[list[object]] = []
     for settings in (remote, local):
         async with asgi_client(create_app(settings)) as client:
             [lebron] = (await client.get("/players", params={"query": "lebron"})).json()["data"]
-            answers.append([
-                lebron,
-                (await client.get(f"/season_averages?season=2023&player_ids[]={lebron['id']}")).json(),
-                (await client.get("/games", params={"team_ids": 2, "limit": 30})).json(),
-                (await client.get("/stats", params={"player_ids": lebron["id"], "limit": 5})).json(),
-            ])
+            answers.append(
+                [
+                    lebron,
+                    (await client.get(f"/season_averages?season=2023&player_ids[]={lebron['id']}")).json(),
+                    (await client.get("/games", params={"team_ids": 2, "limit": 30})).json(),
+                    (await client.get("/stats", params={"player_ids": lebron["id"], "limit": 5})).json(),
+                ]
+            )
     assert answers[0] == answers[1]
 
 
 async def test_an_upstream_failure_reaches_the_model_as_a_clear_502(upstream: UpstreamServer, tmp_path: Path) -> None:
     settings = SportsSettings(
-        data_dir=tmp_path, sports_backend="balldontlie", balldontlie_url=f"{upstream.base_url}/v1",
+        data_dir=tmp_path,
+        sports_backend="balldontlie",
+        balldontlie_url=f"{upstream.base_url}/v1",
         balldontlie_api_key="not-the-key",
-    )  # fmt: skip
+    )
     async with asgi_client(create_app(settings)) as client:
         response = await client.get("/teams")
     assert response.status_code == 502
@@ -225,4 +231,3 @@ async def test_an_unreachable_upstream_is_a_502(tmp_path: Path) -> None:
     finally:
         await client.close()
     assert caught.value.status_code == 502 and "cannot reach" in str(caught.value)
-

@@ -98,9 +98,10 @@ def test_a_player_list_adds_players_with_their_teams(tmp_path: Path) -> None:
         rows = list(csv.DictReader(handle))
     assert report.players == len({r["PLAYER"] for r in rows})
     [(team,)] = query(
-        db, "select t.abbreviation from players p join teams t on t.id = p.team_id where p.id = ?",
+        db,
+        "select t.abbreviation from players p join teams t on t.id = p.team_id where p.id = ?",
         player_id_for("James Harden"),
-    )  # fmt: skip
+    )
     assert team == "HOU"
 
 
@@ -108,19 +109,51 @@ def test_a_balldontlie_export_keeps_its_ids_and_fields(tmp_path: Path) -> None:
     export = {
         "data": [
             {
-                "id": 1001, "min": "35:12", "fgm": 10, "fga": 20, "fg_pct": 0.5, "fg3m": 2, "fg3a": 5,
-                "fg3_pct": 0.4, "ftm": 5, "fta": 6, "ft_pct": 0.833, "oreb": 1, "dreb": 7, "reb": 8, "ast": 9,
-                "stl": 1, "blk": 1, "turnover": 3, "pf": 2, "pts": 27,
-                "player": {"id": 237, "first_name": "LeBron", "last_name": "James", "position": "F",
-                           "height": "6-9", "weight": "250", "team_id": 14},
+                "id": 1001,
+                "min": "35:12",
+                "fgm": 10,
+                "fga": 20,
+                "fg_pct": 0.5,
+                "fg3m": 2,
+                "fg3a": 5,
+                "fg3_pct": 0.4,
+                "ftm": 5,
+                "fta": 6,
+                "ft_pct": 0.833,
+                "oreb": 1,
+                "dreb": 7,
+                "reb": 8,
+                "ast": 9,
+                "stl": 1,
+                "blk": 1,
+                "turnover": 3,
+                "pf": 2,
+                "pts": 27,
+                "player": {
+                    "id": 237,
+                    "first_name": "LeBron",
+                    "last_name": "James",
+                    "position": "F",
+                    "height": "6-9",
+                    "weight": "250",
+                    "team_id": 14,
+                },
                 "team": {"id": 14, "abbreviation": "LAL"},
-                "game": {"id": 555, "date": "2023-10-24T00:00:00.000Z", "season": 2023, "status": "Final",
-                         "postseason": False, "home_team_id": 8, "visitor_team_id": 14,
-                         "home_team_score": 119, "visitor_team_score": 107},
+                "game": {
+                    "id": 555,
+                    "date": "2023-10-24T00:00:00.000Z",
+                    "season": 2023,
+                    "status": "Final",
+                    "postseason": False,
+                    "home_team_id": 8,
+                    "visitor_team_id": 14,
+                    "home_team_score": 119,
+                    "visitor_team_score": 107,
+                },
             },
         ],
         "meta": {"next_cursor": None},
-    }  # fmt: skip
+    }
     path = tmp_path / "stats.json"
     path.write_text(json.dumps(export), encoding="utf-8")
     db = tmp_path / "sports.db"
@@ -129,9 +162,7 @@ def test_a_balldontlie_export_keeps_its_ids_and_fields(tmp_path: Path) -> None:
     assert query(db, "select first_name, position, height, team_id from players where id = 237") == [
         ("LeBron", "F", "6-9", 14)
     ]
-    assert query(db, "select date, home_team_id, home_team_score from games where id = 555") == [
-        ("2023-10-24", 8, 119)
-    ]
+    assert query(db, "select date, home_team_id, home_team_score from games where id = 555") == [("2023-10-24", 8, 119)]
     assert query(db, "select pts, minutes from stats where id = 1001") == [(27.0, pytest.approx(35.2))]
 
 

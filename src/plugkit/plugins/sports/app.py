@@ -89,7 +89,7 @@ def capped(request: Request, response: L) -> L:
             break
         kept += 1
     if kept < len(items):
-        response.data = response.data[:kept]  # type: ignore[assignment]
+        response.data = response.data[:kept]
         response.meta.truncated = True
         response.meta.note = (
             f"Showing {kept} of {len(items)} results: the rest were left out to keep the response under "
@@ -158,9 +158,12 @@ async def get_games(
     """Get games, oldest first, with home and visitor teams and final scores."""
     check_dates(start_date, end_date)
     filters = GameFilter(
-        seasons=tuple(seasons or ()), team_ids=tuple(team_ids or ()), start_date=start_date, end_date=end_date,
+        seasons=tuple(seasons or ()),
+        team_ids=tuple(team_ids or ()),
+        start_date=start_date,
+        end_date=end_date,
         postseason=postseason,
-    )  # fmt: skip
+    )
     return capped(request, GameList(data=await backend.games(filters, limit)))
 
 
@@ -185,9 +188,13 @@ async def get_stats(
     """Get box-score lines (points, rebounds, assists and more) per player per game, oldest game first."""
     check_dates(start_date, end_date)
     filters = StatFilter(
-        player_ids=tuple(player_ids or ()), game_ids=tuple(game_ids or ()), seasons=tuple(seasons or ()),
-        start_date=start_date, end_date=end_date, postseason=postseason,
-    )  # fmt: skip
+        player_ids=tuple(player_ids or ()),
+        game_ids=tuple(game_ids or ()),
+        seasons=tuple(seasons or ()),
+        start_date=start_date,
+        end_date=end_date,
+        postseason=postseason,
+    )
     return capped(request, StatList(data=await backend.stats(filters, limit)))
 
 

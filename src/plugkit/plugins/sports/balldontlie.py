@@ -163,7 +163,7 @@ class BalldontlieBackend:
             del self._inflight[key]
 
     def _backoff(self, attempt: int) -> float:
-        return min(self.max_backoff_s, self.backoff_s * 2**attempt * (0.5 + random.random() / 2))
+        return min(self.max_backoff_s, self.backoff_s * 2.0**attempt * (0.5 + random.random() / 2))
 
     async def _fetch(self, path: str, params: Params) -> dict[str, Any]:
         error = SportsBackendError("the upstream API did not answer", 502)

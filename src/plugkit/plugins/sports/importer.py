@@ -147,8 +147,15 @@ class _Batch:
     def player(self, name: str, team_id: int | None, seen: str, **extra: Any) -> int:
         pid = player_id_for(name)
         first, last = split_name(name)
-        row = {"id": pid, "first_name": first, "last_name": last, "search_name": normalise_name(name),
-               "team_id": team_id, "last_seen": seen, **extra}  # fmt: skip
+        row = {
+            "id": pid,
+            "first_name": first,
+            "last_name": last,
+            "search_name": normalise_name(name),
+            "team_id": team_id,
+            "last_seen": seen,
+            **extra,
+        }
         known = self.players.get(pid)
         if known is None or (known.get("last_seen") or "") <= seen:
             self.players[pid] = {**(known or {}), **row}
@@ -173,8 +180,13 @@ def _sniff(path: Path) -> str:
 
 
 # Team box scores give the scores, so they go before player rows that only name a team and a date.
-_ORDER = {"team_boxscores": 0, "balldontlie_json": 1, "player_boxscores": 2, "playoff_player_boxscores": 3,
-          "player_totals": 4}  # fmt: skip
+_ORDER = {
+    "team_boxscores": 0,
+    "balldontlie_json": 1,
+    "player_boxscores": 2,
+    "playoff_player_boxscores": 3,
+    "player_totals": 4,
+}
 
 
 def _rows(path: Path, progress: Progress | None) -> Iterator[dict[str, str]]:
@@ -213,24 +225,60 @@ def _read_player_boxscores(path: Path, batch: _Batch, progress: Progress | None)
             continue
         home_team, visitor = (team, opponent) if home else (opponent, team)
         gid = game_id_for(day, home_team.id)
-        batch.games.setdefault(gid, {
-            "id": gid, "date": day.isoformat(), "season": season_of(day), "status": "Final", "period": 4,
-            "time": "Final", "postseason": False, "home_team_id": home_team.id, "visitor_team_id": visitor.id,
-            "home_team_score": None, "visitor_team_score": None,
-        })  # fmt: skip
+        batch.games.setdefault(
+            gid,
+            {
+                "id": gid,
+                "date": day.isoformat(),
+                "season": season_of(day),
+                "status": "Final",
+                "period": 4,
+                "time": "Final",
+                "postseason": False,
+                "home_team_id": home_team.id,
+                "visitor_team_id": visitor.id,
+                "home_team_score": None,
+                "visitor_team_score": None,
+            },
+        )
         pid = batch.player(row["Player"], team.id, day.isoformat())
         values = _stat_values(
-            {k: _num(row[c]) for k, c in (("fgm", "FGM"), ("fga", "FGA"), ("fg3m", "3PM"), ("fg3a", "3PA"),
-                                          ("ftm", "FTM"), ("fta", "FTA"))},
-            {k: _num(row[c]) for k, c in (("oreb", "OREB"), ("dreb", "DREB"), ("reb", "REB"), ("ast", "AST"),
-                                          ("stl", "TO"), ("blk", "STL"), ("turnover", "BLK"), ("pf", "PF"),
-                                          ("pts", "Points"))},
-        )  # fmt: skip
+            {
+                k: _num(row[c])
+                for k, c in (
+                    ("fgm", "FGM"),
+                    ("fga", "FGA"),
+                    ("fg3m", "3PM"),
+                    ("fg3a", "3PA"),
+                    ("ftm", "FTM"),
+                    ("fta", "FTA"),
+                )
+            },
+            {
+                k: _num(row[c])
+                for k, c in (
+                    ("oreb", "OREB"),
+                    ("dreb", "DREB"),
+                    ("reb", "REB"),
+                    ("ast", "AST"),
+                    ("stl", "TO"),
+                    ("blk", "STL"),
+                    ("turnover", "BLK"),
+                    ("pf", "PF"),
+                    ("pts", "Points"),
+                )
+            },
+        )
         minutes = _minutes(row["Minutes"])
         batch.stats[stat_id_for(gid, pid)] = {
-            "id": stat_id_for(gid, pid), "player_id": pid, "team_id": team.id, "game_id": gid,
-            "min": row["Minutes"].strip() or None, "minutes": minutes, **values,
-        }  # fmt: skip
+            "id": stat_id_for(gid, pid),
+            "player_id": pid,
+            "team_id": team.id,
+            "game_id": gid,
+            "min": row["Minutes"].strip() or None,
+            "minutes": minutes,
+            **values,
+        }
         points[(gid, team.id)] += _int(row["Points"])
     # A game's score is the sum of its players' points.
     for (gid, team_id), total in points.items():
@@ -251,12 +299,22 @@ def _read_team_boxscores(path: Path, batch: _Batch, progress: Progress | None) -
         home_team, visitor = (team, opponent) if home else (opponent, team)
         gid = game_id_for(day, home_team.id)
         season = int(row["SEASON_YEAR"][:4]) if row.get("SEASON_YEAR") else season_of(day)
-        game = batch.games.setdefault(gid, {
-            "id": gid, "date": day.isoformat(), "season": season, "status": "Final", "period": 4, "time": "Final",
-            "postseason": "play_off" in path.name or row.get("GAME_ID", "").startswith("004"),
-            "home_team_id": home_team.id, "visitor_team_id": visitor.id,
-            "home_team_score": None, "visitor_team_score": None,
-        })  # fmt: skip
+        game = batch.games.setdefault(
+            gid,
+            {
+                "id": gid,
+                "date": day.isoformat(),
+                "season": season,
+                "status": "Final",
+                "period": 4,
+                "time": "Final",
+                "postseason": "play_off" in path.name or row.get("GAME_ID", "").startswith("004"),
+                "home_team_id": home_team.id,
+                "visitor_team_id": visitor.id,
+                "home_team_score": None,
+                "visitor_team_score": None,
+            },
+        )
         game["home_team_score" if home else "visitor_team_score"] = _int(row["PTS"])
 
 
@@ -282,21 +340,49 @@ def _read_playoff_player_boxscores(path: Path, batch: _Batch, conn: Connection, 
         if gid is None or not minutes:  # no known game (import the team box scores too), or did not play
             batch.skipped += 1
             continue
-        pid = batch.player(row["personName"], team.id, day.isoformat(), position=row.get("position") or None,
-                           jersey_number=row.get("jerseyNum") or None)  # fmt: skip
+        pid = batch.player(
+            row["personName"],
+            team.id,
+            day.isoformat(),
+            position=row.get("position") or None,
+            jersey_number=row.get("jerseyNum") or None,
+        )
         values = _stat_values(
-            {k: _num(row[c]) for k, c in (("fgm", "fieldGoalsMade"), ("fga", "fieldGoalsAttempted"),
-                                          ("fg3m", "threePointersMade"), ("fg3a", "threePointersAttempted"),
-                                          ("ftm", "freeThrowsMade"), ("fta", "freeThrowsAttempted"))},
-            {k: _num(row[c]) for k, c in (("oreb", "reboundsOffensive"), ("dreb", "reboundsDefensive"),
-                                          ("reb", "reboundsTotal"), ("ast", "assists"), ("stl", "steals"),
-                                          ("blk", "blocks"), ("turnover", "turnovers"), ("pf", "foulsPersonal"),
-                                          ("pts", "points"))},
-        )  # fmt: skip
+            {
+                k: _num(row[c])
+                for k, c in (
+                    ("fgm", "fieldGoalsMade"),
+                    ("fga", "fieldGoalsAttempted"),
+                    ("fg3m", "threePointersMade"),
+                    ("fg3a", "threePointersAttempted"),
+                    ("ftm", "freeThrowsMade"),
+                    ("fta", "freeThrowsAttempted"),
+                )
+            },
+            {
+                k: _num(row[c])
+                for k, c in (
+                    ("oreb", "reboundsOffensive"),
+                    ("dreb", "reboundsDefensive"),
+                    ("reb", "reboundsTotal"),
+                    ("ast", "assists"),
+                    ("stl", "steals"),
+                    ("blk", "blocks"),
+                    ("turnover", "turnovers"),
+                    ("pf", "foulsPersonal"),
+                    ("pts", "points"),
+                )
+            },
+        )
         batch.stats[stat_id_for(gid, pid)] = {
-            "id": stat_id_for(gid, pid), "player_id": pid, "team_id": team.id, "game_id": gid,
-            "min": row["minutes"].strip(), "minutes": minutes, **values,
-        }  # fmt: skip
+            "id": stat_id_for(gid, pid),
+            "player_id": pid,
+            "team_id": team.id,
+            "game_id": gid,
+            "min": row["minutes"].strip(),
+            "minutes": minutes,
+            **values,
+        }
 
 
 def _read_player_totals(path: Path, batch: _Batch, progress: Progress | None) -> None:
@@ -336,10 +422,14 @@ def _read_balldontlie_json(path: Path, batch: _Batch, progress: Progress | None)
             gid, pid = item["game"]["id"], item["player"]["id"]
             line = {k: item.get(k) for k in tables.STAT_FIELDS}
             batch.stats[int(item["id"])] = {
-                "id": int(item["id"]), "player_id": pid, "game_id": gid, "team_id": _team_id(item.get("team")),
+                "id": int(item["id"]),
+                "player_id": pid,
+                "game_id": gid,
+                "team_id": _team_id(item.get("team")),
                 "min": str(item["min"]) if item.get("min") is not None else None,
-                "minutes": _minutes(str(item["min"])) if item.get("min") else None, **line,
-            }  # fmt: skip
+                "minutes": _minutes(str(item["min"])) if item.get("min") else None,
+                **line,
+            }
         elif "first_name" in item:
             _json_player(item, batch, "")
         elif "home_team_score" in item:
@@ -355,24 +445,45 @@ def _json_game(item: dict[str, Any], batch: _Batch) -> None:
     home = _team_id(item.get("home_team")) or item.get("home_team_id")
     visitor = _team_id(item.get("visitor_team")) or item.get("visitor_team_id")
     batch.games[int(item["id"])] = {
-        "id": int(item["id"]), "date": day.isoformat(), "season": int(item.get("season") or season_of(day)),
-        "status": item.get("status"), "period": item.get("period"), "time": item.get("time"),
-        "postseason": bool(item.get("postseason")), "home_team_id": home, "visitor_team_id": visitor,
-        "home_team_score": item.get("home_team_score"), "visitor_team_score": item.get("visitor_team_score"),
-    }  # fmt: skip
+        "id": int(item["id"]),
+        "date": day.isoformat(),
+        "season": int(item.get("season") or season_of(day)),
+        "status": item.get("status"),
+        "period": item.get("period"),
+        "time": item.get("time"),
+        "postseason": bool(item.get("postseason")),
+        "home_team_id": home,
+        "visitor_team_id": visitor,
+        "home_team_score": item.get("home_team_score"),
+        "visitor_team_score": item.get("visitor_team_score"),
+    }
 
 
 def _json_player(item: dict[str, Any], batch: _Batch, seen: str) -> None:
     pid = int(item["id"])
     known = batch.players.get(pid, {})
-    fields = ("position", "height", "weight", "jersey_number", "college", "country", "draft_year", "draft_round",
-              "draft_number")  # fmt: skip
+    fields = (
+        "position",
+        "height",
+        "weight",
+        "jersey_number",
+        "college",
+        "country",
+        "draft_year",
+        "draft_round",
+        "draft_number",
+    )
     row = {
-        "id": pid, "first_name": item.get("first_name") or "", "last_name": item.get("last_name") or "",
-        **{k: (str(item[k]) if k in ("height", "weight", "jersey_number") and item.get(k) is not None
-               else item.get(k)) for k in fields},
-        "team_id": _team_id(item.get("team")) or item.get("team_id"), "last_seen": str(seen)[:10],
-    }  # fmt: skip
+        "id": pid,
+        "first_name": item.get("first_name") or "",
+        "last_name": item.get("last_name") or "",
+        **{
+            k: (str(item[k]) if k in ("height", "weight", "jersey_number") and item.get(k) is not None else item.get(k))
+            for k in fields
+        },
+        "team_id": _team_id(item.get("team")) or item.get("team_id"),
+        "last_seen": str(seen)[:10],
+    }
     row["search_name"] = normalise_name(f"{row['first_name']} {row['last_name']}")
     batch.players[pid] = {**known, **{k: v for k, v in row.items() if v is not None}}
 
@@ -428,8 +539,10 @@ def import_files(paths: Sequence[Path], db_path: Path, progress: Progress | None
 def _write(conn: Connection, batch: _Batch) -> None:
     if batch.games:
         stmt = insert(tables.games)
-        cols = {c: getattr(stmt.excluded, c) for c in ("date", "season", "status", "period", "time", "postseason",
-                                                         "home_team_id", "visitor_team_id")}  # fmt: skip
+        cols = {
+            c: getattr(stmt.excluded, c)
+            for c in ("date", "season", "status", "period", "time", "postseason", "home_team_id", "visitor_team_id")
+        }
         for side in ("home_team_score", "visitor_team_score"):
             cols[side] = func.coalesce(getattr(stmt.excluded, side), getattr(tables.games.c, side))
         conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=cols), list(batch.games.values()))
@@ -442,10 +555,12 @@ def _write(conn: Connection, batch: _Batch) -> None:
         newer = stmt.excluded.last_seen >= func.coalesce(tables.players.c.last_seen, "")
         set_: dict[str, Any] = {
             c: func.coalesce(getattr(stmt.excluded, c), getattr(tables.players.c, c))
-            for c in columns if c not in ("id", "team_id", "last_seen")
+            for c in columns
+            if c not in ("id", "team_id", "last_seen")
         }
-        set_["team_id"] = case((newer, func.coalesce(stmt.excluded.team_id, tables.players.c.team_id)),
-                               else_=tables.players.c.team_id)  # fmt: skip
+        set_["team_id"] = case(
+            (newer, func.coalesce(stmt.excluded.team_id, tables.players.c.team_id)), else_=tables.players.c.team_id
+        )
         set_["last_seen"] = case((newer, stmt.excluded.last_seen), else_=tables.players.c.last_seen)
         conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=set_), rows)
     if batch.stats:

@@ -107,11 +107,18 @@ class LocalBackend:
         rows = await self._all(self._games_query(filters).limit(limit).offset(offset))
         return [
             Game(
-                id=r.id, date=r.date, season=r.season, status=r.status, period=r.period, time=r.time,
-                postseason=bool(r.postseason), home_team_score=r.home_team_score,
-                visitor_team_score=r.visitor_team_score, home_team=_team(r, "home_"),
+                id=r.id,
+                date=r.date,
+                season=r.season,
+                status=r.status,
+                period=r.period,
+                time=r.time,
+                postseason=bool(r.postseason),
+                home_team_score=r.home_team_score,
+                visitor_team_score=r.visitor_team_score,
+                home_team=_team(r, "home_"),
                 visitor_team=_team(r, "visitor_"),
-            )  # fmt: skip
+            )
             for r in rows
         ]
 
@@ -123,18 +130,31 @@ class LocalBackend:
         query = (
             select(
                 S,
-                P.c.first_name, P.c.last_name, P.c.position, P.c.team_id.label("player_team_id"),
-                G.c.date, G.c.season, G.c.status, G.c.postseason, G.c.home_team_id, G.c.visitor_team_id,
-                G.c.home_team_score, G.c.visitor_team_score,
+                P.c.first_name,
+                P.c.last_name,
+                P.c.position,
+                P.c.team_id.label("player_team_id"),
+                G.c.date,
+                G.c.season,
+                G.c.status,
+                G.c.postseason,
+                G.c.home_team_id,
+                G.c.visitor_team_id,
+                G.c.home_team_score,
+                G.c.visitor_team_score,
                 *_team_columns(T, "tm_"),
-            )  # fmt: skip
+            )
             .join(P, P.c.id == S.c.player_id)
             .join(G, G.c.id == S.c.game_id)
             .outerjoin(T, T.c.id == S.c.team_id)
         )
         conditions = _game_conditions(
-            GameFilter(seasons=filters.seasons, start_date=filters.start_date, end_date=filters.end_date,
-                       postseason=filters.postseason)  # fmt: skip
+            GameFilter(
+                seasons=filters.seasons,
+                start_date=filters.start_date,
+                end_date=filters.end_date,
+                postseason=filters.postseason,
+            )
         )
         if filters.player_ids:
             conditions.append(S.c.player_id.in_(filters.player_ids))
@@ -148,15 +168,29 @@ class LocalBackend:
         rows = await self._all(self._stats_query(filters).limit(limit).offset(offset))
         return [
             Stat(
-                id=r.id, min=r.min, **{f: getattr(r, f) for f in tables.STAT_FIELDS},
-                player=PlayerRef(id=r.player_id, first_name=r.first_name, last_name=r.last_name,
-                                 position=r.position, team_id=r.player_team_id),
+                id=r.id,
+                min=r.min,
+                **{f: getattr(r, f) for f in tables.STAT_FIELDS},
+                player=PlayerRef(
+                    id=r.player_id,
+                    first_name=r.first_name,
+                    last_name=r.last_name,
+                    position=r.position,
+                    team_id=r.player_team_id,
+                ),
                 team=_team(r, "tm_"),
-                game=GameRef(id=r.game_id, date=r.date, season=r.season, status=r.status,
-                             postseason=bool(r.postseason), home_team_id=r.home_team_id,
-                             visitor_team_id=r.visitor_team_id, home_team_score=r.home_team_score,
-                             visitor_team_score=r.visitor_team_score),
-            )  # fmt: skip
+                game=GameRef(
+                    id=r.game_id,
+                    date=r.date,
+                    season=r.season,
+                    status=r.status,
+                    postseason=bool(r.postseason),
+                    home_team_id=r.home_team_id,
+                    visitor_team_id=r.visitor_team_id,
+                    home_team_score=r.home_team_score,
+                    visitor_team_score=r.visitor_team_score,
+                ),
+            )
             for r in rows
         ]
 
@@ -171,8 +205,13 @@ class LocalBackend:
         sums = {f: func.sum(S.c[f]).label(f"sum_{f}") for f in ("fgm", "fga", "fg3m", "fg3a", "ftm", "fta")}
         averages = [func.avg(S.c[f]).label(f) for f in tables.COUNT_FIELDS]
         query = (
-            select(S.c.player_id, func.count(S.c.id).label("games_played"), func.avg(S.c.minutes).label("minutes"),
-                   *averages, *sums.values())  # fmt: skip
+            select(
+                S.c.player_id,
+                func.count(S.c.id).label("games_played"),
+                func.avg(S.c.minutes).label("minutes"),
+                *averages,
+                *sums.values(),
+            )
             .join(G, G.c.id == S.c.game_id)
             .where(G.c.season == season, G.c.postseason.is_(postseason), S.c.player_id.in_(player_ids))
             .group_by(S.c.player_id)
@@ -180,15 +219,24 @@ class LocalBackend:
         )
         result = []
         for r in await self._all(query):
-            values: dict[str, Any] = {f: round(getattr(r, f), 2) for f in tables.COUNT_FIELDS
-                                      if getattr(r, f) is not None}  # fmt: skip
-            for made, attempted, pct in (("fgm", "fga", "fg_pct"), ("fg3m", "fg3a", "fg3_pct"),
-                                         ("ftm", "fta", "ft_pct")):  # fmt: skip
+            values: dict[str, Any] = {
+                f: round(getattr(r, f), 2) for f in tables.COUNT_FIELDS if getattr(r, f) is not None
+            }
+            for made, attempted, pct in (
+                ("fgm", "fga", "fg_pct"),
+                ("fg3m", "fg3a", "fg3_pct"),
+                ("ftm", "fta", "ft_pct"),
+            ):
                 a = getattr(r, f"sum_{attempted}")
                 values[pct] = round(getattr(r, f"sum_{made}") / a, 3) if a else None
             result.append(
-                SeasonAverage(player_id=r.player_id, season=season, games_played=r.games_played,
-                              min=_format_minutes(r.minutes), **values)  # fmt: skip
+                SeasonAverage(
+                    player_id=r.player_id,
+                    season=season,
+                    games_played=r.games_played,
+                    min=_format_minutes(r.minutes),
+                    **values,
+                )
             )
         return result
 

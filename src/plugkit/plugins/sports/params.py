@@ -37,8 +37,11 @@ Postseason = Annotated[bool | None, Query(description="true: playoff games only;
 
 def check_dates(start_date: date | None, end_date: date | None) -> None:
     if start_date and end_date and start_date > end_date:
-        error = {"loc": ("query", "start_date"), "msg": f"start_date {start_date} is after end_date {end_date}",
-                 "type": "value_error"}  # fmt: skip
+        error = {
+            "loc": ("query", "start_date"),
+            "msg": f"start_date {start_date} is after end_date {end_date}",
+            "type": "value_error",
+        }
         raise RequestValidationError([error])
 
 

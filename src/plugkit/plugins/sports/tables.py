@@ -55,9 +55,25 @@ games = Table(
 )
 
 STAT_FIELDS = (
-    "fgm", "fga", "fg_pct", "fg3m", "fg3a", "fg3_pct", "ftm", "fta", "ft_pct",
-    "oreb", "dreb", "reb", "ast", "stl", "blk", "turnover", "pf", "pts",
-)  # fmt: skip
+    "fgm",
+    "fga",
+    "fg_pct",
+    "fg3m",
+    "fg3a",
+    "fg3_pct",
+    "ftm",
+    "fta",
+    "ft_pct",
+    "oreb",
+    "dreb",
+    "reb",
+    "ast",
+    "stl",
+    "blk",
+    "turnover",
+    "pf",
+    "pts",
+)
 COUNT_FIELDS = tuple(f for f in STAT_FIELDS if not f.endswith("_pct"))
 
 stats = Table(

@@ -39,15 +39,27 @@ _TEAMS: list[tuple[str, str, str, str, str]] = [
 ]
 
 ALIASES = {
-    "NJN": "BKN", "BRK": "BKN", "NOH": "NOP", "NOK": "NOP", "NO": "NOP", "SEA": "OKC", "PHO": "PHX",
-    "GS": "GSW", "NY": "NYK", "SA": "SAS", "UTAH": "UTA", "WSH": "WAS", "CHO": "CHA", "CHH": "CHA",
+    "NJN": "BKN",
+    "BRK": "BKN",
+    "NOH": "NOP",
+    "NOK": "NOP",
+    "NO": "NOP",
+    "SEA": "OKC",
+    "PHO": "PHX",
+    "GS": "GSW",
+    "NY": "NYK",
+    "SA": "SAS",
+    "UTAH": "UTA",
+    "WSH": "WAS",
+    "CHO": "CHA",
+    "CHH": "CHA",
 }
 
 TEAMS: list[Team] = [
     Team(id=i, abbreviation=abbr, city=city, name=name, full_name=f"{city} {name}", conference=conf, division=div)
     for i, (abbr, city, name, conf, div) in enumerate(_TEAMS, start=1)
 ]
-TEAM_BY_ABBREVIATION: dict[str, Team] = {t.abbreviation: t for t in TEAMS}
+TEAM_BY_ABBREVIATION: dict[str, Team] = {abbr: team for (abbr, *_), team in zip(_TEAMS, TEAMS, strict=True)}
 
 
 def team_for(abbreviation: str) -> Team:

@@ -13,7 +13,7 @@ import asyncio
 import hmac
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -81,22 +81,23 @@ def require_key(request: Request) -> None:
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
 
 
-def _dump(items: list[BaseModel]) -> list[dict[str, Any]]:
+def _dump(items: Sequence[BaseModel]) -> list[dict[str, Any]]:
     return [item.model_dump(mode="json") for item in items]
 
 
-async def _page(
-    fetch: Any, count: Any, per_page: int, cursor: int | None, page: int | None
-) -> dict[str, Any]:
+async def _page(fetch: Any, count: Any, per_page: int, cursor: int | None, page: int | None) -> dict[str, Any]:
     """One page, in the legacy shape when `page` was asked for, else with a cursor."""
     if page is not None:
         total = await count()
         items = await fetch(per_page, (page - 1) * per_page)
         total_pages = max(1, -(-total // per_page))
         meta = {
-            "total_pages": total_pages, "current_page": page,
-            "next_page": page + 1 if page < total_pages else None, "per_page": per_page, "total_count": total,
-        }  # fmt: skip
+            "total_pages": total_pages,
+            "current_page": page,
+            "next_page": page + 1 if page < total_pages else None,
+            "per_page": per_page,
+            "total_count": total,
+        }
         return {"data": _dump(items), "meta": meta}
     offset = cursor or 0
     items = await fetch(per_page + 1, offset)
@@ -130,9 +131,7 @@ async def list_players(
 ) -> dict[str, Any]:
     """Players, searched in first or last name."""
     filters = PlayerFilter(search=search or None, player_ids=tuple(player_ids or ()), team_ids=tuple(team_ids or ()))
-    return await _page(
-        lambda n, o: backend.players(filters, n, o), lambda: backend.count_players(filters), *paging
-    )
+    return await _page(lambda n, o: backend.players(filters, n, o), lambda: backend.count_players(filters), *paging)
 
 
 @router.get("/players/{player_id}", operation_id="getPlayer")
@@ -158,12 +157,14 @@ async def list_games(
     """Games."""
     check_dates(start_date, end_date)
     filters = GameFilter(
-        seasons=tuple(seasons or ()), team_ids=tuple(team_ids or ()), game_ids=tuple(game_ids or ()),
-        start_date=start_date, end_date=end_date, postseason=postseason,
-    )  # fmt: skip
-    return await _page(
-        lambda n, o: backend.games(filters, n, o), lambda: backend.count_games(filters), *paging
+        seasons=tuple(seasons or ()),
+        team_ids=tuple(team_ids or ()),
+        game_ids=tuple(game_ids or ()),
+        start_date=start_date,
+        end_date=end_date,
+        postseason=postseason,
     )
+    return await _page(lambda n, o: backend.games(filters, n, o), lambda: backend.count_games(filters), *paging)
 
 
 @router.get("/games/{game_id}", operation_id="getGame")
@@ -190,21 +191,22 @@ async def list_stats(
     """Box-score lines."""
     check_dates(start_date, end_date)
     filters = StatFilter(
-        player_ids=tuple(player_ids or ()), game_ids=tuple(game_ids or ()), seasons=tuple(seasons or ()),
-        team_ids=tuple(team_ids or ()), start_date=start_date, end_date=end_date, postseason=postseason,
-    )  # fmt: skip
-    return await _page(
-        lambda n, o: backend.stats(filters, n, o), lambda: backend.count_stats(filters), *paging
+        player_ids=tuple(player_ids or ()),
+        game_ids=tuple(game_ids or ()),
+        seasons=tuple(seasons or ()),
+        team_ids=tuple(team_ids or ()),
+        start_date=start_date,
+        end_date=end_date,
+        postseason=postseason,
     )
+    return await _page(lambda n, o: backend.stats(filters, n, o), lambda: backend.count_stats(filters), *paging)
 
 
 @router.get("/season_averages", operation_id="listSeasonAverages")
 async def list_season_averages(
     backend: LocalDep,
     season: Annotated[int, Query(ge=1946, le=2100)],
-    player_ids: Annotated[
-        list[Annotated[int, Query(ge=1, le=MAX_ID)]] | None, Query(max_length=MAX_IDS)
-    ] = None,
+    player_ids: Annotated[list[Annotated[int, Query(ge=1, le=MAX_ID)]] | None, Query(max_length=MAX_IDS)] = None,
     player_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     postseason: bool = False,
 ) -> dict[str, Any]:
@@ -230,8 +232,9 @@ class FaultInjection:
         key = headers.get("x-fault-key")
         if scope["path"].startswith("/__faults/"):
             body = json.dumps({"requests": self.requests[scope["path"].removeprefix("/__faults/")]}).encode()
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
             await send({"type": "http.response.body", "body": body})
             return
         if key is None:
