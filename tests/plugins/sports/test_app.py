@@ -131,6 +131,8 @@ async def test_date_range_keeps_only_games_inside_it(client: httpx.AsyncClient) 
     [
         "/games?start_date=2024-13-01",
         "/games?end_date=yesterday",
+        "/stats?start_date=0",
+        "/games?start_date=2024-01-01T10:00:00",
         "/games?team_ids[]=abc",
         "/games?team_ids=0",
         "/stats?player_ids=-5",

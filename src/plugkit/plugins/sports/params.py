@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
+from pydantic import BeforeValidator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 MAX_ID = 2**53  # ids stay exact in JavaScript clients
@@ -30,8 +32,24 @@ GameIds = Annotated[
     list[Annotated[int, Query(ge=1, le=MAX_ID)]] | None,
     Query(max_length=MAX_IDS, description="Game ids, as /games lists them."),
 ]
-StartDate = Annotated[date | None, Query(description="Only games on or after this date, YYYY-MM-DD.")]
-EndDate = Annotated[date | None, Query(description="Only games on or before this date, YYYY-MM-DD.")]
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_date_only(value: object) -> object:
+    """Dates only as YYYY-MM-DD (pydantic alone would also take a number as a Unix timestamp)."""
+    if isinstance(value, str) and not ISO_DATE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a date in the form YYYY-MM-DD")
+    return value
+
+
+StartDate = Annotated[
+    date | None,
+    BeforeValidator(iso_date_only),
+    Query(description="Only games on or after this date, YYYY-MM-DD (not after end_date)."),
+]
+EndDate = Annotated[
+    date | None, BeforeValidator(iso_date_only), Query(description="Only games on or before this date, YYYY-MM-DD.")
+]
 Postseason = Annotated[bool | None, Query(description="true: playoff games only; false: regular season only.")]
 
 
