@@ -231,3 +231,17 @@ async def test_an_unreachable_upstream_is_a_502(tmp_path: Path) -> None:
     finally:
         await client.close()
     assert caught.value.status_code == 502 and "cannot reach" in str(caught.value)
+
+
+async def test_season_averages_ask_once_per_player_in_both_api_styles(
+    make_client: MakeClient, upstream: UpstreamServer
+) -> None:
+    client = make_client()
+    ids = tuple(p.id for p in await client.players(PlayerFilter(search="James"), limit=2))
+    key = fault_key(client)
+    before = upstream.requests_made(key)
+    averages = await client.season_averages(2023, ids)
+    again = await client.season_averages(2023, ids)
+    assert [a.player_id for a in averages] == list(ids) and again == averages
+    assert all(a.season == 2023 and a.games_played > 0 for a in averages)
+    assert upstream.requests_made(key) - before == 2

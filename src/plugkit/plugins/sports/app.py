@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -218,7 +219,7 @@ async def get_season_averages(
     return capped(request, SeasonAverageList(data=await backend.season_averages(season, tuple(player_ids))))
 
 
-def build_backend(settings: SportsSettings) -> tuple[SportsBackend, list[object]]:
+def build_backend(settings: SportsSettings) -> tuple[SportsBackend, list[Callable[[], Awaitable[None]]]]:
     """The configured backend, and the startup hooks it needs."""
     if settings.sports_backend == "balldontlie":
         backend = BalldontlieBackend.from_settings(settings)
@@ -243,7 +244,7 @@ def create_app(settings: SportsSettings | None = None) -> FastAPI:
     async def startup() -> None:
         await auth_database.create_all(*auth.metadata())
         for hook in hooks:
-            await hook()  # type: ignore[operator]
+            await hook()
 
     info = PluginInfo(
         manifest=sports_manifest(),

@@ -259,12 +259,18 @@ class BalldontlieBackend:
         return stats
 
     async def season_averages(self, season: int, player_ids: tuple[int, ...]) -> list[SeasonAverage]:
-        params = [("season", str(season)), *_arrays("player_ids", player_ids)]
-        document = await self.get("season_averages", params)
-        data = document.get("data")
-        if not isinstance(data, list):
-            raise SportsBackendError("the upstream API answered without a data list", 502)
-        return self._parse(SeasonAverage, [d for d in data if isinstance(d, dict)])
+        """One call per player, concurrently: the current API takes `player_id`, the legacy one `player_ids[]`;
+        each ignores the other's parameter, so both are sent."""
+
+        async def one(player_id: int) -> list[dict[str, Any]]:
+            params = [("season", str(season)), ("player_id", str(player_id)), ("player_ids[]", str(player_id))]
+            data = (await self.get("season_averages", params)).get("data")
+            if not isinstance(data, list):
+                raise SportsBackendError("the upstream API answered without a data list", 502)
+            return [d for d in data if isinstance(d, dict)]
+
+        answers = await asyncio.gather(*(one(pid) for pid in dict.fromkeys(player_ids)))
+        return self._parse(SeasonAverage, [item for answer in answers for item in answer])
 
 
 def _dates_and_postseason(filters: GameFilter | StatFilter) -> list[tuple[str, str]]:

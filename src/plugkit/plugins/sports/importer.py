@@ -17,7 +17,7 @@ import tempfile
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
@@ -45,7 +45,6 @@ class ImportReport:
     games: int = 0
     stats: int = 0
     skipped_rows: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def normalise_name(name: str) -> str:
@@ -142,7 +141,6 @@ class _Batch:
         self.games: dict[int, dict[str, Any]] = {}
         self.stats: dict[int, dict[str, Any]] = {}
         self.skipped = 0
-        self.notes: list[str] = []
 
     def player(self, name: str, team_id: int | None, seen: str, **extra: Any) -> int:
         pid = player_id_for(name)
@@ -530,7 +528,7 @@ def import_files(paths: Sequence[Path], db_path: Path, progress: Progress | None
                     _read_balldontlie_json(path, batch, progress)
             _write(conn, batch)
             report.players, report.games, report.stats = len(batch.players), len(batch.games), len(batch.stats)
-            report.skipped_rows, report.notes = batch.skipped, batch.notes
+            report.skipped_rows = batch.skipped
     finally:
         engine.dispose()
     return report
