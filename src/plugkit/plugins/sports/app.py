@@ -222,8 +222,9 @@ async def get_season_averages(
 def build_backend(settings: SportsSettings) -> tuple[SportsBackend, list[Callable[[], Awaitable[None]]]]:
     """The configured backend, and the startup hooks it needs."""
     if settings.sports_backend == "balldontlie":
-        backend = BalldontlieBackend.from_settings(settings)
-        return backend, []
+        if settings.balldontlie_key() is None:
+            log.warning("no balldontlie API key is set (PLUGKIT_BALLDONTLIE_API_KEY): the API will likely refuse")
+        return BalldontlieBackend.from_settings(settings), []
     path = settings.dataset_path()
     local = LocalBackend(Database(f"sqlite+aiosqlite:///{path}"))
 
