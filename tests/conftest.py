@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real PostgreSQL server (with pgvector) from the pgserver package, for the whole session."""
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server (with pgvector) from the pgserver package, for the whole session.
+
+    Its data directory is its own, outside pytest's rotating temporary root."""
     import pgserver
 
-    root: Path = tmp_path_factory.mktemp("pg")
+    root = Path(tempfile.mkdtemp(prefix="plugkit-pg-"))
     server = pgserver.get_server(str(root), cleanup_mode="stop")
     try:
         yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)

@@ -13,6 +13,7 @@ from typing import Annotated
 import httpx
 import typer
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from plugkit.cli.common import (
@@ -48,7 +49,18 @@ def _settings_class(name: str) -> type[PluginSettings]:
     return getattr(__import__(module, fromlist=[attr]), attr)  # type: ignore[no-any-return]
 
 
-def run_plugin(name: str, **options: object) -> None:
+MCP_PLUGIN_ENV = "PLUGKIT_SERVE_MCP_PLUGIN"
+
+
+def mcp_app() -> FastAPI:
+    """uvicorn factory for `serve NAME --mcp`: the plugin named in the environment, with MCP at /mcp."""
+    from plugkit.cli.mcp import plugin_factory
+    from plugkit.mcp import mount_mcp
+
+    return mount_mcp(plugin_factory(os.environ[MCP_PLUGIN_ENV]))
+
+
+def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
     """Export the options, check the settings build, then hand the app factory to uvicorn."""
     export_settings(**options)
     try:
@@ -56,18 +68,22 @@ def run_plugin(name: str, **options: object) -> None:
     except ValidationError as exc:
         fail(f"invalid settings for {name}: {exc}")
         return
+    if mcp:
+        os.environ[MCP_PLUGIN_ENV] = name  # worker processes inherit it
     uvicorn.run(
-        {**PLUGINS, **EXTRA_SERVERS}[name][0],
+        "plugkit.cli.serve:mcp_app" if mcp else {**PLUGINS, **EXTRA_SERVERS}[name][0],
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        access_log=settings.access_log,
         server_header=False,
     )
 
 
 PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
+McpOpt = Annotated[bool, typer.Option("--mcp", help="Also serve the operations as MCP tools at /mcp.")]
 
 
 @app.command("todo")
@@ -79,10 +95,12 @@ def serve_todo(
     workers: WorkersOpt = None,
     public_url: PublicUrlOpt = None,
     service_token_file: ServiceTokenFileOpt = None,
+    mcp: McpOpt = False,
 ) -> None:
     """The TODO plugin (default port 5002)."""
     run_plugin(
         "todo",
+        mcp=mcp,
         host=host,
         port=port,
         data_dir=data_dir,
@@ -111,10 +129,12 @@ def serve_sports(
     api_key_file: Annotated[
         Path | None, typer.Option("--api-key-file", help="File holding the balldontlie API key.")
     ] = None,
+    mcp: McpOpt = False,
 ) -> None:
     """The sports stats plugin (default port 5001): the local dataset, or the balldontlie API."""
     run_plugin(
         "sports",
+        mcp=mcp,
         host=host,
         port=port,
         data_dir=data_dir,
@@ -160,7 +180,7 @@ def serve_all(
         procs[name] = subprocess.Popen(args, env=env)
     try:
         for name, proc in procs.items():
-            settings = _settings_class(name)(**({"host": host} if host else {}))
+            settings = _settings_class(name)() if host is None else _settings_class(name)(host=host)
             base = f"http://{settings.host}:{settings.port}"
             _wait_until_up(base, proc, wait_s)
             typer.echo(f"{name:<10} {base}  manifest {base}/.well-known/ai-plugin.json  docs {base}/docs")
