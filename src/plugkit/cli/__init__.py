@@ -9,11 +9,13 @@ from plugkit.cli import check as check_cmd
 from plugkit.cli import manifest as manifest_cmd
 from plugkit.cli import mcp as mcp_cmd
 from plugkit.cli import serve as serve_cmd
+from plugkit.cli import sports as sports_cmd
 from plugkit.cli import tools as tools_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Build, run, check and call LLM AI plugins.")
 app.add_typer(serve_cmd.app, name="serve")
 app.add_typer(manifest_cmd.app, name="manifest")
+app.add_typer(sports_cmd.app, name="sports")
 app.command("check")(check_cmd.check)
 app.command("tools")(tools_cmd.tools)
 app.command("call")(call_cmd.call)

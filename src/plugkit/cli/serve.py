@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -32,11 +33,19 @@ app = typer.Typer(no_args_is_help=True, help="Run a plugin server.")
 # name -> (app factory import path, settings class import path)
 PLUGINS: dict[str, tuple[str, str]] = {
     "todo": ("plugkit.plugins.todo.app:create_app", "plugkit.plugins.todo.settings:TodoSettings"),
+    "sports": ("plugkit.plugins.sports.app:create_app", "plugkit.plugins.sports.settings:SportsSettings"),
+}
+# servers that are not plugins: `plugkit serve NAME` runs them, `serve all` leaves them out
+EXTRA_SERVERS: dict[str, tuple[str, str]] = {
+    "sports-upstream": (
+        "plugkit.plugins.sports.upstream:create_upstream_app",
+        "plugkit.plugins.sports.settings:UpstreamSettings",
+    ),
 }
 
 
 def _settings_class(name: str) -> type[PluginSettings]:
-    module, _, attr = PLUGINS[name][1].partition(":")
+    module, _, attr = {**PLUGINS, **EXTRA_SERVERS}[name][1].partition(":")
     return getattr(__import__(module, fromlist=[attr]), attr)  # type: ignore[no-any-return]
 
 
@@ -62,7 +71,7 @@ def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
     if mcp:
         os.environ[MCP_PLUGIN_ENV] = name  # worker processes inherit it
     uvicorn.run(
-        "plugkit.cli.serve:mcp_app" if mcp else PLUGINS[name][0],
+        "plugkit.cli.serve:mcp_app" if mcp else {**PLUGINS, **EXTRA_SERVERS}[name][0],
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -99,6 +108,59 @@ def serve_todo(
         workers=workers,
         public_url=public_url,
         service_token_file=service_token_file,
+    )
+
+
+@app.command("sports")
+def serve_sports(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: DataDirOpt = None,
+    auth: AuthOpt = None,
+    workers: WorkersOpt = None,
+    public_url: PublicUrlOpt = None,
+    service_token_file: ServiceTokenFileOpt = None,
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="local | balldontlie (PLUGKIT_SPORTS_BACKEND).")
+    ] = None,
+    upstream_url: Annotated[
+        str | None, typer.Option("--upstream-url", help="balldontlie API base URL (PLUGKIT_BALLDONTLIE_URL).")
+    ] = None,
+    api_key_file: Annotated[
+        Path | None, typer.Option("--api-key-file", help="File holding the balldontlie API key.")
+    ] = None,
+    mcp: McpOpt = False,
+) -> None:
+    """The sports stats plugin (default port 5001): the local dataset, or the balldontlie API."""
+    run_plugin(
+        "sports",
+        mcp=mcp,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        auth=auth,
+        workers=workers,
+        public_url=public_url,
+        service_token_file=service_token_file,
+        sports_backend=backend,
+        balldontlie_url=upstream_url,
+        balldontlie_api_key_file=api_key_file,
+    )
+
+
+@app.command("sports-upstream")
+def serve_sports_upstream(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: DataDirOpt = None,
+    workers: WorkersOpt = None,
+    api_key_file: Annotated[
+        Path | None, typer.Option("--api-key-file", help="File holding the key clients must send.")
+    ] = None,
+) -> None:
+    """The local sports dataset served as the balldontlie v1 API (default port 5011)."""
+    run_plugin(
+        "sports-upstream", host=host, port=port, data_dir=data_dir, workers=workers, upstream_api_key_file=api_key_file
     )
 
 
