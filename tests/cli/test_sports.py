@@ -64,4 +64,4 @@ def test_serve_sports_answers_on_a_fresh_data_dir_and_after_an_import(tmp_path: 
         manifest = httpx.get(f"{server.base_url}/.well-known/ai-plugin.json", timeout=10).json()
     assert len(all_spurs) > 70
     assert [p["id"] for p in players] == [player_id_for("Victor Wembanyama")]
-    assert manifest["name_for_model"] == "sports_stats"
+    assert manifest["name_for_model"] == "sportsstats"

@@ -177,7 +177,7 @@ async def test_manifest_is_valid_and_within_the_strict_length_limits(season_db: 
     assert not has_errors(validate_manifest(manifest, "default"))
     # Strict mode objects only to the underscore, which the example's name had and 290 approved plugins use.
     assert {p.field for p in validate_manifest(manifest, "strict") if p.level == "error"} <= {"name_for_model"}
-    assert manifest["name_for_model"] == "sports_stats"
+    assert manifest["name_for_model"] == "sportsstats"
     assert len(manifest["name_for_human"]) <= 20 and len(manifest["description_for_human"]) <= 100
 
 

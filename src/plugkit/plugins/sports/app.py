@@ -61,7 +61,7 @@ RESPONSE_MARGIN = 2_000  # room for the envelope and serialisation differences
 def sports_manifest() -> Manifest:
     return Manifest(
         name_for_human="Sports Stats",
-        name_for_model="sports_stats",
+        name_for_model="sportsstats",
         description_for_human="Get current and historical stats for NBA players, teams and games.",
         description_for_model=DESCRIPTION_FOR_MODEL,
         api=Api(url="PLUGIN_HOSTNAME/openapi.yaml"),
