@@ -12,11 +12,11 @@ import pytest
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL server (with pgvector) from the pgserver package, for the whole session."""
+    """A real PostgreSQL server (with pgvector) from the pgserver package, for the whole session.
+
+    Its data directory is its own, outside pytest's rotating temporary root."""
     import pgserver
 
-    # Not under pytest's temp root: as root, pgserver runs PostgreSQL as a `pgserver` user that must traverse the
-    # path, and every pytest session that starts (other runs on the machine) resets that root to mode 0700.
     root = Path(tempfile.mkdtemp(prefix="plugkit-pg-"))
     server = pgserver.get_server(str(root), cleanup_mode="stop")
     try:

@@ -132,7 +132,7 @@ def create_plugin_app(
     app.state.auth = auth
     protected: set[str] = set()
     for router in routers:
-        protected.update(r.operation_id for r in router.routes if getattr(r, "operation_id", None))
+        protected.update(op for r in router.routes if (op := getattr(r, "operation_id", None)))
         app.include_router(router, dependencies=[Depends(get_principal)])
     for router in auth.routers():
         app.include_router(router)

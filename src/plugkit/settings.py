@@ -45,6 +45,7 @@ class PluginSettings(BaseSettings):
     max_body_bytes: int = 1_000_000
     contact_email: str = "plugkit@example.com"
     log_level: str = "info"
+    access_log: bool = True
 
     def database_url_for(self, name: str) -> str:
         """The plugin's database: the configured URL, else `<data_dir>/<name>.db` (SQLite)."""

@@ -90,7 +90,9 @@ def lint_spec(spec: Any, *, manifest_url: str | None = None) -> list[Problem]:
                 problems.append(
                     Problem("error", f"{where}.{key}", f"is {len(text)} characters, over the limit of {SUMMARY_LIMIT}")
                 )
-        for i, parameter in enumerate(operation.get("parameters") or []):
+        path_parameters = ((spec.get("paths") or {}).get(path) or {}).get("parameters") or []
+        for i, raw_parameter in enumerate([*path_parameters, *(operation.get("parameters") or [])]):
+            parameter = resolve_ref(spec, raw_parameter)
             text = parameter.get("description") if isinstance(parameter, dict) else None
             if isinstance(text, str) and len(text) > PARAMETER_DESCRIPTION_LIMIT:
                 name = parameter.get("name", i)
@@ -101,7 +103,7 @@ def lint_spec(spec: Any, *, manifest_url: str | None = None) -> list[Problem]:
                         f"is {len(text)} characters, over the limit of {PARAMETER_DESCRIPTION_LIMIT}",
                     )
                 )
-        body = operation.get("requestBody")
+        body = resolve_ref(spec, operation.get("requestBody"))
         if isinstance(body, dict):
             for media, content in (body.get("content") or {}).items():
                 schema = resolve_ref(spec, (content or {}).get("schema") or {})
@@ -117,7 +119,39 @@ def lint_spec(spec: Any, *, manifest_url: str | None = None) -> list[Problem]:
         )
     if count == 0:
         problems.append(Problem("error", "paths", "has no operations"))
+    problems += _reference_problems(spec)
     return problems
+
+
+def _reference_problems(spec: dict[str, Any]) -> list[Problem]:
+    """A `$ref` the host cannot follow: one to another document, or a local one naming nothing."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    stack: list[Any] = [spec]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref not in seen:
+                seen.add(ref)
+                if not ref.startswith("#/"):
+                    problems.append(Problem("error", "$ref", f"{ref!r} points outside the document; hosts skip it"))
+                elif not _pointer_exists(spec, ref):
+                    problems.append(Problem("error", "$ref", f"{ref!r} names nothing in the document"))
+            stack.extend(v for k, v in node.items() if k not in ("example", "examples"))
+    return problems
+
+
+def _pointer_exists(spec: dict[str, Any], ref: str) -> bool:
+    target: Any = spec
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(target, dict) or part not in target:
+            return False
+        target = target[part]
+    return True
 
 
 def resolve_ref(spec: dict[str, Any], node: Any) -> Any:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import typer
 
+from plugkit.cli import call as call_cmd
+from plugkit.cli import check as check_cmd
 from plugkit.cli import manifest as manifest_cmd
+from plugkit.cli import mcp as mcp_cmd
 from plugkit.cli import oauth_clients as oauth_clients_cmd
 from plugkit.cli import serve as serve_cmd
+from plugkit.cli import sports as sports_cmd
 from plugkit.cli import tokens as tokens_cmd
+from plugkit.cli import tools as tools_cmd
 from plugkit.cli import users as users_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Build, run, check and call LLM AI plugins.")
@@ -16,6 +21,11 @@ app.add_typer(manifest_cmd.app, name="manifest")
 app.add_typer(tokens_cmd.app, name="tokens")
 app.add_typer(users_cmd.app, name="users")
 app.add_typer(oauth_clients_cmd.app, name="oauth-clients")
+app.add_typer(sports_cmd.app, name="sports")
+app.command("check")(check_cmd.check)
+app.command("tools")(tools_cmd.tools)
+app.command("call")(call_cmd.call)
+app.command("mcp")(mcp_cmd.mcp)
 
 
 def main() -> None:

@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import httpx
 import typer
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from plugkit.auth.factory import AuthConfigError, check_auth_settings
@@ -33,15 +35,34 @@ app = typer.Typer(no_args_is_help=True, help="Run a plugin server.")
 # name -> (app factory import path, settings class import path)
 PLUGINS: dict[str, tuple[str, str]] = {
     "todo": ("plugkit.plugins.todo.app:create_app", "plugkit.plugins.todo.settings:TodoSettings"),
+    "sports": ("plugkit.plugins.sports.app:create_app", "plugkit.plugins.sports.settings:SportsSettings"),
+}
+# servers that are not plugins: `plugkit serve NAME` runs them, `serve all` leaves them out
+EXTRA_SERVERS: dict[str, tuple[str, str]] = {
+    "sports-upstream": (
+        "plugkit.plugins.sports.upstream:create_upstream_app",
+        "plugkit.plugins.sports.settings:UpstreamSettings",
+    ),
 }
 
 
 def _settings_class(name: str) -> type[PluginSettings]:
-    module, _, attr = PLUGINS[name][1].partition(":")
+    module, _, attr = {**PLUGINS, **EXTRA_SERVERS}[name][1].partition(":")
     return getattr(__import__(module, fromlist=[attr]), attr)  # type: ignore[no-any-return]
 
 
-def run_plugin(name: str, **options: object) -> None:
+MCP_PLUGIN_ENV = "PLUGKIT_SERVE_MCP_PLUGIN"
+
+
+def mcp_app() -> FastAPI:
+    """uvicorn factory for `serve NAME --mcp`: the plugin named in the environment, with MCP at /mcp."""
+    from plugkit.cli.mcp import plugin_factory
+    from plugkit.mcp import mount_mcp
+
+    return mount_mcp(plugin_factory(os.environ[MCP_PLUGIN_ENV]))
+
+
+def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
     """Export the options, check the settings build, then hand the app factory to uvicorn."""
     export_settings(**options)
     try:
@@ -54,18 +75,22 @@ def run_plugin(name: str, **options: object) -> None:
     except AuthConfigError as exc:
         fail(f"cannot start {name} with auth {settings.auth}: {exc}")
         return
+    if mcp:
+        os.environ[MCP_PLUGIN_ENV] = name  # worker processes inherit it
     uvicorn.run(
-        PLUGINS[name][0],
+        "plugkit.cli.serve:mcp_app" if mcp else {**PLUGINS, **EXTRA_SERVERS}[name][0],
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        access_log=settings.access_log,
         server_header=False,
     )
 
 
 PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
+McpOpt = Annotated[bool, typer.Option("--mcp", help="Also serve the operations as MCP tools at /mcp.")]
 
 
 @app.command("todo")
@@ -78,10 +103,12 @@ def serve_todo(
     public_url: PublicUrlOpt = None,
     service_token_file: ServiceTokenFileOpt = None,
     auth_scheme: AuthSchemeOpt = None,
+    mcp: McpOpt = False,
 ) -> None:
     """The TODO plugin (default port 5002)."""
     run_plugin(
         "todo",
+        mcp=mcp,
         host=host,
         port=port,
         data_dir=data_dir,
@@ -90,6 +117,61 @@ def serve_todo(
         public_url=public_url,
         service_token_file=service_token_file,
         auth_scheme=auth_scheme,
+    )
+
+
+@app.command("sports")
+def serve_sports(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: DataDirOpt = None,
+    auth: AuthOpt = None,
+    workers: WorkersOpt = None,
+    public_url: PublicUrlOpt = None,
+    service_token_file: ServiceTokenFileOpt = None,
+    auth_scheme: AuthSchemeOpt = None,
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="local | balldontlie (PLUGKIT_SPORTS_BACKEND).")
+    ] = None,
+    upstream_url: Annotated[
+        str | None, typer.Option("--upstream-url", help="balldontlie API base URL (PLUGKIT_BALLDONTLIE_URL).")
+    ] = None,
+    api_key_file: Annotated[
+        Path | None, typer.Option("--api-key-file", help="File holding the balldontlie API key.")
+    ] = None,
+    mcp: McpOpt = False,
+) -> None:
+    """The sports stats plugin (default port 5001): the local dataset, or the balldontlie API."""
+    run_plugin(
+        "sports",
+        mcp=mcp,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        auth=auth,
+        workers=workers,
+        public_url=public_url,
+        service_token_file=service_token_file,
+        auth_scheme=auth_scheme,
+        sports_backend=backend,
+        balldontlie_url=upstream_url,
+        balldontlie_api_key_file=api_key_file,
+    )
+
+
+@app.command("sports-upstream")
+def serve_sports_upstream(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: DataDirOpt = None,
+    workers: WorkersOpt = None,
+    api_key_file: Annotated[
+        Path | None, typer.Option("--api-key-file", help="File holding the key clients must send.")
+    ] = None,
+) -> None:
+    """The local sports dataset served as the balldontlie v1 API (default port 5011)."""
+    run_plugin(
+        "sports-upstream", host=host, port=port, data_dir=data_dir, workers=workers, upstream_api_key_file=api_key_file
     )
 
 
@@ -109,7 +191,7 @@ def serve_all(
         procs[name] = subprocess.Popen(args, env=env)
     try:
         for name, proc in procs.items():
-            settings = _settings_class(name)(**({"host": host} if host else {}))
+            settings = _settings_class(name)() if host is None else _settings_class(name)(host=host)
             base = f"http://{settings.host}:{settings.port}"
             _wait_until_up(base, proc, wait_s)
             typer.echo(f"{name:<10} {base}  manifest {base}/.well-known/ai-plugin.json  docs {base}/docs")

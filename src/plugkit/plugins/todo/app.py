@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request
 
@@ -43,7 +43,7 @@ StoreDep = Annotated[TodoStore, Depends(get_store)]
 Username = Annotated[str, Path(min_length=1, max_length=200, description="The name of the user.")]
 
 
-def check_access(principal: CurrentPrincipal, username: Username) -> str:
+async def check_access(principal: CurrentPrincipal, username: Username) -> str:
     """Under per-user auth a principal reaches only its own list; under none and service_http, any list."""
     if principal.identifies_user and principal.user_id != username:
         raise HTTPException(
@@ -55,7 +55,7 @@ def check_access(principal: CurrentPrincipal, username: Username) -> str:
 AllowedUser = Annotated[str, Depends(check_access)]
 
 router = APIRouter()
-NOT_FOUND = {404: {"model": ErrorDetail, "description": "No such user, index or todo"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorDetail, "description": "No such user, index or todo"}}
 
 
 @router.post("/todos/{username}", operation_id="addTodo", summary="Add a todo to the list", response_model=TodoItem)

@@ -8,6 +8,7 @@ from typing import Protocol
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Integer,
     MetaData,
@@ -57,45 +58,50 @@ class SqlTodoStore:
 
     async def add(self, username: str, text: str) -> TodoItem:
         now = datetime.now(UTC)
-        async with self.db.write() as session:
-            result = await session.execute(
+
+        def work(conn: Connection) -> int:
+            result = conn.execute(
                 insert(todos).values(username=username, text=text, created_at=now).returning(todos.c.id)
             )
-            new_id = result.scalar_one()
-        return TodoItem(id=new_id, todo=text, created_at=now)
+            return int(result.scalar_one())
+
+        return TodoItem(id=await self.db.run_write(work), todo=text, created_at=now)
 
     async def list(self, username: str) -> list[TodoItem]:
-        async with self.db.read() as session:
-            rows = await session.execute(select(todos).where(todos.c.username == username).order_by(todos.c.id))
-            return [_item(r) for r in rows]
+        query = select(todos).where(todos.c.username == username).order_by(todos.c.id)
+        return await self.db.run_read(lambda conn: [_item(r) for r in conn.execute(query)])
 
     async def user_exists(self, username: str) -> bool:
-        async with self.db.read() as session:
-            found = await session.execute(select(todos.c.id).where(todos.c.username == username).limit(1))
-            return found.first() is not None
+        query = select(todos.c.id).where(todos.c.username == username).limit(1)
+        return await self.db.run_read(lambda conn: conn.execute(query).first() is not None)
 
     async def delete_at(self, username: str, index: int) -> TodoItem | None:
-        async with self.db.write() as session:
-            count = (
-                await session.execute(select(func.count()).select_from(todos).where(todos.c.username == username))
+        def work(conn: Connection) -> TodoItem | None:
+            count = conn.execute(
+                select(func.count()).select_from(todos).where(todos.c.username == username)
             ).scalar_one()
             if not 0 <= index < count:
                 return None
             query = select(todos).where(todos.c.username == username).order_by(todos.c.id).offset(index).limit(1)
             if not self.db.is_sqlite:
                 query = query.with_for_update()
-            row = (await session.execute(query)).first()
+            row = conn.execute(query).first()
             if row is None:  # deleted by a concurrent transaction after the count
                 return None
-            await session.execute(delete(todos).where(todos.c.id == row.id))
+            conn.execute(delete(todos).where(todos.c.id == row.id))
             return _item(row)
 
+        return await self.db.run_write(work)
+
     async def delete_by_id(self, username: str, todo_id: int) -> TodoItem | None:
-        async with self.db.write() as session:
-            rows = await session.execute(
-                delete(todos)
-                .where(todos.c.username == username, todos.c.id == todo_id)
-                .returning(todos.c.id, todos.c.text, todos.c.created_at)
-            )
-            row = rows.first()
+        query = (
+            delete(todos)
+            .where(todos.c.username == username, todos.c.id == todo_id)
+            .returning(todos.c.id, todos.c.text, todos.c.created_at)
+        )
+
+        def work(conn: Connection) -> TodoItem | None:
+            row = conn.execute(query).first()
             return _item(row) if row is not None else None
+
+        return await self.db.run_write(work)

@@ -1,0 +1,79 @@
+"""Query parameters shared by the plugin and the upstream API, and `key[]=v` arrays folded into `key=v`."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import BeforeValidator
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+MAX_ID = 2**53  # ids stay exact in JavaScript clients
+MAX_IDS = 100
+
+Limit = Annotated[int, Query(ge=1, le=100, description="The most results to return (1-100).")]
+Seasons = Annotated[
+    list[Annotated[int, Query(ge=1946, le=2100)]] | None,
+    Query(max_length=30, description="Seasons by the year they started: 2023 is the 2023-24 season."),
+]
+TeamIds = Annotated[
+    list[Annotated[int, Query(ge=1, le=MAX_ID)]] | None,
+    Query(max_length=MAX_IDS, description="Team ids, as /teams lists them."),
+]
+PlayerIds = Annotated[
+    list[Annotated[int, Query(ge=1, le=MAX_ID)]] | None,
+    Query(max_length=MAX_IDS, description="Player ids, as /players finds them."),
+]
+GameIds = Annotated[
+    list[Annotated[int, Query(ge=1, le=MAX_ID)]] | None,
+    Query(max_length=MAX_IDS, description="Game ids, as /games lists them."),
+]
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_date_only(value: object) -> object:
+    """Dates only as YYYY-MM-DD (pydantic alone would also take a number as a Unix timestamp)."""
+    if isinstance(value, str) and not ISO_DATE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a date in the form YYYY-MM-DD")
+    return value
+
+
+StartDate = Annotated[
+    date | None,
+    BeforeValidator(iso_date_only),
+    Query(description="Only games on or after this date, YYYY-MM-DD (not after end_date)."),
+]
+EndDate = Annotated[
+    date | None, BeforeValidator(iso_date_only), Query(description="Only games on or before this date, YYYY-MM-DD.")
+]
+Postseason = Annotated[bool | None, Query(description="true: playoff games only; false: regular season only.")]
+
+
+def check_dates(start_date: date | None, end_date: date | None) -> None:
+    if start_date and end_date and start_date > end_date:
+        error = {
+            "loc": ("query", "start_date"),
+            "msg": f"start_date {start_date} is after end_date {end_date}",
+            "type": "value_error",
+        }
+        raise RequestValidationError([error])
+
+
+class BracketArrays:
+    """Rewrites `seasons[]=2023` (and `seasons%5B%5D=2023`) to `seasons=2023`, so both array styles reach the
+    same parameter."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if b"[]" in query or b"%5B%5D" in query.upper():
+            pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+            folded = [(k[:-2] if k.endswith("[]") else k, v) for k, v in pairs]
+            scope = {**scope, "query_string": urlencode(folded).encode("latin-1")}
+        await self.app(scope, receive, send)
