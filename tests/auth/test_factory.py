@@ -85,3 +85,14 @@ async def test_each_methods_manifest_passes_strict_validation(tmp_path: Path, ki
     assert manifest["auth"]["type"] == kind
     assert not has_errors(validate_manifest(manifest, "strict"))
     assert [p for p in lint_spec(spec) if p.level == "error"] == []
+
+
+@pytest.mark.parametrize("kind", ["service_http", "user_http", "oauth"])
+async def test_every_sports_operation_rejects_bad_credentials_and_accepts_a_valid_one(
+    tmp_path: Path, kind: str
+) -> None:
+    from plugkit.plugins.sports.app import create_app as create_sports_app
+    from plugkit.plugins.sports.settings import SportsSettings
+
+    outcomes = await check_every_operation_requires_auth(create_sports_app, SportsSettings, tmp_path, kind)  # type: ignore[arg-type]
+    assert {o.operation_id for o in outcomes} >= {"getPlayers", "getTeams", "getGames", "getStats"}

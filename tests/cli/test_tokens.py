@@ -89,5 +89,21 @@ def test_an_invalid_user_name_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_the_plugin_option_picks_that_plugins_database(tmp_path: Path) -> None:
     assert tokens("create", "--user", "alice", "--plugin", "sports", "--data-dir", str(tmp_path))[0] == 0
-    assert (tmp_path / "sports.db").exists() and not (tmp_path / "todo.db").exists()
+    assert (tmp_path / "sports_auth.db").exists() and not (tmp_path / "todo.db").exists()
     assert tokens("create", "--user", "alice", "--plugin", "nope", "--data-dir", str(tmp_path))[0] == 2
+
+
+def test_a_token_created_for_the_sports_plugin_is_accepted_by_the_sports_server(tmp_path: Path) -> None:
+    from plugkit.plugins.sports.app import create_app as create_sports_app
+    from plugkit.plugins.sports.settings import SportsSettings
+
+    out = tokens("create", "--user", "alice", "--plugin", "sports", "--data-dir", str(tmp_path))[1]
+    token = out.strip().splitlines()[-1]
+
+    async def run() -> tuple[int, int]:
+        async with asgi_client(create_sports_app(SportsSettings(auth="user_http", data_dir=tmp_path))) as client:
+            good = await client.get("/teams", headers={"Authorization": f"Bearer {token}"})
+            bad = await client.get("/teams", headers={"Authorization": "Bearer pkt_other"})
+            return good.status_code, bad.status_code
+
+    assert asyncio.run(run()) == (200, 401)

@@ -41,13 +41,16 @@ class PluginName(StrEnum):
 
 PluginOpt = Annotated[PluginName, typer.Option("--plugin", help="Whose database to act on.")]
 
+# The database each plugin keeps its auth tables in (`settings.database_url_for(name)`), as its app factory names it.
+AUTH_DATABASES: dict[str, str] = {"todo": "todo", "sports": "sports_auth", "retrieval": "retrieval_auth"}
+
 
 @asynccontextmanager
 async def auth_database(plugin: PluginName | str, data_dir: Path | None) -> AsyncIterator[Database]:
     """The database `plugkit serve PLUGIN` uses with the same settings, with the auth tables created."""
     name = plugin.value if isinstance(plugin, PluginName) else plugin
     settings = load_settings(PluginSettings, data_dir=data_dir)
-    database = Database(settings.database_url_for(name))
+    database = Database(settings.database_url_for(AUTH_DATABASES.get(name, name)))
     try:
         await database.create_all(auth_metadata)
         yield database
