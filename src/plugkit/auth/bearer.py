@@ -162,11 +162,8 @@ class UserTokenStore:
 
     async def user_for(self, token: str) -> str | None:
         t = tables.user_tokens
-        async with self.db.read() as session:
-            found = await session.execute(
-                select(t.c.user_id).where(t.c.token_hash == hash_secret(token), t.c.revoked_at.is_(None))
-            )
-            return found.scalar_one_or_none()
+        query = select(t.c.user_id).where(t.c.token_hash == hash_secret(token), t.c.revoked_at.is_(None))
+        return await self.db.run_read(lambda conn: conn.execute(query).scalar_one_or_none())
 
 
 class UserHttpMethod:

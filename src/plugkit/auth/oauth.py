@@ -115,14 +115,10 @@ class OAuthMethod:
     async def authenticate(self, request: Request) -> Principal:
         token = read_credential(request, "bearer")
         t = tables.oauth_tokens
-        async with self.db.read() as session:
-            row = (
-                await session.execute(
-                    select(t.c.user_id, t.c.scope, t.c.access_expires_at).where(
-                        t.c.access_hash == hash_secret(token), t.c.revoked_at.is_(None)
-                    )
-                )
-            ).first()
+        query = select(t.c.user_id, t.c.scope, t.c.access_expires_at).where(
+            t.c.access_hash == hash_secret(token), t.c.revoked_at.is_(None)
+        )
+        row = await self.db.run_read(lambda conn: conn.execute(query).first())
         if row is None or as_utc(row.access_expires_at) <= utcnow():
             raise unauthorized("bearer", "invalid, expired or revoked access token", error="invalid_token")
         return Principal(method="oauth", user_id=row.user_id, scopes=frozenset(scope_to_list(row.scope) or []))
