@@ -442,3 +442,42 @@ async def test_odd_sign_in_submissions_never_get_a_5xx(tmp_path: Path, postgres_
             "redirect_uri": HOST_CALLBACK,
         }
         assert (await exchange(s.client, params)).status_code == 401
+
+
+async def test_an_expired_sign_in_form_cannot_be_submitted(server: Server) -> None:
+    page = await open_sign_in(server.client, server.client_id)
+    async with server.app.state.database.write() as session:
+        await session.execute(update(tables.oauth_requests).values(expires_at=utcnow() - timedelta(seconds=1)))
+    form = {"request_id": request_id_of(page.text), "username": "alice", "password": PASSWORD, "decision": "allow"}
+    answer = await server.client.post("/oauth/authorize", data=form)
+    assert answer.status_code == 400 and "expired" in answer.text
+
+
+async def test_an_expired_refresh_token_is_invalid_grant(server: Server) -> None:
+    tokens = await tokens_for(server)
+    async with server.app.state.database.write() as session:
+        await session.execute(update(tables.oauth_tokens).values(refresh_expires_at=utcnow() - timedelta(seconds=1)))
+    params = {
+        "grant_type": "refresh_token",
+        "client_id": server.client_id,
+        "client_secret": server.secret,
+        "refresh_token": tokens["refresh_token"],
+    }
+    answer = await exchange(server.client, params)
+    assert answer.json() == {"error": "invalid_grant", "error_description": "the refresh token has expired"}
+
+
+async def test_long_expired_sign_ins_codes_and_tokens_are_pruned(server: Server) -> None:
+    await tokens_for(server)
+    long_ago = utcnow() - timedelta(days=40)
+    async with server.app.state.database.write() as session:
+        await session.execute(update(tables.oauth_requests).values(expires_at=long_ago))
+        await session.execute(update(tables.oauth_codes).values(expires_at=long_ago))
+        await session.execute(update(tables.oauth_tokens).values(refresh_expires_at=long_ago))
+    await open_sign_in(server.client, server.client_id)  # each new sign-in prunes
+    async with server.app.state.database.connect() as conn:
+        counts = [
+            len((await conn.execute(t.select())).all())
+            for t in (tables.oauth_requests, tables.oauth_codes, tables.oauth_tokens)
+        ]
+    assert counts == [1, 0, 0]

@@ -27,7 +27,7 @@ from authlib.oauth2.rfc6749.util import extract_basic_authorization, scope_to_li
 from authlib.oauth2.rfc7636.challenge import CODE_CHALLENGE_PATTERN, CODE_VERIFIER_PATTERN, compare_s256_code_challenge
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from sqlalchemy import MetaData, insert, or_, select, update
+from sqlalchemy import MetaData, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plugkit.auth import tables
@@ -48,6 +48,7 @@ CODE_TTL = timedelta(minutes=10)
 SIGN_IN_TTL = timedelta(minutes=10)
 ACCESS_TTL = timedelta(hours=1)
 REFRESH_TTL = timedelta(days=30)
+PRUNE_AFTER = timedelta(days=1)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -165,6 +166,7 @@ class OAuthMethod:
             return _redirect_error(redirect_uri, exc, state)
         request_id = new_secret("pkr")
         async with self.db.write() as session:
+            await _prune(session)
             await session.execute(
                 insert(tables.oauth_requests).values(
                     id_hash=hash_secret(request_id),
@@ -407,6 +409,14 @@ def _code_challenge(challenge: str | None, method: str | None) -> str | None:
     if not CODE_CHALLENGE_PATTERN.match(challenge):
         raise InvalidRequestError("code_challenge is malformed")
     return challenge
+
+
+async def _prune(session: AsyncSession) -> None:
+    """Forget sign-ins and codes a day after they expired, and token pairs whose refresh token expired."""
+    now = utcnow()
+    await session.execute(delete(tables.oauth_requests).where(tables.oauth_requests.c.expires_at < now - PRUNE_AFTER))
+    await session.execute(delete(tables.oauth_codes).where(tables.oauth_codes.c.expires_at < now - PRUNE_AFTER))
+    await session.execute(delete(tables.oauth_tokens).where(tables.oauth_tokens.c.refresh_expires_at < now))
 
 
 async def _revoke_family(session: AsyncSession, family: str) -> None:
