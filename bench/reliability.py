@@ -19,7 +19,9 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +42,12 @@ RESULTS = ROOT / "bench" / "results" / "reliability.json"
 MAX_RSS_GROWTH = 0.10
 
 
-def run_plugin(target: Target, args: argparse.Namespace, root: Path) -> dict[str, Any]:
+def run_plugin(target: Target, args: argparse.Namespace, root: Path, *, with_load: bool = True) -> dict[str, Any]:
     """Every part of the run against one plugin; `problems` lists what broke a bar."""
     figures: dict[str, Any] = {}
     problems: list[str] = []
     started = time.monotonic()
+    root = Path(tempfile.mkdtemp(dir=root))
     with target.serve(root / f"{target.name}-serve") as server:
         seed(server, target)
         print(f"[{target.name}] fuzzing {args.cases} cases", flush=True)
@@ -60,13 +63,14 @@ def run_plugin(target: Target, args: argparse.Namespace, root: Path) -> dict[str
             "results": [asdict(h) for h in hostile],
         }
         problems += [f"hostile: {h.name}: {h.why}" for h in hostile if not h.ok]
-        print(f"[{target.name}] load: {args.connections} connections for {args.duration} s", flush=True)
-        loaded = load(server, target, connections=args.connections, duration=args.duration, warmup=args.warmup)
-        figures["load"] = asdict(loaded)
-        if loaded.errors:
-            problems.append(f"load: {loaded.errors} errors")
-        if loaded.rss_growth >= MAX_RSS_GROWTH:
-            problems.append(f"load: resident memory grew {loaded.rss_growth:.1%}")
+        if with_load:
+            print(f"[{target.name}] load: {args.connections} connections for {args.duration} s", flush=True)
+            loaded = load(server, target, connections=args.connections, duration=args.duration, warmup=args.warmup)
+            figures["load"] = asdict(loaded)
+            if loaded.errors:
+                problems.append(f"load: {loaded.errors} errors")
+            if loaded.rss_growth >= MAX_RSS_GROWTH:
+                problems.append(f"load: resident memory grew {loaded.rss_growth:.1%}")
     if target.crash is not None:
         print(f"[{target.name}] crash: {args.rounds} rounds of kill -9", flush=True)
         crashed = crash_rounds(target, root / f"{target.name}-crash", args.rounds, seed=args.seed)
@@ -77,6 +81,18 @@ def run_plugin(target: Target, args: argparse.Namespace, root: Path) -> dict[str
     return figures
 
 
+@contextmanager
+def postgres_url(root: Path) -> Iterator[str]:
+    """A real PostgreSQL server from the pgserver package, for the PostgreSQL pass."""
+    import pgserver
+
+    server = pgserver.get_server(str(root / "postgres"), cleanup_mode="stop")
+    try:
+        yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        server.cleanup()
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The summary table for the README."""
     lines = [
@@ -85,13 +101,15 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["plugins"].items():
-        f, h, ld, c = r["fuzz"], r["hostile"], r["load"], r.get("crash") or {}
-        lines.append(
-            f"| {name} | {f['cases']} | {f['server_errors']} | {f['spec_violations']} | {h['passed']}/{h['cases']} "
-            f"| {ld['requests_per_s']:.0f} | {ld['p99_ms']:.0f} | {ld['errors']} "
-            f"| {ld['rss_before_mb']} → {ld['rss_after_mb']} ({ld['rss_growth']:+.1%}) "
-            f"| {c.get('rounds', '-')} | {c.get('acknowledged', '-')} | {c.get('losses', '-')} |"
-        )
+        f, h, c = r["fuzz"], r["hostile"], r.get("crash") or {}
+        row = [name, f["cases"], f["server_errors"], f["spec_violations"], f"{h['passed']}/{h['cases']}"]
+        if ld := r.get("load"):
+            rss = f"{ld['rss_before_mb']} → {ld['rss_after_mb']} ({ld['rss_growth']:+.1%})"
+            row += [f"{ld['requests_per_s']:.0f}", f"{ld['p99_ms']:.0f}", ld["errors"], rss]
+        else:
+            row += ["-"] * 4
+        row += [c.get("rounds", "-"), c.get("acknowledged", "-"), c.get("losses", "-")]
+        lines.append("| " + " | ".join(str(x) for x in row) + " |")
     return "\n".join(lines)
 
 
@@ -105,6 +123,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="kill -9 rounds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="100 cases, 10 s of load, 5 rounds")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL pass of database plugins")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.quick:
@@ -120,6 +139,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="plugkit-reliability-") as root:
         for name in args.plugins:
             results["plugins"][name] = run_plugin(TARGETS[name], args, Path(root))
+        on_postgres = [TARGETS[n] for n in args.plugins if TARGETS[n].postgres]
+        if on_postgres and not args.no_postgres:
+            with postgres_url(Path(root)) as url:
+                for target in on_postgres:
+                    variant = replace(target, env={**target.env, "PLUGKIT_DATABASE_URL": url})
+                    print(f"[{target.name}] again on PostgreSQL (no load)", flush=True)
+                    figures = run_plugin(variant, args, Path(root), with_load=False)
+                    results["plugins"][f"{target.name} (PostgreSQL)"] = figures
     results["seconds"] = round(time.monotonic() - started, 1)
     problems = [f"{n}: {p}" for n, r in results["plugins"].items() for p in r["problems"]]
     results["ok"] = not problems

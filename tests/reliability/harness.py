@@ -82,6 +82,7 @@ class Target:
     health: Call = Call("GET", "/.well-known/ai-plugin.json")  # an API call that must work after every hostile input
     crash: CrashWorkload | None = None
     kill_within: tuple[float, float] = (0.05, 0.8)  # seconds after the writes start, drawn uniformly
+    postgres: bool = False  # keeps its data in PLUGKIT_DATABASE_URL when set (the full run also tries PostgreSQL)
     hostile: Callable[[], list[HostileCase]] = list
     start_timeout: float = 120.0
 
@@ -188,6 +189,7 @@ TODO = Target(
     health=Call("GET", "/todos/reader"),
     crash=TodoCrash(),
     hostile=todo_hostile,
+    postgres=True,
 )
 
 
