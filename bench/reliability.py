@@ -19,7 +19,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
+from tests.helpers import PluginServer  # noqa: E402
 from tests.reliability.harness import (  # noqa: E402
     TARGETS,
     Target,
@@ -43,18 +45,20 @@ MAX_RSS_GROWTH = 0.10
 
 
 def run_plugin(target: Target, args: argparse.Namespace, root: Path, *, with_load: bool = True) -> dict[str, Any]:
-    """Every part of the run against one plugin; `problems` lists what broke a bar."""
+    """Every part of the run against one plugin; `problems` lists what broke a bar (a part that fails to run is one)."""
     figures: dict[str, Any] = {}
     problems: list[str] = []
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(dir=root))
-    with target.serve(root / f"{target.name}-serve") as server:
-        seed(server, target)
+
+    def fuzzing(server: PluginServer) -> None:
         print(f"[{target.name}] fuzzing {args.cases} cases", flush=True)
         fuzzed = fuzz(server.base_url, args.cases, seed=args.seed)
         figures["fuzz"] = asdict(fuzzed)
         if fuzzed.server_errors or fuzzed.spec_violations:
             problems.append(f"fuzz: {fuzzed.server_errors} server errors, {fuzzed.spec_violations} spec violations")
+
+    def hostile_inputs(server: PluginServer) -> None:
         print(f"[{target.name}] hostile inputs", flush=True)
         hostile = hostile_suite(server, target)
         figures["hostile"] = {
@@ -62,20 +66,41 @@ def run_plugin(target: Target, args: argparse.Namespace, root: Path, *, with_loa
             "passed": sum(h.ok for h in hostile),
             "results": [asdict(h) for h in hostile],
         }
-        problems += [f"hostile: {h.name}: {h.why}" for h in hostile if not h.ok]
-        if with_load:
-            print(f"[{target.name}] load: {args.connections} connections for {args.duration} s", flush=True)
-            loaded = load(server, target, connections=args.connections, duration=args.duration, warmup=args.warmup)
-            figures["load"] = asdict(loaded)
-            if loaded.errors:
-                problems.append(f"load: {loaded.errors} errors")
-            if loaded.rss_growth >= MAX_RSS_GROWTH:
-                problems.append(f"load: resident memory grew {loaded.rss_growth:.1%}")
-    if target.crash is not None:
+        problems.extend(f"hostile: {h.name}: {h.why}" for h in hostile if not h.ok)
+
+    def loading(server: PluginServer) -> None:
+        print(f"[{target.name}] load: {args.connections} connections for {args.duration} s", flush=True)
+        loaded = load(server, target, connections=args.connections, duration=args.duration, warmup=args.warmup)
+        figures["load"] = asdict(loaded)
+        if loaded.errors:
+            problems.append(f"load: {loaded.errors} errors")
+        if loaded.rss_growth >= MAX_RSS_GROWTH:
+            problems.append(f"load: resident memory grew {loaded.rss_growth:.1%}")
+
+    def crashing() -> None:
         print(f"[{target.name}] crash: {args.rounds} rounds of kill -9", flush=True)
         crashed = crash_rounds(target, root / f"{target.name}-crash", args.rounds, seed=args.seed)
         figures["crash"] = asdict(crashed)
-        problems += [f"crash: {p}" for p in crashed.problems[:20]]
+        problems.extend(f"crash: {p}" for p in crashed.problems[:20])
+
+    def attempt(part: str, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception as exc:  # recorded, so that one broken part does not lose the other figures
+            traceback.print_exc()
+            problems.append(f"{part}: the run failed: {exc!r}")
+
+    def serving() -> None:
+        with target.serve(root / f"{target.name}-serve") as server:
+            seed(server, target)
+            attempt("fuzz", lambda: fuzzing(server))
+            attempt("hostile", lambda: hostile_inputs(server))
+            if with_load:
+                attempt("load", lambda: loading(server))
+
+    attempt("serve", serving)
+    if target.crash is not None:
+        attempt("crash", crashing)
     figures["seconds"] = round(time.monotonic() - started, 1)
     figures["problems"] = problems
     return figures
@@ -101,8 +126,9 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["plugins"].items():
-        f, h, c = r["fuzz"], r["hostile"], r.get("crash") or {}
-        row = [name, f["cases"], f["server_errors"], f["spec_violations"], f"{h['passed']}/{h['cases']}"]
+        f, h, c = r.get("fuzz") or {}, r.get("hostile") or {}, r.get("crash") or {}
+        row = [name, f.get("cases", "-"), f.get("server_errors", "-"), f.get("spec_violations", "-")]
+        row.append(f"{h['passed']}/{h['cases']}" if h else "-")
         if ld := r.get("load"):
             rss = f"{ld['rss_before_mb']} → {ld['rss_after_mb']} ({ld['rss_growth']:+.1%})"
             row += [f"{ld['requests_per_s']:.0f}", f"{ld['p99_ms']:.0f}", ld["errors"], rss]

@@ -99,25 +99,29 @@ class Target:
 
 
 class TodoCrash:
-    """Todos added to a few users; after the restart each acknowledged one is there with its full text."""
+    """Todos added under a run of users (100 each, so a list stays under the response size limit); after the restart
+    each acknowledged one is there with its full text, and nothing is there that was never sent."""
 
-    USERS = 4
+    PER_USER = 100
 
     @staticmethod
     def text(n: int) -> str:
         return f"crash write {n} " + "x" * (n % 50) + " end"
 
+    def user(self, n: int) -> str:
+        return f"crash{n // self.PER_USER}"
+
     def write(self, client: httpx.Client, n: int) -> Any:
-        response = client.post(f"/todos/crash{n % self.USERS}", json={"todo": self.text(n)})
+        response = client.post(f"/todos/{self.user(n)}", json={"todo": self.text(n)})
         response.raise_for_status()
-        return (f"crash{n % self.USERS}", response.json()["id"], self.text(n))
+        return (self.user(n), response.json()["id"], self.text(n))
 
     def verify(self, client: httpx.Client, acknowledged: Sequence[Any], attempted: int) -> list[str]:
         stored: dict[tuple[str, int], str] = {}
-        for u in range(self.USERS):
-            response = client.get(f"/todos/crash{u}")
+        for user in sorted({self.user(n) for n in range(attempted)}):
+            response = client.get(f"/todos/{user}")
             response.raise_for_status()
-            stored.update({(f"crash{u}", item["id"]): item["todo"] for item in response.json()["items"]})
+            stored.update({(user, item["id"]): item["todo"] for item in response.json()["items"]})
         problems = [f"acknowledged todo {i} of {u} is missing" for u, i, _t in acknowledged if (u, i) not in stored]
         problems += [
             f"todo {i} of {u} holds {stored[(u, i)]!r}, not {t!r}"
