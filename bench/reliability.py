@@ -159,7 +159,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "cores": os.cpu_count(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "plugins": {},
     }
     with tempfile.TemporaryDirectory(prefix="plugkit-reliability-") as root:
