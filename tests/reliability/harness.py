@@ -8,6 +8,7 @@ send). The quick tests in tests/reliability/ and the full run in bench/reliabili
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import random
@@ -19,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,7 +80,8 @@ class Target:
     env: Mapping[str, str] = field(default_factory=dict)
     seed: Sequence[Call] = ()  # requests made once before load (data to read)
     load: Sequence[Call] = ()  # the load loop sends these round-robin
-    json_call: Call | None = None  # an operation taking a JSON body, for the generic hostile inputs and uploads
+    json_call: Call | None = None  # an operation taking a JSON body, for the generic hostile inputs
+    upload: Call | None = None  # a multipart file upload, where a 100 MB file is sent (default: JSON to json_call)
     health: Call = Call("GET", "/.well-known/ai-plugin.json")  # an API call that must work after every hostile input
     crash: CrashWorkload | None = None
     kill_within: tuple[float, float] = (0.05, 0.8)  # seconds after the writes start, drawn uniformly
@@ -245,6 +248,104 @@ class RetrievalCrash:
         return problems
 
 
+def multipart_upload(filename: str, data: bytes, path: str = "/upsert-file") -> HostileCase:
+    """A file upload as the retrieval plugin takes it (multipart `file`), to be named and judged by the caller."""
+    request = httpx.Request("POST", f"http://127.0.0.1{path}", files={"file": (filename, data)})
+    return HostileCase("", "POST", path, request.read(), {"content-type": request.headers["content-type"]})
+
+
+def _zip(members: Mapping[str, bytes | int]) -> bytes:
+    """A zip archive in memory; an int member is that many zero bytes, written in pieces (a compression bomb)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            if isinstance(content, bytes):
+                archive.writestr(name, content)
+                continue
+            with archive.open(name, "w", force_zip64=True) as member:
+                for _ in range(content // 2**20):
+                    member.write(bytes(2**20))
+    return buffer.getvalue()
+
+
+def _encrypted_pdf() -> bytes:
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    writer.encrypt("a password")
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+XXE_DOCUMENT = (
+    b'<?xml version="1.0"?><!DOCTYPE w [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+    b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+    b"<w:body><w:p><w:r><w:t>before &xxe; after</w:t></w:r></w:p></w:body></w:document>"
+)
+CONTENT_TYPES = (
+    b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    b'<Default Extension="xml" ContentType="application/xml"/></Types>'
+)
+
+
+def retrieval_hostile() -> list[HostileCase]:
+    """Inputs aimed at the retrieval plugin: filter injections, and files that are bombs, broken, locked or XXE."""
+    from dataclasses import replace
+
+    refused = (400, 413, 415, 422)
+    files = [
+        (
+            "zip bomb in a DOCX",
+            "bomb.docx",
+            _zip({"[Content_Types].xml": CONTENT_TYPES, "word/document.xml": 64 * 2**20}),
+            refused,
+            "expands",
+        ),
+        ("corrupt PDF", "broken.pdf", b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF", refused, "pdf"),
+        ("encrypted PDF", "locked.pdf", _encrypted_pdf(), refused, "encrypted"),
+        # Refused, or read with the entity left unresolved: the answer never holds the file's content.
+        (
+            "DOCX with an external entity (XXE)",
+            "xxe.docx",
+            _zip({"[Content_Types].xml": CONTENT_TYPES, "word/document.xml": XXE_DOCUMENT}),
+            (200, *refused),
+            "",
+        ),
+        (
+            "path traversal in a file name",
+            "../../../../../../tmp/plugkit-traversal.txt",
+            b"plain text",
+            (200, *refused),
+            "",
+        ),
+    ]
+    cases = [
+        replace(
+            multipart_upload(filename, data),
+            name=name,
+            statuses=statuses,
+            mentions=mentions,
+            forbid_in_response="root:x:0",
+        )
+        for name, filename, data, statuses, mentions in files
+    ]
+    cases += [
+        HostileCase(
+            f"filter injection in {field}: {s}",
+            "POST",
+            "/query",
+            json.dumps({"queries": [{"query": "seed", "filter": {field: s}}]}).encode(),
+            statuses=(200, 400, 422),
+            forbid_in_response="Seed document",
+        )
+        for field in ("document_id", "source_id", "author", "url")
+        for s in INJECTIONS
+    ]
+    return cases
+
+
 # Written against the retrieval API contract; registered (added to TARGETS) when the retrieval plugin lands.
 RETRIEVAL = Target(
     name="retrieval",
@@ -271,21 +372,11 @@ RETRIEVAL = Target(
         Call("POST", "/query", '{"queries": [{"query": "document", "filter": {"author": "seed"}, "top_k": 5}]}'),
     ),
     json_call=Call("POST", "/query"),
+    upload=Call("POST", "/upsert-file"),
     health=Call("POST", "/query", '{"queries": [{"query": "seed"}]}'),
     crash=RetrievalCrash(),
     kill_within=(1.0, 6.0),  # an upsert embeds its chunks first: give acknowledgements time to happen
-    hostile=lambda: [
-        HostileCase(
-            f"filter injection in {field}: {s}",
-            "POST",
-            "/query",
-            json.dumps({"queries": [{"query": "seed", "filter": {field: s}}]}).encode(),
-            statuses=(200, 400, 422),
-            forbid_in_response="Seed document",
-        )
-        for field in ("document_id", "source_id", "author", "url")
-        for s in INJECTIONS
-    ],
+    hostile=retrieval_hostile,
     start_timeout=300.0,
 )
 
@@ -648,18 +739,28 @@ def _raw_request(port: int, data: bytes, timeout: float = 10.0) -> tuple[int, by
 
 
 def oversized_upload(
-    port: int, path: str, *, total: int = 100 * 2**20, chunked: bool = False, method: str = "POST"
+    port: int,
+    path: str,
+    *,
+    total: int = 100 * 2**20,
+    chunked: bool = False,
+    method: str = "POST",
+    multipart: bool = False,
 ) -> tuple[int, bytes, int]:
-    """Start sending a `total`-byte body and stop as soon as the server answers: (status, response, bytes sent).
-
-    A body limit that works answers long before the body is all sent."""
+    """Start sending a `total`-byte body (JSON, or one multipart file) and stop as soon as the server answers:
+    (status, response, bytes sent). A body limit that works answers long before the body is all sent."""
     framing = b"Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {total}\r\n".encode()
-    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n".encode()
+    content_type = "multipart/form-data; boundary=plugkit" if multipart else "application/json"
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n".encode()
     piece = b"a" * 65536
     sent = 0
     received = b""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(head + framing + b"\r\n")
+        if multipart:
+            part = b'--plugkit\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'
+            sock.sendall(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+            sent += len(part)
         try:
             while sent < total:
                 readable, _, _ = select.select([sock], [], [], 0)
@@ -734,20 +835,22 @@ def send_hostile(server: PluginServer, target: Target, case: HostileCase) -> Hos
 
 def upload_cases(server: PluginServer, target: Target) -> list[HostileResult]:
     """A 100 MB body, declared and chunked: 413 after reading little of it, the server healthy afterwards."""
-    if target.json_call is None:
+    call = target.upload or target.json_call
+    if call is None:
         return []
     results = []
     for chunked in (False, True):
         name = f"100 MB upload ({'chunked' if chunked else 'Content-Length'})"
+        multipart = target.upload is not None
         status, raw, sent = oversized_upload(
-            server.port, target.json_call.path, chunked=chunked, method=target.json_call.method
+            server.port, call.path, chunked=chunked, method=call.method, multipart=multipart
         )
         why = []
         if status != 413:
             why.append(f"status {status}, expected 413")
         if b"limit" not in raw:
             why.append("the answer does not name the limit")
-        if sent > 20 * 2**20:
+        if sent > 50 * 2**20:
             why.append(f"the server let {sent} bytes in before answering")
         alive = healthy(server.base_url, target)
         if not alive:
