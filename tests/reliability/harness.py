@@ -248,6 +248,51 @@ class RetrievalCrash:
         return problems
 
 
+def sports_hostile() -> list[HostileCase]:
+    """Inputs aimed at the sports plugin's query parameters: huge ids, odd dates and seasons, injections."""
+    q = httpx.QueryParams
+    cases = [
+        HostileCase("team id of 2**63", "GET", "/games?" + str(q({"team_ids[]": 2**63})), mentions="team_ids"),
+        HostileCase("player id of -1", "GET", "/stats?" + str(q({"player_ids[]": -1})), mentions="player_ids"),
+        HostileCase(
+            "season of 2**63",
+            "GET",
+            "/season_averages?" + str(q({"season": 2**63, "player_ids[]": 1})),
+            mentions="season",
+        ),
+        HostileCase(
+            "a date that is a path",
+            "GET",
+            "/games?" + str(q({"start_date": "../../etc/passwd"})),
+            mentions="start_date",
+            forbid_in_response="root:x:0",
+        ),
+        HostileCase("a limit of 10**30", "GET", "/games?" + str(q({"limit": 10**30})), mentions="limit"),
+        HostileCase("NUL in a player query", "GET", "/players?query=a%00b", statuses=(200, 400, 422)),
+    ]
+    cases += [
+        HostileCase(
+            f"injection in a player query: {s}", "GET", "/players?" + str(q({"query": s})), statuses=(200, 400, 422)
+        )
+        for s in INJECTIONS
+    ]
+    return cases
+
+
+# Registered (added to TARGETS) when the sports plugin lands; a fresh data dir serves its bundled sample.
+SPORTS = Target(
+    name="sports",
+    load=(
+        Call("GET", "/players?query=james"),
+        Call("GET", "/teams"),
+        Call("GET", "/games?team_ids[]=14&limit=25"),
+        Call("GET", "/stats?player_ids[]=237&limit=25"),
+    ),
+    health=Call("GET", "/teams"),
+    hostile=sports_hostile,
+)
+
+
 def multipart_upload(filename: str, data: bytes, path: str = "/upsert-file") -> HostileCase:
     """A file upload as the retrieval plugin takes it (multipart `file`), to be named and judged by the caller."""
     request = httpx.Request("POST", f"http://127.0.0.1{path}", files={"file": (filename, data)})
