@@ -192,3 +192,22 @@ async def test_descriptions_over_the_host_limits_are_logged_at_startup(caplog: p
         async with asgi_client(sample_app()):
             pass
     assert any("paths./long.get.summary: is 301 characters" in r.getMessage() for r in caplog.records)
+
+
+async def test_json_nested_too_deeply_to_parse_is_refused_with_a_400_that_says_so(client: httpx.AsyncClient) -> None:
+    nested = b"[" * 999 + b"]" * 999  # under the 2,000-byte limit of /echo, deeper than the parser goes
+    response = await client.post("/echo", content=nested, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "the JSON body is nested too deeply to parse"}
+
+
+async def test_a_body_that_is_not_utf8_is_refused_with_a_400_naming_the_byte(client: httpx.AsyncClient) -> None:
+    response = await client.post("/echo", content=b'{"text": "\xff"}', headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "the body is not valid UTF-8: byte 0xff at position 10"}
+
+
+async def test_invalid_json_is_refused_with_the_parser_s_reason(client: httpx.AsyncClient) -> None:
+    response = await client.post("/echo", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"].startswith("the body is not valid JSON: Expecting property name")

@@ -198,12 +198,14 @@ def create_plugin_app(
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        detail = body_parse_detail(exc.__cause__) if exc.status_code == 400 and exc.__cause__ else exc.detail
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+            {"loc": list(e.get("loc", ())), "msg": _validation_message(e), "type": e.get("type", "")}
+            for e in exc.errors()
         ]
         return JSONResponse({"detail": errors}, status_code=422)
 
@@ -211,6 +213,23 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
         return JSONResponse({"detail": "internal error; the server log has the cause"}, status_code=500)
+
+
+def body_parse_detail(cause: BaseException) -> str:
+    """Say why a request body could not be parsed (FastAPI only says that it could not)."""
+    if isinstance(cause, RecursionError):
+        return "the JSON body is nested too deeply to parse"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not valid UTF-8: byte 0x{cause.object[cause.start]:02x} at position {cause.start}"
+    return f"the body could not be parsed: {type(cause).__name__}"
+
+
+def _validation_message(error: Any) -> str:
+    message = str(error.get("msg", ""))
+    reason = (error.get("ctx") or {}).get("error")
+    if error.get("type") == "json_invalid" and isinstance(reason, str):
+        return f"the body is not valid JSON: {reason}"
+    return message
 
 
 def _json_error(status: int, detail: str) -> tuple[Message, Message]:

@@ -226,3 +226,9 @@ async def test_a_fresh_data_dir_answers_from_the_bundled_sample(tmp_path: Path) 
     assert len(games) > 70
     assert averages["data"][0]["games_played"] > 60
     assert (tmp_path / "fresh" / "sports.db").is_file()
+
+
+async def test_a_player_query_with_a_control_character_is_a_422_naming_the_parameter(client: httpx.AsyncClient) -> None:
+    response = await client.get("/players", params={"query": "le\x00bron"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "query"]

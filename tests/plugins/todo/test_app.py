@@ -172,3 +172,27 @@ async def test_the_manifest_matches_the_example_and_its_api_url_resolves(client:
     assert api.status_code == 200 and api.text.startswith("openapi: 3.")
     assert (await client.get(manifest["logo_url"])).headers["content-type"] == "image/png"
     assert (await client.get(manifest["legal_info_url"])).status_code == 200
+
+
+async def test_a_todo_with_a_nul_character_returns_422_naming_it(client: httpx.AsyncClient) -> None:
+    response = await client.post("/todos/alice", json={"todo": "a\x00b"})
+    assert response.status_code == 422
+    assert "NUL" in response.json()["detail"][0]["msg"]
+    assert (await client.get("/todos/alice")).json()["todos"] == []
+
+
+@pytest.mark.parametrize("username", ["a%00b", "a%0D%0ASet-Cookie:%20x=1", "tab%09bed"])
+async def test_a_username_with_control_characters_returns_422_naming_it(
+    client: httpx.AsyncClient, username: str
+) -> None:
+    response = await client.get(f"/todos/{username}")
+    assert response.status_code == 422
+    assert "username" in response.json()["detail"][0]["msg"]
+    assert "set-cookie" not in response.headers
+
+
+async def test_nul_characters_are_refused_on_postgresql_too_not_answered_with_500(postgres_url: str) -> None:
+    async with asgi_client(create_app(TodoSettings(database_url=postgres_url))) as client:
+        assert (await client.post("/todos/alice", json={"todo": "a\x00b"})).status_code == 422
+        assert (await client.post("/todos/a%00b", json={"todo": "fine"})).status_code == 422
+        assert (await client.post("/todos/alice", json={"todo": "fine"})).status_code == 200

@@ -117,7 +117,12 @@ async def get_players(
     request: Request,
     backend: BackendDep,
     query: Annotated[
-        str | None, Query(max_length=100, description="Part of the player's first or last name, e.g. 'lebron'.")
+        str | None,
+        Query(
+            max_length=100,
+            pattern=r"^[^\x00-\x1f\x7f]*$",
+            description="Part of the player's first or last name, e.g. 'lebron' (no control characters).",
+        ),
     ] = None,
     team_ids: TeamIds = None,
     limit: Limit = 25,

@@ -10,7 +10,16 @@ from plugkit.app import ErrorDetail, PluginInfo, create_plugin_app
 from plugkit.auth.factory import build_auth_method
 from plugkit.deps import CurrentPrincipal
 from plugkit.manifest import Api, Manifest
-from plugkit.plugins.todo.models import AddTodoRequest, DeletedTodo, DeleteTodoRequest, TodoItem, TodoList
+from plugkit.plugins.todo.models import (
+    MAX_USERNAME_CHARS,
+    USERNAME_PATTERN,
+    AddTodoRequest,
+    DeletedTodo,
+    DeleteTodoRequest,
+    TodoItem,
+    TodoList,
+    UsernameText,
+)
 from plugkit.plugins.todo.settings import TodoSettings
 from plugkit.plugins.todo.store import SqlTodoStore, TodoStore, metadata
 from plugkit.settings import load_settings
@@ -40,7 +49,15 @@ async def get_store(request: Request) -> TodoStore:
 
 
 StoreDep = Annotated[TodoStore, Depends(get_store)]
-Username = Annotated[str, Path(min_length=1, max_length=200, description="The name of the user.")]
+Username = Annotated[
+    UsernameText,
+    Path(
+        min_length=1,
+        max_length=MAX_USERNAME_CHARS,
+        description="The name of the user.",
+        json_schema_extra={"pattern": USERNAME_PATTERN},
+    ),
+]
 
 
 async def check_access(principal: CurrentPrincipal, username: Username) -> str:
