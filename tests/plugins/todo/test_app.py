@@ -40,7 +40,7 @@ async def test_added_todos_are_listed_in_order_with_ids_and_times(client: httpx.
 
 
 async def test_a_new_user_has_an_empty_list(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/todos/nobody")).json() == {"todos": [], "items": []}
+    assert (await client.get("/todos/nobody")).json() == {"todos": [], "items": [], "total": 0, "next_offset": None}
 
 
 async def test_users_lists_are_separate(client: httpx.AsyncClient) -> None:
@@ -196,3 +196,29 @@ async def test_nul_characters_are_refused_on_postgresql_too_not_answered_with_50
         assert (await client.post("/todos/alice", json={"todo": "a\x00b"})).status_code == 422
         assert (await client.post("/todos/a%00b", json={"todo": "fine"})).status_code == 422
         assert (await client.post("/todos/alice", json={"todo": "fine"})).status_code == 200
+
+
+async def test_a_long_list_comes_in_pages_under_the_response_limit(client: httpx.AsyncClient) -> None:
+    for i in range(120):
+        assert (await client.post("/todos/alice", json={"todo": f"{i:04d}" + "x" * 996})).status_code == 200
+    seen: list[str] = []
+    offset: int | None = 0
+    while offset is not None:
+        response = await client.get("/todos/alice", params={"offset": offset})
+        assert response.status_code == 200 and len(response.text) < 100_000
+        page = response.json()
+        assert page["total"] == 120 and page["todos"]
+        seen += page["todos"]
+        offset = page["next_offset"]
+    assert [t[:4] for t in seen] == [f"{i:04d}" for i in range(120)]
+
+
+async def test_limit_and_offset_select_a_page(client: httpx.AsyncClient) -> None:
+    for text in ("a", "b", "c", "d"):
+        await client.post("/todos/alice", json={"todo": text})
+    page = (await client.get("/todos/alice", params={"offset": 1, "limit": 2})).json()
+    assert (page["todos"], page["total"], page["next_offset"]) == (["b", "c"], 4, 3)
+    last = (await client.get("/todos/alice", params={"offset": 3, "limit": 2})).json()
+    assert (last["todos"], last["total"], last["next_offset"]) == (["d"], 4, None)
+    beyond = (await client.get("/todos/alice", params={"offset": 10})).json()
+    assert (beyond["todos"], beyond["total"], beyond["next_offset"]) == ([], 4, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 
 from plugkit.app import ErrorDetail, PluginInfo, create_plugin_app
 from plugkit.auth.factory import build_auth_method
@@ -71,6 +71,8 @@ async def check_access(principal: CurrentPrincipal, username: Username) -> str:
 
 AllowedUser = Annotated[str, Depends(check_access)]
 
+PAGE_LIMIT = 500
+PAGE_CHARS = 80_000
 router = APIRouter()
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorDetail, "description": "No such user, index or todo"}}
 
@@ -82,10 +84,31 @@ async def add_todo(username: AllowedUser, body: AddTodoRequest, store: StoreDep)
 
 
 @router.get("/todos/{username}", operation_id="getTodos", summary="Get the list of todos", response_model=TodoList)
-async def get_todos(username: AllowedUser, store: StoreDep) -> TodoList:
-    """Get the user's todos, oldest first."""
-    items = await store.list(username)
-    return TodoList(todos=[i.todo for i in items], items=items)
+async def get_todos(
+    username: AllowedUser,
+    store: StoreDep,
+    offset: Annotated[int, Query(ge=0, le=2**31, description="Skip this many todos (for the next page).")] = 0,
+    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT, description="The most todos to return.")] = PAGE_LIMIT,
+) -> TodoList:
+    """Get the user's todos, oldest first; a long list comes in pages (see next_offset)."""
+    items = await store.list(username, offset, limit)
+    reached_end = len(items) < limit and (items or offset == 0)
+    total = offset + len(items) if reached_end else await store.count(username)
+    # Both lists carry each text: keep the page under the model host's response limit.
+    budget, used, kept = PAGE_CHARS, 0, 0
+    for item in items:
+        used += 2 * len(item.todo) + 100
+        if used > budget and kept:
+            break
+        kept += 1
+    items = items[:kept]
+    following = offset + len(items)
+    return TodoList(
+        todos=[i.todo for i in items],
+        items=items,
+        total=total,
+        next_offset=following if following < total else None,
+    )
 
 
 @router.delete(
@@ -101,7 +124,7 @@ async def delete_todo(username: AllowedUser, body: DeleteTodoRequest, store: Sto
     if deleted is None:
         if not await store.user_exists(username):
             raise HTTPException(404, f"user {username!r} has no todos")
-        count = len(await store.list(username))
+        count = await store.count(username)
         raise HTTPException(404, f"todo_idx {body.todo_idx} is out of range: {username!r} has {count} todos")
     return DeletedTodo(deleted=deleted)
 

@@ -56,6 +56,10 @@ class TodoItem(BaseModel):
 class TodoList(BaseModel):
     todos: list[str] = Field(description="The user's todos, oldest first.")
     items: list[TodoItem] = Field(description="The same todos with their ids and creation times.")
+    total: int = Field(description="How many todos the user has in all.")
+    next_offset: int | None = Field(
+        default=None, description="Where the next page starts, when this answer does not hold the rest of the list."
+    )
 
 
 class DeletedTodo(BaseModel):

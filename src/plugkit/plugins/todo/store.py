@@ -37,7 +37,8 @@ todos = Table(
 
 class TodoStore(Protocol):
     async def add(self, username: str, text: str) -> TodoItem: ...
-    async def list(self, username: str) -> list[TodoItem]: ...
+    async def list(self, username: str, offset: int = 0, limit: int | None = None) -> list[TodoItem]: ...
+    async def count(self, username: str) -> int: ...
     async def user_exists(self, username: str) -> bool: ...
     async def delete_at(self, username: str, index: int) -> TodoItem | None: ...
     async def delete_by_id(self, username: str, todo_id: int) -> TodoItem | None: ...
@@ -67,9 +68,13 @@ class SqlTodoStore:
 
         return TodoItem(id=await self.db.run_write(work), todo=text, created_at=now)
 
-    async def list(self, username: str) -> list[TodoItem]:
-        query = select(todos).where(todos.c.username == username).order_by(todos.c.id)
+    async def list(self, username: str, offset: int = 0, limit: int | None = None) -> list[TodoItem]:
+        query = select(todos).where(todos.c.username == username).order_by(todos.c.id).offset(offset).limit(limit)
         return await self.db.run_read(lambda conn: [_item(r) for r in conn.execute(query)])
+
+    async def count(self, username: str) -> int:
+        query = select(func.count()).select_from(todos).where(todos.c.username == username)
+        return await self.db.run_read(lambda conn: int(conn.execute(query).scalar_one()))
 
     async def user_exists(self, username: str) -> bool:
         query = select(todos.c.id).where(todos.c.username == username).limit(1)
