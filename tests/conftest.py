@@ -13,6 +13,7 @@ import pytest
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL server (with pgvector) from the pgserver package, for the whole session."""
     import pgserver
+
     root: Path = tmp_path_factory.mktemp("pg")
     server = pgserver.get_server(str(root), cleanup_mode="stop")
     try:

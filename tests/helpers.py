@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -10,8 +11,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import jsonschema
 from fastapi import FastAPI
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +31,7 @@ def free_port() -> int:
 async def asgi_client(app: FastAPI, base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to the app in-process, with its lifespan (startup and shutdown) run."""
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client
 
@@ -81,3 +84,26 @@ class PluginServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _operation_for(spec: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    for template, item in spec["paths"].items():
+        pattern = "^" + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$"
+        if re.match(pattern, path) and method.lower() in item:
+            return item[method.lower()]  # type: ignore[no-any-return]
+    raise AssertionError(f"the spec has no operation for {method} {path}")
+
+
+def assert_response_matches_spec(spec: dict[str, Any], response: httpx.Response) -> None:
+    """The response's status is documented for its operation, and its JSON body validates against the schema."""
+    request = response.request
+    operation = _operation_for(spec, request.method, request.url.path)
+    responses = operation.get("responses", {})
+    documented = responses.get(str(response.status_code)) or responses.get("default")
+    assert documented is not None, f"{request.method} {request.url.path}: status {response.status_code} undocumented"
+    schema = (documented.get("content") or {}).get("application/json", {}).get("schema")
+    if schema is None:
+        return
+    validator = jsonschema.Draft202012Validator({**schema, "components": spec.get("components", {})})
+    errors = sorted(validator.iter_errors(response.json()), key=str)
+    assert not errors, f"{request.method} {request.url.path}: {errors[0].message}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import logging
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,7 +25,7 @@ from plugkit.deps import get_principal
 from plugkit.logo import render_logo
 from plugkit.manifest import Manifest
 from plugkit.settings import PluginSettings
-from plugkit.spec import lint_spec, render_spec, to_yaml
+from plugkit.spec import iter_operations, lint_spec, render_spec, to_yaml
 
 log = logging.getLogger("plugkit")
 
@@ -53,6 +55,45 @@ def public_base_url(request: Request, settings: PluginSettings) -> str:
         scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[0].strip()
         host = request.headers.get("x-forwarded-host", host).split(",")[0].strip()
     return f"{scheme}://{host}"
+
+
+class ErrorDetail(BaseModel):
+    """The body of every error response."""
+
+    detail: str
+
+
+ERROR_SCHEMA = {
+    "title": "ErrorDetail",
+    "type": "object",
+    "properties": {"detail": {"type": "string", "title": "Detail"}},
+    "required": ["detail"],
+}
+COMMON_ERRORS = {
+    "400": "The response would be over the size the model host accepts; ask for less",
+    "413": "The request body is over the size limit",
+}
+AUTH_ERRORS = {"401": "Missing, malformed or wrong credential", "403": "The credential does not reach this resource"}
+
+
+def with_error_responses(spec: dict[str, Any], operations: frozenset[str], *, authenticated: bool) -> dict[str, Any]:
+    """Document the errors the framework itself answers on every API operation (size limits, auth)."""
+    spec = copy.deepcopy(spec)
+    spec.setdefault("components", {}).setdefault("schemas", {}).setdefault("ErrorDetail", ERROR_SCHEMA)
+    errors = {**COMMON_ERRORS, **(AUTH_ERRORS if authenticated else {})}
+    for _path, _method, operation in iter_operations(spec):
+        if operation.get("operationId") not in operations:
+            continue
+        responses = operation.setdefault("responses", {})
+        for status, description in errors.items():
+            responses.setdefault(
+                status,
+                {
+                    "description": description,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}},
+                },
+            )
+    return spec
 
 
 def create_plugin_app(
@@ -99,7 +140,7 @@ def create_plugin_app(
 
     def spec_for(request: Request) -> dict[str, Any]:
         return render_spec(
-            app.openapi(),
+            with_error_responses(app.openapi(), protected_ops, authenticated=auth.kind != "none"),
             public_base_url(request, settings),
             security_scheme=auth.security_scheme(),
             protected_operations=protected_ops,
@@ -203,32 +244,35 @@ class BodySizeLimit:
                 await send(message)
             return
         received = 0
-        started = False
+        started = refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
-                    raise _BodyTooLarge
+                if received > limit and not started:
+                    # Answer now, and tell the app the client has gone so it stops reading.
+                    refused = True
+                    for error in _json_error(413, detail):
+                        await send(error)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                for message in _json_error(413, detail):
-                    await send(message)
-
-
-class _BodyTooLarge(Exception):
-    pass
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
 
 
 class ResponseSizeLimit:

@@ -60,9 +60,7 @@ class OAuthAuth(_AuthBase):
     client_url: str
     scope: str = ""
     authorization_url: str
-    authorization_content_type: Literal["application/json", "application/x-www-form-urlencoded"] = (
-        "application/json"
-    )
+    authorization_content_type: Literal["application/json", "application/x-www-form-urlencoded"] = "application/json"
     verification_tokens: dict[str, str] = Field(default_factory=dict)
 
 
@@ -168,9 +166,7 @@ def validate_manifest(data: Mapping[str, Any], mode: Mode = "default") -> list[P
     for field, limit in limits.items():
         value: str = getattr(manifest, field)
         if len(value) > limit:
-            problems.append(
-                Problem("error", field, f"is {len(value)} characters, over the {mode} limit of {limit}")
-            )
+            problems.append(Problem("error", field, f"is {len(value)} characters, over the {mode} limit of {limit}"))
         if not value.strip():
             problems.append(Problem("error", field, "is empty"))
     pattern = STRICT_NAME_FOR_MODEL_PATTERN if mode == "strict" else NAME_FOR_MODEL_PATTERN

@@ -111,7 +111,9 @@ def lint_spec(spec: Any, *, manifest_url: str | None = None) -> list[Problem]:
                     )
     if count > GPT_ACTIONS_OPERATION_LIMIT:
         problems.append(
-            Problem("warning", "paths", f"has {count} operations; GPT Actions take at most {GPT_ACTIONS_OPERATION_LIMIT}")
+            Problem(
+                "warning", "paths", f"has {count} operations; GPT Actions take at most {GPT_ACTIONS_OPERATION_LIMIT}"
+            )
         )
     if count == 0:
         problems.append(Problem("error", "paths", "has no operations"))

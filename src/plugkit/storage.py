@@ -42,9 +42,7 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._writer = async_sessionmaker(
-            self.engine.execution_options(plugkit_write=True), expire_on_commit=False
-        )
+        self._writer = async_sessionmaker(self.engine.execution_options(plugkit_write=True), expire_on_commit=False)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

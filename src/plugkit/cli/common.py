@@ -12,9 +12,7 @@ HostOpt = Annotated[str | None, typer.Option("--host", help="Address to listen o
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Where the plugin's database and indexes live (PLUGKIT_DATA_DIR).")
 ]
-AuthOpt = Annotated[
-    str | None, typer.Option("--auth", help="none | service_http | user_http | oauth (PLUGKIT_AUTH).")
-]
+AuthOpt = Annotated[str | None, typer.Option("--auth", help="none | service_http | user_http | oauth (PLUGKIT_AUTH).")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Worker processes (PLUGKIT_WORKERS).")]
 PublicUrlOpt = Annotated[
     str | None, typer.Option("--public-url", help="Base URL the plugin is reached at (PLUGKIT_PUBLIC_URL).")

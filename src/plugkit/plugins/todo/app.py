@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request
 
-from plugkit.app import PluginInfo, create_plugin_app
+from plugkit.app import ErrorDetail, PluginInfo, create_plugin_app
 from plugkit.auth.factory import build_auth_method
 from plugkit.deps import CurrentPrincipal
 from plugkit.manifest import Api, Manifest
@@ -46,13 +46,16 @@ Username = Annotated[str, Path(min_length=1, max_length=200, description="The na
 def check_access(principal: CurrentPrincipal, username: Username) -> str:
     """Under per-user auth a principal reaches only its own list; under none and service_http, any list."""
     if principal.identifies_user and principal.user_id != username:
-        raise HTTPException(403, f"you are signed in as {principal.user_id!r} and cannot reach the todos of {username!r}")
+        raise HTTPException(
+            403, f"you are signed in as {principal.user_id!r} and cannot reach the todos of {username!r}"
+        )
     return username
 
 
 AllowedUser = Annotated[str, Depends(check_access)]
 
 router = APIRouter()
+NOT_FOUND = {404: {"model": ErrorDetail, "description": "No such user, index or todo"}}
 
 
 @router.post("/todos/{username}", operation_id="addTodo", summary="Add a todo to the list", response_model=TodoItem)
@@ -69,7 +72,11 @@ async def get_todos(username: AllowedUser, store: StoreDep) -> TodoList:
 
 
 @router.delete(
-    "/todos/{username}", operation_id="deleteTodo", summary="Delete a todo from the list", response_model=DeletedTodo
+    "/todos/{username}",
+    operation_id="deleteTodo",
+    summary="Delete a todo from the list",
+    response_model=DeletedTodo,
+    responses=NOT_FOUND,
 )
 async def delete_todo(username: AllowedUser, body: DeleteTodoRequest, store: StoreDep) -> DeletedTodo:
     """Delete the todo at an index of the user's list (0 is the oldest)."""
@@ -87,6 +94,7 @@ async def delete_todo(username: AllowedUser, body: DeleteTodoRequest, store: Sto
     operation_id="deleteTodoById",
     summary="Delete a todo by its id",
     response_model=DeletedTodo,
+    responses=NOT_FOUND,
 )
 async def delete_todo_by_id(
     username: AllowedUser, todo_id: Annotated[int, Path(ge=1, le=2**62)], store: StoreDep
