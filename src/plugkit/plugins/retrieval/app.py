@@ -6,12 +6,12 @@ import asyncio
 import base64
 import binascii
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Path, Request, UploadFile
 from pydantic import ValidationError
 
-from plugkit.app import PluginInfo, create_plugin_app
+from plugkit.app import ErrorDetail, PluginInfo, create_plugin_app
 from plugkit.auth.base import AuthMethod
 from plugkit.auth.factory import build_auth_method
 from plugkit.deps import CurrentPrincipal
@@ -128,6 +128,28 @@ async def _upsert_bytes(
     return await _upsert(retriever, [Document(id=document_id, text=text, metadata=metadata)], tenant)
 
 
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Documented error responses: a {detail} body; a 422 may also be a request validation error list."""
+    descriptions = {
+        400: "Nothing named to delete",
+        404: "No such document",
+        413: "The file or document is too large",
+        415: "The file's type is not supported (the detail names the type found)",
+        422: "The request, the metadata, a date or the file content is invalid (the detail says which)",
+        502: "The embedding provider failed (the detail says why)",
+    }
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        if status == 422:
+            schema = {"anyOf": [
+                {"$ref": "#/components/schemas/ErrorDetail"}, {"$ref": "#/components/schemas/HTTPValidationError"}
+            ]}
+            responses[422] = {"description": descriptions[422], "content": {"application/json": {"schema": schema}}}
+        else:
+            responses[status] = {"model": ErrorDetail, "description": descriptions[status]}
+    return responses
+
+
 def build_router(memory: bool) -> APIRouter:
     """The API. What the model sees in the spec: query and fetch; in memory mode, upsert and JSON upload too."""
     router = APIRouter()
@@ -139,6 +161,7 @@ def build_router(memory: bool) -> APIRouter:
         summary="Save documents" if memory else "Add or replace documents",
         description=UPSERT_MEMORY_DESCRIPTION if memory else None,
         response_model=UpsertResponse,
+        responses=_errors(413, 422, 502),
         include_in_schema=for_model,
     )
     async def upsert(body: UpsertRequest, retriever: RetrieverDep, tenant: Tenant) -> UpsertResponse:
@@ -151,6 +174,7 @@ def build_router(memory: bool) -> APIRouter:
         operation_id="upsertFile",
         summary="Add a file",
         response_model=UpsertResponse,
+        responses=_errors(413, 415, 422, 502),
         include_in_schema=False,
     )
     async def upsert_file(
@@ -180,6 +204,7 @@ def build_router(memory: bool) -> APIRouter:
         operation_id="upsertFileContent",
         summary="Add a file sent as base64 JSON",
         response_model=UpsertResponse,
+        responses=_errors(413, 415, 422, 502),
         include_in_schema=for_model,
     )
     async def upsert_file_json(
@@ -195,7 +220,13 @@ def build_router(memory: bool) -> APIRouter:
             retriever, data, body.filename, None, body.metadata, body.id, tenant, settings.max_upload_bytes
         )
 
-    @router.post("/query", operation_id="queryDocuments", summary="Search the documents", response_model=QueryResponse)
+    @router.post(
+        "/query",
+        operation_id="queryDocuments",
+        summary="Search the documents",
+        response_model=QueryResponse,
+        responses=_errors(422, 502),
+    )
     async def query(body: QueryRequest, retriever: RetrieverDep, tenant: Tenant) -> QueryResponse:
         """Find the document chunks most relevant to each query (hybrid, dense or keyword search), best first."""
         if not body.queries:
@@ -210,6 +241,7 @@ def build_router(memory: bool) -> APIRouter:
         operation_id="getDocument",
         summary="Fetch a document by id",
         response_model=DocumentResponse,
+        responses=_errors(404),
     )
     async def get_document(document_id: DocumentId, retriever: RetrieverDep, tenant: Tenant) -> DocumentResponse:
         """Fetch all chunks of one document, in order."""
@@ -223,6 +255,7 @@ def build_router(memory: bool) -> APIRouter:
         operation_id="deleteDocuments",
         summary="Delete documents",
         response_model=DeleteResponse,
+        responses=_errors(400, 422),
         include_in_schema=False,
     )
     async def delete(body: DeleteRequest, retriever: RetrieverDep, tenant: Tenant) -> DeleteResponse:
