@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from plugkit.cli.common import DataDirOpt, export_settings, fail
+from plugkit.cli.common import DataDirOpt, fail
 from plugkit.plugins.retrieval.ingest import Item, iter_documents
 from plugkit.plugins.retrieval.models import Document
 
@@ -72,8 +72,7 @@ async def _local_sender(data_dir: Path | None) -> tuple[Sender, Callable[[], Awa
     from plugkit.plugins.retrieval.stores import build_store
     from plugkit.settings import load_settings
 
-    export_settings(data_dir=data_dir)
-    settings = load_settings(RetrievalSettings)
+    settings = load_settings(RetrievalSettings, data_dir=data_dir)
     retriever = Retriever(
         build_store(settings.store, settings),
         build_embedder(settings),
