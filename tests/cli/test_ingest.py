@@ -43,7 +43,9 @@ def test_ingesting_twice_into_the_local_store_adds_nothing_twice(tmp_path: Path)
     docs, data_dir = write_corpus(tmp_path), tmp_path / "data"
     runner = CliRunner()
     for _ in range(2):
-        result = runner.invoke(app, ["ingest", str(docs), "--data-dir", str(data_dir), "--metadata", '{"url": "https://u"}'])
+        result = runner.invoke(
+            app, ["ingest", str(docs), "--data-dir", str(data_dir), "--metadata", '{"url": "https://u"}']
+        )
         assert result.exit_code == 0, result.output
         assert "2 documents ingested, 0 skipped" in result.output
     assert stored_chunks(data_dir) == 2
@@ -68,7 +70,11 @@ def test_ingest_to_a_running_server_makes_the_documents_searchable(tmp_path: Pat
     with PluginServer("retrieval", "--data-dir", str(tmp_path / "server")) as server:
         done = subprocess.run(
             [sys.executable, "-m", "plugkit", "ingest", str(docs), "--url", server.base_url],
-            env=server.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+            env=server.env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr
         response = httpx.post(f"{server.base_url}/query", json={"queries": [{"query": "why are there tides"}]})

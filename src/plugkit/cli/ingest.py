@@ -29,7 +29,7 @@ def _parse_metadata(raw: str | None) -> dict[str, Any]:
     except ValueError as exc:
         fail(f"--metadata is not valid JSON: {exc}")
     if not isinstance(value, dict):
-        fail("--metadata must be a JSON object, e.g. '{\"author\": \"Ada\"}'")
+        fail('--metadata must be a JSON object, e.g. \'{"author": "Ada"}\'')
     return value  # type: ignore[no-any-return]
 
 
@@ -37,8 +37,13 @@ async def _run(items: list[Item], send: Sender, batch_size: int, console: Consol
     ok = failed = 0
     batch: list[Document] = []
     with Progress(
-        TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.description}"), console=console, transient=False,
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=False,
     ) as progress:
         task = progress.add_task("", total=len(items))
 
@@ -104,7 +109,9 @@ async def _remote_sender(url: str, token: str | None) -> tuple[Sender, Callable[
 
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files, folders, .zip archives, .json/.jsonl document lists.")],
-    url: Annotated[str | None, typer.Option("--url", help="A running retrieval plugin, e.g. http://127.0.0.1:5003")] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="A running retrieval plugin, e.g. http://127.0.0.1:5003")
+    ] = None,
     token: Annotated[
         str | None, typer.Option("--token", envvar="PLUGKIT_INGEST_TOKEN", help="Bearer token for --url.")
     ] = None,

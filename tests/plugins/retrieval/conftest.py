@@ -64,16 +64,18 @@ def _embeddings_app(state: EmbeddingsServer) -> FastAPI:
             )
         if state.fail_next:
             status = state.fail_next.pop(0)
-            return JSONResponse({"error": {"message": f"simulated {status}"}}, status_code=status,
-                                headers={"retry-after": "0"})
+            return JSONResponse(
+                {"error": {"message": f"simulated {status}"}}, status_code=status, headers={"retry-after": "0"}
+            )
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         dimension = int(body.get("dimensions") or 8)
         data = [
             {"object": "embedding", "index": i, "embedding": hashed_vector(text, dimension)}
             for i, text in reversed(list(enumerate(inputs)))  # out of order: clients must sort by index
         ]
-        return JSONResponse({"object": "list", "data": data, "model": body["model"],
-                             "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        return JSONResponse(
+            {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+        )
 
     return app
 

@@ -8,9 +8,13 @@ import zipfile
 
 def pdf_bytes(lines: list[str]) -> bytes:
     """A one-page PDF showing `lines` in Helvetica, with a correct cross-reference table."""
-    text_ops = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(
-        "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*" for line in lines
-    ) + " ET"
+    text_ops = (
+        "BT /F1 12 Tf 72 720 Td 14 TL "
+        + " ".join(
+            "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*" for line in lines
+        )
+        + " ET"
+    )
     stream = text_ops.encode("latin-1")
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",

@@ -24,12 +24,21 @@ from tests.plugins.retrieval.conftest import EmbeddingsServer
 from tests.plugins.retrieval.files import PNG_BYTES, docx_bytes, pdf_bytes
 
 DOCS = [
-    {"id": "cats", "text": "Cats sleep most of the day and like warm sunny windows.",
-     "metadata": {"source": "file", "author": "ann", "created_at": "2024-01-05"}},
-    {"id": "rockets", "text": "Rockets burn liquid oxygen and kerosene to reach orbit.",
-     "metadata": {"source": "email", "author": "bob", "created_at": "2024-06-01T10:00:00Z"}},
-    {"id": "bread", "text": "Sourdough bread rises slowly because of wild yeast.",
-     "metadata": {"source": "chat", "author": "ann", "created_at": "2024-09-12"}},
+    {
+        "id": "cats",
+        "text": "Cats sleep most of the day and like warm sunny windows.",
+        "metadata": {"source": "file", "author": "ann", "created_at": "2024-01-05"},
+    },
+    {
+        "id": "rockets",
+        "text": "Rockets burn liquid oxygen and kerosene to reach orbit.",
+        "metadata": {"source": "email", "author": "bob", "created_at": "2024-06-01T10:00:00Z"},
+    },
+    {
+        "id": "bread",
+        "text": "Sourdough bread rises slowly because of wild yeast.",
+        "metadata": {"source": "chat", "author": "ann", "created_at": "2024-09-12"},
+    },
 ]
 
 
@@ -204,8 +213,12 @@ async def test_an_upload_over_the_limit_is_a_413(make_client: Any) -> None:
 
 
 async def test_a_file_sent_as_base64_json_is_added(client: httpx.AsyncClient) -> None:
-    body = {"filename": "notes.pdf", "content_base64": base64.b64encode(pdf_bytes(["Volcanoes erupt lava."])).decode(),
-            "id": "volcano", "metadata": {"source": "file"}}
+    body = {
+        "filename": "notes.pdf",
+        "content_base64": base64.b64encode(pdf_bytes(["Volcanoes erupt lava."])).decode(),
+        "id": "volcano",
+        "metadata": {"source": "file"},
+    }
     response = await client.post("/upsert-file-json", json=body)
     assert response.json() == {"ids": ["volcano"]}
     assert (await query(client, "lava eruption"))[0]["metadata"]["document_id"] == "volcano"
@@ -254,7 +267,9 @@ async def test_responses_match_the_spec(make_client: Any) -> None:
             await c.post("/query", json={"queries": [{"query": "cats", "top_k": 0}]}),
             await c.get("/documents/cats"),
             await c.get("/documents/unknown"),
-            await c.post("/upsert-file-json", json={"filename": "x.png", "content_base64": base64.b64encode(PNG_BYTES).decode()}),
+            await c.post(
+                "/upsert-file-json", json={"filename": "x.png", "content_base64": base64.b64encode(PNG_BYTES).decode()}
+            ),
         ]
     for response in responses:
         assert_response_matches_spec(spec, response)

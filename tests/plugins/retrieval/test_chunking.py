@@ -61,8 +61,10 @@ def test_chunk_ids_are_document_id_and_position() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(text=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=600),
-       size=st.integers(min_value=8, max_value=64))
+@given(
+    text=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=600),
+    size=st.integers(min_value=8, max_value=64),
+)
 def test_every_chunk_fits_and_comes_from_the_text(tokenizer: HFTokenizer, text: str, size: int) -> None:
     for chunk in chunk_text(text, tokenizer, chunk_tokens=size, overlap=size // 4):
         assert chunk.tokens <= size

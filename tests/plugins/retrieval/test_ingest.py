@@ -63,7 +63,9 @@ def test_zip_members_are_read_and_unsupported_ones_reported(tmp_path: Path) -> N
     archive.write_bytes(zip_bytes({"x/one.txt": b"one", "two.docx": docx_bytes(["two"]), "pic.png": PNG_BYTES}))
     items = list(iter_documents([archive]))
     assert {i.origin: (i.document.text if i.document else None) for i in items} == {
-        "bundle.zip/x/one.txt": "one", "bundle.zip/two.docx": "two", "bundle.zip/pic.png": None,
+        "bundle.zip/x/one.txt": "one",
+        "bundle.zip/two.docx": "two",
+        "bundle.zip/pic.png": None,
     }
     assert "PNG image" in str(next(i.error for i in items if i.error))
 

@@ -74,7 +74,7 @@ def test_html_text_is_extracted_without_scripts() -> None:
 
 
 def test_markdown_and_plain_text_are_read_as_text() -> None:
-    assert extract_text("# Title\n\nbody".encode(), "notes.md") == ("md", "# Title\n\nbody")
+    assert extract_text(b"# Title\n\nbody", "notes.md") == ("md", "# Title\n\nbody")
     assert extract_text("héllo wörld".encode(), None) == ("txt", "héllo wörld")
 
 

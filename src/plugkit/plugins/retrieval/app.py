@@ -60,9 +60,7 @@ def retrieval_manifest(memory: bool) -> Manifest:
     return Manifest(
         name_for_human="Retrieval Memory" if memory else "Retrieval Plugin",
         name_for_model="retrieval",
-        description_for_human=(
-            "Save information and search it later." if memory else "Search through your documents."
-        ),
+        description_for_human=("Save information and search it later." if memory else "Search through your documents."),
         description_for_model=MEMORY_DESCRIPTION_FOR_MODEL if memory else DESCRIPTION_FOR_MODEL,
         api=Api(url="PLUGIN_HOSTNAME/openapi.yaml"),
         logo_url="PLUGIN_HOSTNAME/logo.png",
@@ -141,9 +139,12 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         if status == 422:
-            schema = {"anyOf": [
-                {"$ref": "#/components/schemas/ErrorDetail"}, {"$ref": "#/components/schemas/HTTPValidationError"}
-            ]}
+            schema = {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/ErrorDetail"},
+                    {"$ref": "#/components/schemas/HTTPValidationError"},
+                ]
+            }
             responses[422] = {"description": descriptions[422], "content": {"application/json": {"schema": schema}}}
         else:
             responses[status] = {"model": ErrorDetail, "description": descriptions[status]}
@@ -319,8 +320,9 @@ def create_app(
             "/upsert": max(settings.max_body_bytes, upload),
         },
     )
-    app = create_plugin_app(info, [build_router(settings.memory)], settings, auth, on_startup=[startup],
-                            on_shutdown=[shutdown])
+    app = create_plugin_app(
+        info, [build_router(settings.memory)], settings, auth, on_startup=[startup], on_shutdown=[shutdown]
+    )
     app.state.retriever = retriever
     app.state.database = database
     return app

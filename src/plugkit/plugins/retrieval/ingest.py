@@ -85,7 +85,9 @@ def _is_document_list(value: Any) -> bool:
     return bool(records) and all(isinstance(r, dict) and isinstance(r.get("text"), str) for r in records)
 
 
-def document_from_bytes(data: bytes, name: str, extra: dict[str, Any], modified: datetime | None = None) -> Iterator[Item]:
+def document_from_bytes(
+    data: bytes, name: str, extra: dict[str, Any], modified: datetime | None = None
+) -> Iterator[Item]:
     """The documents of one file's bytes: JSON/JSONL in the scripts' format, else the file's extracted text."""
     suffix = Path(name).suffix.lower()
     if suffix == ".jsonl":
@@ -153,7 +155,9 @@ def read_zip(path: Path, name: str, extra: dict[str, Any], limits: ZipLimits) ->
             yield from document_from_bytes(data, member, extra, modified)
 
 
-def iter_documents(paths: list[Path], extra: dict[str, Any] | None = None, limits: ZipLimits | None = None) -> Iterator[Item]:
+def iter_documents(
+    paths: list[Path], extra: dict[str, Any] | None = None, limits: ZipLimits | None = None
+) -> Iterator[Item]:
     """Every document in `paths` (files, folders, zip archives), or the error of each input that fails."""
     extra, limits = extra or {}, limits or ZipLimits()
     for root in paths:

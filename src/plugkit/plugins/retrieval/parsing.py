@@ -145,8 +145,9 @@ def extract_text(data: bytes, filename: str | None = None, content_type: str | N
         except FileError:
             raise
         except Exception as exc:  # each library has its own error types for a damaged file
-            raise CorruptFileError(f"the file looks like {kind} but cannot be read: {type(exc).__name__}: {exc}",
-                                   kind) from exc
+            raise CorruptFileError(
+                f"the file looks like {kind} but cannot be read: {type(exc).__name__}: {exc}", kind
+            ) from exc
     return kind, text.strip()
 
 
@@ -156,9 +157,9 @@ def _read_pdf(path: Path) -> str:
     reader = PdfReader(path)
     if reader.is_encrypted:
         try:
-            opened = reader.decrypt("")
+            opened = bool(reader.decrypt(""))
         except Exception:  # pypdf raises several kinds here, e.g. for an unsupported cipher
-            opened = 0
+            opened = False
         if not opened:
             raise CorruptFileError("the PDF is encrypted with a password", "pdf")
     return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)

@@ -58,19 +58,25 @@ class Retriever:
             raise DocumentTooLongError(
                 f"document {document_id!r} makes {len(chunks)} chunks, over the limit of {self.max_chunks}"
             )
-        return [DocumentChunk(id=chunk_id(document_id, n), text=c.text, metadata=metadata) for n, c in enumerate(chunks)]
+        return [
+            DocumentChunk(id=chunk_id(document_id, n), text=c.text, metadata=metadata) for n, c in enumerate(chunks)
+        ]
 
     async def upsert(self, documents: list[Document], tenant: str | None = None) -> list[str]:
         """Store the documents (replacing the chunks of ids that exist) and return their ids, in order."""
         ids = [d.id or uuid.uuid4().hex for d in documents]
-        chunked = await asyncio.to_thread(lambda: [self.chunk_document(d, i) for d, i in zip(documents, ids, strict=True)])
+        chunked = await asyncio.to_thread(
+            lambda: [self.chunk_document(d, i) for d, i in zip(documents, ids, strict=True)]
+        )
         texts = [c.text for chunks in chunked for c in chunks]
         vectors = await self.embedder.embed_documents(texts)
         records, position = [], 0
         for document_id, chunks in zip(ids, chunked, strict=True):
-            records.append(DocumentRecord(document_id, [
-                ChunkRecord(chunk, vectors[position + n]) for n, chunk in enumerate(chunks)
-            ]))
+            records.append(
+                DocumentRecord(
+                    document_id, [ChunkRecord(chunk, vectors[position + n]) for n, chunk in enumerate(chunks)]
+                )
+            )
             position += len(chunks)
         await self.store.replace_documents(records, tenant=tenant)
         return ids

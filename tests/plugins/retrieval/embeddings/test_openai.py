@@ -6,8 +6,8 @@ from plugkit.plugins.retrieval.embeddings import build_embedder
 from plugkit.plugins.retrieval.embeddings.base import EmbeddingError
 from plugkit.plugins.retrieval.embeddings.openai import OpenAIEmbedder
 from plugkit.plugins.retrieval.settings import RetrievalSettings
-from tests.plugins.retrieval.conftest import EmbeddingsServer, hashed_vector
 from tests.helpers import free_port
+from tests.plugins.retrieval.conftest import EmbeddingsServer, hashed_vector
 
 
 def make(server: EmbeddingsServer, key: str | None = None, **options: object) -> OpenAIEmbedder:
@@ -56,8 +56,9 @@ async def test_a_refused_key_is_a_clear_error_without_retries(fresh_embeddings_s
 
 
 async def test_dimensions_are_sent_when_configured(fresh_embeddings_server: EmbeddingsServer) -> None:
-    embedder = OpenAIEmbedder(fresh_embeddings_server.base_url, fresh_embeddings_server.api_key, "m", 16,
-                              send_dimensions=True)
+    embedder = OpenAIEmbedder(
+        fresh_embeddings_server.base_url, fresh_embeddings_server.api_key, "m", 16, send_dimensions=True
+    )
     assert len((await embedder.embed_documents(["x"]))[0]) == 16
     assert fresh_embeddings_server.calls[0]["dimensions"] == 16
     await embedder.aclose()

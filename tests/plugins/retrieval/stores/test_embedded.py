@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkMetadata, DocumentMetadataFilter, Source
-from plugkit.plugins.retrieval.stores.base import ChunkRecord, DocumentRecord, SearchRequest, StoreInfo, StoreMismatchError
+from plugkit.plugins.retrieval.stores.base import (
+    ChunkRecord,
+    DocumentRecord,
+    SearchRequest,
+    StoreInfo,
+    StoreMismatchError,
+)
 from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore, keyword_query, rrf
 
 DIM = 8
@@ -22,10 +28,13 @@ def unit(seed: int) -> list[float]:
 
 def document(doc_id: str, texts: list[str], seed: int = 0, **metadata: object) -> DocumentRecord:
     meta = DocumentChunkMetadata(document_id=doc_id, **metadata)  # type: ignore[arg-type]
-    return DocumentRecord(doc_id, [
-        ChunkRecord(DocumentChunk(id=f"{doc_id}_{n}", text=t, metadata=meta), unit(seed * 1000 + n))
-        for n, t in enumerate(texts)
-    ])
+    return DocumentRecord(
+        doc_id,
+        [
+            ChunkRecord(DocumentChunk(id=f"{doc_id}_{n}", text=t, metadata=meta), unit(seed * 1000 + n))
+            for n, t in enumerate(texts)
+        ],
+    )
 
 
 @pytest.fixture
@@ -62,11 +71,13 @@ async def test_dense_search_returns_the_nearest_chunk_first_with_descending_scor
 
 
 async def test_keyword_search_ranks_by_bm25_higher_is_better(store: EmbeddedStore) -> None:
-    await store.replace_documents([
-        document("a", ["the zebra eats grass in the savanna"], seed=1),
-        document("b", ["zebra zebra zebra stripes"], seed=2),
-        document("c", ["nothing to see here"], seed=3),
-    ])
+    await store.replace_documents(
+        [
+            document("a", ["the zebra eats grass in the savanna"], seed=1),
+            document("b", ["zebra zebra zebra stripes"], seed=2),
+            document("c", ["nothing to see here"], seed=3),
+        ]
+    )
     hits = await store.search(SearchRequest(text="zebra?", embedding=None, top_k=5, mode="keyword"))
     assert [h.id for h in hits] == ["b_0", "a_0"]
     assert hits[0].score > hits[1].score
@@ -80,11 +91,13 @@ async def test_keyword_queries_with_fts_syntax_are_taken_literally(store: Embedd
 
 
 async def test_hybrid_search_fuses_both_rankings(store: EmbeddedStore) -> None:
-    await store.replace_documents([
-        document("kw", ["unique keyword platypus"], seed=1),
-        document("dense", ["unrelated words"], seed=2),
-        document("other", ["more filler"], seed=3),
-    ])
+    await store.replace_documents(
+        [
+            document("kw", ["unique keyword platypus"], seed=1),
+            document("dense", ["unrelated words"], seed=2),
+            document("other", ["more filler"], seed=3),
+        ]
+    )
     hits = await store.search(SearchRequest(text="platypus", embedding=unit(2000), top_k=3, mode="hybrid"))
     top_two = {h.id for h in hits[:2]}
     assert top_two == {"kw_0", "dense_0"}
@@ -101,10 +114,16 @@ async def test_filtered_dense_search_still_returns_top_k_matches(store: Embedded
 
 
 async def test_every_filter_field_restricts_the_results(store: EmbeddedStore) -> None:
-    await store.replace_documents([
-        document("a", ["alpha"], seed=1, source=Source.email, source_id="m1", url="https://a", created_at="2024-01-10"),
-        document("b", ["alpha"], seed=2, source=Source.chat, source_id="m2", url="https://b", created_at="2024-03-01"),
-    ])
+    await store.replace_documents(
+        [
+            document(
+                "a", ["alpha"], seed=1, source=Source.email, source_id="m1", url="https://a", created_at="2024-01-10"
+            ),
+            document(
+                "b", ["alpha"], seed=2, source=Source.chat, source_id="m2", url="https://b", created_at="2024-03-01"
+            ),
+        ]
+    )
 
     async def ids(**fields: str) -> list[str]:
         flt = DocumentMetadataFilter(**fields)  # type: ignore[arg-type]
@@ -132,11 +151,13 @@ async def test_tenants_see_fetch_and_delete_only_their_own_chunks(store: Embedde
 
 
 async def test_delete_by_ids_filter_and_all_reports_the_chunks_removed(store: EmbeddedStore) -> None:
-    await store.replace_documents([
-        document("a", ["one", "two"], seed=1, author="x"),
-        document("b", ["three"], seed=2, author="y"),
-        document("c", ["four"], seed=3, author="y"),
-    ])
+    await store.replace_documents(
+        [
+            document("a", ["one", "two"], seed=1, author="x"),
+            document("b", ["three"], seed=2, author="y"),
+            document("c", ["four"], seed=3, author="y"),
+        ]
+    )
     assert await store.delete(ids=["a", "missing"]) == 2
     assert await store.delete(filter=DocumentMetadataFilter(author="y", document_id="b")) == 1
     assert await store.count() == 1
@@ -202,10 +223,15 @@ async def test_writes_of_another_process_are_seen_by_a_running_store(tmp_path: P
 
 async def test_a_failed_document_write_leaves_nothing_half_written(store: EmbeddedStore) -> None:
     await store.replace_documents([document("d", ["original"], seed=1)])
-    bad = DocumentRecord("d", [
-        ChunkRecord(DocumentChunk(id="d_0", text="new", metadata=DocumentChunkMetadata(document_id="d")), unit(1)),
-        ChunkRecord(DocumentChunk(id="d_1", text="new 2", metadata=DocumentChunkMetadata(document_id="d")), [0.0] * 3),
-    ])
+    bad = DocumentRecord(
+        "d",
+        [
+            ChunkRecord(DocumentChunk(id="d_0", text="new", metadata=DocumentChunkMetadata(document_id="d")), unit(1)),
+            ChunkRecord(
+                DocumentChunk(id="d_1", text="new 2", metadata=DocumentChunkMetadata(document_id="d")), [0.0] * 3
+            ),
+        ],
+    )
     with pytest.raises(ValueError, match="dimension"):
         await store.replace_documents([bad])
     assert [c.text for c in await store.get_document("d")] == ["original"]

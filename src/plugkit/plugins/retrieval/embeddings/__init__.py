@@ -9,7 +9,11 @@ from plugkit.plugins.retrieval.embeddings.base import Embedder, EmbeddingError
 if TYPE_CHECKING:
     from plugkit.plugins.retrieval.settings import RetrievalSettings
 
-KNOWN_OPENAI_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+KNOWN_OPENAI_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
 
 
 def build_embedder(settings: RetrievalSettings) -> Embedder:

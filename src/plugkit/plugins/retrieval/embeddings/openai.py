@@ -98,13 +98,16 @@ class OpenAIEmbedder:
             data = sorted(response.json()["data"], key=lambda d: d["index"])
             vectors = [[float(x) for x in d["embedding"]] for d in data]
         except (ValueError, KeyError, TypeError) as exc:
-            raise EmbeddingError(f"the embedding provider sent an answer that is not an embeddings list: {exc!r}")
+            raise EmbeddingError(
+                f"the embedding provider sent an answer that is not an embeddings list: {exc!r}"
+            ) from exc
         if len(vectors) != expected:
             raise EmbeddingError(f"the embedding provider returned {len(vectors)} vectors for {expected} inputs")
         for v in vectors:
             if len(v) != self.dimension:
                 raise EmbeddingError(
-                    f"the embedding provider returned vectors of dimension {len(v)}, not the configured {self.dimension}"
+                    f"the embedding provider returned vectors of dimension {len(v)}, "
+                    f"not the configured {self.dimension}"
                 )
         return [_normalise(v) for v in vectors]
 

@@ -10,7 +10,6 @@ never loses an acknowledged write nor shows half a document.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import sqlite3
 import threading
@@ -125,8 +124,11 @@ class EmbeddedStore:
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             if "embedding_model" not in meta:
-                meta = {"embedding_model": info.embedding_model, "dimension": str(info.dimension),
-                        "instance": uuid.uuid4().hex}
+                meta = {
+                    "embedding_model": info.embedding_model,
+                    "dimension": str(info.dimension),
+                    "instance": uuid.uuid4().hex,
+                }
                 conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
             conn.execute("COMMIT")
         except BaseException:
@@ -192,7 +194,9 @@ class EmbeddedStore:
             for i in range(0, len(added), 500):
                 part = added[i : i + 500]
                 marks = ",".join("?" * len(part))
-                vectors += conn.execute(f"SELECT rowid, embedding FROM chunks WHERE rowid IN ({marks})", part).fetchall()
+                vectors += conn.execute(
+                    f"SELECT rowid, embedding FROM chunks WHERE rowid IN ({marks})", part
+                ).fetchall()
         finally:
             conn.execute("COMMIT")
         self._index.remove(r for r, op in last.items() if op == DEL)
@@ -220,8 +224,10 @@ class EmbeddedStore:
         for document in documents:
             for record in document.chunks:
                 if len(record.embedding) != dimension:
-                    raise ValueError(f"chunk {record.chunk.id} has an embedding of dimension {len(record.embedding)}, "
-                                     f"the store holds {dimension}")
+                    raise ValueError(
+                        f"chunk {record.chunk.id} has an embedding of dimension {len(record.embedding)}, "
+                        f"the store holds {dimension}"
+                    )
 
         def write(conn: sqlite3.Connection) -> None:
             for document in documents:
@@ -233,9 +239,12 @@ class EmbeddedStore:
     def _write_document(self, conn: sqlite3.Connection, document: DocumentRecord, tenant: str) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            old = [r[0] for r in conn.execute(
-                "SELECT rowid FROM chunks WHERE tenant = ? AND document_id = ?", (tenant, document.document_id)
-            )]
+            old = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT rowid FROM chunks WHERE tenant = ? AND document_id = ?", (tenant, document.document_id)
+                )
+            ]
             self._delete_rows(conn, old)
             for n, record in enumerate(document.chunks):
                 meta = record.chunk.metadata.model_copy(update={"document_id": document.document_id})
@@ -244,9 +253,17 @@ class EmbeddedStore:
                     "INSERT INTO chunks (tenant, document_id, n, chunk_id, text, metadata, source, source_id, author,"
                     " url, created_ts, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        tenant, document.document_id, n, record.chunk.id or f"{document.document_id}_{n}",
-                        record.chunk.text, meta.model_dump_json(exclude_none=True),
-                        meta.source.value if meta.source else None, meta.source_id, meta.author, meta.url, created,
+                        tenant,
+                        document.document_id,
+                        n,
+                        record.chunk.id or f"{document.document_id}_{n}",
+                        record.chunk.text,
+                        meta.model_dump_json(exclude_none=True),
+                        meta.source.value if meta.source else None,
+                        meta.source_id,
+                        meta.author,
+                        meta.url,
+                        created,
                         np.asarray(record.embedding, dtype=np.float32).tobytes(),
                     ),
                 )
@@ -285,10 +302,13 @@ class EmbeddedStore:
                 else:
                     found: set[int] = set()
                     for document_id in ids or []:
-                        found.update(r[0] for r in conn.execute(
-                            "SELECT rowid FROM chunks WHERE tenant = ? AND document_id = ?",
-                            (tenant or SHARED, document_id),
-                        ))
+                        found.update(
+                            r[0]
+                            for r in conn.execute(
+                                "SELECT rowid FROM chunks WHERE tenant = ? AND document_id = ?",
+                                (tenant or SHARED, document_id),
+                            )
+                        )
                     if filter is not None:
                         where, params = filter_sql(filter, tenant)
                         found.update(r[0] for r in conn.execute(f"SELECT rowid FROM chunks c WHERE {where}", params))
@@ -377,10 +397,15 @@ class EmbeddedStore:
             if row is None:  # deleted since the index was read
                 continue
             embedding = np.frombuffer(row[4], dtype=np.float32).tolist() if with_embeddings else None
-            results.append(DocumentChunkWithScore(
-                id=row[1], text=row[2], metadata=DocumentChunkMetadata.model_validate_json(row[3]),
-                embedding=embedding, score=score,
-            ))
+            results.append(
+                DocumentChunkWithScore(
+                    id=row[1],
+                    text=row[2],
+                    metadata=DocumentChunkMetadata.model_validate_json(row[3]),
+                    embedding=embedding,
+                    score=score,
+                )
+            )
         return results
 
     async def get_document(self, document_id: str, tenant: str | None = None) -> list[DocumentChunk]:
@@ -419,7 +444,8 @@ class EmbeddedStore:
 
 def filter_sql(flt: DocumentMetadataFilter, tenant: str | None) -> tuple[str, list[Any]]:
     """A WHERE clause over `chunks c` for the tenant and every field of the filter."""
-    clauses, params = ["c.tenant = ?"], [tenant or SHARED]
+    clauses: list[str] = ["c.tenant = ?"]
+    params: list[Any] = [tenant or SHARED]
     for field in ("document_id", "source_id", "author", "url"):
         value = getattr(flt, field)
         if value is not None:
@@ -445,5 +471,3 @@ def create_store(settings: Any) -> EmbeddedStore:
         keyword_weight=settings.hybrid_keyword_weight,
         rrf_k=settings.rrf_k,
     )
-
-

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -108,9 +108,8 @@ class ExactIndex:
     def save(self, path: Path, marker: dict[str, str]) -> None:
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
-            np.savez(fh, ids=self._ids[: self._size], vectors=self._vectors[: self._size], **{
-                f"marker_{k}": np.array(v) for k, v in marker.items()
-            })
+            arrays: dict[str, Any] = {f"marker_{k}": np.array(v) for k, v in marker.items()}
+            np.savez(fh, ids=self._ids[: self._size], vectors=self._vectors[: self._size], **arrays)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
