@@ -44,7 +44,11 @@ class Retriever:
         return StoreInfo(embedding_model=self.embedder.model_id, dimension=self.embedder.dimension)
 
     async def open(self) -> None:
+        """Open the store (checking its model and dimension) and load a local model now, not on the first call."""
         await self.store.open(self.store_info)
+        load = getattr(self.embedder, "load", None)
+        if callable(load):
+            await asyncio.to_thread(load)
 
     async def close(self) -> None:
         await self.store.close()

@@ -269,3 +269,26 @@ def test_reciprocal_rank_fusion_rewards_agreement_and_weights() -> None:
     assert [i for i, _ in fused][:2] == [2, 1]
     weighted = rrf([([1], 2.0), ([2], 1.0)], k=60)
     assert [i for i, _ in weighted] == [1, 2]
+
+
+async def test_closing_trims_the_change_log_and_a_store_left_behind_rebuilds(tmp_path: Path) -> None:
+    behind, writer = EmbeddedStore(tmp_path / "s"), EmbeddedStore(tmp_path / "s")
+    await behind.open(INFO)
+    await writer.open(INFO)
+    await writer.replace_documents([document("a", ["first"], seed=1), document("b", ["second"], seed=2)])
+    await writer.delete(ids=["a"])
+    await writer.close()
+    with sqlite3.connect(tmp_path / "s" / "retrieval.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == 0
+    hits = await behind.search(SearchRequest(text="", embedding=unit(1000), top_k=10, mode="dense"))
+    assert [h.id for h in hits] == ["b_0"]
+    await behind.replace_documents([document("c", ["third"], seed=3)])
+    hits = await behind.search(SearchRequest(text="", embedding=unit(3000), top_k=10, mode="dense"))
+    assert [h.id for h in hits][0] == "c_0" and len(hits) == 2
+    await behind.close()
+    reopened = EmbeddedStore(tmp_path / "s")
+    await reopened.open(INFO)
+    assert await reopened.count() == 2
+    hits = await reopened.search(SearchRequest(text="", embedding=unit(2000), top_k=1, mode="dense"))
+    assert [h.id for h in hits] == ["b_0"]
+    await reopened.close()

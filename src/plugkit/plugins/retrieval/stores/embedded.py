@@ -161,7 +161,9 @@ class EmbeddedStore:
 
     @staticmethod
     def _head(conn: sqlite3.Connection) -> int:
-        return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+        """The last change-log seq ever issued (AUTOINCREMENT keeps it even when the log is trimmed)."""
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+        return int(row[0]) if row else 0
 
     def _rebuild(self, conn: sqlite3.Connection, dimension: int) -> None:
         index = ExactIndex(dimension)
@@ -184,13 +186,19 @@ class EmbeddedStore:
             changes = conn.execute(
                 "SELECT seq, chunk_rowid, op FROM changes WHERE seq > ? ORDER BY seq", (self._applied,)
             ).fetchall()
-            if not changes:
+            # Seqs are gapless (writers are serialised and a rollback gives its seqs back), so a gap means another
+            # process trimmed entries this index never saw: rebuild from the chunks instead.
+            first = changes[0][0] if changes else self._head(conn) + 1
+            trimmed = first != self._applied + 1
+            if not changes and not trimmed:
                 return
             last: dict[int, int] = {}
+            vectors: list[tuple[int, bytes]] = []
+            if trimmed:
+                changes = []
             for _seq, rowid, op in changes:
                 last[rowid] = op
             added = [r for r, op in last.items() if op == ADD]
-            vectors: list[tuple[int, bytes]] = []
             for i in range(0, len(added), 500):
                 part = added[i : i + 500]
                 marks = ",".join("?" * len(part))
@@ -199,6 +207,9 @@ class EmbeddedStore:
                 ).fetchall()
         finally:
             conn.execute("COMMIT")
+        if trimmed:
+            self._rebuild(conn, self._index.dimension)
+            return
         self._index.remove(r for r, op in last.items() if op == DEL)
         if vectors:
             ids = np.array([v[0] for v in vectors], dtype=np.int64)
@@ -210,6 +221,8 @@ class EmbeddedStore:
             self._catch_up(conn)
             if self._index is not None:
                 self._index.save(self.index_path, {"instance": self._instance, "seq": str(self._applied)})
+                # The snapshot now holds everything up to `applied`: that part of the log is no longer needed.
+                conn.execute("DELETE FROM changes WHERE seq <= ?", (self._applied,))
             conn.close()
             self._conn = None
 

@@ -106,7 +106,7 @@ class ExactIndex:
         return self._ids[found].copy(), scores[top]
 
     def save(self, path: Path, marker: dict[str, str]) -> None:
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # workers sharing a directory each write their own
         with open(tmp, "wb") as fh:
             arrays: dict[str, Any] = {f"marker_{k}": np.array(v) for k, v in marker.items()}
             np.savez(fh, ids=self._ids[: self._size], vectors=self._vectors[: self._size], **arrays)
