@@ -292,3 +292,27 @@ async def test_closing_trims_the_change_log_and_a_store_left_behind_rebuilds(tmp
     hits = await reopened.search(SearchRequest(text="", embedding=unit(2000), top_k=1, mode="dense"))
     assert [h.id for h in hits] == ["b_0"]
     await reopened.close()
+
+
+async def test_readers_never_see_a_mix_of_old_and_new_chunks(store: EmbeddedStore) -> None:
+    import asyncio
+
+    def version(v: int) -> DocumentRecord:
+        return document("doc", [f"version {v} part {n}" for n in range(5 + v % 3)], seed=v)
+
+    await store.replace_documents([version(0)])
+    seen: list[set[str]] = []
+
+    async def writer() -> None:
+        for v in range(1, 30):
+            await store.replace_documents([version(v)])
+
+    async def reader() -> None:
+        for _ in range(60):
+            chunks = await store.get_document("doc")
+            seen.append({c.text.split(" part ")[0] for c in chunks})
+            hits = await store.search(SearchRequest(text="version", embedding=None, top_k=20, mode="keyword"))
+            seen.append({h.text.split(" part ")[0] for h in hits})
+
+    await asyncio.gather(writer(), reader(), reader())
+    assert all(len(versions) == 1 for versions in seen)
