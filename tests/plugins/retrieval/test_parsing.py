@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import io
 import json
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +124,19 @@ def test_invalid_json_named_json_is_corrupt() -> None:
     with pytest.raises(CorruptFileError) as caught:
         sniff(b"{not json", "data.json")
     assert caught.value.kind == "json"
+
+
+def test_external_entities_in_office_xml_are_never_resolved(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-VALUE")
+    original = zipfile.ZipFile(io.BytesIO(docx_bytes(["placeholder"])))
+    members = {name: original.read(name) for name in original.namelist()}
+    xml = members["word/document.xml"].decode()
+    doctype = f'<!DOCTYPE w:document [<!ENTITY xxe SYSTEM "file://{secret}">]>'
+    xml = xml.replace("?>", "?>" + doctype, 1).replace("placeholder", "&xxe;")
+    members["word/document.xml"] = xml.encode()
+    try:
+        _kind, text = extract_text(zip_bytes(members))
+    except CorruptFileError:
+        return  # refusing the file is as safe as not resolving the entity
+    assert "TOP-SECRET-VALUE" not in text
