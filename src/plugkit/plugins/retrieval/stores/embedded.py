@@ -114,6 +114,8 @@ class EmbeddedStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives a power cut too
         conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache: the FTS index is read on every search
+        conn.execute("PRAGMA mmap_size=268435456")
         conn.executescript(SCHEMA)
         self._conn = conn
         self._info = info
