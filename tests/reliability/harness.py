@@ -426,7 +426,7 @@ RETRIEVAL = Target(
 )
 
 # One line per plugin: sports (with a target of its own: its dataset, its GET routes) and RETRIEVAL join at merge.
-TARGETS: dict[str, Target] = {t.name: t for t in (TODO, SPORTS)}
+TARGETS: dict[str, Target] = {t.name: t for t in (TODO, SPORTS, RETRIEVAL)}
 
 
 def generic_hostile(target: Target) -> list[HostileCase]:

@@ -6,6 +6,7 @@ import typer
 
 from plugkit.cli import call as call_cmd
 from plugkit.cli import check as check_cmd
+from plugkit.cli import ingest as ingest_cmd
 from plugkit.cli import manifest as manifest_cmd
 from plugkit.cli import mcp as mcp_cmd
 from plugkit.cli import oauth_clients as oauth_clients_cmd
@@ -26,6 +27,7 @@ app.command("check")(check_cmd.check)
 app.command("tools")(tools_cmd.tools)
 app.command("call")(call_cmd.call)
 app.command("mcp")(mcp_cmd.mcp)
+app.command("ingest")(ingest_cmd.ingest)
 
 
 def main() -> None:

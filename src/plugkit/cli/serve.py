@@ -36,6 +36,10 @@ app = typer.Typer(no_args_is_help=True, help="Run a plugin server.")
 PLUGINS: dict[str, tuple[str, str]] = {
     "todo": ("plugkit.plugins.todo.app:create_app", "plugkit.plugins.todo.settings:TodoSettings"),
     "sports": ("plugkit.plugins.sports.app:create_app", "plugkit.plugins.sports.settings:SportsSettings"),
+    "retrieval": (
+        "plugkit.plugins.retrieval.app:create_app",
+        "plugkit.plugins.retrieval.settings:RetrievalSettings",
+    ),
 }
 # servers that are not plugins: `plugkit serve NAME` runs them, `serve all` leaves them out
 EXTRA_SERVERS: dict[str, tuple[str, str]] = {
@@ -172,6 +176,47 @@ def serve_sports_upstream(
     """The local sports dataset served as the balldontlie v1 API (default port 5011)."""
     run_plugin(
         "sports-upstream", host=host, port=port, data_dir=data_dir, workers=workers, upstream_api_key_file=api_key_file
+    )
+
+
+@app.command("retrieval")
+def serve_retrieval(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: DataDirOpt = None,
+    auth: AuthOpt = None,
+    workers: WorkersOpt = None,
+    public_url: PublicUrlOpt = None,
+    service_token_file: ServiceTokenFileOpt = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="embedded | pgvector | milvus | qdrant (PLUGKIT_STORE).")
+    ] = None,
+    embedder: Annotated[str | None, typer.Option("--embedder", help="local | openai (PLUGKIT_EMBEDDER).")] = None,
+    memory: Annotated[
+        bool | None, typer.Option("--memory/--no-memory", help="Let the model save information (PLUGKIT_MEMORY).")
+    ] = None,
+    tenancy: Annotated[
+        str | None, typer.Option("--tenancy", help="shared | per-user (under user_http or oauth) (PLUGKIT_TENANCY).")
+    ] = None,
+    auth_scheme: AuthSchemeOpt = None,
+    mcp: McpOpt = False,
+) -> None:
+    """The retrieval plugin (default port 5003)."""
+    run_plugin(
+        "retrieval",
+        mcp=mcp,
+        auth_scheme=auth_scheme,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        auth=auth,
+        workers=workers,
+        public_url=public_url,
+        service_token_file=service_token_file,
+        store=store,
+        embedder=embedder,
+        memory=memory,
+        tenancy=tenancy,
     )
 
 

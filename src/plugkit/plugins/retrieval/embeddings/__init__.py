@@ -1,1 +1,45 @@
 """Embedding providers; each implements plugkit.plugins.retrieval.embeddings.base.Embedder."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from plugkit.plugins.retrieval.embeddings.base import Embedder, EmbeddingError
+
+if TYPE_CHECKING:
+    from plugkit.plugins.retrieval.settings import RetrievalSettings
+
+KNOWN_OPENAI_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+
+def build_embedder(settings: RetrievalSettings) -> Embedder:
+    """The embedder named by `settings.embedder` (imported lazily: `local` pulls in torch)."""
+    if settings.embedder == "local":
+        from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder
+
+        return LocalEmbedder(batch_size=settings.embed_batch_size)
+    from plugkit.plugins.retrieval.embeddings.openai import OpenAIEmbedder
+
+    dimension = settings.openai_dimensions or KNOWN_OPENAI_DIMENSIONS.get(settings.openai_model)
+    if dimension is None:
+        raise EmbeddingError(
+            f"the dimension of embedding model {settings.openai_model!r} is unknown: set PLUGKIT_OPENAI_DIMENSIONS"
+        )
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    return OpenAIEmbedder(
+        settings.openai_base_url,
+        key,
+        settings.openai_model,
+        dimension,
+        send_dimensions=settings.openai_dimensions is not None,
+        batch_size=settings.embed_batch_size,
+        timeout_s=settings.openai_timeout_s,
+        max_retries=settings.openai_max_retries,
+    )
+
+
+__all__ = ["Embedder", "EmbeddingError", "build_embedder"]

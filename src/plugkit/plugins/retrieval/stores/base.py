@@ -9,6 +9,12 @@ Conventions every provider keeps:
 - `tenant` scopes everything: with a tenant, a call sees, returns and deletes only that tenant's chunks; None means
   the store's shared space (no tenancy);
 - `delete(delete_all=True)` removes only this store's own collection/table contents, never anything else.
+
+Provider convention: a store named `<name>` lives in the module `plugkit.plugins.retrieval.stores.<name>`, which
+exposes `create_store(settings: RetrievalSettings) -> VectorStore` (cheap: no connection until `open`). The factory
+`plugkit.plugins.retrieval.stores.build_store(name, settings)` imports that module lazily, so a provider's client
+library is needed only when it is chosen. Settings a provider may read: `store_url`, `store_api_key`, `collection`,
+`data_dir` (for embedded engines), `hybrid_dense_weight`, `hybrid_keyword_weight`, `rrf_k`.
 """
 
 from __future__ import annotations

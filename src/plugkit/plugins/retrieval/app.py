@@ -1,0 +1,328 @@
+"""The retrieval plugin's routes and app: the original retrieval plugin's API, plus fetch by id, JSON upload, modes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Path, Request, UploadFile
+from pydantic import ValidationError
+
+from plugkit.app import ErrorDetail, PluginInfo, create_plugin_app
+from plugkit.auth.base import AuthMethod
+from plugkit.auth.factory import build_auth_method
+from plugkit.deps import CurrentPrincipal
+from plugkit.manifest import Api, Manifest
+from plugkit.plugins.retrieval.chunking import Tokenizer, minilm_tokenizer
+from plugkit.plugins.retrieval.embeddings import build_embedder
+from plugkit.plugins.retrieval.embeddings.base import Embedder, EmbeddingError
+from plugkit.plugins.retrieval.models import (
+    DeleteRequest,
+    DeleteResponse,
+    Document,
+    DocumentMetadata,
+    DocumentResponse,
+    FileUploadRequest,
+    QueryRequest,
+    QueryResponse,
+    UpsertRequest,
+    UpsertResponse,
+)
+from plugkit.plugins.retrieval.parsing import FileError, extract_text
+from plugkit.plugins.retrieval.service import DocumentTooLongError, Retriever
+from plugkit.plugins.retrieval.settings import MB, RetrievalSettings
+from plugkit.plugins.retrieval.stores import build_store
+from plugkit.plugins.retrieval.stores.base import VectorStore
+from plugkit.settings import load_settings
+from plugkit.storage import Database
+
+DESCRIPTION_FOR_MODEL = (
+    "Plugin for searching through the user's documents (such as files, emails, and more) to find answers to "
+    "questions and retrieve relevant information. Use it whenever a user asks something that might be found in "
+    "their personal information."
+)
+MEMORY_DESCRIPTION_FOR_MODEL = (
+    "Plugin for searching through the user's documents (such as files, emails, and more) to find answers to "
+    "questions and retrieve relevant information. Use it whenever a user asks something that might be found in "
+    "their personal information, or asks you to save information for later."
+)
+UPSERT_MEMORY_DESCRIPTION = (
+    "Save chat information for later. Accepts an array of documents with text (potential questions and the "
+    "conversation text) and metadata (source 'chat' and created_at; no id, one is generated). Confirm with the "
+    "user before saving, and ask for more details or context when it helps."
+)
+
+
+def retrieval_manifest(memory: bool) -> Manifest:
+    return Manifest(
+        name_for_human="Retrieval Memory" if memory else "Retrieval Plugin",
+        name_for_model="retrieval",
+        description_for_human=("Save information and search it later." if memory else "Search through your documents."),
+        description_for_model=MEMORY_DESCRIPTION_FOR_MODEL if memory else DESCRIPTION_FOR_MODEL,
+        api=Api(url="PLUGIN_HOSTNAME/openapi.yaml"),
+        logo_url="PLUGIN_HOSTNAME/logo.png",
+        contact_email="legal@plugkit.dev",
+        legal_info_url="PLUGIN_HOSTNAME/legal",
+    )
+
+
+async def get_retriever(request: Request) -> Retriever:
+    return request.app.state.retriever  # type: ignore[no-any-return]
+
+
+def get_tenant(request: Request, principal: CurrentPrincipal) -> str | None:
+    """Under per-user tenancy, the signed-in user; otherwise None (the shared space)."""
+    settings: RetrievalSettings = request.app.state.settings
+    if settings.tenancy != "per-user":
+        return None
+    if not principal.identifies_user or not principal.user_id:
+        raise HTTPException(403, "per-user tenancy needs a signed-in user, and this credential names none")
+    return principal.user_id
+
+
+RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
+Tenant = Annotated[str | None, Depends(get_tenant)]
+DocumentId = Annotated[str, Path(min_length=1, max_length=512, description="The document's id")]
+
+
+def _check_texts(documents: list[Document]) -> None:
+    for n, document in enumerate(documents):
+        if not document.text.strip():
+            raise HTTPException(422, f"documents[{n}] has no text to index")
+
+
+async def _upsert(retriever: Retriever, documents: list[Document], tenant: str | None) -> UpsertResponse:
+    try:
+        return UpsertResponse(ids=await retriever.upsert(documents, tenant))
+    except DocumentTooLongError as exc:
+        raise HTTPException(413, str(exc)) from exc
+    except EmbeddingError as exc:
+        raise HTTPException(502, f"embedding failed: {exc}") from exc
+
+
+async def _upsert_bytes(
+    retriever: Retriever,
+    data: bytes,
+    filename: str | None,
+    content_type: str | None,
+    metadata: DocumentMetadata | None,
+    document_id: str | None,
+    tenant: str | None,
+    limit: int,
+) -> UpsertResponse:
+    if len(data) > limit:
+        raise HTTPException(413, f"the file is {len(data)} bytes, over the upload limit of {limit} bytes")
+    if not data:
+        raise HTTPException(422, "the file is empty")
+    try:
+        kind, text = await asyncio.to_thread(extract_text, data, filename, content_type)
+    except FileError as exc:
+        raise HTTPException(exc.status, f"{exc} (type found: {exc.kind})") from exc
+    if not text.strip():
+        raise HTTPException(422, f"the {kind} file holds no text to index")
+    return await _upsert(retriever, [Document(id=document_id, text=text, metadata=metadata)], tenant)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Documented error responses: a {detail} body; a 422 may also be a request validation error list."""
+    descriptions = {
+        400: "Nothing named to delete",
+        404: "No such document",
+        413: "The file or document is too large",
+        415: "The file's type is not supported (the detail names the type found)",
+        422: "The request, the metadata, a date or the file content is invalid (the detail says which)",
+        502: "The embedding provider failed (the detail says why)",
+    }
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        if status == 422:
+            schema = {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/ErrorDetail"},
+                    {"$ref": "#/components/schemas/HTTPValidationError"},
+                ]
+            }
+            responses[422] = {"description": descriptions[422], "content": {"application/json": {"schema": schema}}}
+        else:
+            responses[status] = {"model": ErrorDetail, "description": descriptions[status]}
+    return responses
+
+
+def build_router(memory: bool) -> APIRouter:
+    """The API. What the model sees in the spec: query and fetch; in memory mode, upsert and JSON upload too."""
+    router = APIRouter()
+    for_model = memory
+
+    @router.post(
+        "/upsert",
+        operation_id="upsertDocuments",
+        summary="Save documents" if memory else "Add or replace documents",
+        description=UPSERT_MEMORY_DESCRIPTION if memory else None,
+        response_model=UpsertResponse,
+        responses=_errors(413, 422, 502),
+        include_in_schema=for_model,
+    )
+    async def upsert(body: UpsertRequest, retriever: RetrieverDep, tenant: Tenant) -> UpsertResponse:
+        """Add documents, or replace those whose id exists; returns the document ids."""
+        _check_texts(body.documents)
+        return await _upsert(retriever, body.documents, tenant)
+
+    @router.post(
+        "/upsert-file",
+        operation_id="upsertFile",
+        summary="Add a file",
+        response_model=UpsertResponse,
+        responses=_errors(413, 415, 422, 502),
+        include_in_schema=False,
+    )
+    async def upsert_file(
+        request: Request,
+        retriever: RetrieverDep,
+        tenant: Tenant,
+        file: Annotated[UploadFile, File(description="pdf, docx, pptx, xlsx, csv, json, html, md or txt")],
+        metadata: Annotated[str | None, Form(description="DocumentMetadata as a JSON string")] = None,
+    ) -> UpsertResponse:
+        """Add a file (multipart upload); its type is read from its content. Returns the document id."""
+        parsed: DocumentMetadata | None = None
+        if metadata is not None and metadata.strip():
+            try:
+                parsed = DocumentMetadata.model_validate(json.loads(metadata))
+            except json.JSONDecodeError as exc:
+                raise HTTPException(422, f"the metadata field is not valid JSON: {exc}") from exc
+            except ValidationError as exc:
+                raise HTTPException(422, f"the metadata field is not valid DocumentMetadata: {exc}") from exc
+        settings: RetrievalSettings = request.app.state.settings
+        data = await file.read()
+        return await _upsert_bytes(
+            retriever, data, file.filename, file.content_type, parsed, None, tenant, settings.max_upload_bytes
+        )
+
+    @router.post(
+        "/upsert-file-json",
+        operation_id="upsertFileContent",
+        summary="Add a file sent as base64 JSON",
+        response_model=UpsertResponse,
+        responses=_errors(413, 415, 422, 502),
+        include_in_schema=for_model,
+    )
+    async def upsert_file_json(
+        request: Request, body: FileUploadRequest, retriever: RetrieverDep, tenant: Tenant
+    ) -> UpsertResponse:
+        """Add a file given as base64 content and a file name; its type is read from its content."""
+        try:
+            data = base64.b64decode(body.content_base64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise HTTPException(422, f"content_base64 is not valid base64: {exc}") from exc
+        settings: RetrievalSettings = request.app.state.settings
+        return await _upsert_bytes(
+            retriever, data, body.filename, None, body.metadata, body.id, tenant, settings.max_upload_bytes
+        )
+
+    @router.post(
+        "/query",
+        operation_id="queryDocuments",
+        summary="Search the documents",
+        response_model=QueryResponse,
+        responses=_errors(422, 502),
+    )
+    async def query(body: QueryRequest, retriever: RetrieverDep, tenant: Tenant) -> QueryResponse:
+        """Find the document chunks most relevant to each query (hybrid, dense or keyword search), best first."""
+        if not body.queries:
+            raise HTTPException(422, "queries is empty: send at least one query")
+        try:
+            return QueryResponse(results=await retriever.query(body.queries, tenant))
+        except EmbeddingError as exc:
+            raise HTTPException(502, f"embedding failed: {exc}") from exc
+
+    @router.get(
+        "/documents/{document_id}",
+        operation_id="getDocument",
+        summary="Fetch a document by id",
+        response_model=DocumentResponse,
+        responses=_errors(404),
+    )
+    async def get_document(document_id: DocumentId, retriever: RetrieverDep, tenant: Tenant) -> DocumentResponse:
+        """Fetch all chunks of one document, in order."""
+        chunks = await retriever.store.get_document(document_id, tenant)
+        if not chunks:
+            raise HTTPException(404, f"no document with id {document_id!r}")
+        return DocumentResponse(document_id=document_id, chunks=chunks)
+
+    @router.delete(
+        "/delete",
+        operation_id="deleteDocuments",
+        summary="Delete documents",
+        response_model=DeleteResponse,
+        responses=_errors(400, 422),
+        include_in_schema=False,
+    )
+    async def delete(body: DeleteRequest, retriever: RetrieverDep, tenant: Tenant) -> DeleteResponse:
+        """Delete documents by id, the chunks matching a filter, or everything (delete_all)."""
+        has_filter = body.filter is not None and bool(body.filter.model_dump(exclude_none=True))
+        if not body.ids and not has_filter and not body.delete_all:
+            raise HTTPException(400, "name what to delete: ids, a non-empty filter, or delete_all: true")
+        await retriever.store.delete(
+            ids=body.ids or None,
+            filter=body.filter if has_filter else None,
+            delete_all=bool(body.delete_all),
+            tenant=tenant,
+        )
+        return DeleteResponse(success=True)
+
+    return router
+
+
+def create_app(
+    settings: RetrievalSettings | None = None,
+    *,
+    embedder: Embedder | None = None,
+    store: VectorStore | None = None,
+    tokenizer: Tokenizer | None = None,
+    auth: AuthMethod | None = None,
+) -> FastAPI:
+    """The retrieval plugin app (settings from the environment when none are given). Parts may be injected."""
+    settings = settings or load_settings(RetrievalSettings)
+    database = Database(settings.database_url_for("retrieval_auth"))
+    auth = auth or build_auth_method(settings, database)
+    if settings.tenancy == "per-user" and auth.kind not in ("user_http", "oauth"):
+        raise ValueError("tenancy per-user needs an auth method that identifies users: user_http or oauth")
+    retriever = Retriever(
+        store or build_store(settings.store, settings),
+        embedder or build_embedder(settings),
+        tokenizer or minilm_tokenizer(),
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap=settings.chunk_overlap,
+        max_chunks_per_document=settings.max_chunks_per_document,
+    )
+
+    async def startup() -> None:
+        await database.create_all(*auth.metadata())
+        await retriever.open()
+
+    async def shutdown() -> None:
+        await retriever.close()
+        await database.dispose()
+
+    upload = settings.max_upload_bytes
+    info = PluginInfo(
+        manifest=retrieval_manifest(settings.memory),
+        title="Retrieval Plugin",
+        description=MEMORY_DESCRIPTION_FOR_MODEL if settings.memory else DESCRIPTION_FOR_MODEL,
+        logo_letter="R",
+        logo_rgb=(106, 61, 154),
+        legal_text="This plugin stores the documents you send it, and their embeddings, until you delete them.",
+        body_limits={
+            "/upsert-file": upload + MB,  # multipart framing; the file itself is held to the limit exactly
+            "/upsert-file-json": upload * 4 // 3 + MB,
+            "/upsert": max(settings.max_body_bytes, upload),
+        },
+    )
+    app = create_plugin_app(
+        info, [build_router(settings.memory)], settings, auth, on_startup=[startup], on_shutdown=[shutdown]
+    )
+    app.state.retriever = retriever
+    app.state.database = database
+    return app

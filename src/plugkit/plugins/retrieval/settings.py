@@ -1,0 +1,49 @@
+"""Settings of the retrieval plugin (environment prefix PLUGKIT_, like every plugin)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from plugkit.settings import PluginSettings
+
+MB = 1024 * 1024
+
+
+class RetrievalSettings(PluginSettings):
+    port: int = 5003
+
+    store: str = Field(default="embedded", description="embedded | pgvector | milvus | qdrant")
+    store_url: str | None = Field(default=None, description="URL or URI of an external store (pgvector, milvus...)")
+    store_api_key: SecretStr | None = None
+    collection: str = Field(default="plugkit_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+    embedder: Literal["local", "openai"] = "local"
+    embed_batch_size: int = Field(default=32, ge=1, le=2048)
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "text-embedding-3-small"
+    openai_dimensions: int | None = Field(default=None, ge=1)
+    openai_timeout_s: float = 30.0
+    openai_max_retries: int = Field(default=5, ge=0)
+
+    chunk_tokens: int = Field(default=200, ge=16, le=256, description="chunk size in model tokens")
+    chunk_overlap: int = Field(default=20, ge=0, description="tokens of the previous chunk repeated in the next")
+    max_chunks_per_document: int = Field(default=10_000, ge=1)
+
+    hybrid_dense_weight: float = Field(default=1.0, ge=0)
+    hybrid_keyword_weight: float = Field(default=1.0, ge=0)
+    rrf_k: int = Field(default=60, ge=1)
+
+    memory: bool = Field(default=False, description="expose upsert to the model, to save information for later")
+    tenancy: Literal["shared", "per-user"] = "shared"
+    max_upload_bytes: int = Field(default=25 * MB, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> RetrievalSettings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+        if self.tenancy == "per-user" and self.auth not in ("user_http", "oauth"):
+            raise ValueError("tenancy per-user needs an auth method that identifies users: user_http or oauth")
+        return self

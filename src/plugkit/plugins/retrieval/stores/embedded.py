@@ -1,0 +1,488 @@
+"""The embedded default store: one data directory, no service to run.
+
+SQLite is the system of record: documents' chunks with their metadata and embeddings, and an FTS5 index for BM25
+keyword search, all written in one transaction per document. The vector index is derived data: kept in memory,
+snapshotted to `vectors.npz` on close, and caught up from SQLite's change log (`changes`) before every search, so
+it is rebuilt when missing, caught up when behind (after a crash, or writes by another worker process), and a crash
+never loses an acknowledged write nor shows half a document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from plugkit.plugins.retrieval.models import (
+    DocumentChunk,
+    DocumentChunkMetadata,
+    DocumentChunkWithScore,
+    DocumentMetadataFilter,
+    parse_instant,
+)
+from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, StoreMismatchError
+from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
+
+T = TypeVar("T")
+SHARED = ""  # the tenant of the shared space
+ADD, DEL = 1, 0
+WORD = re.compile(r"\w+", re.UNICODE)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    chunk_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    source TEXT, source_id TEXT, author TEXT, url TEXT, created_ts REAL,
+    embedding BLOB NOT NULL,
+    UNIQUE (tenant, document_id, n)
+);
+CREATE INDEX IF NOT EXISTS chunks_source ON chunks (tenant, source);
+CREATE INDEX IF NOT EXISTS chunks_created ON chunks (tenant, created_ts);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (text, tokenize = 'porter unicode61');
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_rowid INTEGER NOT NULL, op INTEGER NOT NULL
+);
+"""
+
+
+def keyword_query(text: str) -> str | None:
+    """An FTS5 query matching any word of `text` (each word quoted, so no input is FTS5 syntax)."""
+    words = list(dict.fromkeys(w.lower() for w in WORD.findall(text)))
+    return " OR ".join(f'"{w}"' for w in words) if words else None
+
+
+def rrf(rankings: list[tuple[list[int], float]], k: int) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: each ranking adds weight / (k + rank) to its ids; best first."""
+    fused: dict[int, float] = {}
+    for ids, weight in rankings:
+        for rank, rowid in enumerate(ids, start=1):
+            fused[rowid] = fused.get(rowid, 0.0) + weight / (k + rank)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
+class EmbeddedStore:
+    """VectorStore on SQLite (+FTS5) with an exact in-memory vector index. See the module docstring."""
+
+    name = "embedded"
+
+    def __init__(
+        self, directory: Path, *, dense_weight: float = 1.0, keyword_weight: float = 1.0, rrf_k: int = 60
+    ) -> None:
+        self.directory = Path(directory)
+        self.db_path = self.directory / "retrieval.db"
+        self.index_path = self.directory / "vectors.npz"
+        self.dense_weight, self.keyword_weight, self.rrf_k = dense_weight, keyword_weight, rrf_k
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._index: ExactIndex | None = None
+        self._applied = 0  # the last change-log seq the index reflects
+        self._instance = ""
+        self._info: StoreInfo | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def locked() -> T:
+            with self._lock:
+                if self._conn is None:
+                    raise RuntimeError("the store is not open")
+                return fn(self._conn)
+
+        return await asyncio.to_thread(locked)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        assert self._conn is not None
+        return self._conn
+
+    async def open(self, info: StoreInfo) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives a power cut too
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache: the FTS index is read on every search
+        conn.execute("PRAGMA mmap_size=268435456")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+        self._info = info
+        await self._run(lambda c: self._open_sync(c, info))
+
+    def _open_sync(self, conn: sqlite3.Connection, info: StoreInfo) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if "embedding_model" not in meta:
+                meta = {
+                    "embedding_model": info.embedding_model,
+                    "dimension": str(info.dimension),
+                    "instance": uuid.uuid4().hex,
+                }
+                conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if meta["embedding_model"] != info.embedding_model or int(meta["dimension"]) != info.dimension:
+            conn.close()
+            self._conn = None
+            raise StoreMismatchError(
+                f"the store in {self.directory} was built with embedding model {meta['embedding_model']!r} "
+                f"(dimension {meta['dimension']}), not {info.embedding_model!r} (dimension {info.dimension}); "
+                "use another data directory, or re-ingest the documents into an empty one"
+            )
+        self._instance = meta["instance"]
+        self._load_index(conn, info.dimension)
+
+    def _load_index(self, conn: sqlite3.Connection, dimension: int) -> None:
+        """The snapshot when it belongs to this database and is not ahead of it, else a rebuild; then catch up."""
+        head = self._head(conn)
+        if self.index_path.exists():
+            try:
+                index, marker = ExactIndex.load(self.index_path, dimension)
+                if marker.get("instance") == self._instance and int(marker.get("seq", -1)) <= head:
+                    self._index, self._applied = index, int(marker["seq"])
+                    self._catch_up(conn)
+                    return
+            except ValueError:
+                pass
+        self._rebuild(conn, dimension)
+
+    @staticmethod
+    def _head(conn: sqlite3.Connection) -> int:
+        """The last change-log seq ever issued (AUTOINCREMENT keeps it even when the log is trimmed)."""
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _rebuild(self, conn: sqlite3.Connection, dimension: int) -> None:
+        index = ExactIndex(dimension)
+        conn.execute("BEGIN")  # one snapshot: the rows and the log head agree
+        try:
+            head = self._head(conn)
+            rows = conn.execute("SELECT rowid, embedding FROM chunks").fetchall()
+        finally:
+            conn.execute("COMMIT")
+        if rows:
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            index.add(ids, np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
+        self._index, self._applied = index, head
+
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        """Apply the change log past what the index reflects (writes of this process or of another one)."""
+        assert self._index is not None
+        conn.execute("BEGIN")
+        try:
+            changes = conn.execute(
+                "SELECT seq, chunk_rowid, op FROM changes WHERE seq > ? ORDER BY seq", (self._applied,)
+            ).fetchall()
+            # Seqs are gapless (writers are serialised and a rollback gives its seqs back), so a gap means another
+            # process trimmed entries this index never saw: rebuild from the chunks instead.
+            first = changes[0][0] if changes else self._head(conn) + 1
+            trimmed = first != self._applied + 1
+            if not changes and not trimmed:
+                return
+            last: dict[int, int] = {}
+            vectors: list[tuple[int, bytes]] = []
+            if trimmed:
+                changes = []
+            for _seq, rowid, op in changes:
+                last[rowid] = op
+            added = [r for r, op in last.items() if op == ADD]
+            for i in range(0, len(added), 500):
+                part = added[i : i + 500]
+                marks = ",".join("?" * len(part))
+                vectors += conn.execute(
+                    f"SELECT rowid, embedding FROM chunks WHERE rowid IN ({marks})", part
+                ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        if trimmed:
+            self._rebuild(conn, self._index.dimension)
+            return
+        self._index.remove(r for r, op in last.items() if op == DEL)
+        if vectors:
+            ids = np.array([v[0] for v in vectors], dtype=np.int64)
+            self._index.add(ids, np.vstack([np.frombuffer(v[1], dtype=np.float32) for v in vectors]))
+        self._applied = changes[-1][0]
+
+    async def close(self) -> None:
+        def close_sync(conn: sqlite3.Connection) -> None:
+            self._catch_up(conn)
+            if self._index is not None:
+                self._index.save(self.index_path, {"instance": self._instance, "seq": str(self._applied)})
+                # The snapshot now holds everything up to `applied`: that part of the log is no longer needed.
+                conn.execute("DELETE FROM changes WHERE seq <= ?", (self._applied,))
+            conn.close()
+            self._conn = None
+
+        if self._conn is not None:
+            await self._run(close_sync)
+
+    # -- writes -----------------------------------------------------------------------------------------------
+
+    async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
+        assert self._info is not None
+        dimension = self._info.dimension
+        for document in documents:
+            for record in document.chunks:
+                if len(record.embedding) != dimension:
+                    raise ValueError(
+                        f"chunk {record.chunk.id} has an embedding of dimension {len(record.embedding)}, "
+                        f"the store holds {dimension}"
+                    )
+
+        def write(conn: sqlite3.Connection) -> None:
+            for document in documents:
+                self._write_document(conn, document, tenant or SHARED)
+            self._catch_up(conn)
+
+        await self._run(write)
+
+    def _write_document(self, conn: sqlite3.Connection, document: DocumentRecord, tenant: str) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            old = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT rowid FROM chunks WHERE tenant = ? AND document_id = ?", (tenant, document.document_id)
+                )
+            ]
+            self._delete_rows(conn, old)
+            for n, record in enumerate(document.chunks):
+                meta = record.chunk.metadata.model_copy(update={"document_id": document.document_id})
+                created = parse_instant(meta.created_at) if meta.created_at else None
+                cursor = conn.execute(
+                    "INSERT INTO chunks (tenant, document_id, n, chunk_id, text, metadata, source, source_id, author,"
+                    " url, created_ts, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        tenant,
+                        document.document_id,
+                        n,
+                        record.chunk.id or f"{document.document_id}_{n}",
+                        record.chunk.text,
+                        meta.model_dump_json(exclude_none=True),
+                        meta.source.value if meta.source else None,
+                        meta.source_id,
+                        meta.author,
+                        meta.url,
+                        created,
+                        np.asarray(record.embedding, dtype=np.float32).tobytes(),
+                    ),
+                )
+                rowid = cursor.lastrowid
+                conn.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (rowid, record.chunk.text))
+                conn.execute("INSERT INTO changes (chunk_rowid, op) VALUES (?, ?)", (rowid, ADD))
+            if tenant != SHARED:
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('tenanted', '1')")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _delete_rows(conn: sqlite3.Connection, rowids: list[int]) -> None:
+        for i in range(0, len(rowids), 500):
+            part = rowids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            conn.execute(f"DELETE FROM chunks WHERE rowid IN ({marks})", part)
+            conn.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({marks})", part)
+            conn.executemany("INSERT INTO changes (chunk_rowid, op) VALUES (?, ?)", [(r, DEL) for r in part])
+
+    async def delete(
+        self,
+        ids: list[str] | None = None,
+        filter: DocumentMetadataFilter | None = None,
+        delete_all: bool = False,
+        tenant: str | None = None,
+    ) -> int:
+        def delete_sync(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if delete_all:
+                    rows = conn.execute("SELECT rowid FROM chunks WHERE tenant = ?", (tenant or SHARED,))
+                    rowids = [r[0] for r in rows]
+                else:
+                    found: set[int] = set()
+                    for document_id in ids or []:
+                        found.update(
+                            r[0]
+                            for r in conn.execute(
+                                "SELECT rowid FROM chunks WHERE tenant = ? AND document_id = ?",
+                                (tenant or SHARED, document_id),
+                            )
+                        )
+                    if filter is not None:
+                        where, params = filter_sql(filter, tenant)
+                        found.update(r[0] for r in conn.execute(f"SELECT rowid FROM chunks c WHERE {where}", params))
+                    rowids = sorted(found)
+                self._delete_rows(conn, rowids)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._catch_up(conn)
+            return len(rowids)
+
+        return await self._run(delete_sync)
+
+    # -- reads ------------------------------------------------------------------------------------------------
+
+    async def search(self, request: SearchRequest) -> list[DocumentChunkWithScore]:
+        if request.mode != "keyword" and request.embedding is None:
+            raise ValueError(f"a {request.mode} search needs the query's embedding")
+        return await self._run(lambda conn: self._search_sync(conn, request))
+
+    def _search_sync(self, conn: sqlite3.Connection, request: SearchRequest) -> list[DocumentChunkWithScore]:
+        self._catch_up(conn)
+        conn.execute("BEGIN")
+        try:
+            if request.mode == "dense":
+                scored = self._dense(conn, request, request.top_k)
+            elif request.mode == "keyword":
+                scored = self._keyword(conn, request, request.top_k)
+            else:
+                depth = max(2 * request.top_k, 100)
+                dense = [r for r, _ in self._dense(conn, request, depth)]
+                keyword = [r for r, _ in self._keyword(conn, request, depth)]
+                fused = rrf([(dense, self.dense_weight), (keyword, self.keyword_weight)], self.rrf_k)
+                scored = fused[: request.top_k]
+            return self._fetch(conn, scored, request.include_embeddings)
+        finally:
+            conn.execute("COMMIT")
+
+    def _dense(self, conn: sqlite3.Connection, request: SearchRequest, k: int) -> list[tuple[int, float]]:
+        assert self._index is not None and request.embedding is not None
+        allowed: np.ndarray | None = None
+        flt = request.filter
+        has_filter = flt is not None and bool(flt.model_dump(exclude_none=True))
+        if has_filter or request.tenant or self._tenanted(conn):
+            where, params = filter_sql(flt or DocumentMetadataFilter(), request.tenant)
+            rows = conn.execute(f"SELECT rowid FROM chunks c WHERE {where}", params).fetchall()
+            allowed = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        ids, scores = self._index.search(np.asarray(request.embedding, dtype=np.float32), k, allowed)
+        return list(zip(ids.tolist(), scores.tolist(), strict=True))
+
+    @staticmethod
+    def _tenanted(conn: sqlite3.Connection) -> bool:
+        return conn.execute("SELECT 1 FROM meta WHERE key = 'tenanted'").fetchone() is not None
+
+    @staticmethod
+    def _keyword(conn: sqlite3.Connection, request: SearchRequest, k: int) -> list[tuple[int, float]]:
+        match = keyword_query(request.text)
+        if match is None:
+            return []
+        where, params = filter_sql(request.filter or DocumentMetadataFilter(), request.tenant)
+        rows = conn.execute(
+            "SELECT c.rowid, -bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+            f"WHERE chunks_fts MATCH ? AND {where} ORDER BY bm25(chunks_fts) LIMIT ?",
+            [match, *params, k],
+        ).fetchall()
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    @staticmethod
+    def _fetch(
+        conn: sqlite3.Connection, scored: list[tuple[int, float]], with_embeddings: bool
+    ) -> list[DocumentChunkWithScore]:
+        if not scored:
+            return []
+        marks = ",".join("?" * len(scored))
+        rows = {
+            r[0]: r
+            for r in conn.execute(
+                f"SELECT rowid, chunk_id, text, metadata, embedding FROM chunks WHERE rowid IN ({marks})",
+                [rowid for rowid, _ in scored],
+            )
+        }
+        results = []
+        for rowid, score in scored:
+            row = rows.get(rowid)
+            if row is None:  # deleted since the index was read
+                continue
+            embedding = np.frombuffer(row[4], dtype=np.float32).tolist() if with_embeddings else None
+            results.append(
+                DocumentChunkWithScore(
+                    id=row[1],
+                    text=row[2],
+                    metadata=DocumentChunkMetadata.model_validate_json(row[3]),
+                    embedding=embedding,
+                    score=score,
+                )
+            )
+        return results
+
+    async def get_document(self, document_id: str, tenant: str | None = None) -> list[DocumentChunk]:
+        def read(conn: sqlite3.Connection) -> list[DocumentChunk]:
+            rows = conn.execute(
+                "SELECT chunk_id, text, metadata FROM chunks WHERE tenant = ? AND document_id = ? ORDER BY n",
+                (tenant or SHARED, document_id),
+            ).fetchall()
+            return [
+                DocumentChunk(id=r[0], text=r[1], metadata=DocumentChunkMetadata.model_validate_json(r[2]))
+                for r in rows
+            ]
+
+        return await self._run(read)
+
+    async def count(self, tenant: str | None = None) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            if tenant is None:
+                return int(conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+            return int(conn.execute("SELECT COUNT(*) FROM chunks WHERE tenant = ?", (tenant,)).fetchone()[0])
+
+        return await self._run(read)
+
+    async def all_embeddings(self) -> tuple[list[str], np.ndarray]:
+        """Every chunk id with its stored embedding (for checks and benchmarks)."""
+
+        def read(conn: sqlite3.Connection) -> tuple[list[str], np.ndarray]:
+            rows = conn.execute("SELECT chunk_id, embedding FROM chunks ORDER BY rowid").fetchall()
+            assert self._info is not None
+            if not rows:
+                return [], np.zeros((0, self._info.dimension), dtype=np.float32)
+            return [r[0] for r in rows], np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+
+        return await self._run(read)
+
+
+def filter_sql(flt: DocumentMetadataFilter, tenant: str | None) -> tuple[str, list[Any]]:
+    """A WHERE clause over `chunks c` for the tenant and every field of the filter."""
+    clauses: list[str] = ["c.tenant = ?"]
+    params: list[Any] = [tenant or SHARED]
+    for field in ("document_id", "source_id", "author", "url"):
+        value = getattr(flt, field)
+        if value is not None:
+            clauses.append(f"c.{field} = ?")
+            params.append(value)
+    if flt.source is not None:
+        clauses.append("c.source = ?")
+        params.append(flt.source.value)
+    if flt.start_date is not None:
+        clauses.append("c.created_ts >= ?")
+        params.append(parse_instant(flt.start_date))
+    if flt.end_date is not None:
+        clauses.append("c.created_ts <= ?")
+        params.append(parse_instant(flt.end_date))
+    return " AND ".join(clauses), params
+
+
+def create_store(settings: Any) -> EmbeddedStore:
+    """The embedded store in `<data_dir>/retrieval`."""
+    return EmbeddedStore(
+        Path(settings.data_dir) / "retrieval",
+        dense_weight=settings.hybrid_dense_weight,
+        keyword_weight=settings.hybrid_keyword_weight,
+        rrf_k=settings.rrf_k,
+    )

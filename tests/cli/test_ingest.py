@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from plugkit.cli import app
+from plugkit.plugins.retrieval.embeddings.local import DIMENSION, MODEL_ID
+from plugkit.plugins.retrieval.stores.base import StoreInfo
+from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
+from tests.helpers import REPO_ROOT, PluginServer
+
+
+def write_corpus(root: Path) -> Path:
+    docs = root / "docs"
+    docs.mkdir()
+    (docs / "tides.txt").write_text("The moon's gravity pulls the oceans and makes the tides.")
+    (docs / "notes.jsonl").write_text(
+        json.dumps({"id": "n1", "text": "Glaciers carve valleys over thousands of years.", "author": "ice"}) + "\n"
+    )
+    return docs
+
+
+def stored_chunks(data_dir: Path) -> int:
+    async def count() -> int:
+        store = EmbeddedStore(data_dir / "retrieval")
+        await store.open(StoreInfo(MODEL_ID, DIMENSION))
+        try:
+            return await store.count()
+        finally:
+            await store.close()
+
+    return asyncio.run(count())
+
+
+def test_ingesting_twice_into_the_local_store_adds_nothing_twice(tmp_path: Path) -> None:
+    docs, data_dir = write_corpus(tmp_path), tmp_path / "data"
+    runner = CliRunner()
+    for _ in range(2):
+        result = runner.invoke(
+            app, ["ingest", str(docs), "--data-dir", str(data_dir), "--metadata", '{"url": "https://u"}']
+        )
+        assert result.exit_code == 0, result.output
+        assert "2 documents ingested, 0 skipped" in result.output
+    assert stored_chunks(data_dir) == 2
+
+
+def test_metadata_that_is_not_a_json_object_is_bad_usage(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path), "--metadata", "[1, 2]"])
+    assert result.exit_code == 2
+    assert "JSON object" in result.output
+
+
+def test_a_skipped_file_makes_the_exit_status_1(tmp_path: Path) -> None:
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "image.png"), "--data-dir", str(tmp_path / "d")])
+    assert result.exit_code == 1
+    assert "PNG image" in result.output and "0 documents ingested, 1 skipped" in result.output
+
+
+@pytest.mark.slow
+def test_ingest_to_a_running_server_makes_the_documents_searchable(tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path)
+    with PluginServer("retrieval", "--data-dir", str(tmp_path / "server")) as server:
+        done = subprocess.run(
+            [sys.executable, "-m", "plugkit", "ingest", str(docs), "--url", server.base_url],
+            env=server.env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        response = httpx.post(f"{server.base_url}/query", json={"queries": [{"query": "why are there tides"}]})
+        assert response.json()["results"][0]["results"][0]["text"].startswith("The moon's gravity")
+        glacier = httpx.get(f"{server.base_url}/documents/n1").json()
+        assert glacier["chunks"][0]["metadata"]["author"] == "ice"

@@ -1,0 +1,318 @@
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkMetadata, DocumentMetadataFilter, Source
+from plugkit.plugins.retrieval.stores.base import (
+    ChunkRecord,
+    DocumentRecord,
+    SearchRequest,
+    StoreInfo,
+    StoreMismatchError,
+)
+from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore, keyword_query, rrf
+
+DIM = 8
+INFO = StoreInfo(embedding_model="test-model", dimension=DIM)
+
+
+def unit(seed: int) -> list[float]:
+    vector = np.random.default_rng(seed).normal(size=DIM)
+    return (vector / np.linalg.norm(vector)).tolist()  # type: ignore[no-any-return]
+
+
+def document(doc_id: str, texts: list[str], seed: int = 0, **metadata: object) -> DocumentRecord:
+    meta = DocumentChunkMetadata(document_id=doc_id, **metadata)  # type: ignore[arg-type]
+    return DocumentRecord(
+        doc_id,
+        [
+            ChunkRecord(DocumentChunk(id=f"{doc_id}_{n}", text=t, metadata=meta), unit(seed * 1000 + n))
+            for n, t in enumerate(texts)
+        ],
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+    s = EmbeddedStore(tmp_path / "store")
+    await s.open(INFO)
+    yield s
+    await s.close()
+
+
+async def test_a_document_is_returned_with_its_chunks_in_order(store: EmbeddedStore) -> None:
+    await store.replace_documents([document("d1", ["first part", "second part", "third part"])])
+    chunks = await store.get_document("d1")
+    assert [c.id for c in chunks] == ["d1_0", "d1_1", "d1_2"]
+    assert [c.text for c in chunks] == ["first part", "second part", "third part"]
+    assert all(c.metadata.document_id == "d1" for c in chunks)
+
+
+async def test_re_upserting_replaces_every_old_chunk(store: EmbeddedStore) -> None:
+    await store.replace_documents([document("d1", ["old a", "old b", "old c"])])
+    await store.replace_documents([document("d1", ["new only"], seed=5)])
+    assert [c.text for c in await store.get_document("d1")] == ["new only"]
+    hits = await store.search(SearchRequest(text="old", embedding=unit(0), top_k=10, mode="dense"))
+    assert [h.id for h in hits] == ["d1_0"] and hits[0].text == "new only"
+    assert await store.search(SearchRequest(text="old", embedding=None, mode="keyword")) == []
+
+
+async def test_dense_search_returns_the_nearest_chunk_first_with_descending_scores(store: EmbeddedStore) -> None:
+    await store.replace_documents([document(f"d{i}", [f"text {i}"], seed=i) for i in range(20)])
+    hits = await store.search(SearchRequest(text="", embedding=unit(7000), top_k=5, mode="dense"))
+    assert hits[0].id == "d7_0"
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+async def test_keyword_search_ranks_by_bm25_higher_is_better(store: EmbeddedStore) -> None:
+    await store.replace_documents(
+        [
+            document("a", ["the zebra eats grass in the savanna"], seed=1),
+            document("b", ["zebra zebra zebra stripes"], seed=2),
+            document("c", ["nothing to see here"], seed=3),
+        ]
+    )
+    hits = await store.search(SearchRequest(text="zebra?", embedding=None, top_k=5, mode="keyword"))
+    assert [h.id for h in hits] == ["b_0", "a_0"]
+    assert hits[0].score > hits[1].score
+
+
+async def test_keyword_queries_with_fts_syntax_are_taken_literally(store: EmbeddedStore) -> None:
+    await store.replace_documents([document("a", ['he said "NEAR" and AND OR NOT'], seed=1)])
+    hits = await store.search(SearchRequest(text='"NEAR(and* OR -', embedding=None, mode="keyword"))
+    assert [h.id for h in hits] == ["a_0"]
+    assert await store.search(SearchRequest(text="?!", embedding=None, mode="keyword")) == []
+
+
+async def test_hybrid_search_fuses_both_rankings(store: EmbeddedStore) -> None:
+    await store.replace_documents(
+        [
+            document("kw", ["unique keyword platypus"], seed=1),
+            document("dense", ["unrelated words"], seed=2),
+            document("other", ["more filler"], seed=3),
+        ]
+    )
+    hits = await store.search(SearchRequest(text="platypus", embedding=unit(2000), top_k=3, mode="hybrid"))
+    top_two = {h.id for h in hits[:2]}
+    assert top_two == {"kw_0", "dense_0"}
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+async def test_filtered_dense_search_still_returns_top_k_matches(store: EmbeddedStore) -> None:
+    docs = [document(f"d{i}", [f"text {i}"], seed=i, author="rare" if i % 10 == 0 else "common") for i in range(50)]
+    await store.replace_documents(docs)
+    flt = DocumentMetadataFilter(author="rare")
+    for mode in ("dense", "hybrid"):
+        hits = await store.search(SearchRequest(text="text", embedding=unit(1), top_k=5, mode=mode, filter=flt))  # type: ignore[arg-type]
+        assert len(hits) == 5 and all(h.metadata.author == "rare" for h in hits)
+
+
+async def test_every_filter_field_restricts_the_results(store: EmbeddedStore) -> None:
+    await store.replace_documents(
+        [
+            document(
+                "a", ["alpha"], seed=1, source=Source.email, source_id="m1", url="https://a", created_at="2024-01-10"
+            ),
+            document(
+                "b", ["alpha"], seed=2, source=Source.chat, source_id="m2", url="https://b", created_at="2024-03-01"
+            ),
+        ]
+    )
+
+    async def ids(**fields: str) -> list[str]:
+        flt = DocumentMetadataFilter(**fields)  # type: ignore[arg-type]
+        hits = await store.search(SearchRequest(text="alpha", embedding=unit(1), top_k=10, mode="keyword", filter=flt))
+        return sorted(h.metadata.document_id or "" for h in hits)
+
+    assert await ids(source="email") == ["a"]
+    assert await ids(source_id="m2") == ["b"]
+    assert await ids(url="https://b") == ["b"]
+    assert await ids(document_id="a") == ["a"]
+    assert await ids(start_date="2024-02-01") == ["b"]
+    assert await ids(end_date="2024-02-01T00:00:00Z") == ["a"]
+    assert await ids(start_date="2024-01-01", end_date="2024-12-31") == ["a", "b"]
+
+
+async def test_tenants_see_fetch_and_delete_only_their_own_chunks(store: EmbeddedStore) -> None:
+    await store.replace_documents([document("same-id", ["alice's secret"], seed=1)], tenant="alice")
+    await store.replace_documents([document("same-id", ["bob's secret"], seed=2)], tenant="bob")
+    alice = await store.search(SearchRequest(text="secret", embedding=unit(2000), top_k=10, tenant="alice"))
+    assert [h.text for h in alice] == ["alice's secret"]
+    assert [c.text for c in await store.get_document("same-id", tenant="bob")] == ["bob's secret"]
+    assert await store.get_document("same-id") == []
+    await store.delete(delete_all=True, tenant="alice")
+    assert await store.count("alice") == 0 and await store.count("bob") == 1
+
+
+async def test_delete_by_ids_filter_and_all_reports_the_chunks_removed(store: EmbeddedStore) -> None:
+    await store.replace_documents(
+        [
+            document("a", ["one", "two"], seed=1, author="x"),
+            document("b", ["three"], seed=2, author="y"),
+            document("c", ["four"], seed=3, author="y"),
+        ]
+    )
+    assert await store.delete(ids=["a", "missing"]) == 2
+    assert await store.delete(filter=DocumentMetadataFilter(author="y", document_id="b")) == 1
+    assert await store.count() == 1
+    assert await store.delete(delete_all=True) == 1
+    assert await store.count() == 0
+    assert await store.search(SearchRequest(text="four", embedding=unit(3000), mode="hybrid")) == []
+
+
+async def test_writes_survive_a_reopen(tmp_path: Path) -> None:
+    first = EmbeddedStore(tmp_path / "s")
+    await first.open(INFO)
+    await first.replace_documents([document("d", ["kept text"], seed=4)])
+    await first.close()
+    second = EmbeddedStore(tmp_path / "s")
+    await second.open(INFO)
+    hits = await second.search(SearchRequest(text="kept", embedding=unit(4000), top_k=1))
+    assert [h.id for h in hits] == ["d_0"]
+    await second.close()
+
+
+async def test_a_missing_vector_index_is_rebuilt_from_sqlite(tmp_path: Path) -> None:
+    first = EmbeddedStore(tmp_path / "s")
+    await first.open(INFO)
+    await first.replace_documents([document(f"d{i}", [f"t{i}"], seed=i) for i in range(5)])
+    await first.close()
+    (tmp_path / "s" / "vectors.npz").unlink()
+    second = EmbeddedStore(tmp_path / "s")
+    await second.open(INFO)
+    hits = await second.search(SearchRequest(text="", embedding=unit(3000), top_k=1, mode="dense"))
+    assert [h.id for h in hits] == ["d3_0"]
+    await second.close()
+
+
+async def test_an_index_snapshot_behind_the_database_is_caught_up(tmp_path: Path) -> None:
+    first = EmbeddedStore(tmp_path / "s")
+    await first.open(INFO)
+    await first.replace_documents([document("early", ["e"], seed=1)])
+    await first.close()  # snapshot now reflects "early" only
+    # Writes acknowledged by a process that then died without saving its snapshot:
+    crashed = EmbeddedStore(tmp_path / "s")
+    await crashed.open(INFO)
+    await crashed.replace_documents([document("late", ["l"], seed=2)])
+    await crashed.delete(ids=["early"])
+    assert crashed._conn is not None
+    crashed._conn.close()  # no close(): the snapshot on disk is stale
+    reopened = EmbeddedStore(tmp_path / "s")
+    await reopened.open(INFO)
+    hits = await reopened.search(SearchRequest(text="", embedding=unit(2000), top_k=10, mode="dense"))
+    assert [h.id for h in hits] == ["late_0"]
+    await reopened.close()
+
+
+async def test_writes_of_another_process_are_seen_by_a_running_store(tmp_path: Path) -> None:
+    reader, writer = EmbeddedStore(tmp_path / "s"), EmbeddedStore(tmp_path / "s")
+    await reader.open(INFO)
+    await writer.open(INFO)
+    await writer.replace_documents([document("w", ["written elsewhere"], seed=9)])
+    hits = await reader.search(SearchRequest(text="elsewhere", embedding=unit(9000), top_k=1, mode="dense"))
+    assert [h.id for h in hits] == ["w_0"]
+    await writer.close()
+    await reader.close()
+
+
+async def test_a_failed_document_write_leaves_nothing_half_written(store: EmbeddedStore) -> None:
+    await store.replace_documents([document("d", ["original"], seed=1)])
+    bad = DocumentRecord(
+        "d",
+        [
+            ChunkRecord(DocumentChunk(id="d_0", text="new", metadata=DocumentChunkMetadata(document_id="d")), unit(1)),
+            ChunkRecord(
+                DocumentChunk(id="d_1", text="new 2", metadata=DocumentChunkMetadata(document_id="d")), [0.0] * 3
+            ),
+        ],
+    )
+    with pytest.raises(ValueError, match="dimension"):
+        await store.replace_documents([bad])
+    assert [c.text for c in await store.get_document("d")] == ["original"]
+
+
+async def test_opening_with_another_model_or_dimension_is_refused(tmp_path: Path) -> None:
+    first = EmbeddedStore(tmp_path / "s")
+    await first.open(INFO)
+    await first.close()
+    for other in (StoreInfo("other-model", DIM), StoreInfo("test-model", DIM * 2)):
+        with pytest.raises(StoreMismatchError, match="test-model"):
+            await EmbeddedStore(tmp_path / "s").open(other)
+
+
+async def test_every_write_is_in_sqlite_before_it_returns(store: EmbeddedStore) -> None:
+    await store.replace_documents([document("d", ["durable"], seed=1)])
+    with sqlite3.connect(store.db_path) as other:
+        assert other.execute("SELECT COUNT(*) FROM chunks WHERE document_id = 'd'").fetchone()[0] == 1
+        assert other.execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'durable'").fetchone()[0] == 1
+
+
+async def test_search_can_return_the_stored_embeddings(store: EmbeddedStore) -> None:
+    await store.replace_documents([document("d", ["x"], seed=1)])
+    hits = await store.search(SearchRequest(text="x", embedding=unit(1000), include_embeddings=True))
+    assert hits[0].embedding == pytest.approx(unit(1000), abs=1e-6)
+
+
+def test_keyword_query_quotes_every_word_once() -> None:
+    assert keyword_query('Cats AND "dogs" cats') == '"cats" OR "and" OR "dogs"'
+    assert keyword_query("...") is None
+
+
+def test_reciprocal_rank_fusion_rewards_agreement_and_weights() -> None:
+    fused = rrf([([1, 2, 3], 1.0), ([2, 4, 5], 1.0)], k=60)
+    assert [i for i, _ in fused][:2] == [2, 1]
+    weighted = rrf([([1], 2.0), ([2], 1.0)], k=60)
+    assert [i for i, _ in weighted] == [1, 2]
+
+
+async def test_closing_trims_the_change_log_and_a_store_left_behind_rebuilds(tmp_path: Path) -> None:
+    behind, writer = EmbeddedStore(tmp_path / "s"), EmbeddedStore(tmp_path / "s")
+    await behind.open(INFO)
+    await writer.open(INFO)
+    await writer.replace_documents([document("a", ["first"], seed=1), document("b", ["second"], seed=2)])
+    await writer.delete(ids=["a"])
+    await writer.close()
+    with sqlite3.connect(tmp_path / "s" / "retrieval.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == 0
+    hits = await behind.search(SearchRequest(text="", embedding=unit(1000), top_k=10, mode="dense"))
+    assert [h.id for h in hits] == ["b_0"]
+    await behind.replace_documents([document("c", ["third"], seed=3)])
+    hits = await behind.search(SearchRequest(text="", embedding=unit(3000), top_k=10, mode="dense"))
+    assert [h.id for h in hits][0] == "c_0" and len(hits) == 2
+    await behind.close()
+    reopened = EmbeddedStore(tmp_path / "s")
+    await reopened.open(INFO)
+    assert await reopened.count() == 2
+    hits = await reopened.search(SearchRequest(text="", embedding=unit(2000), top_k=1, mode="dense"))
+    assert [h.id for h in hits] == ["b_0"]
+    await reopened.close()
+
+
+async def test_readers_never_see_a_mix_of_old_and_new_chunks(store: EmbeddedStore) -> None:
+    import asyncio
+
+    def version(v: int) -> DocumentRecord:
+        return document("doc", [f"version {v} part {n}" for n in range(5 + v % 3)], seed=v)
+
+    await store.replace_documents([version(0)])
+    seen: list[set[str]] = []
+
+    async def writer() -> None:
+        for v in range(1, 30):
+            await store.replace_documents([version(v)])
+
+    async def reader() -> None:
+        for _ in range(60):
+            chunks = await store.get_document("doc")
+            seen.append({c.text.split(" part ")[0] for c in chunks})
+            hits = await store.search(SearchRequest(text="version", embedding=None, top_k=20, mode="keyword"))
+            seen.append({h.text.split(" part ")[0] for h in hits})
+
+    await asyncio.gather(writer(), reader(), reader())
+    assert all(len(versions) == 1 for versions in seen)

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plugkit.plugins.retrieval.settings import RetrievalSettings
+from plugkit.plugins.retrieval.stores import UnknownStoreError, build_store
+from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
+
+
+def test_the_embedded_store_is_built_in_the_data_dir(tmp_path: Path) -> None:
+    store = build_store("embedded", RetrievalSettings(data_dir=tmp_path, hybrid_keyword_weight=0.5))
+    assert isinstance(store, EmbeddedStore)
+    assert store.directory == tmp_path / "retrieval"
+    assert store.keyword_weight == 0.5
+
+
+def test_an_unknown_store_name_is_refused_with_the_choices() -> None:
+    with pytest.raises(UnknownStoreError, match="embedded, pgvector, milvus, qdrant"):
+        build_store("cassandra", RetrievalSettings())
+
+
+def test_a_store_name_that_is_not_a_module_name_is_refused() -> None:
+    with pytest.raises(UnknownStoreError, match="not a store name"):
+        build_store("../embedded", RetrievalSettings())

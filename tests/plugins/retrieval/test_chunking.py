@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plugkit.plugins.retrieval.chunking import HFTokenizer, chunk_id, chunk_text
+
+SENTENCES = [f"Sentence number {i} talks about proteins, cells and the immune response." for i in range(60)]
+TEXT = " ".join(SENTENCES)
+
+
+def test_no_chunk_is_longer_than_the_chunk_size_in_model_tokens(tokenizer: HFTokenizer) -> None:
+    chunks = chunk_text(TEXT, tokenizer, chunk_tokens=50, overlap=0)
+    assert len(chunks) > 5
+    assert all(len(tokenizer.token_spans(c.text)) <= 50 for c in chunks)
+
+
+def test_chunks_end_at_sentence_ends_when_sentences_fit(tokenizer: HFTokenizer) -> None:
+    chunks = chunk_text(TEXT, tokenizer, chunk_tokens=50, overlap=0)
+    assert all(c.text.endswith(".") for c in chunks)
+
+
+def test_chunks_without_overlap_cover_the_text_in_order_once(tokenizer: HFTokenizer) -> None:
+    chunks = chunk_text(TEXT, tokenizer, chunk_tokens=40, overlap=0)
+    assert " ".join(c.text for c in chunks) == TEXT
+
+
+def test_overlap_repeats_the_end_of_the_previous_chunk(tokenizer: HFTokenizer) -> None:
+    chunks = chunk_text(TEXT, tokenizer, chunk_tokens=60, overlap=20)
+    for previous, current in zip(chunks, chunks[1:], strict=False):
+        assert current.start < previous.end
+        assert previous.text[-10:] in TEXT[current.start : current.end]
+
+
+def test_a_sentence_longer_than_a_chunk_is_cut_between_tokens(tokenizer: HFTokenizer) -> None:
+    long_sentence = " ".join(["word"] * 500)
+    chunks = chunk_text(long_sentence, tokenizer, chunk_tokens=100, overlap=0)
+    assert [c.tokens for c in chunks] == [100] * 5
+
+
+def test_the_last_chunk_is_never_oversized_even_for_long_documents(tokenizer: HFTokenizer) -> None:
+    chunks = chunk_text(" ".join(SENTENCES * 20), tokenizer, chunk_tokens=30, overlap=5)
+    assert max(c.tokens for c in chunks) <= 30
+    assert chunks[-1].tokens <= 30
+
+
+def test_empty_and_blank_text_make_no_chunks(tokenizer: HFTokenizer) -> None:
+    assert chunk_text("", tokenizer) == []
+    assert chunk_text("  \n\n ", tokenizer) == []
+
+
+def test_overlap_must_be_smaller_than_the_chunk(tokenizer: HFTokenizer) -> None:
+    with pytest.raises(ValueError):
+        chunk_text(TEXT, tokenizer, chunk_tokens=10, overlap=10)
+
+
+def test_chunk_ids_are_document_id_and_position() -> None:
+    assert chunk_id("doc-7", 0) == "doc-7_0"
+    assert chunk_id("doc-7", 12) == "doc-7_12"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    text=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=600),
+    size=st.integers(min_value=8, max_value=64),
+)
+def test_every_chunk_fits_and_comes_from_the_text(tokenizer: HFTokenizer, text: str, size: int) -> None:
+    for chunk in chunk_text(text, tokenizer, chunk_tokens=size, overlap=size // 4):
+        assert chunk.tokens <= size
+        assert chunk.text and chunk.text in text
