@@ -31,8 +31,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from tests.helpers import PluginServer  # noqa: E402
 from tests.reliability.harness import (  # noqa: E402
+    AUTH_PASS,
     TARGETS,
     Target,
+    authenticated,
     crash_rounds,
     fuzz,
     hostile_suite,
@@ -173,6 +175,22 @@ def main() -> None:
                     print(f"[{target.name}] again on PostgreSQL (no load)", flush=True)
                     figures = run_plugin(variant, args, Path(root), with_load=False)
                     results["plugins"][f"{target.name} (PostgreSQL)"] = figures
+        for name in args.plugins:
+            kind = AUTH_PASS[name]
+            print(f"[{name}] fuzzing {args.cases} cases under {kind}", flush=True)
+            figures: dict[str, Any] = {"problems": []}
+            try:
+                with authenticated(TARGETS[name], kind, Path(root) / f"{name}-{kind}") as (server, headers):
+                    fuzzed = fuzz(server.base_url, args.cases, headers=headers, seed=args.seed)
+                figures["fuzz"] = asdict(fuzzed)
+                if fuzzed.server_errors or fuzzed.spec_violations:
+                    figures["problems"].append(
+                        f"fuzz: {fuzzed.server_errors} server errors, {fuzzed.spec_violations} spec violations"
+                    )
+            except Exception as exc:
+                traceback.print_exc()
+                figures["problems"].append(f"auth pass: the run failed: {exc!r}")
+            results["plugins"][f"{name} ({kind})"] = figures
     results["seconds"] = round(time.monotonic() - started, 1)
     problems = [f"{n}: {p}" for n, r in results["plugins"].items() for p in r["problems"]]
     results["ok"] = not problems

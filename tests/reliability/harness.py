@@ -23,7 +23,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -485,6 +485,7 @@ class FuzzResult:
     server_errors: int = 0
     spec_violations: int = 0
     failures: list[str] = field(default_factory=list)  # one line per distinct failure, with a curl to replay it
+    statuses: dict[int, int] = field(default_factory=dict)  # how many responses of each status
 
 
 @dataclass
@@ -560,6 +561,7 @@ def _fuzz_operation(
     def one(case: Any) -> None:
         response = case.call(base_url=base_url, headers=headers, timeout=30)
         result.cases += 1
+        result.statuses[response.status_code] = result.statuses.get(response.status_code, 0) + 1
         try:
             case.validate_response(response, checks=checks)
         except (Failure, FailureGroup) as exc:
@@ -911,3 +913,43 @@ def hostile_suite(server: PluginServer, target: Target) -> list[HostileResult]:
     """Every generic and plugin-specific hostile input against one running, seeded plugin."""
     cases = generic_hostile(target) + target.hostile()
     return [send_hostile(server, target, case) for case in cases] + upload_cases(server, target)
+
+
+# --- authenticated servers ---------------------------------------------------------------------------------------
+
+# Which method each plugin is fuzzed under in the auth pass: every method at least once over the plugins.
+AUTH_PASS: dict[str, str] = {"todo": "service_http", "sports": "user_http", "retrieval": "oauth"}
+FUZZ_SERVICE_TOKEN = "fuzz-service-token-0123456789abcdef"
+
+
+@contextmanager
+def authenticated(target: Target, kind: str, data_dir: Path) -> Iterator[tuple[PluginServer, dict[str, str]]]:
+    """A real server of the plugin under `kind`, and the Authorization header of a credential obtained the way an
+    operator (CLI) or the model host (the OAuth flow over HTTP) obtains it."""
+    from tests.auth.oauth_flow import PASSWORD as OAUTH_PASSWORD
+    from tests.auth.oauth_flow import code_grant, run_plugkit, sign_in
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    scope = ["--data-dir", str(data_dir), "--plugin", target.name]
+    header = ""
+    if kind == "user_http":
+        created = json.loads(run_plugkit("tokens", "create", "--user", "fuzzer", "--json", *scope).stdout)
+        header = f"Bearer {created['token']}"
+    elif kind == "oauth":
+        run_plugkit("users", "create", "fuzzer", "--password-stdin", *scope, stdin=OAUTH_PASSWORD + "\n")
+        client = json.loads(run_plugkit("oauth-clients", "create", "--json", *scope).stdout)
+    env = {**target.env, "PLUGKIT_AUTH": kind, "PLUGKIT_SERVICE_TOKEN": FUZZ_SERVICE_TOKEN}
+    with replace(target, env=env).serve(data_dir) as server:
+        if kind == "service_http":
+            header = f"Bearer {FUZZ_SERVICE_TOKEN}"
+        elif kind == "oauth":
+
+            async def flow() -> str:
+                async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+                    query = await sign_in(http, client["client_id"], "fuzzer")
+                    answer = await code_grant(http, client["client_id"], client["client_secret"], query["code"])
+                    answer.raise_for_status()
+                    return f"Bearer {answer.json()['access_token']}"
+
+            header = asyncio.run(flow())
+        yield server, {"Authorization": header}
