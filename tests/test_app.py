@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import logging
+import tempfile
 from collections.abc import AsyncIterator
 
 import httpx
@@ -13,6 +15,7 @@ from plugkit.app import PluginInfo, create_plugin_app
 from plugkit.auth.none import NoAuthMethod
 from plugkit.manifest import Api, Manifest, validate_manifest
 from plugkit.settings import PluginSettings
+from plugkit.storage import Database
 from tests.helpers import asgi_client
 
 router = APIRouter()
@@ -40,6 +43,13 @@ async def boom() -> None:
     raise RuntimeError("secret internals /etc/passwd")
 
 
+@router.get("/slow", operation_id="slow", summary="Answer after a while")
+async def slow(seconds: float) -> dict[str, bool]:
+    """Sleep, then answer."""
+    await asyncio.sleep(seconds)
+    return {"done": True}
+
+
 @router.get("/long", operation_id="long", summary="x" * 301)
 async def long_summary() -> None:
     """A summary the model host would reject."""
@@ -60,7 +70,15 @@ def sample_app(**settings: object) -> FastAPI:
         title="Sample",
         body_limits={"/echo": 2_000},
     )
-    return create_plugin_app(info, [router], PluginSettings(**settings), NoAuthMethod())  # type: ignore[arg-type]
+    database = Database(f"sqlite:///{tempfile.mkdtemp(prefix='plugkit-sample-')}/sample.db")
+    return create_plugin_app(
+        info,
+        [router],
+        PluginSettings(**settings),  # type: ignore[arg-type]
+        NoAuthMethod(),
+        database=database,
+        on_shutdown=[database.dispose],
+    )
 
 
 @pytest.fixture
@@ -107,6 +125,7 @@ async def test_openapi_yaml_and_json_are_the_same_valid_document(client: httpx.A
         "echo",
         "big",
         "boom",
+        "slow",
         "long",
     }
 
@@ -211,3 +230,34 @@ async def test_invalid_json_is_refused_with_the_parser_s_reason(client: httpx.As
     response = await client.post("/echo", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["msg"].startswith("the body is not valid JSON: Expecting property name")
+
+
+async def test_requests_past_the_per_address_limit_get_429_with_retry_after() -> None:
+    async with asgi_client(sample_app(rate_limit_per_minute=3, rate_limit_exempt=[])) as c:
+        statuses = [(await c.get("/.well-known/ai-plugin.json")).status_code for _ in range(4)]
+        refused = await c.get("/openapi.json")
+    assert statuses == [200, 200, 200, 429]
+    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 61
+    assert refused.json()["detail"].startswith("more than 3 requests a minute from 127.0.0.1")
+
+
+async def test_local_addresses_are_exempt_from_the_rate_limit_by_default() -> None:
+    async with asgi_client(sample_app(rate_limit_per_minute=1)) as c:
+        assert {(await c.get("/logo.png")).status_code for _ in range(5)} == {200}
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_count() -> None:
+    app = sample_app(rate_limit_per_minute=1, trust_proxy_headers=True)
+    async with asgi_client(app) as c:
+        first = await c.get("/logo.png", headers={"x-forwarded-for": "203.0.113.7"})
+        second = await c.get("/logo.png", headers={"x-forwarded-for": "203.0.113.7, 10.0.0.1"})
+        other = await c.get("/logo.png", headers={"x-forwarded-for": "198.51.100.2"})
+    assert (first.status_code, second.status_code, other.status_code) == (200, 429, 200)
+
+
+async def test_a_request_past_the_timeout_gets_504_naming_the_limit() -> None:
+    async with asgi_client(sample_app(request_timeout_s=0.2)) as c:
+        assert (await c.get("/slow", params={"seconds": 0})).json() == {"done": True}
+        response = await c.get("/slow", params={"seconds": 5})
+    assert response.status_code == 504
+    assert response.json() == {"detail": "the request took longer than 0.2 s and was stopped"}

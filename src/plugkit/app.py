@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import html
 import json
@@ -20,12 +21,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from plugkit import ratelimit
 from plugkit.auth.base import AuthMethod
 from plugkit.deps import get_principal
 from plugkit.logo import render_logo
 from plugkit.manifest import Manifest
 from plugkit.settings import PluginSettings
 from plugkit.spec import iter_operations, lint_spec, render_spec, to_yaml
+from plugkit.storage import Database
 
 log = logging.getLogger("plugkit")
 
@@ -102,13 +105,16 @@ def create_plugin_app(
     settings: PluginSettings,
     auth: AuthMethod,
     *,
+    database: Database,
     on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> FastAPI:
-    """Build a plugin's FastAPI app. Every route of `routers` requires the auth method's credential."""
+    """Build a plugin's FastAPI app. Every route of `routers` requires the auth method's credential. `database` is
+    where framework state shared by workers lives (the request rate counts)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await database.create_all(ratelimit.metadata)
         for hook in on_startup:
             await hook()
         for problem in lint_spec(render_spec(app.openapi(), "http://127.0.0.1")):
@@ -182,6 +188,7 @@ def create_plugin_app(
 
     _install_error_handlers(app)
     app.add_middleware(ResponseSizeLimit, max_chars=settings.max_response_chars)
+    app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodySizeLimit, default=settings.max_body_bytes, overrides=info.body_limits)
     app.add_middleware(
         CORSMiddleware,
@@ -192,6 +199,12 @@ def create_plugin_app(
         allow_credentials=True,
         allow_private_network=True,  # Chrome's Private Network Access preflight, sent to plugins on localhost
     )
+    if settings.rate_limit_per_minute > 0:
+        app.add_middleware(
+            RateLimit,
+            limiter=ratelimit.RequestRateLimiter(database, settings.rate_limit_per_minute),
+            settings=settings,
+        )
     return app
 
 
@@ -232,14 +245,71 @@ def _validation_message(error: Any) -> str:
     return message
 
 
-def _json_error(status: int, detail: str) -> tuple[Message, Message]:
+def _json_error(status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> tuple[Message, Message]:
     body = json.dumps({"detail": detail}).encode()
     start: Message = {
         "type": "http.response.start",
         "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
     }
     return start, {"type": "http.response.body", "body": body}
+
+
+def client_address(scope: Scope, settings: PluginSettings) -> str:
+    """The caller's address: the first X-Forwarded-For hop when proxy headers are trusted, else the peer."""
+    if settings.trust_proxy_headers:
+        forwarded = dict(scope["headers"]).get(b"x-forwarded-for")
+        if forwarded:
+            return forwarded.decode("latin-1").split(",")[0].strip()
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class RateLimit:
+    """At most `rate_limit_per_minute` requests per client address, counted in the database (429 past it)."""
+
+    def __init__(self, app: ASGIApp, limiter: ratelimit.RequestRateLimiter, settings: PluginSettings) -> None:
+        self.app, self.limiter, self.settings = app, limiter, settings
+        self.exempt = frozenset(settings.rate_limit_exempt)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        address = client_address(scope, self.settings) if scope["type"] == "http" else ""
+        if scope["type"] != "http" or address in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        allowed, retry_after = await self.limiter.hit(address)
+        if not allowed:
+            detail = f"more than {self.limiter.per_minute} requests a minute from {address}; retry in {retry_after} s"
+            for message in _json_error(429, detail, [(b"retry-after", str(retry_after).encode())]):
+                await send(message)
+            return
+        await self.app(scope, receive, send)
+
+
+class RequestTimeout:
+    """Ends a request that runs past the limit with a 504 naming it (the model host has given up by then)."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app, self.timeout_s = app, timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.timeout_s <= 0:
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await asyncio.wait_for(self.app(scope, receive, tracking_send), self.timeout_s)
+        except TimeoutError:
+            log.warning("request %s %s ran past %s s", scope["method"], scope["path"], self.timeout_s)
+            if not started:
+                for message in _json_error(504, f"the request took longer than {self.timeout_s:g} s and was stopped"):
+                    await send(message)
 
 
 class BodySizeLimit:

@@ -43,6 +43,12 @@ class PluginSettings(BaseSettings):
     cors_origin_regex: str | None = LOCALHOST_ORIGIN_REGEX
     max_response_chars: int = 100_000
     max_body_bytes: int = 1_000_000
+    request_timeout_s: float = Field(default=45.0, description="the model host gives up on a call after 45 s")
+    rate_limit_per_minute: int = Field(default=600, description="requests per client address per minute; 0: none")
+    rate_limit_exempt: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="client addresses never limited (local tools; behind a proxy, trust its headers instead)",
+    )
     contact_email: str = "plugkit@example.com"
     log_level: str = "info"
     access_log: bool = True

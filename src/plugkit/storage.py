@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 T = TypeVar("T")
@@ -90,10 +92,21 @@ class Database:
             yield conn
 
     async def create_all(self, *metadatas: MetaData) -> None:
-        """Create the tables that do not exist yet (idempotent; safe when several workers start at once)."""
-        async with self.engine.begin() as conn:
+        """Create the tables that do not exist yet. Idempotent, and safe when several workers start at once: on
+        SQLite the write lock serialises them; on PostgreSQL a worker that loses the race finds the tables on retry."""
+
+        def work(conn: Connection) -> None:
             for metadata in metadatas:
-                await conn.run_sync(metadata.create_all, checkfirst=True)
+                metadata.create_all(conn, checkfirst=True)
+
+        for attempt in range(3):
+            try:
+                await self.run_write(work)
+                return
+            except DBAPIError:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.1 * (attempt + 1))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +18,7 @@ from plugkit.app import PluginInfo, create_plugin_app
 from plugkit.auth.none import NoAuthMethod
 from plugkit.manifest import Api, Manifest
 from plugkit.settings import PluginSettings
+from plugkit.storage import Database
 from tests.helpers import PluginServer, free_port
 from tests.reliability.harness import TARGETS, HostileCase, TodoCrash, fuzz, send_hostile
 
@@ -55,7 +58,10 @@ def broken_app() -> FastAPI:
         contact_email="legal@plugkit.dev",
         legal_info_url="PLUGIN_HOSTNAME/legal",
     )
-    return create_plugin_app(PluginInfo(manifest=manifest, title="Broken"), [router], PluginSettings(), NoAuthMethod())
+    database = Database(f"sqlite:///{tempfile.mkdtemp(prefix='plugkit-broken-')}/broken.db")
+    return create_plugin_app(
+        PluginInfo(manifest=manifest, title="Broken"), [router], PluginSettings(), NoAuthMethod(), database=database
+    )
 
 
 @pytest.fixture

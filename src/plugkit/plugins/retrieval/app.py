@@ -321,7 +321,13 @@ def create_app(
         },
     )
     app = create_plugin_app(
-        info, [build_router(settings.memory)], settings, auth, on_startup=[startup], on_shutdown=[shutdown]
+        info,
+        [build_router(settings.memory)],
+        settings,
+        auth,
+        database=database,
+        on_startup=[startup],
+        on_shutdown=[shutdown],
     )
     app.state.retriever = retriever
     app.state.database = database

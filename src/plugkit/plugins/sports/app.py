@@ -261,7 +261,13 @@ def create_app(settings: SportsSettings | None = None) -> FastAPI:
         legal_text="This plugin serves public NBA statistics. It keeps no data about its users.",
     )
     app = create_plugin_app(
-        info, [router], settings, auth, on_startup=[startup], on_shutdown=[backend.close, auth_database.dispose]
+        info,
+        [router],
+        settings,
+        auth,
+        database=auth_database,
+        on_startup=[startup],
+        on_shutdown=[backend.close, auth_database.dispose],
     )
 
     @app.exception_handler(SportsBackendError)

@@ -163,7 +163,9 @@ def create_app(settings: TodoSettings | None = None) -> FastAPI:
         logo_rgb=(46, 139, 87),
         legal_text="This plugin stores the todos you add, under the user name you give, until you delete them.",
     )
-    app = create_plugin_app(info, [router], settings, auth, on_startup=[startup], on_shutdown=[database.dispose])
+    app = create_plugin_app(
+        info, [router], settings, auth, database=database, on_startup=[startup], on_shutdown=[database.dispose]
+    )
     app.state.store = SqlTodoStore(database)
     app.state.database = database
     return app
