@@ -260,7 +260,7 @@ def client_address(scope: Scope, settings: PluginSettings) -> str:
     if settings.trust_proxy_headers:
         forwarded = dict(scope["headers"]).get(b"x-forwarded-for")
         if forwarded:
-            return forwarded.decode("latin-1").split(",")[0].strip()
+            return str(forwarded.decode("latin-1")).split(",")[0].strip()
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 

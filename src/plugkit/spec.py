@@ -50,7 +50,7 @@ def render_spec(
 
 
 def to_yaml(spec: dict[str, Any]) -> str:
-    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+    return str(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
 
 
 def lint_spec(spec: Any, *, manifest_url: str | None = None) -> list[Problem]:

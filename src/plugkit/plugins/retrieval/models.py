@@ -36,7 +36,7 @@ def _check_instant(value: str | None) -> str | None:
     return value
 
 
-class Source(str, Enum):
+class Source(str, Enum):  # noqa: UP042 - str() of a member stays its value, as the original's clients expect
     email = "email"
     file = "file"
     chat = "chat"
