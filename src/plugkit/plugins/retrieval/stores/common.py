@@ -1,0 +1,197 @@
+"""What the engine-backed stores (pgvector, milvus, qdrant) share: their settings, the flat row every chunk is
+stored as, date normalisation, filter values and reciprocal rank fusion.
+
+Tenancy is a plain `tenant` column/field on every row: `None` is stored as the empty string, the shared space, so a
+call without a tenant sees the shared space only, and a tenant never sees another tenant's or the shared chunks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from plugkit.plugins.retrieval.models import (
+    DocumentChunk,
+    DocumentChunkMetadata,
+    DocumentChunkWithScore,
+    DocumentMetadataFilter,
+    Source,
+)
+from plugkit.plugins.retrieval.stores.base import DocumentRecord, StoreInfo, StoreMismatchError
+
+SHARED_TENANT = ""
+RRF_K = 60
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Settings of an engine-backed store; the plugin's settings map onto these.
+
+    store_url: the engine (a PostgreSQL URL; a Milvus file path or http(s) URI; a Qdrant URL, `:memory:` or a path);
+      None means the provider's default inside `data_dir` (Milvus Lite file, Qdrant local-mode folder).
+    collection: the table (pgvector) or collection (milvus, qdrant) this store owns; letters, digits, `_`.
+    hnsw_m, hnsw_ef_construction: HNSW graph parameters; ef_search: candidates explored per query.
+    candidate_pool: how many candidates each side (dense, keyword) contributes to a hybrid fusion.
+    """
+
+    store_url: str | None = None
+    data_dir: Path = Path(".plugkit")
+    collection: str = "plugkit_chunks"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    ef_search: int = 100
+    candidate_pool: int = 100
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    text_search_config: str = "english"
+    api_key: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        check_name(self.collection, "collection")
+        check_name(self.text_search_config, "text_search_config")
+
+
+def check_name(value: str, what: str) -> str:
+    """An engine identifier made only of letters, digits and `_` (it names a table or collection)."""
+    if not _NAME.match(value):
+        raise ValueError(f"{what} must be letters, digits or '_' (at most 63, not starting with a digit): {value!r}")
+    return value
+
+
+def tenant_key(tenant: str | None) -> str:
+    return SHARED_TENANT if tenant is None else tenant
+
+
+def to_epoch(value: str) -> float:
+    """An ISO 8601 date or date-time as epoch seconds; a date is its midnight UTC, a naive time is UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except (ValueError, AttributeError):
+        try:
+            day = date.fromisoformat(value.strip())
+        except (ValueError, AttributeError):
+            raise ValueError(f"not an ISO 8601 date or date-time: {value!r}") from None
+        parsed = datetime(day.year, day.month, day.day)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def maybe_epoch(value: str | None) -> float | None:
+    """The epoch of a stored `created_at`; a value that does not parse is kept as text but matches no date range."""
+    if not value:
+        return None
+    try:
+        return to_epoch(value)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One chunk flattened into the columns every engine stores."""
+
+    id: str
+    document_id: str
+    tenant: str
+    position: int
+    text: str
+    source: str | None
+    source_id: str | None
+    url: str | None
+    author: str | None
+    created_at: str | None
+    created_ts: float | None
+    embedding: list[float]
+
+
+def rows_of(document: DocumentRecord, tenant: str | None, dimension: int) -> list[Row]:
+    """The rows of a document's chunks; chunk ids default to `<document_id>_<n>`."""
+    rows = []
+    for position, record in enumerate(document.chunks):
+        if len(record.embedding) != dimension:
+            raise StoreMismatchError(
+                f"chunk {position} of document {document.document_id!r} has {len(record.embedding)} dimensions,"
+                f" the store holds {dimension}"
+            )
+        meta = record.chunk.metadata
+        rows.append(
+            Row(
+                id=record.chunk.id or f"{document.document_id}_{position}",
+                document_id=document.document_id,
+                tenant=tenant_key(tenant),
+                position=position,
+                text=record.chunk.text,
+                source=meta.source.value if meta.source is not None else None,
+                source_id=meta.source_id,
+                url=meta.url,
+                author=meta.author,
+                created_at=meta.created_at,
+                created_ts=maybe_epoch(meta.created_at),
+                embedding=[float(x) for x in record.embedding],
+            )
+        )
+    return rows
+
+
+def chunk_of(values: dict[str, Any], embedding: Sequence[float] | None = None) -> DocumentChunk:
+    """A chunk built from stored column values (empty strings read as missing)."""
+    source = values.get("source") or None
+    return DocumentChunk(
+        id=values["id"],
+        text=values["text"],
+        metadata=DocumentChunkMetadata(
+            document_id=values["document_id"],
+            source=Source(source) if source else None,
+            source_id=values.get("source_id") or None,
+            url=values.get("url") or None,
+            author=values.get("author") or None,
+            created_at=values.get("created_at") or None,
+        ),
+        embedding=[float(x) for x in embedding] if embedding is not None else None,
+    )
+
+
+def chunk_with_score(values: dict[str, Any], score: float, embedding: Sequence[float] | None) -> DocumentChunkWithScore:
+    """A scored result built from stored column values."""
+    return DocumentChunkWithScore(**dict(chunk_of(values, embedding)), score=float(score))
+
+
+EQUALITY_FIELDS = ("document_id", "source", "source_id", "author", "url")
+
+
+def filter_terms(filter: DocumentMetadataFilter | None) -> tuple[dict[str, str], float | None, float | None]:
+    """The equality conditions (field -> value) and the epoch bounds of a filter; bad dates raise ValueError."""
+    if filter is None:
+        return {}, None, None
+    equal: dict[str, str] = {}
+    for name in EQUALITY_FIELDS:
+        value = getattr(filter, name)
+        if value is not None:
+            equal[name] = value.value if isinstance(value, Source) else str(value)
+    start = to_epoch(filter.start_date) if filter.start_date else None
+    end = to_epoch(filter.end_date) if filter.end_date else None
+    return equal, start, end
+
+
+def check_info(stored: StoreInfo, wanted: StoreInfo, where: str) -> None:
+    """Refuse a store built with another embedding model or dimension."""
+    if stored.embedding_model != wanted.embedding_model or stored.dimension != wanted.dimension:
+        raise StoreMismatchError(
+            f"{where} holds vectors of {stored.embedding_model!r} ({stored.dimension} dimensions), not of"
+            f" {wanted.embedding_model!r} ({wanted.dimension} dimensions): use another collection or re-index"
+        )
+
+
+def rrf(rankings: Iterable[Sequence[str]], k: int = RRF_K) -> dict[str, float]:
+    """Reciprocal rank fusion: each ranking adds 1 / (k + rank) to its items (rank from 1); higher is better."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking, start=1):
+            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+    return scores

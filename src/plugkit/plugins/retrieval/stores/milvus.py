@@ -1,0 +1,287 @@
+"""Milvus store (pymilvus): a file path runs Milvus Lite in-process, an http(s) URI talks to a Milvus cluster or Zilliz.
+
+One collection per store (`StoreSettings.collection`): a VARCHAR primary key (a hash of tenant and chunk id), the
+metadata as nullable scalar fields, `created_ts` (epoch seconds) for date ranges, the dense vector under HNSW
+(cosine), and the text analysed by Milvus's BM25 function into a sparse vector. The embedding model and dimension
+are kept as JSON in the collection description and checked at open.
+
+Search modes: dense = cosine similarity; keyword = native BM25 full-text search; hybrid = Milvus `hybrid_search`
+fusing both with reciprocal rank fusion. Filters are expressions built from escaped literals only (Milvus Lite does
+not take expression templates); every query carries its tenant.
+
+Re-upsert: Milvus has no multi-row transactions, so a document's new chunks are upserted first (same ids overwrite
+in place), then the chunks of the document that are not among the new ones are deleted; a reader in between may see
+the new chunks next to stale ones of a longer previous version, never a document with no chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker
+
+from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore, DocumentMetadataFilter
+from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, StoreMismatchError
+from plugkit.plugins.retrieval.stores.common import (
+    EQUALITY_FIELDS,
+    RRF_K,
+    Row,
+    StoreSettings,
+    check_info,
+    chunk_of,
+    chunk_with_score,
+    filter_terms,
+    rows_of,
+    tenant_key,
+)
+
+T = TypeVar("T")
+MAX_TEXT = 65535
+MAX_FIELD = 4096
+_OUTPUT = ["id", "document_id", "position", "text", "source", "source_id", "url", "author", "created_at"]
+_BATCH = 500
+
+
+def literal(value: str | float) -> str:
+    """A Milvus expression literal: a double-quoted string with `\\` and `"` escaped, or a finite number."""
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")
+    return repr(float(value))
+
+
+def primary_key(tenant: str, chunk_id: str) -> str:
+    return hashlib.sha256(f"{tenant}\x00{chunk_id}".encode()).hexdigest()[:40]
+
+
+class MilvusStore:
+    """VectorStore on Milvus (Lite, standalone, cluster or Zilliz Cloud)."""
+
+    name = "milvus"
+
+    def __init__(self, settings: StoreSettings) -> None:
+        self.settings = settings
+        self.uri = settings.store_url or str(Path(settings.data_dir) / "milvus.db")
+        self.collection = settings.collection
+        self.client: MilvusClient | None = None
+        self.dimension = 0
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # pymilvus is synchronous; keep the event loop free.
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def _client(self) -> MilvusClient:
+        if self.client is None:
+            raise RuntimeError("the milvus store is not open")
+        return self.client
+
+    async def open(self, info: StoreInfo) -> None:
+        self.dimension = info.dimension
+        if "://" not in self.uri:
+            Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+        self.client = await self._run(MilvusClient, self.uri, token=self.settings.api_key or "")
+        client = self.client
+        if await self._run(client.has_collection, self.collection):
+            described = await self._run(client.describe_collection, self.collection)
+            try:
+                stored = json.loads(described.get("description") or "{}")
+                found = StoreInfo(str(stored["embedding_model"]), int(stored["dimension"]))
+            except (ValueError, KeyError, TypeError):
+                raise StoreMismatchError(
+                    f"collection {self.collection!r} was not made by plugkit (no embedding model recorded)"
+                ) from None
+            check_info(found, info, f"collection {self.collection!r}")
+        else:
+            await self._run(self._create, info)
+        await self._run(client.load_collection, self.collection)
+
+    def _create(self, info: StoreInfo) -> None:
+        client = self._client()
+        description = json.dumps({"embedding_model": info.embedding_model, "dimension": info.dimension})
+        schema = client.create_schema(auto_id=False, description=description)
+        schema.add_field("pk", DataType.VARCHAR, max_length=64, is_primary=True)
+        schema.add_field("tenant", DataType.VARCHAR, max_length=MAX_FIELD)
+        schema.add_field("id", DataType.VARCHAR, max_length=MAX_FIELD)
+        schema.add_field("document_id", DataType.VARCHAR, max_length=MAX_FIELD)
+        schema.add_field("position", DataType.INT64)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True)
+        for name in ("source", "source_id", "url", "author", "created_at"):
+            schema.add_field(name, DataType.VARCHAR, max_length=MAX_FIELD, nullable=True)
+        schema.add_field("created_ts", DataType.DOUBLE, nullable=True)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=info.dimension)
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(
+                name="text_bm25",
+                input_field_names=["text"],
+                output_field_names=["sparse"],
+                function_type=FunctionType.BM25,
+            )
+        )
+        index = client.prepare_index_params()
+        index.add_index(
+            "embedding",
+            index_type="HNSW",
+            metric_type="COSINE",
+            params={"M": self.settings.hnsw_m, "efConstruction": self.settings.hnsw_ef_construction},
+        )
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        for name in ("tenant", "document_id"):
+            index.add_index(name, index_type="INVERTED")
+        client.create_collection(self.collection, schema=schema, index_params=index, consistency_level="Strong")
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self._run(self.client.close)
+            self.client = None
+
+    def _expression(self, tenant: str | None, filter: DocumentMetadataFilter | None) -> str:
+        equal, start, end = filter_terms(filter)
+        parts = [f"tenant == {literal(tenant_key(tenant))}"]
+        parts += [f"{name} == {literal(value)}" for name, value in equal.items() if name in EQUALITY_FIELDS]
+        if start is not None:
+            parts.append(f"created_ts >= {literal(start)}")
+        if end is not None:
+            parts.append(f"created_ts <= {literal(end)}")
+        return " and ".join(parts)
+
+    @staticmethod
+    def _entity(row: Row) -> dict[str, Any]:
+        if len(row.text) > MAX_TEXT:
+            raise ValueError(f"chunk {row.id!r} is longer than {MAX_TEXT} characters")
+        return {
+            "pk": primary_key(row.tenant, row.id),
+            "tenant": row.tenant,
+            "id": row.id,
+            "document_id": row.document_id,
+            "position": row.position,
+            "text": row.text,
+            "source": row.source,
+            "source_id": row.source_id,
+            "url": row.url,
+            "author": row.author,
+            "created_at": row.created_at,
+            "created_ts": row.created_ts,
+            "embedding": row.embedding,
+        }
+
+    async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
+        latest = {document.document_id: document for document in documents}
+        entities = [
+            self._entity(row) for document in latest.values() for row in rows_of(document, tenant, self.dimension)
+        ]
+        client = self._client()
+        for start in range(0, len(entities), _BATCH):
+            await self._run(client.upsert, self.collection, entities[start : start + _BATCH])
+        for start in range(0, len(documents := list(latest.values())), _BATCH):
+            batch = documents[start : start + _BATCH]
+            names = {document.document_id for document in batch}
+            kept = [entity["pk"] for entity in entities if entity["document_id"] in names]
+            expression = (
+                f"tenant == {literal(tenant_key(tenant))}"
+                f" and document_id in [{', '.join(literal(d.document_id) for d in batch)}]"
+            )
+            if kept:
+                expression += f" and pk not in [{', '.join(map(literal, kept))}]"
+            await self._run(client.delete, self.collection, filter=expression)
+
+    async def search(self, request: SearchRequest) -> list[DocumentChunkWithScore]:
+        client = self._client()
+        expression = self._expression(request.tenant, request.filter)
+        output = [*_OUTPUT, "embedding"] if request.include_embeddings else _OUTPUT
+        dense_params = {"metric_type": "COSINE", "params": {"ef": max(self.settings.ef_search, request.top_k)}}
+        if request.embedding is not None and len(request.embedding) != self.dimension:
+            raise ValueError(f"the query embedding has {len(request.embedding)} dimensions, the store {self.dimension}")
+        if request.mode == "keyword" or request.embedding is None:
+            if not request.text.strip():
+                return []
+            hits = await self._run(
+                client.search,
+                self.collection,
+                data=[request.text],
+                anns_field="sparse",
+                filter=expression,
+                limit=request.top_k,
+                output_fields=output,
+                search_params={"metric_type": "BM25"},
+            )
+            # Milvus Lite reports BM25 negated (smaller is better); a cluster reports it as is.
+            return [self._result(hit, abs(hit["distance"])) for hit in hits[0]]
+        if request.mode == "dense" or not request.text.strip():
+            hits = await self._run(
+                client.search,
+                self.collection,
+                data=[request.embedding],
+                anns_field="embedding",
+                filter=expression,
+                limit=request.top_k,
+                output_fields=output,
+                search_params=dense_params,
+            )
+            return [self._result(hit, hit["distance"]) for hit in hits[0]]
+        pool = max(self.settings.candidate_pool, request.top_k)
+        requests = [
+            AnnSearchRequest(
+                data=[request.embedding], anns_field="embedding", param=dense_params, limit=pool, expr=expression
+            ),
+            AnnSearchRequest(
+                data=[request.text], anns_field="sparse", param={"metric_type": "BM25"}, limit=pool, expr=expression
+            ),
+        ]
+        hits = await self._run(
+            client.hybrid_search, self.collection, requests, RRFRanker(RRF_K), limit=request.top_k, output_fields=output
+        )
+        return [self._result(hit, hit["distance"]) for hit in hits[0]]
+
+    @staticmethod
+    def _result(hit: dict[str, Any], score: float) -> DocumentChunkWithScore:
+        entity = hit["entity"]
+        return chunk_with_score(entity, score, entity.get("embedding"))
+
+    async def get_document(self, document_id: str, tenant: str | None = None) -> list[DocumentChunk]:
+        expression = f"tenant == {literal(tenant_key(tenant))} and document_id == {literal(document_id)}"
+        found = await self._run(self._client().query, self.collection, filter=expression, output_fields=_OUTPUT)
+        return [chunk_of(entity) for entity in sorted(found, key=lambda entity: entity["position"])]
+
+    async def delete(
+        self,
+        ids: list[str] | None = None,
+        filter: DocumentMetadataFilter | None = None,
+        delete_all: bool = False,
+        tenant: str | None = None,
+    ) -> int:
+        expressions: list[str] = []
+        if delete_all:
+            expressions.append(f"tenant == {literal(tenant_key(tenant))}")
+        else:
+            for start in range(0, len(ids or []), _BATCH):
+                batch = (ids or [])[start : start + _BATCH]
+                expressions.append(
+                    f"tenant == {literal(tenant_key(tenant))} and document_id in [{', '.join(map(literal, batch))}]"
+                )
+            if filter is not None and filter.model_dump(exclude_none=True):
+                expressions.append(self._expression(tenant, filter))
+        deleted = 0
+        for expression in expressions:
+            deleted += await self._count(expression)
+            await self._run(self._client().delete, self.collection, filter=expression)
+        return deleted
+
+    async def count(self, tenant: str | None = None) -> int:
+        return await self._count(f"tenant == {literal(tenant_key(tenant))}")
+
+    async def _count(self, expression: str) -> int:
+        found = await self._run(self._client().query, self.collection, filter=expression, output_fields=["count(*)"])
+        return int(found[0]["count(*)"]) if found else 0
+
+
+def create_store(settings: StoreSettings) -> MilvusStore:
+    """The Milvus store: `store_url` a Milvus Lite file or an http(s) URI; default `<data_dir>/milvus.db`."""
+    return MilvusStore(settings)

@@ -1,0 +1,250 @@
+"""Qdrant store (qdrant-client, async): `:memory:` or a folder path runs Qdrant's local mode, an http(s) URL a Qdrant
+server or cluster (`api_key` for Qdrant Cloud).
+
+One collection per store (`StoreSettings.collection`): a point per chunk, its id a UUID derived from tenant and
+chunk id, its payload the metadata plus `tenant`, `position` and `created_ts` (epoch seconds). Payload indexes:
+`tenant` (a tenant index), `document_id`, `source`, `source_id`, `author`, `url` (keyword), `created_ts` (float, the
+instant of `created_at`) and `text` (full-text, with BM25 scoring). The embedding model and dimension are kept in
+the collection's metadata and checked at open.
+
+Search modes: dense = cosine similarity (Qdrant's filterable HNSW applies filters during the graph search);
+keyword = native BM25 over the text index; hybrid = both as prefetches fused by reciprocal rank fusion. A
+document's re-upsert is one batch request: upsert the new chunks, then delete its chunks that are not among them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import AsyncQdrantClient, models
+
+from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore, DocumentMetadataFilter
+from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, StoreMismatchError
+from plugkit.plugins.retrieval.stores.common import (
+    RRF_K,
+    StoreSettings,
+    check_info,
+    chunk_of,
+    chunk_with_score,
+    filter_terms,
+    rows_of,
+    tenant_key,
+)
+
+_NAMESPACE = uuid.UUID("6b1c3f0e-8d8a-4f47-9a43-2f1d0b6c7e51")
+_KEYWORD_FIELDS = ("document_id", "source", "source_id", "author", "url")
+_BATCH = 256
+
+
+def point_id(tenant: str, chunk_id: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{tenant}\x00{chunk_id}"))
+
+
+def connect(settings: StoreSettings) -> AsyncQdrantClient:
+    """A client for `store_url`: an http(s) URL, `:memory:`, or a folder (default `<data_dir>/qdrant`)."""
+    url = settings.store_url
+    if url is None:
+        return AsyncQdrantClient(path=str(Path(settings.data_dir) / "qdrant"))
+    if url == ":memory:":
+        return AsyncQdrantClient(location=":memory:")
+    if url.startswith(("http://", "https://")):
+        return AsyncQdrantClient(url=url, api_key=settings.api_key)
+    return AsyncQdrantClient(path=url)
+
+
+class QdrantStore:
+    """VectorStore on Qdrant (local mode, server or cluster)."""
+
+    name = "qdrant"
+
+    def __init__(self, settings: StoreSettings) -> None:
+        self.settings = settings
+        self.collection = settings.collection
+        self.client: AsyncQdrantClient | None = None
+        self.dimension = 0
+
+    def _client(self) -> AsyncQdrantClient:
+        if self.client is None:
+            raise RuntimeError("the qdrant store is not open")
+        return self.client
+
+    async def open(self, info: StoreInfo) -> None:
+        self.dimension = info.dimension
+        self.client = connect(self.settings)
+        client = self.client
+        if await client.collection_exists(self.collection):
+            config = (await client.get_collection(self.collection)).config
+            metadata = config.metadata or {}
+            if "embedding_model" not in metadata or "dimension" not in metadata:
+                raise StoreMismatchError(
+                    f"collection {self.collection!r} was not made by plugkit (no embedding model recorded)"
+                )
+            check_info(
+                StoreInfo(str(metadata["embedding_model"]), int(metadata["dimension"])),
+                info,
+                f"collection {self.collection!r}",
+            )
+            return
+        await client.create_collection(
+            self.collection,
+            vectors_config=models.VectorParams(size=info.dimension, distance=models.Distance.COSINE),
+            hnsw_config=models.HnswConfigDiff(m=self.settings.hnsw_m, ef_construct=self.settings.hnsw_ef_construction),
+            metadata={"embedding_model": info.embedding_model, "dimension": info.dimension},
+        )
+        await client.create_payload_index(
+            self.collection, "tenant", models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+        )
+        for name in _KEYWORD_FIELDS:
+            await client.create_payload_index(self.collection, name, models.PayloadSchemaType.KEYWORD)
+        await client.create_payload_index(self.collection, "created_ts", models.PayloadSchemaType.FLOAT)
+        await client.create_payload_index(
+            self.collection,
+            "text",
+            models.TextIndexParams(
+                type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True, scoring=True
+            ),
+        )
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+    def _filter(self, tenant: str | None, filter: DocumentMetadataFilter | None) -> models.Filter:
+        equal, start, end = filter_terms(filter)
+        must: list[models.Condition] = [
+            models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant_key(tenant)))
+        ]
+        must += [models.FieldCondition(key=name, match=models.MatchValue(value=value)) for name, value in equal.items()]
+        if start is not None or end is not None:
+            must.append(models.FieldCondition(key="created_ts", range=models.Range(gte=start, lte=end)))
+        return models.Filter(must=must)
+
+    async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
+        latest = list({document.document_id: document for document in documents}.values())
+        client = self._client()
+        for start in range(0, len(latest), _BATCH):
+            batch = latest[start : start + _BATCH]
+            rows = [row for document in batch for row in rows_of(document, tenant, self.dimension)]
+            points = [
+                models.PointStruct(
+                    id=point_id(row.tenant, row.id),
+                    vector=row.embedding,
+                    payload={
+                        "tenant": row.tenant,
+                        "id": row.id,
+                        "document_id": row.document_id,
+                        "position": row.position,
+                        "text": row.text,
+                        "source": row.source,
+                        "source_id": row.source_id,
+                        "url": row.url,
+                        "author": row.author,
+                        "created_at": row.created_at,
+                        "created_ts": row.created_ts,
+                    },
+                )
+                for row in rows
+            ]
+            stale = models.Filter(
+                must=[
+                    models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant_key(tenant))),
+                    models.FieldCondition(
+                        key="document_id", match=models.MatchAny(any=[document.document_id for document in batch])
+                    ),
+                ],
+                must_not=[models.HasIdCondition(has_id=[point.id for point in points])] if points else [],
+            )
+            operations: list[Any] = []
+            if points:
+                operations.append(models.UpsertOperation(upsert=models.PointsList(points=points)))
+            operations.append(models.DeleteOperation(delete=models.FilterSelector(filter=stale)))
+            await client.batch_update_points(self.collection, operations, wait=True)
+
+    async def search(self, request: SearchRequest) -> list[DocumentChunkWithScore]:
+        client = self._client()
+        where = self._filter(request.tenant, request.filter)
+        if request.embedding is not None and len(request.embedding) != self.dimension:
+            raise ValueError(f"the query embedding has {len(request.embedding)} dimensions, the store {self.dimension}")
+        params = models.SearchParams(hnsw_ef=max(self.settings.ef_search, request.top_k))
+        keyword = models.TextQuery(text=request.text)
+        common: dict[str, Any] = {
+            "query_filter": where,
+            "limit": request.top_k,
+            "with_payload": True,
+            "with_vectors": request.include_embeddings,
+        }
+        if request.mode == "keyword" or request.embedding is None:
+            if not request.text.strip():
+                return []
+            response = await client.query_points(self.collection, query=keyword, using="text", **common)
+        elif request.mode == "dense" or not request.text.strip():
+            response = await client.query_points(
+                self.collection, query=request.embedding, search_params=params, **common
+            )
+        else:
+            pool = max(self.settings.candidate_pool, request.top_k)
+            response = await client.query_points(
+                self.collection,
+                prefetch=[
+                    models.Prefetch(query=request.embedding, filter=where, params=params, limit=pool),
+                    models.Prefetch(query=keyword, using="text", filter=where, limit=pool),
+                ],
+                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                **common,
+            )
+        return [
+            chunk_with_score(point.payload or {}, point.score, point.vector if request.include_embeddings else None)  # type: ignore[arg-type]
+            for point in response.points
+        ]
+
+    async def get_document(self, document_id: str, tenant: str | None = None) -> list[DocumentChunk]:
+        where = self._filter(tenant, DocumentMetadataFilter(document_id=document_id))
+        records: list[models.Record] = []
+        offset: Any = None
+        while True:
+            page, offset = await self._client().scroll(self.collection, scroll_filter=where, limit=256, offset=offset)
+            records += page
+            if offset is None:
+                break
+        records.sort(key=lambda record: int((record.payload or {}).get("position", 0)))
+        return [chunk_of(record.payload or {}) for record in records]
+
+    async def delete(
+        self,
+        ids: list[str] | None = None,
+        filter: DocumentMetadataFilter | None = None,
+        delete_all: bool = False,
+        tenant: str | None = None,
+    ) -> int:
+        selectors: list[models.Filter] = []
+        if delete_all:
+            selectors.append(self._filter(tenant, None))
+        else:
+            if ids:
+                selectors.append(
+                    models.Filter(
+                        must=[
+                            *self._filter(tenant, None).must,  # type: ignore[misc]
+                            models.FieldCondition(key="document_id", match=models.MatchAny(any=list(ids))),
+                        ]
+                    )
+                )
+            if filter is not None and filter.model_dump(exclude_none=True):
+                selectors.append(self._filter(tenant, filter))
+        deleted = 0
+        for selector in selectors:
+            deleted += (await self._client().count(self.collection, count_filter=selector, exact=True)).count
+            await self._client().delete(self.collection, models.FilterSelector(filter=selector), wait=True)
+        return deleted
+
+    async def count(self, tenant: str | None = None) -> int:
+        found = await self._client().count(self.collection, count_filter=self._filter(tenant, None), exact=True)
+        return found.count
+
+
+def create_store(settings: StoreSettings) -> QdrantStore:
+    """The Qdrant store: `store_url` an http(s) URL, `:memory:` or a folder; default `<data_dir>/qdrant`."""
+    return QdrantStore(settings)

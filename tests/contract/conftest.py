@@ -1,0 +1,69 @@
+"""The contract suite's fixtures: every vector store module present in the tree, each on its real engine.
+
+Providers are listed from the modules that exist (`plugkit.plugins.retrieval.stores.<name>`), none is skipped: a
+provider whose module exists but cannot run makes its tests fail, not vanish.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from contract_data import INFO
+
+from plugkit.plugins.retrieval.stores.base import StoreInfo, VectorStore
+from plugkit.plugins.retrieval.stores.common import StoreSettings
+
+PROVIDERS = ("embedded", "pgvector", "milvus", "qdrant")
+AVAILABLE = [name for name in PROVIDERS if importlib.util.find_spec(f"plugkit.plugins.retrieval.stores.{name}")]
+OpenStore = Callable[..., Awaitable[VectorStore]]
+
+
+@pytest.fixture(params=AVAILABLE)
+def provider(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_settings(provider: str, request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], StoreSettings]:
+    """Settings for a store of `provider` named `collection`; stores made in one test share one engine."""
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    if provider == "pgvector":
+        url: str | None = request.getfixturevalue("postgres_url")
+    elif provider == "milvus":
+        url = str(tmp_path / "milvus.db")
+    elif provider == "qdrant":
+        url = str(tmp_path / "qdrant")
+    else:
+        url = None
+
+    def make(collection: str = "contract") -> StoreSettings:
+        return StoreSettings(store_url=url, data_dir=tmp_path / "data", collection=prefix + collection)
+
+    return make
+
+
+@pytest.fixture
+async def open_store(provider: str, make_settings: Callable[[str], StoreSettings]) -> AsyncIterator[OpenStore]:
+    """Opens stores of the provider under test, closed at the end: `await open_store(info=..., collection=...)`."""
+    module = importlib.import_module(f"plugkit.plugins.retrieval.stores.{provider}")
+    opened: list[VectorStore] = []
+
+    async def open_(info: StoreInfo = INFO, collection: str = "contract") -> VectorStore:
+        store: VectorStore = module.create_store(make_settings(collection))
+        await store.open(info)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(open_store: OpenStore) -> VectorStore:
+    return await open_store()
