@@ -9,18 +9,17 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from contract_data import INFO
 
 from plugkit.plugins.retrieval.stores.base import StoreInfo, VectorStore
 from plugkit.plugins.retrieval.stores.common import StoreSettings
+from tests.contract.contract_data import INFO, OpenStore
 
 PROVIDERS = ("embedded", "pgvector", "milvus", "qdrant")
 AVAILABLE = [name for name in PROVIDERS if importlib.util.find_spec(f"plugkit.plugins.retrieval.stores.{name}")]
-OpenStore = Callable[..., Awaitable[VectorStore]]
 
 
 @pytest.fixture(params=AVAILABLE)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 
 from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkMetadata
-from plugkit.plugins.retrieval.stores.base import ChunkRecord, DocumentRecord, StoreInfo
+from plugkit.plugins.retrieval.stores.base import ChunkRecord, DocumentRecord, StoreInfo, VectorStore
 
 DIM = 8
 INFO = StoreInfo(embedding_model="contract-words-8", dimension=DIM)
+OpenStore = Callable[..., Awaitable[VectorStore]]
 
 
 def embed(text: str) -> list[float]:

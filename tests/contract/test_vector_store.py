@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from contract_data import DIM, INFO, axis, document, embed
 
-from conftest import OpenStore
 from plugkit.plugins.retrieval.models import DocumentMetadataFilter, SearchMode, Source
 from plugkit.plugins.retrieval.stores.base import SearchRequest, StoreInfo, StoreMismatchError, VectorStore
+from tests.contract.contract_data import DIM, INFO, OpenStore, axis, document, embed
 
 MODES: tuple[SearchMode, ...] = ("dense", "keyword", "hybrid")
 

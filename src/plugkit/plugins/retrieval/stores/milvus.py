@@ -3,7 +3,7 @@
 One collection per store (`StoreSettings.collection`): a VARCHAR primary key (a hash of tenant and chunk id), the
 metadata as nullable scalar fields, `created_ts` (epoch seconds) for date ranges, the dense vector under HNSW
 (cosine), and the text analysed by Milvus's BM25 function into a sparse vector. The embedding model and dimension
-are kept as JSON in the collection description and checked at open.
+are kept in the collection's properties and checked at open.
 
 Search modes: dense = cosine similarity; keyword = native BM25 full-text search; hybrid = Milvus `hybrid_search`
 fusing both with reciprocal rank fusion. Filters are expressions built from escaped literals only (Milvus Lite does
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +45,8 @@ MAX_TEXT = 65535
 MAX_FIELD = 4096
 _OUTPUT = ["id", "document_id", "position", "text", "source", "source_id", "url", "author", "created_at"]
 _BATCH = 500
+MODEL_KEY = "plugkit.embedding_model"
+DIMENSION_KEY = "plugkit.dimension"
 
 
 def literal(value: str | float) -> str:
@@ -90,9 +91,9 @@ class MilvusStore:
         client = self.client
         if await self._run(client.has_collection, self.collection):
             described = await self._run(client.describe_collection, self.collection)
+            properties = described.get("properties") or {}
             try:
-                stored = json.loads(described.get("description") or "{}")
-                found = StoreInfo(str(stored["embedding_model"]), int(stored["dimension"]))
+                found = StoreInfo(str(properties[MODEL_KEY]), int(properties[DIMENSION_KEY]))
             except (ValueError, KeyError, TypeError):
                 raise StoreMismatchError(
                     f"collection {self.collection!r} was not made by plugkit (no embedding model recorded)"
@@ -104,8 +105,7 @@ class MilvusStore:
 
     def _create(self, info: StoreInfo) -> None:
         client = self._client()
-        description = json.dumps({"embedding_model": info.embedding_model, "dimension": info.dimension})
-        schema = client.create_schema(auto_id=False, description=description)
+        schema = client.create_schema(auto_id=False)
         schema.add_field("pk", DataType.VARCHAR, max_length=64, is_primary=True)
         schema.add_field("tenant", DataType.VARCHAR, max_length=MAX_FIELD)
         schema.add_field("id", DataType.VARCHAR, max_length=MAX_FIELD)
@@ -135,7 +135,13 @@ class MilvusStore:
         index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         for name in ("tenant", "document_id"):
             index.add_index(name, index_type="INVERTED")
-        client.create_collection(self.collection, schema=schema, index_params=index, consistency_level="Strong")
+        client.create_collection(
+            self.collection,
+            schema=schema,
+            index_params=index,
+            consistency_level="Strong",
+            properties={MODEL_KEY: info.embedding_model, DIMENSION_KEY: str(info.dimension)},
+        )
 
     async def close(self) -> None:
         if self.client is not None:

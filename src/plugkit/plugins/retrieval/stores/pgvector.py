@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 import numpy as np
+from pgvector import Vector
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
@@ -199,17 +200,17 @@ class PgVectorStore:
     async def search(self, request: SearchRequest) -> list[DocumentChunkWithScore]:
         if request.mode == "keyword" or request.embedding is None:
             rows = await self._keyword(request, request.top_k)
-            return [chunk_with_score(r, r["score"], r.get("embedding")) for r in rows]
+            return [_result(r, r["score"]) for r in rows]
         if request.mode == "dense":
             rows = await self._dense(request, request.top_k)
-            return [chunk_with_score(r, r["score"], r.get("embedding")) for r in rows]
+            return [_result(r, r["score"]) for r in rows]
         pool = max(self.settings.candidate_pool, request.top_k)
         dense = await self._dense(request, pool)
         keyword = await self._keyword(request, pool)
         by_id = {r["id"]: r for r in [*keyword, *dense]}
         fused = rrf([[r["id"] for r in dense], [r["id"] for r in keyword]])
         best = sorted(fused, key=lambda key: (-fused[key], key))[: request.top_k]
-        return [chunk_with_score(by_id[key], fused[key], by_id[key].get("embedding")) for key in best]
+        return [_result(by_id[key], fused[key]) for key in best]
 
     async def _dense(self, request: SearchRequest, limit: int) -> list[dict[str, Any]]:
         assert request.embedding is not None
@@ -290,6 +291,11 @@ class PgVectorStore:
             )
             found = await cur.fetchone()
         return int(found[0]) if found else 0
+
+
+def _result(row: dict[str, Any], score: float) -> DocumentChunkWithScore:
+    vector = row.get("embedding")
+    return chunk_with_score(row, score, vector.to_list() if isinstance(vector, Vector) else vector)
 
 
 def create_store(settings: StoreSettings) -> PgVectorStore:
