@@ -27,6 +27,12 @@ def provider(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="session")
+def milvus_lite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One Milvus Lite database file for the session (starting Milvus Lite costs seconds); tests use own collections."""
+    return str(tmp_path_factory.mktemp("milvus") / "milvus.db")
+
+
 @pytest.fixture
 def make_settings(provider: str, request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], StoreSettings]:
     """Settings for a store of `provider` named `collection`; stores made in one test share one engine."""
@@ -34,7 +40,7 @@ def make_settings(provider: str, request: pytest.FixtureRequest, tmp_path: Path)
     if provider == "pgvector":
         url: str | None = request.getfixturevalue("postgres_url")
     elif provider == "milvus":
-        url = str(tmp_path / "milvus.db")
+        url = request.getfixturevalue("milvus_lite_uri")
     elif provider == "qdrant":
         url = str(tmp_path / "qdrant")
     else:

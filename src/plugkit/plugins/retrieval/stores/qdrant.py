@@ -15,6 +15,7 @@ document's re-upsert is one batch request: upsert the new chunks, then delete it
 from __future__ import annotations
 
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,23 @@ from plugkit.plugins.retrieval.stores.common import (
 _NAMESPACE = uuid.UUID("6b1c3f0e-8d8a-4f47-9a43-2f1d0b6c7e51")
 _KEYWORD_FIELDS = ("document_id", "source", "source_id", "author", "url")
 _BATCH = 256
+PAYLOAD_INDEXES: dict[str, Any] = {
+    "tenant": models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
+    **{name: models.PayloadSchemaType.KEYWORD for name in _KEYWORD_FIELDS},
+    "created_ts": models.PayloadSchemaType.FLOAT,
+    "text": models.TextIndexParams(
+        type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True, scoring=True
+    ),
+}
 
 
 def point_id(tenant: str, chunk_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{tenant}\x00{chunk_id}"))
+
+
+def is_server(store_url: str | None) -> bool:
+    """Whether the URL names a Qdrant server (http/https) rather than local mode."""
+    return bool(store_url) and str(store_url).startswith(("http://", "https://"))
 
 
 def connect(settings: StoreSettings) -> AsyncQdrantClient:
@@ -49,7 +63,7 @@ def connect(settings: StoreSettings) -> AsyncQdrantClient:
         return AsyncQdrantClient(path=str(Path(settings.data_dir) / "qdrant"))
     if url == ":memory:":
         return AsyncQdrantClient(location=":memory:")
-    if url.startswith(("http://", "https://")):
+    if is_server(url):
         return AsyncQdrantClient(url=url, api_key=settings.api_key)
     return AsyncQdrantClient(path=url)
 
@@ -64,6 +78,7 @@ class QdrantStore:
         self.collection = settings.collection
         self.client: AsyncQdrantClient | None = None
         self.dimension = 0
+        self.local = not is_server(settings.store_url)
 
     def _client(self) -> AsyncQdrantClient:
         if self.client is None:
@@ -93,19 +108,11 @@ class QdrantStore:
             hnsw_config=models.HnswConfigDiff(m=self.settings.hnsw_m, ef_construct=self.settings.hnsw_ef_construction),
             metadata={"embedding_model": info.embedding_model, "dimension": info.dimension},
         )
-        await client.create_payload_index(
-            self.collection, "tenant", models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
-        )
-        for name in _KEYWORD_FIELDS:
-            await client.create_payload_index(self.collection, name, models.PayloadSchemaType.KEYWORD)
-        await client.create_payload_index(self.collection, "created_ts", models.PayloadSchemaType.FLOAT)
-        await client.create_payload_index(
-            self.collection,
-            "text",
-            models.TextIndexParams(
-                type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True, scoring=True
-            ),
-        )
+        with warnings.catch_warnings():
+            # Local mode ignores payload indexes other than the text one (and says so); a server uses them all.
+            warnings.simplefilter("ignore", UserWarning)
+            for name, schema in PAYLOAD_INDEXES.items():
+                await client.create_payload_index(self.collection, name, schema)
 
     async def close(self) -> None:
         if self.client is not None:
@@ -168,7 +175,8 @@ class QdrantStore:
         where = self._filter(request.tenant, request.filter)
         if request.embedding is not None and len(request.embedding) != self.dimension:
             raise ValueError(f"the query embedding has {len(request.embedding)} dimensions, the store {self.dimension}")
-        params = models.SearchParams(hnsw_ef=max(self.settings.ef_search, request.top_k))
+        # Local mode searches exhaustively and warns about HNSW parameters; a server takes them.
+        params = None if self.local else models.SearchParams(hnsw_ef=max(self.settings.ef_search, request.top_k))
         keyword = models.TextQuery(text=request.text)
         common: dict[str, Any] = {
             "query_filter": where,

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from plugkit.plugins.retrieval.models import DocumentMetadataFilter, Source
+from plugkit.plugins.retrieval.stores.base import StoreInfo, StoreMismatchError
+from plugkit.plugins.retrieval.stores.common import StoreSettings, check_info, filter_terms, maybe_epoch, rrf, to_epoch
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-01-02", datetime(2024, 1, 2, tzinfo=UTC)),
+        ("2024-01-02T03:04:05", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2024-01-02T03:04:05Z", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2024-01-02T05:04:05+02:00", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        (" 2024-01-02T03:04:05.250Z ", datetime(2024, 1, 2, 3, 4, 5, 250000, tzinfo=UTC)),
+    ],
+)
+def test_iso_dates_become_the_epoch_of_their_instant(value: str, expected: datetime) -> None:
+    assert to_epoch(value) == expected.timestamp()
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2024-13-01", "", "01/02/2024"])
+def test_a_date_that_is_not_iso_8601_is_refused_with_its_value(value: str) -> None:
+    with pytest.raises(ValueError, match="ISO 8601"):
+        to_epoch(value)
+
+
+def test_a_stored_created_at_that_does_not_parse_has_no_instant() -> None:
+    assert maybe_epoch("last tuesday") is None
+    assert maybe_epoch(None) is None
+
+
+def test_filter_terms_split_equalities_and_date_bounds() -> None:
+    equal, start, end = filter_terms(
+        DocumentMetadataFilter(source=Source.file, author="ann", start_date="2024-01-01", end_date="2024-01-02")
+    )
+
+    assert equal == {"source": "file", "author": "ann"}
+    assert (start, end) == (to_epoch("2024-01-01"), to_epoch("2024-01-02"))
+
+
+def test_rrf_rewards_items_ranked_high_in_several_rankings() -> None:
+    scores = rrf([["a", "b", "c"], ["c", "a"]], k=60)
+
+    assert max(scores, key=scores.__getitem__) == "a"
+    assert scores["a"] == pytest.approx(1 / 61 + 1 / 62)
+    assert scores["b"] < scores["c"]
+
+
+@pytest.mark.parametrize("name", ["chunks; DROP TABLE x", "1abc", "a-b", "x" * 64, ""])
+def test_a_collection_name_that_is_not_a_plain_identifier_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="collection"):
+        StoreSettings(collection=name)
+
+
+def test_another_model_or_dimension_is_a_mismatch_naming_both() -> None:
+    with pytest.raises(StoreMismatchError, match="'old'.*'new'"):
+        check_info(StoreInfo("old", 8), StoreInfo("new", 8), "table 't'")
+    with pytest.raises(StoreMismatchError):
+        check_info(StoreInfo("m", 8), StoreInfo("m", 16), "table 't'")
+    check_info(StoreInfo("m", 8), StoreInfo("m", 8), "table 't'")
