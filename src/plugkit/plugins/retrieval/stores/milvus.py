@@ -87,8 +87,8 @@ class MilvusStore:
         self.dimension = info.dimension
         if "://" not in self.uri:
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
-        self.client = await self._run(MilvusClient, self.uri, token=self.settings.api_key or "")
-        client = self.client
+        client: MilvusClient = await self._run(MilvusClient, self.uri, token=self.settings.api_key or "")
+        self.client = client
         if await self._run(client.has_collection, self.collection):
             described = await self._run(client.describe_collection, self.collection)
             properties = described.get("properties") or {}
