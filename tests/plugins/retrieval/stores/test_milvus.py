@@ -89,3 +89,19 @@ async def test_a_collection_not_made_by_plugkit_is_refused(tmp_path: Path) -> No
     with pytest.raises(StoreMismatchError, match="not made by plugkit"):
         await store.open(INFO)
     await store.close()
+
+
+async def test_milvus_lite_flushes_a_large_write_before_searching_it(tmp_path: Path) -> None:
+    store = create_store(StoreSettings(store_url=str(tmp_path / "m.db"), lite_flush_rows=10))
+    await store.open(INFO)
+    try:
+        await store.replace_documents([document(f"d{i}", f"row {i}", vectors=[axis(i % 8)]) for i in range(25)])
+        assert store.unflushed == 25
+
+        results = await store.search(SearchRequest(text="row", embedding=axis(3), mode="dense", top_k=25))
+
+        assert store.unflushed == 0
+        assert len(results) == 25
+        assert {r.metadata.document_id for r in results[:3]} <= {f"d{i}" for i in range(3, 25, 8)}
+    finally:
+        await store.close()

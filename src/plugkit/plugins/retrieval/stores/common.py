@@ -37,6 +37,10 @@ class StoreSettings:
     collection: the table (pgvector) or collection (milvus, qdrant) this store owns; letters, digits, `_`.
     hnsw_m, hnsw_ef_construction: HNSW graph parameters; ef_search: candidates explored per query.
     candidate_pool: how many candidates each side (dense, keyword) contributes to a hybrid fusion.
+    pool_min_size, pool_max_size: the PostgreSQL connection pool; text_search_config: its full-text configuration.
+    lite_flush_rows: Milvus Lite only: written rows it may hold unindexed before a search flushes them (it scans
+      unflushed rows exhaustively, in Python); a Milvus server seals its segments itself.
+    api_key: Qdrant Cloud API key or Milvus/Zilliz token.
     """
 
     store_url: str | None = None
@@ -49,6 +53,7 @@ class StoreSettings:
     pool_min_size: int = 1
     pool_max_size: int = 10
     text_search_config: str = "english"
+    lite_flush_rows: int = 1024
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

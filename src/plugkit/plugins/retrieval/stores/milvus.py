@@ -12,6 +12,9 @@ not take expression templates); every query carries its tenant.
 Re-upsert: Milvus has no multi-row transactions, so a document's new chunks are upserted first (same ids overwrite
 in place), then the chunks of the document that are not among the new ones are deleted; a reader in between may see
 the new chunks next to stale ones of a longer previous version, never a document with no chunks.
+
+Milvus Lite keeps fresh rows unindexed (scanned exhaustively) until flushed; the store flushes before a search once
+`lite_flush_rows` rows were written. A Milvus server seals and indexes segments on its own and is never flushed.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class MilvusStore:
         self.collection = settings.collection
         self.client: MilvusClient | None = None
         self.dimension = 0
+        self.lite = "://" not in self.uri
+        self.unflushed = 0
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # pymilvus is synchronous; keep the event loop free.
@@ -85,7 +90,7 @@ class MilvusStore:
 
     async def open(self, info: StoreInfo) -> None:
         self.dimension = info.dimension
-        if "://" not in self.uri:
+        if self.lite:
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
         client: MilvusClient = await self._run(MilvusClient, self.uri, token=self.settings.api_key or "")
         self.client = client
@@ -197,9 +202,17 @@ class MilvusStore:
             if kept:
                 expression += f" and pk not in [{', '.join(map(literal, kept))}]"
             await self._run(client.delete, self.collection, filter=expression)
+        self.unflushed += len(entities)
+
+    async def _flush_if_due(self) -> None:
+        """Milvus Lite scans unflushed rows one by one: flush them once there are enough to make that slow."""
+        if self.lite and self.unflushed >= self.settings.lite_flush_rows:
+            await self._run(self._client().flush, self.collection)
+            self.unflushed = 0
 
     async def search(self, request: SearchRequest) -> list[DocumentChunkWithScore]:
         client = self._client()
+        await self._flush_if_due()
         expression = self._expression(request.tenant, request.filter)
         output = [*_OUTPUT, "embedding"] if request.include_embeddings else _OUTPUT
         dense_params = {"metric_type": "COSINE", "params": {"ef": max(self.settings.ef_search, request.top_k)}}
@@ -276,8 +289,10 @@ class MilvusStore:
                 expressions.append(self._expression(tenant, filter))
         deleted = 0
         for expression in expressions:
-            deleted += await self._count(expression)
+            count = await self._count(expression)
             await self._run(self._client().delete, self.collection, filter=expression)
+            deleted += count
+            self.unflushed += count
         return deleted
 
     async def count(self, tenant: str | None = None) -> int:
