@@ -44,6 +44,11 @@ PROVIDERS = ("embedded", "pgvector", "milvus", "qdrant")
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE = ROOT / ".plugkit" / "bench-cache"
 MODES: tuple[SearchMode, ...] = ("dense", "hybrid", "keyword")
+ENGINES = {
+    "pgvector": "PostgreSQL 16 (pgserver) + pgvector, HNSW m=16 ef_construction=200 ef_search=100, ts_rank + RRF",
+    "milvus": "Milvus Lite (milvus-lite), HNSW M=16 efConstruction=200 ef=100, BM25 function + RRF",
+    "qdrant": "Qdrant local mode (qdrant-client, pure Python): exhaustive search, BM25 text index + RRF",
+}
 
 
 def load(data: Path) -> tuple[list[dict[str, str]], dict[str, str], dict[str, dict[str, int]]]:
@@ -176,12 +181,7 @@ async def main() -> None:
         "embedding_model": MODEL_ID,
         "corpus_documents": len(documents),
         "queries": len(query_list),
-        "engines": {
-            "pgvector": "PostgreSQL 16 (pgserver) + pgvector, HNSW m=16 ef_construction=200 ef_search=100",
-            "milvus": "Milvus Lite (milvus-lite), HNSW M=16 efConstruction=200 ef=100, BM25 function",
-            "qdrant": "Qdrant local mode (qdrant-client): exhaustive search, BM25 text index",
-            "embedded": "the embedded store",
-        },
+        "engines": {name: ENGINES.get(name, "the embedded store") for name in results},
         "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}, 2 shared cores",
         "results": results,
         "dense_ndcg@10_spread": round(max(dense) - min(dense), 4) if dense else None,
