@@ -47,7 +47,8 @@ def make_settings(provider: str, request: pytest.FixtureRequest, tmp_path: Path)
         url = None
 
     def make(collection: str = "contract") -> StoreSettings:
-        return StoreSettings(store_url=url, data_dir=tmp_path / "data", collection=prefix + collection)
+        # A store owns its collection on a shared engine; the embedded store owns its data directory.
+        return StoreSettings(store_url=url, data_dir=tmp_path / "data" / collection, collection=prefix + collection)
 
     return make
 

@@ -210,11 +210,13 @@ async def test_tenants_see_count_and_delete_only_their_own_chunks(store: VectorS
             assert [r.text for r in results if "secret" in r.text] == expected, (tenant, mode)
     assert [c.text for c in await store.get_document("doc", tenant="acme")] == ["acme secret plan"]
     assert await store.get_document("doc") == []
-    assert (await store.count("acme"), await store.count("globex"), await store.count()) == (1, 2, 1)
+    # count() without a tenant counts the whole store, every tenant included.
+    assert (await store.count("acme"), await store.count("globex"), await store.count()) == (1, 2, 4)
 
     assert await store.delete(delete_all=True, tenant="globex") == 2
     assert await store.delete(ids=["doc"], tenant="nobody") == 0
-    assert (await store.count("acme"), await store.count("globex"), await store.count()) == (1, 0, 1)
+    assert (await store.count("acme"), await store.count("globex"), await store.count()) == (1, 0, 2)
+    assert [c.text for c in await store.get_document("shared")] == ["shared secret plan"]
 
 
 async def test_unicode_text_and_metadata_round_trip_and_match(store: VectorStore) -> None:

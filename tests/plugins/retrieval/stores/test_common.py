@@ -63,3 +63,22 @@ def test_another_model_or_dimension_is_a_mismatch_naming_both() -> None:
     with pytest.raises(StoreMismatchError):
         check_info(StoreInfo("m", 8), StoreInfo("m", 16), "table 't'")
     check_info(StoreInfo("m", 8), StoreInfo("m", 8), "table 't'")
+
+
+def test_store_settings_are_taken_by_name_from_the_plugin_settings(tmp_path: object) -> None:
+    class PluginSettings:
+        store_url = "postgresql://db/x"
+        data_dir = tmp_path
+        collection = "chunks_v2"
+        rrf_k = 10
+        unrelated = "ignored"
+
+    settings = StoreSettings.of(PluginSettings())
+
+    assert (settings.store_url, settings.data_dir, settings.collection, settings.rrf_k) == (
+        "postgresql://db/x",
+        tmp_path,
+        "chunks_v2",
+        10,
+    )
+    assert settings.hnsw_m == StoreSettings().hnsw_m

@@ -2,14 +2,15 @@
 stored as, date normalisation, filter values and reciprocal rank fusion.
 
 Tenancy is a plain `tenant` column/field on every row: `None` is stored as the empty string, the shared space, so a
-call without a tenant sees the shared space only, and a tenant never sees another tenant's or the shared chunks.
+search, get or delete without a tenant sees the shared space only, and a tenant never sees another tenant's or the
+shared chunks; `count()` without a tenant counts the whole store (as base.VectorStore.count says).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ class StoreSettings:
     lite_flush_rows: Milvus Lite only: written rows it may hold unindexed before a search flushes them (it scans
       unflushed rows exhaustively, in Python); a Milvus server seals its segments itself.
     api_key: Qdrant Cloud API key or Milvus/Zilliz token.
+    rrf_k: the k of reciprocal rank fusion in hybrid search; hybrid_dense_weight, hybrid_keyword_weight: read by
+      the embedded store (the engine-backed stores fuse with plain, unweighted RRF).
     """
 
     store_url: str | None = None
@@ -55,10 +58,21 @@ class StoreSettings:
     text_search_config: str = "english"
     lite_flush_rows: int = 1024
     api_key: str | None = field(default=None, repr=False)
+    rrf_k: int = RRF_K
+    hybrid_dense_weight: float = 1.0
+    hybrid_keyword_weight: float = 1.0
 
     def __post_init__(self) -> None:
         check_name(self.collection, "collection")
         check_name(self.text_search_config, "text_search_config")
+
+    @classmethod
+    def of(cls, settings: Any) -> StoreSettings:
+        """These settings from any settings object (e.g. the plugin's), taking the attributes it has by name."""
+        if isinstance(settings, cls):
+            return settings
+        names = [f.name for f in fields(cls)]
+        return cls(**{name: getattr(settings, name) for name in names if getattr(settings, name, None) is not None})
 
 
 def check_name(value: str, what: str) -> str:

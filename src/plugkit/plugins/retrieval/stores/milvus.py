@@ -32,7 +32,6 @@ from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithSco
 from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, StoreMismatchError
 from plugkit.plugins.retrieval.stores.common import (
     EQUALITY_FIELDS,
-    RRF_K,
     Row,
     StoreSettings,
     check_info,
@@ -255,7 +254,12 @@ class MilvusStore:
             ),
         ]
         hits = await self._run(
-            client.hybrid_search, self.collection, requests, RRFRanker(RRF_K), limit=request.top_k, output_fields=output
+            client.hybrid_search,
+            self.collection,
+            requests,
+            RRFRanker(self.settings.rrf_k),
+            limit=request.top_k,
+            output_fields=output,
         )
         return [self._result(hit, hit["distance"]) for hit in hits[0]]
 
@@ -296,13 +300,14 @@ class MilvusStore:
         return deleted
 
     async def count(self, tenant: str | None = None) -> int:
-        return await self._count(f"tenant == {literal(tenant_key(tenant))}")
+        """Chunks of the tenant; without a tenant, every chunk of the collection (all tenants)."""
+        return await self._count('pk != ""' if tenant is None else f"tenant == {literal(tenant)}")
 
     async def _count(self, expression: str) -> int:
         found = await self._run(self._client().query, self.collection, filter=expression, output_fields=["count(*)"])
         return int(found[0]["count(*)"]) if found else 0
 
 
-def create_store(settings: StoreSettings) -> MilvusStore:
+def create_store(settings: Any) -> MilvusStore:
     """The Milvus store: `store_url` a Milvus Lite file or an http(s) URI; default `<data_dir>/milvus.db`."""
-    return MilvusStore(settings)
+    return MilvusStore(StoreSettings.of(settings))

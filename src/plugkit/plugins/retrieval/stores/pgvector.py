@@ -208,7 +208,7 @@ class PgVectorStore:
         dense = await self._dense(request, pool)
         keyword = await self._keyword(request, pool)
         by_id = {r["id"]: r for r in [*keyword, *dense]}
-        fused = rrf([[r["id"] for r in dense], [r["id"] for r in keyword]])
+        fused = rrf([[r["id"] for r in dense], [r["id"] for r in keyword]], k=self.settings.rrf_k)
         best = sorted(fused, key=lambda key: (-fused[key], key))[: request.top_k]
         return [_result(by_id[key], fused[key]) for key in best]
 
@@ -285,11 +285,14 @@ class PgVectorStore:
         return deleted
 
     async def count(self, tenant: str | None = None) -> int:
+        """Chunks of the tenant; without a tenant, every chunk of the table (all tenants)."""
+        query = sql.SQL("SELECT count(*) FROM {}").format(self.table)
+        params: tuple[str, ...] = ()
+        if tenant is not None:
+            query = sql.SQL("SELECT count(*) FROM {} WHERE tenant = %s").format(self.table)
+            params = (tenant,)
         async with self._pool().connection() as conn:
-            cur = await conn.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE tenant = %s").format(self.table), (tenant_key(tenant),)
-            )
-            found = await cur.fetchone()
+            found = await (await conn.execute(query, params)).fetchone()
         return int(found[0]) if found else 0
 
 
@@ -298,6 +301,6 @@ def _result(row: dict[str, Any], score: float) -> DocumentChunkWithScore:
     return chunk_with_score(row, score, vector.to_list() if isinstance(vector, Vector) else vector)
 
 
-def create_store(settings: StoreSettings) -> PgVectorStore:
+def create_store(settings: Any) -> PgVectorStore:
     """The pgvector store for these settings (`store_url` is required)."""
-    return PgVectorStore(settings)
+    return PgVectorStore(StoreSettings.of(settings))

@@ -24,7 +24,6 @@ from qdrant_client import AsyncQdrantClient, models
 from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore, DocumentMetadataFilter
 from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, StoreMismatchError
 from plugkit.plugins.retrieval.stores.common import (
-    RRF_K,
     StoreSettings,
     check_info,
     chunk_of,
@@ -200,7 +199,7 @@ class QdrantStore:
                     models.Prefetch(query=request.embedding, filter=where, params=params, limit=pool),
                     models.Prefetch(query=keyword, using="text", filter=where, limit=pool),
                 ],
-                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                query=models.RrfQuery(rrf=models.Rrf(k=self.settings.rrf_k)),
                 **common,
             )
         return [
@@ -249,10 +248,12 @@ class QdrantStore:
         return deleted
 
     async def count(self, tenant: str | None = None) -> int:
-        found = await self._client().count(self.collection, count_filter=self._filter(tenant, None), exact=True)
+        """Chunks of the tenant; without a tenant, every chunk of the collection (all tenants)."""
+        where = None if tenant is None else self._filter(tenant, None)
+        found = await self._client().count(self.collection, count_filter=where, exact=True)
         return found.count
 
 
-def create_store(settings: StoreSettings) -> QdrantStore:
+def create_store(settings: Any) -> QdrantStore:
     """The Qdrant store: `store_url` an http(s) URL, `:memory:` or a folder; default `<data_dir>/qdrant`."""
-    return QdrantStore(settings)
+    return QdrantStore(StoreSettings.of(settings))
