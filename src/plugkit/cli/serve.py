@@ -191,6 +191,12 @@ def serve_retrieval(
     store: Annotated[
         str | None, typer.Option("--store", help="embedded | pgvector | milvus | qdrant (PLUGKIT_STORE).")
     ] = None,
+    store_url: Annotated[
+        str | None, typer.Option("--store-url", help="The engine: a PostgreSQL URL, Milvus URI, Qdrant URL.")
+    ] = None,
+    collection: Annotated[
+        str | None, typer.Option("--collection", help="Table or collection the store owns (PLUGKIT_COLLECTION).")
+    ] = None,
     embedder: Annotated[str | None, typer.Option("--embedder", help="local | openai (PLUGKIT_EMBEDDER).")] = None,
     memory: Annotated[
         bool | None, typer.Option("--memory/--no-memory", help="Let the model save information (PLUGKIT_MEMORY).")
@@ -214,6 +220,8 @@ def serve_retrieval(
         public_url=public_url,
         service_token_file=service_token_file,
         store=store,
+        store_url=store_url,
+        collection=collection,
         embedder=embedder,
         memory=memory,
         tenancy=tenancy,

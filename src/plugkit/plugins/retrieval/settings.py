@@ -18,6 +18,12 @@ class RetrievalSettings(PluginSettings):
     store_url: str | None = Field(default=None, description="URL or URI of an external store (pgvector, milvus...)")
     store_api_key: SecretStr | None = None
     collection: str = Field(default="plugkit_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    hnsw_m: int = Field(default=16, ge=2, le=128, description="engine stores: HNSW graph degree")
+    hnsw_ef_construction: int = Field(default=200, ge=8, le=2000, description="engine stores: HNSW build breadth")
+    ef_search: int = Field(default=100, ge=1, le=5000, description="engine stores: HNSW candidates per query")
+    candidate_pool: int = Field(default=100, ge=1, le=10_000, description="engine stores: candidates per hybrid side")
+    text_search_config: str = Field(default="english", description="pgvector: PostgreSQL full-text configuration")
+    lite_flush_rows: int = Field(default=1024, ge=1, description="Milvus Lite: unindexed rows before a flush")
 
     embedder: Literal["local", "openai"] = "local"
     embed_batch_size: int = Field(default=32, ge=1, le=2048)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,26 @@ def test_store_settings_are_taken_by_name_from_the_plugin_settings(tmp_path: obj
         10,
     )
     assert settings.hnsw_m == StoreSettings().hnsw_m
+
+
+def test_store_settings_are_taken_from_the_plugin_settings_by_name(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from plugkit.plugins.retrieval.settings import RetrievalSettings
+
+    plugin = RetrievalSettings(
+        data_dir=tmp_path,
+        store="qdrant",
+        store_url="http://qdrant:6333",
+        store_api_key=SecretStr("qd-key"),
+        collection="team_docs",
+        ef_search=250,
+    )
+    store = StoreSettings.of(plugin)
+    assert (store.store_url, store.collection, store.ef_search, store.api_key) == (
+        "http://qdrant:6333",
+        "team_docs",
+        250,
+        "qd-key",
+    )
+    assert store.data_dir == tmp_path

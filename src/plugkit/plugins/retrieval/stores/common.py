@@ -72,7 +72,11 @@ class StoreSettings:
         if isinstance(settings, cls):
             return settings
         names = [f.name for f in fields(cls)]
-        return cls(**{name: getattr(settings, name) for name in names if getattr(settings, name, None) is not None})
+        values = {name: getattr(settings, name) for name in names if getattr(settings, name, None) is not None}
+        secret = getattr(settings, "store_api_key", None)  # the plugin's settings keep the key as a secret
+        if secret is not None and "api_key" not in values:
+            values["api_key"] = secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret)
+        return cls(**values)
 
 
 def check_name(value: str, what: str) -> str:
