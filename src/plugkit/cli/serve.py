@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -96,44 +98,56 @@ def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
 PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
 McpOpt = Annotated[bool, typer.Option("--mcp", help="Also serve the operations as MCP tools at /mcp.")]
 
-
-@app.command("todo")
-def serve_todo(
-    host: HostOpt = None,
-    port: PortOpt = None,
-    data_dir: DataDirOpt = None,
-    auth: AuthOpt = None,
-    workers: WorkersOpt = None,
-    public_url: PublicUrlOpt = None,
-    service_token_file: ServiceTokenFileOpt = None,
-    auth_scheme: AuthSchemeOpt = None,
-    mcp: McpOpt = False,
-) -> None:
-    """The TODO plugin (default port 5002)."""
-    run_plugin(
-        "todo",
-        mcp=mcp,
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        auth=auth,
-        workers=workers,
-        public_url=public_url,
-        service_token_file=service_token_file,
-        auth_scheme=auth_scheme,
+# The options every plugin's `serve` command takes, before its own.
+COMMON_OPTIONS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    for name, annotation, default in (
+        ("host", HostOpt, None),
+        ("port", PortOpt, None),
+        ("data_dir", DataDirOpt, None),
+        ("auth", AuthOpt, None),
+        ("auth_scheme", AuthSchemeOpt, None),
+        ("service_token_file", ServiceTokenFileOpt, None),
+        ("workers", WorkersOpt, None),
+        ("public_url", PublicUrlOpt, None),
+        ("mcp", McpOpt, False),
     )
+]
 
 
-@app.command("sports")
+def plugin_command(name: str) -> Callable[[Callable[..., dict[str, object]]], Callable[..., dict[str, object]]]:
+    """Register `plugkit serve NAME`: the common options plus those of the decorated function, which maps its own
+    options to settings (PLUGKIT_* names)."""
+
+    def register(own_options: Callable[..., dict[str, object]]) -> Callable[..., dict[str, object]]:
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(own_options, eval_str=True).parameters.values()
+        ]
+
+        def command(**values: Any) -> None:
+            common = {p.name: values.pop(p.name) for p in COMMON_OPTIONS}
+            mcp = bool(common.pop("mcp"))
+            run_plugin(name, mcp=mcp, **common, **own_options(**values))
+
+        parameters = [*COMMON_OPTIONS, *own]
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        command.__doc__ = own_options.__doc__
+        app.command(name)(command)
+        return own_options
+
+    return register
+
+
+@plugin_command("todo")
+def serve_todo() -> dict[str, object]:
+    """The TODO plugin (default port 5002)."""
+    return {}
+
+
+@plugin_command("sports")
 def serve_sports(
-    host: HostOpt = None,
-    port: PortOpt = None,
-    data_dir: DataDirOpt = None,
-    auth: AuthOpt = None,
-    workers: WorkersOpt = None,
-    public_url: PublicUrlOpt = None,
-    service_token_file: ServiceTokenFileOpt = None,
-    auth_scheme: AuthSchemeOpt = None,
     backend: Annotated[
         str | None, typer.Option("--backend", help="local | balldontlie (PLUGKIT_SPORTS_BACKEND).")
     ] = None,
@@ -143,51 +157,13 @@ def serve_sports(
     api_key_file: Annotated[
         Path | None, typer.Option("--api-key-file", help="File holding the balldontlie API key.")
     ] = None,
-    mcp: McpOpt = False,
-) -> None:
+) -> dict[str, object]:
     """The sports stats plugin (default port 5001): the local dataset, or the balldontlie API."""
-    run_plugin(
-        "sports",
-        mcp=mcp,
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        auth=auth,
-        workers=workers,
-        public_url=public_url,
-        service_token_file=service_token_file,
-        auth_scheme=auth_scheme,
-        sports_backend=backend,
-        balldontlie_url=upstream_url,
-        balldontlie_api_key_file=api_key_file,
-    )
+    return {"sports_backend": backend, "balldontlie_url": upstream_url, "balldontlie_api_key_file": api_key_file}
 
 
-@app.command("sports-upstream")
-def serve_sports_upstream(
-    host: HostOpt = None,
-    port: PortOpt = None,
-    data_dir: DataDirOpt = None,
-    workers: WorkersOpt = None,
-    api_key_file: Annotated[
-        Path | None, typer.Option("--api-key-file", help="File holding the key clients must send.")
-    ] = None,
-) -> None:
-    """The local sports dataset served as the balldontlie v1 API (default port 5011)."""
-    run_plugin(
-        "sports-upstream", host=host, port=port, data_dir=data_dir, workers=workers, upstream_api_key_file=api_key_file
-    )
-
-
-@app.command("retrieval")
+@plugin_command("retrieval")
 def serve_retrieval(
-    host: HostOpt = None,
-    port: PortOpt = None,
-    data_dir: DataDirOpt = None,
-    auth: AuthOpt = None,
-    workers: WorkersOpt = None,
-    public_url: PublicUrlOpt = None,
-    service_token_file: ServiceTokenFileOpt = None,
     store: Annotated[
         str | None, typer.Option("--store", help="embedded | pgvector | milvus | qdrant (PLUGKIT_STORE).")
     ] = None,
@@ -204,27 +180,31 @@ def serve_retrieval(
     tenancy: Annotated[
         str | None, typer.Option("--tenancy", help="shared | per-user (under user_http or oauth) (PLUGKIT_TENANCY).")
     ] = None,
-    auth_scheme: AuthSchemeOpt = None,
-    mcp: McpOpt = False,
-) -> None:
+) -> dict[str, object]:
     """The retrieval plugin (default port 5003)."""
+    return {
+        "store": store,
+        "store_url": store_url,
+        "collection": collection,
+        "embedder": embedder,
+        "memory": memory,
+        "tenancy": tenancy,
+    }
+
+
+@app.command("sports-upstream")
+def serve_sports_upstream(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: DataDirOpt = None,
+    workers: WorkersOpt = None,
+    api_key_file: Annotated[
+        Path | None, typer.Option("--api-key-file", help="File holding the key clients must send.")
+    ] = None,
+) -> None:
+    """The local sports dataset served as the balldontlie v1 API (default port 5011)."""
     run_plugin(
-        "retrieval",
-        mcp=mcp,
-        auth_scheme=auth_scheme,
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        auth=auth,
-        workers=workers,
-        public_url=public_url,
-        service_token_file=service_token_file,
-        store=store,
-        store_url=store_url,
-        collection=collection,
-        embedder=embedder,
-        memory=memory,
-        tenancy=tenancy,
+        "sports-upstream", host=host, port=port, data_dir=data_dir, workers=workers, upstream_api_key_file=api_key_file
     )
 
 
