@@ -21,6 +21,12 @@ class RetrievalSettings(PluginSettings):
 
     embedder: Literal["local", "openai"] = "local"
     embed_batch_size: int = Field(default=32, ge=1, le=2048)
+    embed_precision: Literal["int8", "fp32"] = Field(
+        default="int8", description="local model: int8 dynamic quantization (faster) or fp32 as published"
+    )
+    query_batching: bool = Field(default=True, description="embed concurrent queries together in one forward pass")
+    query_batch_wait_ms: float = Field(default=2.0, ge=0, le=50, description="how long a query waits for company")
+    query_batch_max: int = Field(default=64, ge=1, le=1024, description="the most query texts in one batch")
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr | None = None
     openai_model: str = "text-embedding-3-small"
