@@ -38,6 +38,13 @@ class RetrievalSettings(PluginSettings):
     chunk_overlap: int = Field(default=20, ge=0, description="tokens of the previous chunk repeated in the next")
     max_chunks_per_document: int = Field(default=10_000, ge=1)
 
+    vector_index: Literal["auto", "exact"] = Field(
+        default="auto", description="embedded store: exact search, or IVF (faiss) from ann_min_chunks chunks on"
+    )
+    ann_min_chunks: int = Field(default=50_000, ge=1, description="store size from which dense search uses IVF")
+    ann_nprobe: int = Field(default=32, ge=1, description="IVF lists scanned per query")
+    ann_filtered_nprobe: int = Field(default=64, ge=1, description="IVF lists scanned per filtered query")
+
     hybrid_dense_weight: float = Field(default=1.0, ge=0)
     hybrid_keyword_weight: float = Field(default=1.0, ge=0)
     rrf_k: int = Field(default=60, ge=1)

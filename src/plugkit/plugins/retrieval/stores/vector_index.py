@@ -51,6 +51,10 @@ class ExactIndex:
     def ids(self) -> np.ndarray:
         return self._ids[: self._size].copy()
 
+    def vectors(self) -> np.ndarray:
+        """The vectors, in the order of `ids()` (a view: copy before changing the index)."""
+        return self._vectors[: self._size]
+
     def _reserve(self, extra: int) -> None:
         need = self._size + extra
         if need <= len(self._ids):
