@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from plugkit.plugins.retrieval.embeddings.base import EmbeddingError
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DIMENSION = 384
+Precision = Literal["fp32", "int8", "bf16"]
 
 
 def model_dir() -> Path:
@@ -28,15 +30,39 @@ def model_dir() -> Path:
     return path
 
 
+def quantize_int8(model: Any) -> Any:
+    """The model with every nn.Linear replaced by a dynamically quantized int8 one (weights int8, activations
+    quantized per batch): on a CPU the matrix products dominate and run about twice as fast, for vectors within
+    about 0.01 cosine of fp32."""
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch announces a move of quantization to torchao; the API works as is
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 on the CPU: loaded once (lazily), batched, run in a worker thread off the event loop."""
+    """all-MiniLM-L6-v2 on the CPU: loaded once (lazily), batched, run in a worker thread off the event loop.
+
+    `precision` "int8" (the default) runs the model's linear layers dynamically quantized (fastest on a CPU; a
+    vector moves slightly with its batch companions, as activations are scaled per batch); "bf16" runs it in
+    bfloat16 (fast on CPUs with AMX/AVX-512 BF16, vectors within 0.002 cosine of fp32); "fp32" runs it as
+    published. All give the same model's vectors (the store records the model, not the precision).
+    """
 
     model_id = MODEL_ID
     dimension = DIMENSION
 
-    def __init__(self, batch_size: int = 32, device: str = "cpu") -> None:
+    def __init__(self, batch_size: int = 32, device: str = "cpu", precision: Precision = "int8") -> None:
+        if precision not in ("fp32", "int8", "bf16"):
+            raise ValueError(f"precision must be fp32, int8 or bf16, not {precision!r}")
+        if precision == "int8" and device != "cpu":
+            raise ValueError("int8 dynamic quantization runs on the CPU only: use precision fp32 on another device")
         self.batch_size = batch_size
         self.device = device
+        self.precision = precision
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -48,7 +74,14 @@ class LocalEmbedder:
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 from sentence_transformers import SentenceTransformer
 
-                self._model = SentenceTransformer(str(model_dir()), device=self.device, local_files_only=True)
+                model = SentenceTransformer(str(model_dir()), device=self.device, local_files_only=True)
+                if self.precision == "int8":
+                    model = quantize_int8(model)
+                elif self.precision == "bf16":
+                    import torch
+
+                    model = model.to(torch.bfloat16)
+                self._model = model
             return self._model
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
