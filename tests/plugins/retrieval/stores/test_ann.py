@@ -27,28 +27,30 @@ def data() -> np.ndarray:
     return clustered(3000)
 
 
-def test_scanning_every_list_finds_the_exact_top_k(data: np.ndarray) -> None:
-    ivf = IvfIndex.train(data, nlist=16, nprobe=16)
-    ivf.add(np.arange(len(data)) + 500, data)
+def test_scanning_every_list_then_re_ranking_finds_the_exact_top_k(data: np.ndarray) -> None:
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000)
+    auto.add(np.arange(len(data)) + 500, data)
     exact = ExactIndex(DIM)
     exact.add(np.arange(len(data)) + 500, data)
     for q in data[:20]:
-        assert ivf.search(q, 10)[0].tolist() == exact.search(q, 10)[0].tolist()
+        assert auto.search(q, 10)[0].tolist() == exact.search(q, 10)[0].tolist()
 
 
 def test_a_few_lists_keep_recall_high_on_clustered_vectors(data: np.ndarray) -> None:
-    ivf = IvfIndex.train(data, nlist=32, nprobe=8)
-    ivf.add(np.arange(len(data)), data)
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=8)
+    auto.add(np.arange(len(data)), data)
+    assert auto.ivf is not None and auto.ivf.nlist > 8
     queries = clustered(50, seed=1)
-    hits = sum(len(set(ivf.search(q, 10)[0].tolist()) & set(np.argsort(-(data @ q))[:10].tolist())) for q in queries)
+    hits = sum(len(set(auto.search(q, 10)[0].tolist()) & set(np.argsort(-(data @ q))[:10].tolist())) for q in queries)
     assert hits / 500 >= 0.9
 
 
 def test_a_filtered_search_returns_only_allowed_ids_best_first(data: np.ndarray) -> None:
-    ivf = IvfIndex.train(data, nlist=16, nprobe=16, filtered_nprobe=16)
-    ivf.add(np.arange(len(data)), data)
+    auto = AutoIndex(DIM, min_chunks=100, nprobe=10_000, filtered_nprobe=10_000)
+    auto.add(np.arange(len(data)), data)
     allowed = np.arange(0, len(data), 10)
-    ids, scores = ivf.search(data[5], 10, allowed)
+    assert set(auto.ivf.search(data[5], 50, allowed)[0].tolist()) <= set(allowed.tolist())  # type: ignore[union-attr]
+    ids, scores = auto.search(data[5], 10, allowed)
     assert set(ids.tolist()) <= set(allowed.tolist())
     expected = allowed[np.argsort(-(data[allowed] @ data[5]))[:10]]
     assert ids.tolist() == expected.tolist()
@@ -62,13 +64,13 @@ def test_an_empty_filter_finds_nothing(data: np.ndarray) -> None:
 
 
 def test_removed_ids_are_never_returned_and_re_adding_replaces(data: np.ndarray) -> None:
-    ivf = IvfIndex.train(data, nlist=16, nprobe=16)
-    ivf.add(np.arange(len(data)), data)
-    ivf.remove([7, 99999])
-    assert 7 not in ivf.search(data[7], 10)[0].tolist()
-    ivf.add(np.array([8]), data[9:10])  # id 8 now holds the vector of 9
-    assert len(ivf) == len(data) - 1
-    assert set(ivf.search(data[9], 2)[0].tolist()) == {8, 9}
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000)
+    auto.add(np.arange(len(data)), data)
+    auto.remove([7, 99999])
+    assert 7 not in auto.search(data[7], 10)[0].tolist()
+    auto.add(np.array([8]), data[9:10])  # id 8 now holds the vector of 9
+    assert auto.ivf is not None and len(auto.ivf) == len(auto) == len(data) - 1
+    assert set(auto.search(data[9], 2)[0].tolist()) == {8, 9}
 
 
 def test_training_needs_at_least_one_vector_per_list(data: np.ndarray) -> None:
@@ -84,6 +86,7 @@ def test_default_lists_grow_with_the_square_root_of_the_size() -> None:
 def test_a_saved_index_loads_with_its_marker_and_answers_the_same(tmp_path: Path, data: np.ndarray) -> None:
     ivf = IvfIndex.train(data, nlist=16, nprobe=4)
     ivf.add(np.arange(len(data)), data)
+    assert len(ivf) == len(data)
     ivf.save(tmp_path / "v.ivf", {"instance": "abc", "seq": "3"})
     loaded, marker = IvfIndex.load(tmp_path / "v.ivf", DIM)
     assert marker == {"instance": "abc", "seq": "3"}

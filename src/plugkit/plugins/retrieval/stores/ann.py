@@ -1,10 +1,11 @@
-"""An approximate nearest-neighbour index for large stores: faiss IVF-Flat on inner product.
+"""An approximate nearest-neighbour index for large stores: faiss IVF with 4-bit PQ fast-scan codes, re-ranked exactly.
 
-Vectors are assigned to the nearest of `nlist` k-means centroids; a query scans the `nprobe` lists nearest to it.
-Filtered search is native: the allowed ids become a bitmap that faiss checks while scanning (IDSelectorBitmap), so a
-filter keeping 10% of the chunks costs no more than an unfiltered search (it scans more lists, `filtered_nprobe`,
-since the filtered neighbours lie further out). `AutoIndex` keeps exact search for small stores, where it is as fast
-and exact, and switches to IVF past `min_chunks` (the crossover bench/scale.py measures).
+Vectors are assigned to the nearest of `nlist` k-means centroids and stored as compact product-quantization codes
+(d/4 bytes each), which faiss scans with SIMD lookups; a query scans the `nprobe` lists nearest to it and takes
+`k * k_factor` candidates, which `AutoIndex` re-scores with the exact float32 vectors it holds. Filtered search is
+native: the allowed ids become a bitmap that faiss checks while scanning (IDSelectorBitmap); it scans more lists
+(`filtered_nprobe`), since the filtered neighbours lie further out. `AutoIndex` keeps exact search for small stores,
+where it is as fast and exact, and switches to IVF past `min_chunks` (the crossover bench/scale.py measures).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def default_nlist(count: int) -> int:
 
 
 class IvfIndex:
-    """faiss IVF-Flat (inner product) with integer ids; add, remove, and search with an allowed-id filter."""
+    """faiss IVF-PQ fast-scan (inner product) with integer ids: add new ids, remove, approximate search with an
+    allowed-id filter. Scores are approximate: re-rank the candidates exactly (AutoIndex does)."""
 
     def __init__(self, index: Any, nprobe: int = 32, filtered_nprobe: int | None = None) -> None:
         self._index = index
@@ -62,11 +64,12 @@ class IvfIndex:
         sample = vectors
         if len(vectors) > max_training:
             sample = vectors[np.random.default_rng(seed).choice(len(vectors), max_training, replace=False)]
-        quantizer = faiss.IndexFlatIP(vectors.shape[1])
-        index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+        dimension = vectors.shape[1]
+        codes = f"PQ{dimension // 4}x4fs" if dimension % 4 == 0 else "Flat"
+        index = faiss.index_factory(dimension, f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
+        index.cp.niter = 10  # faiss defaults to 25; centroids barely move after 10 on embeddings
         index.train(np.ascontiguousarray(sample))
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # id -> entry: remove and replace are exact, cheap
         return cls(index, nprobe, filtered_nprobe)
 
     def __len__(self) -> int:
@@ -77,18 +80,19 @@ class IvfIndex:
         return int(self._index.nlist)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under ids the index does not hold (remove an id first to replace its vector)."""
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
-        self.remove(ids)
         self._index.add_with_ids(vectors, ids)
 
     def remove(self, ids: Iterable[int]) -> None:
+        """Forget `ids` (one pass over the lists per call, so remove in batches); unknown ids are ignored."""
         faiss = _faiss()
         wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
         if len(wanted):
-            self._index.remove_ids(faiss.IDSelectorArray(len(wanted), faiss.swig_ptr(wanted)))
+            self._index.remove_ids(faiss.IDSelectorBatch(len(wanted), faiss.swig_ptr(wanted)))
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         faiss = _faiss()
@@ -134,7 +138,6 @@ class IvfIndex:
             raise ValueError(f"unreadable ANN index {path}: {exc}") from exc
         if index.d != dimension:
             raise ValueError(f"ANN index {path} holds {index.d}-dimensional vectors, not {dimension}")
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)
         ivf = cls(index, int(marker.pop("nprobe", 32)), int(marker.pop("filtered_nprobe", 64)))
         return ivf, marker
 
@@ -147,9 +150,15 @@ class AutoIndex:
     """
 
     def __init__(
-        self, dimension: int, *, min_chunks: int = 50_000, nprobe: int = 32, filtered_nprobe: int = 64
+        self,
+        dimension: int,
+        *,
+        min_chunks: int = 50_000,
+        nprobe: int = 32,
+        filtered_nprobe: int = 64,
+        k_factor: int = 40,
     ) -> None:
-        self.dimension = dimension
+        self.dimension, self.k_factor = dimension, k_factor
         self.exact = ExactIndex(dimension)
         self.ivf: IvfIndex | None = None
         self.min_chunks, self.nprobe, self.filtered_nprobe = min_chunks, nprobe, filtered_nprobe
@@ -159,6 +168,11 @@ class AutoIndex:
         return len(self.exact)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if self.ivf is not None:
+            replaced = [int(i) for i in ids if self.exact.has(int(i))]
+            if replaced:
+                self.ivf.remove(replaced)
         self.exact.add(ids, vectors)
         if self.ivf is not None:
             self.ivf.add(ids, vectors)
@@ -186,7 +200,8 @@ class AutoIndex:
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self.uses_ann and (allowed is None or len(allowed) >= self.min_chunks):
             assert self.ivf is not None
-            return self.ivf.search(query, k, allowed)
+            candidates, _ = self.ivf.search(query, k * self.k_factor, allowed)
+            return self.exact.rescore(candidates, query, k)
         return self.exact.search(query, k, allowed)  # small stores and small filtered subsets: exact is fast
 
     def ann_path(self, path: Path) -> Path:
