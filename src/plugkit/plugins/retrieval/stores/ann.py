@@ -214,11 +214,18 @@ class AutoIndex:
 
     @classmethod
     def load(
-        cls, path: Path, dimension: int, *, min_chunks: int = 50_000, nprobe: int = 32, filtered_nprobe: int = 64
+        cls,
+        path: Path,
+        dimension: int,
+        *,
+        min_chunks: int = 50_000,
+        nprobe: int = 32,
+        filtered_nprobe: int = 64,
+        k_factor: int = 40,
     ) -> tuple[AutoIndex, dict[str, str]]:
         """The exact snapshot at `path` and, when its marker matches, the persisted IVF index beside it."""
         exact, marker = ExactIndex.load(path, dimension)
-        index = cls(dimension, min_chunks=min_chunks, nprobe=nprobe, filtered_nprobe=filtered_nprobe)
+        index = cls(dimension, min_chunks=min_chunks, nprobe=nprobe, filtered_nprobe=filtered_nprobe, k_factor=k_factor)
         index.exact = exact
         ann = index.ann_path(path)
         if ann.exists():

@@ -89,6 +89,7 @@ class EmbeddedStore:
         ann_min_chunks: int | None = None,
         ann_nprobe: int = 32,
         ann_filtered_nprobe: int = 64,
+        ann_k_factor: int = 40,
     ) -> None:
         """`ann_min_chunks`: from this many chunks on, dense search goes through an IVF index (persisted beside
         the exact snapshot); None keeps exact search at every size."""
@@ -98,7 +99,7 @@ class EmbeddedStore:
         self.dense_weight, self.keyword_weight, self.rrf_k = dense_weight, keyword_weight, rrf_k
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        self.ann = (ann_min_chunks, ann_nprobe, ann_filtered_nprobe)
+        self.ann = (ann_min_chunks, ann_nprobe, ann_filtered_nprobe, ann_k_factor)
         self._index: ExactIndex | AutoIndex | None = None
         self._applied = 0  # the last change-log seq the index reflects
         self._instance = ""
@@ -174,17 +175,24 @@ class EmbeddedStore:
         self._rebuild(conn, dimension)
 
     def _new_index(self, dimension: int) -> ExactIndex | AutoIndex:
-        min_chunks, nprobe, filtered_nprobe = self.ann
+        min_chunks, nprobe, filtered_nprobe, k_factor = self.ann
         if min_chunks is None:
             return ExactIndex(dimension)
-        return AutoIndex(dimension, min_chunks=min_chunks, nprobe=nprobe, filtered_nprobe=filtered_nprobe)
+        return AutoIndex(
+            dimension, min_chunks=min_chunks, nprobe=nprobe, filtered_nprobe=filtered_nprobe, k_factor=k_factor
+        )
 
     def _load_index_file(self, dimension: int) -> tuple[ExactIndex | AutoIndex, dict[str, str]]:
-        min_chunks, nprobe, filtered_nprobe = self.ann
+        min_chunks, nprobe, filtered_nprobe, k_factor = self.ann
         if min_chunks is None:
             return ExactIndex.load(self.index_path, dimension)
         return AutoIndex.load(
-            self.index_path, dimension, min_chunks=min_chunks, nprobe=nprobe, filtered_nprobe=filtered_nprobe
+            self.index_path,
+            dimension,
+            min_chunks=min_chunks,
+            nprobe=nprobe,
+            filtered_nprobe=filtered_nprobe,
+            k_factor=k_factor,
         )
 
     @staticmethod
@@ -514,4 +522,5 @@ def create_store(settings: Any) -> EmbeddedStore:
         ann_min_chunks=settings.ann_min_chunks if settings.vector_index == "auto" else None,
         ann_nprobe=settings.ann_nprobe,
         ann_filtered_nprobe=settings.ann_filtered_nprobe,
+        ann_k_factor=settings.ann_k_factor,
     )

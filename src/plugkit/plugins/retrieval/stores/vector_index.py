@@ -56,7 +56,10 @@ class ExactIndex:
 
     def rescore(self, ids: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The `k` best of `ids` by exact score, best first (ids the index does not hold are dropped)."""
-        positions = np.fromiter((self._pos[int(i)] for i in ids if int(i) in self._pos), dtype=np.int64)
+        pos = self._pos
+        ids = np.asarray(ids, dtype=np.int64)
+        positions = np.fromiter((pos.get(i, -1) for i in ids.tolist()), dtype=np.int64, count=len(ids))
+        positions = positions[positions >= 0]
         if len(positions) == 0 or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         scores = self._vectors[positions] @ np.asarray(query, dtype=np.float32).reshape(self.dimension)
