@@ -20,6 +20,8 @@ import numpy as np
 
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
+FILTERED_K_FACTOR = 40
+
 
 def _faiss() -> Any:
     try:
@@ -200,7 +202,9 @@ class AutoIndex:
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self.uses_ann and (allowed is None or len(allowed) >= self.min_chunks):
             assert self.ivf is not None
-            candidates, _ = self.ivf.search(query, k * self.k_factor, allowed)
+            # A filter thins the lists, so fewer candidates per result suffice (and more lists are scanned instead).
+            k_factor = self.k_factor if allowed is None else min(self.k_factor, FILTERED_K_FACTOR)
+            candidates, _ = self.ivf.search(query, k * k_factor, allowed)
             return self.exact.rescore(candidates, query, k)
         return self.exact.search(query, k, allowed)  # small stores and small filtered subsets: exact is fast
 

@@ -4,7 +4,9 @@ SQLite is the system of record: documents' chunks with their metadata and embedd
 keyword search, all written in one transaction per document. The vector index is derived data: kept in memory,
 snapshotted to `vectors.npz` on close, and caught up from SQLite's change log (`changes`) before every search, so
 it is rebuilt when missing, caught up when behind (after a crash, or writes by another worker process), and a crash
-never loses an acknowledged write nor shows half a document.
+never loses an acknowledged write nor shows half a document. Past `ann_min_chunks` chunks, dense search goes through
+an IVF index (stores/ann.py) persisted beside the snapshot as `vectors.ivf`, so a large store starts without
+retraining it.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def rrf(rankings: list[tuple[list[int], float]], k: int) -> list[tuple[int, floa
 
 
 class EmbeddedStore:
-    """VectorStore on SQLite (+FTS5) with an exact in-memory vector index. See the module docstring."""
+    """VectorStore on SQLite (+FTS5) with an in-memory vector index (exact, or IVF when large). See the module
+    docstring."""
 
     name = "embedded"
 
