@@ -323,7 +323,10 @@ def ann(args: argparse.Namespace) -> dict[str, Any]:
     assert ivf is not None
     log(f"build ({ivf.nlist} lists): {build_s:.1f} s")
 
-    faiss.omp_set_num_threads(1)  # search figures are for one core
+    from threadpoolctl import threadpool_limits
+
+    faiss.omp_set_num_threads(1)  # search figures are for one core: faiss's and numpy's BLAS threads both
+    one_core = threadpool_limits(limits=1)
     sweep: dict[str, dict[str, list[float]]] = {"unfiltered": {}, "filtered_10pct": {}}
     chosen: dict[str, tuple[int, int, float, float]] = {}  # nprobe, k_factor, p50 ms, recall
     for label, subset, wanted in (("unfiltered", None, truth), ("filtered_10pct", allowed, truth_filtered)):
@@ -358,6 +361,8 @@ def ann(args: argparse.Namespace) -> dict[str, Any]:
         exact_p50[str(n)] = round(p50, 3)
         if ann_p50 is not None and p50 <= ann_p50:
             crossover = n
+
+    one_core.restore_original_limits()
 
     # Persisted: the start-up of an index of this size (the exact snapshot + IVF), then one query.
     with tempfile.TemporaryDirectory(prefix="plugkit-scale-ann-") as tmp:
@@ -418,7 +423,7 @@ def ann(args: argparse.Namespace) -> dict[str, Any]:
             ),
             "filter": "10% of chunks chosen at random; allowed ids passed to faiss as a bitmap (IDSelectorBitmap)",
             "data": "real MiniLM (int8) embeddings of SciFact chunks + Gaussian vectors with their mean and covariance",
-            "search_threads": 1,
+            "search_threads": "1 (faiss OpenMP and numpy BLAS limited to one thread)",
             "startup_note": (
                 "start-up = load the local model + the persisted exact snapshot and IVF index + answer one query; "
                 "the SQLite store itself opens without reading its rows when the snapshot is current"

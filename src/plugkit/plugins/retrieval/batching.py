@@ -45,7 +45,8 @@ class QueryBatcher:
 
     def _take(self) -> list[_Waiting]:
         """The waiting requests of the next batch, first come first served; one larger request goes alone."""
-        taken, count = [], 0
+        taken: list[_Waiting] = []
+        count = 0
         while self._waiting:
             size = len(self._waiting[0].texts)
             if taken and count + size > self.max_batch:

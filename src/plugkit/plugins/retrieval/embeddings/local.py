@@ -40,7 +40,7 @@ def quantize_int8(model: Any) -> Any:
     with warnings.catch_warnings():  # torch announces a move of quantization to torchao; the API works as is
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
 
 
 class LocalEmbedder:
