@@ -111,7 +111,7 @@ def microbatch(args: argparse.Namespace) -> dict[str, Any]:
         p: round(figures[f"{p}_batched_32_clients_rps"] / figures[f"{p}_one_at_a_time_32_clients_rps"], 2)
         for p in args.microbatch_precisions.split(",")
     }
-    speedup = speedups[default]
+    speedup = speedups.get(default, next(iter(speedups.values())))
     return {
         "microbatch_speedup_32": round(speedup, 2),
         "microbatch": {
@@ -505,7 +505,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
     parser.add_argument("--microbatch-docs", type=int, default=100)
     parser.add_argument("--microbatch-requests", type=int, default=256)
-    parser.add_argument("--microbatch-precisions", default="int8,fp32")
+    parser.add_argument("--microbatch-precisions", default="bf16,int8,fp32")
     parser.add_argument("--embed-docs", type=int, default=250)
     parser.add_argument("--embed-repeats", type=int, default=3)
     parser.add_argument("--embed-timing-chunks", type=int, default=256)

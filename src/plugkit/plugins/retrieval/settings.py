@@ -21,8 +21,8 @@ class RetrievalSettings(PluginSettings):
 
     embedder: Literal["local", "openai"] = "local"
     embed_batch_size: int = Field(default=32, ge=1, le=2048)
-    embed_precision: Literal["int8", "bf16", "fp32"] = Field(
-        default="int8", description="local model: int8 dynamic quantization (fastest), bfloat16, or fp32 as published"
+    embed_precision: Literal["auto", "int8", "bf16", "fp32"] = Field(
+        default="auto", description="local model: auto (bf16 where the CPU has it, else int8), int8, bf16 or fp32"
     )
     query_batching: bool = Field(default=True, description="embed concurrent queries together in one forward pass")
     query_batch_wait_ms: float = Field(default=2.0, ge=0, le=50, description="how long a query waits for company")

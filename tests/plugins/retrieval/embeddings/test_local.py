@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from plugkit.plugins.retrieval.embeddings import build_embedder
-from plugkit.plugins.retrieval.embeddings.local import DIMENSION, LocalEmbedder, model_dir
+from plugkit.plugins.retrieval.embeddings.local import DIMENSION, LocalEmbedder, model_dir, resolve_precision
 from plugkit.plugins.retrieval.settings import RetrievalSettings
 
 
@@ -63,19 +63,25 @@ def test_batched_results_equal_one_by_one_results_in_fp32(fp32_model: LocalEmbed
     assert np.allclose(batched._encode(texts), single._encode(texts), atol=1e-5)
 
 
-def test_int8_batched_results_stay_close_to_one_by_one_results(embedder: LocalEmbedder) -> None:
+@pytest.fixture(scope="module")
+def int8_model() -> LocalEmbedder:
+    model = LocalEmbedder(precision="int8")
+    model.load()
+    return model
+
+
+def test_int8_batched_results_stay_close_to_one_by_one_results(int8_model: LocalEmbedder) -> None:
     texts = ["alpha beta", "gamma delta epsilon", "zeta"]
-    batched = np.asarray(embedder._encode(texts))
-    single = np.asarray([embedder._encode([t])[0] for t in texts])
+    batched = np.asarray(int8_model._encode(texts))
+    single = np.asarray([int8_model._encode([t])[0] for t in texts])
     assert np.sum(batched * single, axis=1).min() > 0.9  # activations are scaled per batch
 
 
 def test_int8_vectors_stay_within_a_small_cosine_distance_of_fp32(
-    embedder: LocalEmbedder, fp32_model: LocalEmbedder
+    int8_model: LocalEmbedder, fp32_model: LocalEmbedder
 ) -> None:
     texts = ["Vitamin D supplementation reduces the risk of fractures in the elderly.", "Paris is in France."]
-    assert embedder.precision == "int8"
-    cosines = np.sum(np.asarray(embedder._encode(texts)) * np.asarray(fp32_model._encode(texts)), axis=1)
+    cosines = np.sum(np.asarray(int8_model._encode(texts)) * np.asarray(fp32_model._encode(texts)), axis=1)
     assert cosines.min() > 0.95
 
 
@@ -89,6 +95,16 @@ def test_bf16_vectors_stay_within_a_tiny_cosine_distance_of_fp32(fp32_model: Loc
 def test_an_unknown_precision_is_refused() -> None:
     with pytest.raises(ValueError, match="precision"):
         LocalEmbedder(precision="fp8")  # type: ignore[arg-type]
+
+
+def test_auto_precision_picks_bf16_where_the_cpu_has_it_else_int8() -> None:
+    import torch
+
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert resolve_precision("auto") == ("bf16" if native else "int8")
+    assert LocalEmbedder().precision == resolve_precision("auto")
+    assert resolve_precision("auto", device="cuda") == "fp32"
+    assert resolve_precision("fp32") == "fp32"
 
 
 def test_the_precision_setting_reaches_the_embedder(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
 FILTERED_K_FACTOR = 40
+MAX_CANDIDATES = 1000
 
 
 def _faiss() -> Any:
@@ -204,7 +205,8 @@ class AutoIndex:
             assert self.ivf is not None
             # A filter thins the lists, so fewer candidates per result suffice (and more lists are scanned instead).
             k_factor = self.k_factor if allowed is None else min(self.k_factor, FILTERED_K_FACTOR)
-            candidates, _ = self.ivf.search(query, k * k_factor, allowed)
+            # Deep searches (hybrid fusion asks for 100) are capped: the re-ranking reads every candidate's vector.
+            candidates, _ = self.ivf.search(query, min(k * k_factor, max(MAX_CANDIDATES, 2 * k)), allowed)
             return self.exact.rescore(candidates, query, k)
         return self.exact.search(query, k, allowed)  # small stores and small filtered subsets: exact is fast
 
