@@ -246,7 +246,8 @@ def embed(args: argparse.Namespace) -> dict[str, Any]:
 
 def real_embeddings(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """Real MiniLM embeddings of SciFact chunks and of its training queries (cached between runs)."""
-    cache = Path(args.cache_dir) / f"scifact_{args.ann_real_docs}.npz"
+    precision = LocalEmbedder().precision
+    cache = Path(args.cache_dir) / f"scifact_{args.ann_real_docs}_{precision}.npz"
     if cache.exists():
         with np.load(cache) as data:
             return data["chunks"], data["queries"]
@@ -423,7 +424,10 @@ def ann(args: argparse.Namespace) -> dict[str, Any]:
                 "vectors the re-ranking reads (exact_snapshot_mb), both held in memory; file sizes"
             ),
             "filter": "10% of chunks chosen at random; allowed ids passed to faiss as a bitmap (IDSelectorBitmap)",
-            "data": "real MiniLM (int8) embeddings of SciFact chunks + Gaussian vectors with their mean and covariance",
+            "data": (
+                f"real MiniLM ({LocalEmbedder().precision}) embeddings of SciFact chunks + Gaussian vectors with "
+                "their mean and covariance"
+            ),
             "search_threads": "1 (faiss OpenMP and numpy BLAS limited to one thread)",
             "startup_note": (
                 "start-up = load the local model + the persisted exact snapshot and IVF index + answer one query; "
@@ -498,8 +502,7 @@ NOTES = {
     "microbatch_speedup_32": (
         "below the 3x goal on this machine: batching removes the per-query forward passes, but the rest of a "
         "request (HTTP parsing in uvicorn, FastAPI and pydantic, the SQLite hybrid search, the response) is not "
-        "batched, and the load-generating client shares the same 2 cores; the fp32 model, where embedding is a "
-        "larger share of a request, gains more"
+        "batched, and the load-generating client shares the same 2 cores"
     ),
     "ann": (
         "index-level figures: the allowed ids of a filter are given to the index; resolving a filter to ids in "
