@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import subprocess
 import sys
@@ -8,10 +9,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from plugkit.cli import app
+from plugkit.cli.ingest import _run
 from plugkit.plugins.retrieval.embeddings.local import DIMENSION, MODEL_ID
+from plugkit.plugins.retrieval.ingest import Item
+from plugkit.plugins.retrieval.models import Document
 from plugkit.plugins.retrieval.stores.base import StoreInfo
 from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
 from tests.helpers import REPO_ROOT, PluginServer
@@ -81,3 +86,34 @@ def test_ingest_to_a_running_server_makes_the_documents_searchable(tmp_path: Pat
         assert response.json()["results"][0]["results"][0]["text"].startswith("The moon's gravity")
         glacier = httpx.get(f"{server.base_url}/documents/n1").json()
         assert glacier["chunks"][0]["metadata"]["author"] == "ice"
+
+
+def _items(n: int) -> list[Item]:
+    return [Item(f"doc{i}", Document(id=f"doc{i}", text=f"text {i}")) for i in range(n)]
+
+
+async def test_batches_in_flight_deliver_every_document_once() -> None:
+    delivered: list[str] = []
+    concurrent = peak = 0
+
+    async def send(documents: list[Document]) -> None:
+        nonlocal concurrent, peak
+        concurrent += 1
+        peak = max(peak, concurrent)
+        await asyncio.sleep(0.01)
+        delivered.extend(d.id or "" for d in documents)
+        concurrent -= 1
+
+    ok, failed = await _run(_items(25), send, 4, Console(file=io.StringIO()), in_flight=2)
+    assert (ok, failed) == (25, 0)
+    assert sorted(delivered) == sorted(f"doc{i}" for i in range(25))
+    assert peak == 2
+
+
+async def test_a_failed_batch_stops_the_ingest_with_its_error() -> None:
+    async def send(documents: list[Document]) -> None:
+        if any(d.id == "doc5" for d in documents):
+            raise RuntimeError("the server answered 500")
+
+    with pytest.raises(RuntimeError, match="500"):
+        await _run(_items(20), send, 4, Console(file=io.StringIO()), in_flight=2)

@@ -19,6 +19,9 @@ from plugkit.plugins.retrieval.ingest import Item, iter_documents
 from plugkit.plugins.retrieval.models import Document
 
 Sender = Callable[[list[Document]], Awaitable[None]]
+# Documents per write: large batches let the model sort many chunks by length (less padding); bench/scale.py measured
+# 32 -> 128 taking ingest from 86% to 94% of the embedder's raw chunks/s.
+DEFAULT_BATCH_SIZE = 128
 
 
 def _parse_metadata(raw: str | None) -> dict[str, Any]:
@@ -33,9 +36,14 @@ def _parse_metadata(raw: str | None) -> dict[str, Any]:
     return value  # type: ignore[no-any-return]
 
 
-async def _run(items: list[Item], send: Sender, batch_size: int, console: Console) -> tuple[int, int]:
+async def _run(
+    items: list[Item], send: Sender, batch_size: int, console: Console, in_flight: int = 2
+) -> tuple[int, int]:
+    """Send the documents in batches, `in_flight` batches at a time: one batch is chunked and written while the
+    next is embedded, so the model never waits on the rest of the pipeline."""
     ok = failed = 0
     batch: list[Document] = []
+    pending: set[asyncio.Task[int]] = set()
     with Progress(
         TextColumn("[bold]ingest"),
         BarColumn(),
@@ -47,25 +55,42 @@ async def _run(items: list[Item], send: Sender, batch_size: int, console: Consol
     ) as progress:
         task = progress.add_task("", total=len(items))
 
-        async def flush() -> None:
+        async def deliver(documents: list[Document]) -> int:
+            await send(documents)
+            progress.advance(task, len(documents))
+            return len(documents)
+
+        async def settle(wait_for: int) -> None:
+            """Wait until at most `wait_for` batches are in flight; a failed batch raises its error."""
             nonlocal ok
+            while len(pending) > wait_for:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    pending.discard(finished)
+                    ok += finished.result()
+
+        async def flush() -> None:
             if batch:
-                await send(batch)
-                ok += len(batch)
-                progress.advance(task, len(batch))
+                await settle(in_flight - 1)
+                pending.add(asyncio.create_task(deliver(list(batch))))
                 batch.clear()
 
-        for item in items:
-            if item.document is None:
-                failed += 1
-                console.print(f"[yellow]skipped[/] {item.origin}: {item.error}")
-                progress.advance(task)
-                continue
-            batch.append(item.document)
-            progress.update(task, description=item.origin[-40:])
-            if len(batch) >= batch_size:
-                await flush()
-        await flush()
+        try:
+            for item in items:
+                if item.document is None:
+                    failed += 1
+                    console.print(f"[yellow]skipped[/] {item.origin}: {item.error}")
+                    progress.advance(task)
+                    continue
+                batch.append(item.document)
+                progress.update(task, description=item.origin[-40:])
+                if len(batch) >= batch_size:
+                    await flush()
+            await flush()
+            await settle(0)
+        finally:
+            for unfinished in pending:
+                unfinished.cancel()
     return ok, failed
 
 
@@ -117,7 +142,7 @@ def ingest(
     ] = None,
     data_dir: DataDirOpt = None,
     metadata: Annotated[str | None, typer.Option("--metadata", help="JSON metadata added to every document.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Documents per write.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Documents per write.")] = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Add documents; ids come from their paths (or their own ids), so running it twice adds nothing twice."""
     if url and data_dir:

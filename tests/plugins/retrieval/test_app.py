@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -338,3 +339,15 @@ async def test_per_user_tenancy_isolates_each_users_documents(make_client: Any) 
 def test_per_user_tenancy_without_user_auth_is_refused() -> None:
     with pytest.raises(ValueError, match="user_http or oauth"):
         RetrievalSettings(tenancy="per-user")
+
+
+@pytest.mark.parametrize("batching", [True, False])
+async def test_concurrent_queries_answer_the_same_with_and_without_batching(make_client: Any, batching: bool) -> None:
+    async with make_client(query_batching=batching) as c:
+        assert (await c.post("/upsert", json={"documents": DOCS})).status_code == 200
+        questions = ["Which animal sleeps in the sun?", "What fuel do rockets burn?", "Why does bread rise?"]
+        responses = await asyncio.gather(
+            *(c.post("/query", json={"queries": [{"query": q, "top_k": 1, "mode": "dense"}]}) for q in questions)
+        )
+        top = [r.json()["results"][0]["results"][0]["metadata"]["document_id"] for r in responses]
+        assert top == ["cats", "rockets", "bread"]

@@ -16,6 +16,7 @@ from plugkit.auth.base import AuthMethod
 from plugkit.auth.factory import build_auth_method
 from plugkit.deps import CurrentPrincipal
 from plugkit.manifest import Api, Manifest
+from plugkit.plugins.retrieval.batching import QueryBatcher
 from plugkit.plugins.retrieval.chunking import Tokenizer, minilm_tokenizer
 from plugkit.plugins.retrieval.embeddings import build_embedder
 from plugkit.plugins.retrieval.embeddings.base import Embedder, EmbeddingError
@@ -289,13 +290,20 @@ def create_app(
     auth = auth or build_auth_method(settings, database)
     if settings.tenancy == "per-user" and auth.kind not in ("user_http", "oauth"):
         raise ValueError("tenancy per-user needs an auth method that identifies users: user_http or oauth")
+    embedder = embedder or build_embedder(settings)
+    batcher = (
+        QueryBatcher(embedder, max_wait_s=settings.query_batch_wait_ms / 1000, max_batch=settings.query_batch_max)
+        if settings.query_batching
+        else None
+    )
     retriever = Retriever(
         store or build_store(settings.store, settings),
-        embedder or build_embedder(settings),
+        embedder,
         tokenizer or minilm_tokenizer(),
         chunk_tokens=settings.chunk_tokens,
         chunk_overlap=settings.chunk_overlap,
         max_chunks_per_document=settings.max_chunks_per_document,
+        query_batcher=batcher,
     )
 
     async def startup() -> None:

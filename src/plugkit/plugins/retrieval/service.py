@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from plugkit.plugins.retrieval.batching import QueryBatcher
 from plugkit.plugins.retrieval.chunking import Tokenizer, chunk_id, chunk_text
 from plugkit.plugins.retrieval.embeddings.base import Embedder
 from plugkit.plugins.retrieval.models import (
@@ -34,8 +35,10 @@ class Retriever:
         chunk_tokens: int = 200,
         chunk_overlap: int = 20,
         max_chunks_per_document: int = 10_000,
+        query_batcher: QueryBatcher | None = None,
     ) -> None:
         self.store, self.embedder, self.tokenizer = store, embedder, tokenizer
+        self.query_batcher = query_batcher  # None: each request's queries are embedded on their own
         self.chunk_tokens, self.chunk_overlap = chunk_tokens, chunk_overlap
         self.max_chunks = max_chunks_per_document
 
@@ -87,7 +90,8 @@ class Retriever:
 
     async def query(self, queries: list[Query], tenant: str | None = None) -> list[QueryResult]:
         needs_vectors = [q.query for q in queries if q.mode != "keyword"]
-        vectors = iter(await self.embedder.embed_queries(needs_vectors) if needs_vectors else [])
+        embed = self.query_batcher.embed_queries if self.query_batcher else self.embedder.embed_queries
+        vectors = iter(await embed(needs_vectors) if needs_vectors else [])
         results = []
         for q in queries:
             request = SearchRequest(

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from plugkit.plugins.retrieval.embeddings.local import DIMENSION, LocalEmbedder, model_dir
+from plugkit.plugins.retrieval.embeddings import build_embedder
+from plugkit.plugins.retrieval.embeddings.local import DIMENSION, LocalEmbedder, model_dir, resolve_precision
+from plugkit.plugins.retrieval.settings import RetrievalSettings
 
 
 def test_the_model_ships_inside_the_package() -> None:
@@ -44,10 +47,67 @@ async def test_nothing_to_embed_returns_nothing(embedder: LocalEmbedder) -> None
     assert await embedder.embed_documents([]) == []
 
 
-def test_batched_results_equal_one_by_one_results(embedder: LocalEmbedder) -> None:
+@pytest.fixture(scope="module")
+def fp32_model() -> LocalEmbedder:
+    model = LocalEmbedder(precision="fp32")
+    model.load()
+    return model
+
+
+def test_batched_results_equal_one_by_one_results_in_fp32(fp32_model: LocalEmbedder) -> None:
     texts = ["alpha beta", "gamma delta epsilon", "zeta"]
-    batched = LocalEmbedder(batch_size=3)
-    batched._model = embedder.load()
-    single = LocalEmbedder(batch_size=1)
-    single._model = embedder.load()
+    batched = LocalEmbedder(batch_size=3, precision="fp32")
+    batched._model = fp32_model.load()
+    single = LocalEmbedder(batch_size=1, precision="fp32")
+    single._model = fp32_model.load()
     assert np.allclose(batched._encode(texts), single._encode(texts), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def int8_model() -> LocalEmbedder:
+    model = LocalEmbedder(precision="int8")
+    model.load()
+    return model
+
+
+def test_int8_batched_results_stay_close_to_one_by_one_results(int8_model: LocalEmbedder) -> None:
+    texts = ["alpha beta", "gamma delta epsilon", "zeta"]
+    batched = np.asarray(int8_model._encode(texts))
+    single = np.asarray([int8_model._encode([t])[0] for t in texts])
+    assert np.sum(batched * single, axis=1).min() > 0.9  # activations are scaled per batch
+
+
+def test_int8_vectors_stay_within_a_small_cosine_distance_of_fp32(
+    int8_model: LocalEmbedder, fp32_model: LocalEmbedder
+) -> None:
+    texts = ["Vitamin D supplementation reduces the risk of fractures in the elderly.", "Paris is in France."]
+    cosines = np.sum(np.asarray(int8_model._encode(texts)) * np.asarray(fp32_model._encode(texts)), axis=1)
+    assert cosines.min() > 0.95
+
+
+def test_bf16_vectors_stay_within_a_tiny_cosine_distance_of_fp32(fp32_model: LocalEmbedder) -> None:
+    texts = ["Vitamin D supplementation reduces the risk of fractures in the elderly.", "Paris is in France."]
+    bf16 = LocalEmbedder(precision="bf16")
+    cosines = np.sum(np.asarray(bf16._encode(texts)) * np.asarray(fp32_model._encode(texts)), axis=1)
+    assert cosines.min() > 0.99
+
+
+def test_an_unknown_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match="precision"):
+        LocalEmbedder(precision="fp8")  # type: ignore[arg-type]
+
+
+def test_auto_precision_picks_bf16_where_the_cpu_has_it_else_int8() -> None:
+    import torch
+
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert resolve_precision("auto") == ("bf16" if native else "int8")
+    assert LocalEmbedder().precision == resolve_precision("auto")
+    assert resolve_precision("auto", device="cuda") == "fp32"
+    assert resolve_precision("fp32") == "fp32"
+
+
+def test_the_precision_setting_reaches_the_embedder(tmp_path: Path) -> None:
+    settings = RetrievalSettings(data_dir=tmp_path, embed_precision="fp32")
+    built = build_embedder(settings)
+    assert isinstance(built, LocalEmbedder) and built.precision == "fp32"

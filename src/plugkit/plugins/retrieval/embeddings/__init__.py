@@ -21,7 +21,7 @@ def build_embedder(settings: RetrievalSettings) -> Embedder:
     if settings.embedder == "local":
         from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder
 
-        return LocalEmbedder(batch_size=settings.embed_batch_size)
+        return LocalEmbedder(batch_size=settings.embed_batch_size, precision=settings.embed_precision)
     from plugkit.plugins.retrieval.embeddings.openai import OpenAIEmbedder
 
     dimension = settings.openai_dimensions or KNOWN_OPENAI_DIMENSIONS.get(settings.openai_model)

@@ -5,13 +5,33 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from plugkit.plugins.retrieval.embeddings.base import EmbeddingError
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DIMENSION = 384
+Precision = Literal["auto", "fp32", "int8", "bf16"]
+
+
+def resolve_precision(precision: Precision, device: str = "cpu") -> Precision:
+    """ "auto": bf16 where the CPU computes it natively (AMX / AVX-512 BF16: about 3x fp32 on MiniLM), else int8;
+    fp32 on other devices. Any other value is returned as is."""
+    if precision != "auto":
+        return precision
+    if device != "cpu":
+        return "fp32"
+    try:
+        import torch
+
+        native_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (ImportError, AttributeError, RuntimeError):
+        native_bf16 = False
+    return "bf16" if native_bf16 else "int8"
 
 
 def model_dir() -> Path:
@@ -28,15 +48,41 @@ def model_dir() -> Path:
     return path
 
 
+def quantize_int8(model: Any) -> Any:
+    """The model with every nn.Linear replaced by a dynamically quantized int8 one (weights int8, activations
+    quantized per batch): on a CPU the matrix products dominate and run about twice as fast, for vectors within
+    about 0.01 cosine of fp32."""
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch announces a move of quantization to torchao; the API works as is
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
+
+
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 on the CPU: loaded once (lazily), batched, run in a worker thread off the event loop."""
+    """all-MiniLM-L6-v2 on the CPU: loaded once (lazily), batched, run in a worker thread off the event loop.
+
+    `precision` "auto" (the default) picks bf16 or int8 for this CPU. "bf16" runs the model in bfloat16 (fastest
+    on CPUs with AMX/AVX-512 BF16; vectors within 0.002 cosine of fp32); "int8" runs its linear layers dynamically
+    quantized (faster than fp32 on any CPU; a vector moves slightly with its batch companions, as activations are
+    scaled per batch); "fp32" runs it as published. All give the same model's vectors (the store records the model,
+    not the precision); bench/scale.py measures each.
+    """
 
     model_id = MODEL_ID
     dimension = DIMENSION
 
-    def __init__(self, batch_size: int = 32, device: str = "cpu") -> None:
+    def __init__(self, batch_size: int = 32, device: str = "cpu", precision: Precision = "auto") -> None:
+        if precision not in ("auto", "fp32", "int8", "bf16"):
+            raise ValueError(f"precision must be auto, fp32, int8 or bf16, not {precision!r}")
+        if precision == "int8" and device != "cpu":
+            raise ValueError("int8 dynamic quantization runs on the CPU only: use precision fp32 on another device")
         self.batch_size = batch_size
         self.device = device
+        self.requested_precision = precision
+        self.precision = resolve_precision(precision, device) if precision == "auto" else precision
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -48,7 +94,14 @@ class LocalEmbedder:
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 from sentence_transformers import SentenceTransformer
 
-                self._model = SentenceTransformer(str(model_dir()), device=self.device, local_files_only=True)
+                model = SentenceTransformer(str(model_dir()), device=self.device, local_files_only=True)
+                if self.precision == "int8":
+                    model = quantize_int8(model)
+                elif self.precision == "bf16":
+                    import torch
+
+                    model = model.to(torch.bfloat16)
+                self._model = model
             return self._model
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
@@ -57,11 +110,15 @@ class LocalEmbedder:
             vectors = model.encode(
                 texts,
                 batch_size=self.batch_size,
-                normalize_embeddings=True,
+                normalize_embeddings=False,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-        return [list(map(float, v)) for v in vectors]
+        # Normalised in float32 whatever the model's precision (bf16 norms are only good to about 1e-3).
+        vectors = np.asarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.where(norms > 0, norms, 1.0)
+        return vectors.tolist()  # type: ignore[no-any-return]
 
     async def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:

@@ -4,7 +4,9 @@ SQLite is the system of record: documents' chunks with their metadata and embedd
 keyword search, all written in one transaction per document. The vector index is derived data: kept in memory,
 snapshotted to `vectors.npz` on close, and caught up from SQLite's change log (`changes`) before every search, so
 it is rebuilt when missing, caught up when behind (after a crash, or writes by another worker process), and a crash
-never loses an acknowledged write nor shows half a document.
+never loses an acknowledged write nor shows half a document. Past `ann_min_chunks` chunks, dense search goes through
+an IVF index (stores/ann.py) persisted beside the snapshot as `vectors.ivf`, so a large store starts without
+retraining it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from plugkit.plugins.retrieval.models import (
     DocumentMetadataFilter,
     parse_instant,
 )
+from plugkit.plugins.retrieval.stores.ann import AutoIndex
 from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, StoreMismatchError
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
@@ -74,20 +77,33 @@ def rrf(rankings: list[tuple[list[int], float]], k: int) -> list[tuple[int, floa
 
 
 class EmbeddedStore:
-    """VectorStore on SQLite (+FTS5) with an exact in-memory vector index. See the module docstring."""
+    """VectorStore on SQLite (+FTS5) with an in-memory vector index (exact, or IVF when large). See the module
+    docstring."""
 
     name = "embedded"
 
     def __init__(
-        self, directory: Path, *, dense_weight: float = 1.0, keyword_weight: float = 1.0, rrf_k: int = 60
+        self,
+        directory: Path,
+        *,
+        dense_weight: float = 1.0,
+        keyword_weight: float = 1.0,
+        rrf_k: int = 60,
+        ann_min_chunks: int | None = None,
+        ann_nprobe: int = 32,
+        ann_filtered_nprobe: int = 64,
+        ann_k_factor: int = 40,
     ) -> None:
+        """`ann_min_chunks`: from this many chunks on, dense search goes through an IVF index (persisted beside
+        the exact snapshot); None keeps exact search at every size."""
         self.directory = Path(directory)
         self.db_path = self.directory / "retrieval.db"
         self.index_path = self.directory / "vectors.npz"
         self.dense_weight, self.keyword_weight, self.rrf_k = dense_weight, keyword_weight, rrf_k
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        self._index: ExactIndex | None = None
+        self.ann = (ann_min_chunks, ann_nprobe, ann_filtered_nprobe, ann_k_factor)
+        self._index: ExactIndex | AutoIndex | None = None
         self._applied = 0  # the last change-log seq the index reflects
         self._instance = ""
         self._info: StoreInfo | None = None
@@ -152,7 +168,7 @@ class EmbeddedStore:
         head = self._head(conn)
         if self.index_path.exists():
             try:
-                index, marker = ExactIndex.load(self.index_path, dimension)
+                index, marker = self._load_index_file(dimension)
                 if marker.get("instance") == self._instance and int(marker.get("seq", -1)) <= head:
                     self._index, self._applied = index, int(marker["seq"])
                     self._catch_up(conn)
@@ -161,6 +177,27 @@ class EmbeddedStore:
                 pass
         self._rebuild(conn, dimension)
 
+    def _new_index(self, dimension: int) -> ExactIndex | AutoIndex:
+        min_chunks, nprobe, filtered_nprobe, k_factor = self.ann
+        if min_chunks is None:
+            return ExactIndex(dimension)
+        return AutoIndex(
+            dimension, min_chunks=min_chunks, nprobe=nprobe, filtered_nprobe=filtered_nprobe, k_factor=k_factor
+        )
+
+    def _load_index_file(self, dimension: int) -> tuple[ExactIndex | AutoIndex, dict[str, str]]:
+        min_chunks, nprobe, filtered_nprobe, k_factor = self.ann
+        if min_chunks is None:
+            return ExactIndex.load(self.index_path, dimension)
+        return AutoIndex.load(
+            self.index_path,
+            dimension,
+            min_chunks=min_chunks,
+            nprobe=nprobe,
+            filtered_nprobe=filtered_nprobe,
+            k_factor=k_factor,
+        )
+
     @staticmethod
     def _head(conn: sqlite3.Connection) -> int:
         """The last change-log seq ever issued (AUTOINCREMENT keeps it even when the log is trimmed)."""
@@ -168,7 +205,7 @@ class EmbeddedStore:
         return int(row[0]) if row else 0
 
     def _rebuild(self, conn: sqlite3.Connection, dimension: int) -> None:
-        index = ExactIndex(dimension)
+        index = self._new_index(dimension)
         conn.execute("BEGIN")  # one snapshot: the rows and the log head agree
         try:
             head = self._head(conn)
@@ -485,4 +522,8 @@ def create_store(settings: Any) -> EmbeddedStore:
         dense_weight=settings.hybrid_dense_weight,
         keyword_weight=settings.hybrid_keyword_weight,
         rrf_k=settings.rrf_k,
+        ann_min_chunks=settings.ann_min_chunks if settings.vector_index == "auto" else None,
+        ann_nprobe=settings.ann_nprobe,
+        ann_filtered_nprobe=settings.ann_filtered_nprobe,
+        ann_k_factor=settings.ann_k_factor,
     )

@@ -51,6 +51,25 @@ class ExactIndex:
     def ids(self) -> np.ndarray:
         return self._ids[: self._size].copy()
 
+    def has(self, rowid: int) -> bool:
+        return rowid in self._pos
+
+    def rescore(self, ids: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `k` best of `ids` by exact score, best first (ids the index does not hold are dropped)."""
+        pos = self._pos
+        ids = np.asarray(ids, dtype=np.int64)
+        positions = np.fromiter((pos.get(i, -1) for i in ids.tolist()), dtype=np.int64, count=len(ids))
+        positions = positions[positions >= 0]
+        if len(positions) == 0 or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores = self._vectors[positions] @ np.asarray(query, dtype=np.float32).reshape(self.dimension)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return self._ids[positions[order]].copy(), scores[order]
+
+    def vectors(self) -> np.ndarray:
+        """The vectors, in the order of `ids()` (a view: copy before changing the index)."""
+        return self._vectors[: self._size]
+
     def _reserve(self, extra: int) -> None:
         need = self._size + extra
         if need <= len(self._ids):

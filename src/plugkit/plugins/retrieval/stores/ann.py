@@ -1,0 +1,246 @@
+"""An approximate nearest-neighbour index for large stores: faiss IVF with 4-bit PQ fast-scan codes, re-ranked exactly.
+
+Vectors are assigned to the nearest of `nlist` k-means centroids and stored as compact product-quantization codes
+(d/4 bytes each), which faiss scans with SIMD lookups; a query scans the `nprobe` lists nearest to it and takes
+`k * k_factor` candidates, which `AutoIndex` re-scores with the exact float32 vectors it holds. Filtered search is
+native: the allowed ids become a bitmap that faiss checks while scanning (IDSelectorBitmap); it scans more lists
+(`filtered_nprobe`), since the filtered neighbours lie further out. `AutoIndex` keeps exact search for small stores,
+where it is as fast and exact, and switches to IVF past `min_chunks` (the crossover bench/scale.py measures).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
+
+FILTERED_K_FACTOR = 40
+MAX_CANDIDATES = 1000
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as exc:  # pragma: no cover - faiss-cpu is part of the retrieval extra
+        raise RuntimeError("the ANN index needs faiss-cpu: pip install 'plugkit[retrieval]'") from exc
+    return faiss
+
+
+def default_nlist(count: int) -> int:
+    """About 4 sqrt(n) lists (faiss's guideline), at least 16, each trained from at least 39 points."""
+    return int(max(16, min(4 * np.sqrt(max(count, 1)), count // 39 or 16)))
+
+
+class IvfIndex:
+    """faiss IVF-PQ fast-scan (inner product) with integer ids: add new ids, remove, approximate search with an
+    allowed-id filter. Scores are approximate: re-rank the candidates exactly (AutoIndex does)."""
+
+    def __init__(self, index: Any, nprobe: int = 32, filtered_nprobe: int | None = None) -> None:
+        self._index = index
+        self.dimension: int = index.d
+        self.nprobe = nprobe
+        self.filtered_nprobe = filtered_nprobe or 2 * nprobe
+
+    @classmethod
+    def train(
+        cls,
+        vectors: np.ndarray,
+        *,
+        nlist: int | None = None,
+        nprobe: int = 32,
+        filtered_nprobe: int | None = None,
+        max_training: int = 100_000,
+        seed: int = 0,
+    ) -> IvfIndex:
+        """An empty index whose centroids are trained on (a sample of at most `max_training` of) `vectors`."""
+        faiss = _faiss()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        nlist = nlist or default_nlist(len(vectors))
+        if len(vectors) < nlist:
+            raise ValueError(f"training {nlist} lists needs at least {nlist} vectors, got {len(vectors)}")
+        sample = vectors
+        if len(vectors) > max_training:
+            sample = vectors[np.random.default_rng(seed).choice(len(vectors), max_training, replace=False)]
+        dimension = vectors.shape[1]
+        codes = f"PQ{dimension // 4}x4fs" if dimension % 4 == 0 else "Flat"
+        index = faiss.index_factory(dimension, f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        index.cp.niter = 10  # faiss defaults to 25; centroids barely move after 10 on embeddings
+        index.train(np.ascontiguousarray(sample))
+        return cls(index, nprobe, filtered_nprobe)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def nlist(self) -> int:
+        return int(self._index.nlist)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under ids the index does not hold (remove an id first to replace its vector)."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        self._index.add_with_ids(vectors, ids)
+
+    def remove(self, ids: Iterable[int]) -> None:
+        """Forget `ids` (one pass over the lists per call, so remove in batches); unknown ids are ignored."""
+        faiss = _faiss()
+        wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        if len(wanted):
+            self._index.remove_ids(faiss.IDSelectorBatch(len(wanted), faiss.swig_ptr(wanted)))
+
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        faiss = _faiss()
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
+        if k <= 0 or len(self) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if allowed is None:
+            params = faiss.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist))
+            bitmap = None
+        else:
+            allowed = np.asarray(allowed, dtype=np.int64)
+            if len(allowed) == 0:
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            bits = np.zeros(int(allowed.max()) + 1, dtype=bool)
+            bits[allowed] = True
+            bitmap = np.packbits(bits, bitorder="little")  # faiss reads bit (id & 7) of byte (id >> 3)
+            selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=min(self.filtered_nprobe, self.nlist))
+        scores, ids = self._index.search(query, k, params=params)
+        del bitmap  # kept alive until the search is done: faiss holds only a pointer
+        found = ids[0] >= 0
+        return ids[0][found].astype(np.int64), scores[0][found].astype(np.float32)
+
+    def save(self, path: Path, marker: dict[str, str]) -> None:
+        """The index to `path`, its marker to `path` + `.json`, both replaced atomically."""
+        faiss = _faiss()
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        faiss.write_index(self._index, str(tmp))
+        os.replace(tmp, path)
+        meta = {**marker, "nprobe": str(self.nprobe), "filtered_nprobe": str(self.filtered_nprobe)}
+        marker_tmp = path.with_name(f"{path.name}.json.{os.getpid()}.tmp")
+        marker_tmp.write_text(json.dumps(meta))
+        os.replace(marker_tmp, path.with_name(f"{path.name}.json"))
+
+    @classmethod
+    def load(cls, path: Path, dimension: int) -> tuple[IvfIndex, dict[str, str]]:
+        """An index saved by `save`, and its marker. Raises ValueError when unreadable or mismatched."""
+        faiss = _faiss()
+        try:
+            marker = json.loads(path.with_name(f"{path.name}.json").read_text())
+            index = faiss.read_index(str(path))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"unreadable ANN index {path}: {exc}") from exc
+        if index.d != dimension:
+            raise ValueError(f"ANN index {path} holds {index.d}-dimensional vectors, not {dimension}")
+        ivf = cls(index, int(marker.pop("nprobe", 32)), int(marker.pop("filtered_nprobe", 64)))
+        return ivf, marker
+
+
+class AutoIndex:
+    """Exact search while the store is small; an IVF index (trained from the vectors) once it holds `min_chunks`.
+
+    The exact index stays the record of the vectors in memory (the IVF index is retrained from it when the store
+    grows tenfold past its training size); searching goes to IVF above the threshold.
+    """
+
+    def __init__(
+        self,
+        dimension: int,
+        *,
+        min_chunks: int = 50_000,
+        nprobe: int = 32,
+        filtered_nprobe: int = 64,
+        k_factor: int = 40,
+    ) -> None:
+        self.dimension, self.k_factor = dimension, k_factor
+        self.exact = ExactIndex(dimension)
+        self.ivf: IvfIndex | None = None
+        self.min_chunks, self.nprobe, self.filtered_nprobe = min_chunks, nprobe, filtered_nprobe
+        self._trained_at = 0
+
+    def __len__(self) -> int:
+        return len(self.exact)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if self.ivf is not None:
+            replaced = [int(i) for i in ids if self.exact.has(int(i))]
+            if replaced:
+                self.ivf.remove(replaced)
+        self.exact.add(ids, vectors)
+        if self.ivf is not None:
+            self.ivf.add(ids, vectors)
+        self._maybe_train()
+
+    def remove(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        self.exact.remove(ids)
+        if self.ivf is not None:
+            self.ivf.remove(ids)
+
+    def _maybe_train(self) -> None:
+        size = len(self.exact)
+        if size < self.min_chunks or (self.ivf is not None and size < 10 * self._trained_at):
+            return
+        ids, vectors = self.exact.ids(), self.exact.vectors()
+        ivf = IvfIndex.train(vectors, nprobe=self.nprobe, filtered_nprobe=self.filtered_nprobe)
+        ivf.add(ids, vectors)
+        self.ivf, self._trained_at = ivf, size
+
+    @property
+    def uses_ann(self) -> bool:
+        return self.ivf is not None and len(self.exact) >= self.min_chunks
+
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if self.uses_ann and (allowed is None or len(allowed) >= self.min_chunks):
+            assert self.ivf is not None
+            # A filter thins the lists, so fewer candidates per result suffice (and more lists are scanned instead).
+            k_factor = self.k_factor if allowed is None else min(self.k_factor, FILTERED_K_FACTOR)
+            # Deep searches (hybrid fusion asks for 100) are capped: the re-ranking reads every candidate's vector.
+            candidates, _ = self.ivf.search(query, min(k * k_factor, max(MAX_CANDIDATES, 2 * k)), allowed)
+            return self.exact.rescore(candidates, query, k)
+        return self.exact.search(query, k, allowed)  # small stores and small filtered subsets: exact is fast
+
+    def ann_path(self, path: Path) -> Path:
+        return path.with_name(f"{path.stem}.ivf")
+
+    def save(self, path: Path, marker: dict[str, str]) -> None:
+        self.exact.save(path, marker)
+        if self.ivf is not None:
+            self.ivf.save(self.ann_path(path), marker)
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        dimension: int,
+        *,
+        min_chunks: int = 50_000,
+        nprobe: int = 32,
+        filtered_nprobe: int = 64,
+        k_factor: int = 40,
+    ) -> tuple[AutoIndex, dict[str, str]]:
+        """The exact snapshot at `path` and, when its marker matches, the persisted IVF index beside it."""
+        exact, marker = ExactIndex.load(path, dimension)
+        index = cls(dimension, min_chunks=min_chunks, nprobe=nprobe, filtered_nprobe=filtered_nprobe, k_factor=k_factor)
+        index.exact = exact
+        ann = index.ann_path(path)
+        if ann.exists():
+            try:
+                ivf, ivf_marker = IvfIndex.load(ann, dimension)
+                if ivf_marker == marker and len(ivf) == len(exact):
+                    ivf.nprobe, ivf.filtered_nprobe = nprobe, filtered_nprobe
+                    index.ivf, index._trained_at = ivf, len(exact)
+            except ValueError:
+                pass
+        index._maybe_train()
+        return index, marker

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkMetadata, DocumentMetadataFilter, Source
+from plugkit.plugins.retrieval.stores.ann import AutoIndex, IvfIndex, default_nlist
+from plugkit.plugins.retrieval.stores.base import ChunkRecord, DocumentRecord, SearchRequest, StoreInfo
+from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
+from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
+
+DIM = 16
+
+
+def clustered(n: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 20 centres, like topical embeddings."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, DIM))
+    v = centres[rng.integers(0, 20, n)] + 0.3 * rng.normal(size=(n, DIM))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data() -> np.ndarray:
+    return clustered(3000)
+
+
+def test_scanning_every_list_then_re_ranking_finds_the_exact_top_k(data: np.ndarray) -> None:
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000)
+    auto.add(np.arange(len(data)) + 500, data)
+    exact = ExactIndex(DIM)
+    exact.add(np.arange(len(data)) + 500, data)
+    for q in data[:20]:
+        assert auto.search(q, 10)[0].tolist() == exact.search(q, 10)[0].tolist()
+
+
+def test_a_few_lists_keep_recall_high_on_clustered_vectors(data: np.ndarray) -> None:
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=8)
+    auto.add(np.arange(len(data)), data)
+    assert auto.ivf is not None and auto.ivf.nlist > 8
+    queries = clustered(50, seed=1)
+    hits = sum(len(set(auto.search(q, 10)[0].tolist()) & set(np.argsort(-(data @ q))[:10].tolist())) for q in queries)
+    assert hits / 500 >= 0.9
+
+
+def test_a_filtered_search_returns_only_allowed_ids_best_first(data: np.ndarray) -> None:
+    auto = AutoIndex(DIM, min_chunks=100, nprobe=10_000, filtered_nprobe=10_000)
+    auto.add(np.arange(len(data)), data)
+    allowed = np.arange(0, len(data), 10)
+    assert set(auto.ivf.search(data[5], 50, allowed)[0].tolist()) <= set(allowed.tolist())  # type: ignore[union-attr]
+    ids, scores = auto.search(data[5], 10, allowed)
+    assert set(ids.tolist()) <= set(allowed.tolist())
+    expected = allowed[np.argsort(-(data[allowed] @ data[5]))[:10]]
+    assert ids.tolist() == expected.tolist()
+    assert list(scores) == sorted(scores, reverse=True)
+
+
+def test_an_empty_filter_finds_nothing(data: np.ndarray) -> None:
+    ivf = IvfIndex.train(data, nlist=16)
+    ivf.add(np.arange(len(data)), data)
+    assert ivf.search(data[0], 5, np.zeros(0, dtype=np.int64))[0].tolist() == []
+
+
+def test_removed_ids_are_never_returned_and_re_adding_replaces(data: np.ndarray) -> None:
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000)
+    auto.add(np.arange(len(data)), data)
+    auto.remove([7, 99999])
+    assert 7 not in auto.search(data[7], 10)[0].tolist()
+    auto.add(np.array([8]), data[9:10])  # id 8 now holds the vector of 9
+    assert auto.ivf is not None and len(auto.ivf) == len(auto) == len(data) - 1
+    assert set(auto.search(data[9], 2)[0].tolist()) == {8, 9}
+
+
+def test_training_needs_at_least_one_vector_per_list(data: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="at least 64 vectors"):
+        IvfIndex.train(data[:10], nlist=64)
+
+
+def test_default_lists_grow_with_the_square_root_of_the_size() -> None:
+    assert default_nlist(1_000_000) == 4000
+    assert default_nlist(100) == 16
+
+
+def test_a_saved_index_loads_with_its_marker_and_answers_the_same(tmp_path: Path, data: np.ndarray) -> None:
+    ivf = IvfIndex.train(data, nlist=16, nprobe=4)
+    ivf.add(np.arange(len(data)), data)
+    assert len(ivf) == len(data)
+    ivf.save(tmp_path / "v.ivf", {"instance": "abc", "seq": "3"})
+    loaded, marker = IvfIndex.load(tmp_path / "v.ivf", DIM)
+    assert marker == {"instance": "abc", "seq": "3"}
+    assert loaded.search(data[3], 10)[0].tolist() == ivf.search(data[3], 10)[0].tolist()
+
+
+def test_a_corrupt_index_file_is_refused_as_unreadable(tmp_path: Path) -> None:
+    (tmp_path / "v.ivf").write_bytes(b"not an index")
+    (tmp_path / "v.ivf.json").write_text("{}")
+    with pytest.raises(ValueError, match="unreadable"):
+        IvfIndex.load(tmp_path / "v.ivf", DIM)
+
+
+def test_auto_index_searches_exactly_below_the_threshold_and_by_ivf_above(data: np.ndarray) -> None:
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=16)
+    auto.add(np.arange(500), data[:500])
+    assert not auto.uses_ann
+    auto.add(np.arange(500, 3000), data[500:])
+    assert auto.uses_ann
+    assert auto.search(data[1], 5)[0].tolist()[0] == 1
+    small = np.arange(0, 3000, 30)  # a filter keeping fewer chunks than the threshold: exact over those
+    assert auto.search(data[30], 3, small)[0].tolist()[0] == 30
+
+
+def test_auto_index_reuses_its_persisted_ivf_index(tmp_path: Path, data: np.ndarray) -> None:
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=8)
+    auto.add(np.arange(len(data)), data)
+    auto.save(tmp_path / "vectors.npz", {"instance": "x", "seq": "9"})
+    loaded, marker = AutoIndex.load(tmp_path / "vectors.npz", DIM, min_chunks=1000, nprobe=8)
+    assert marker == {"instance": "x", "seq": "9"}
+    assert loaded.uses_ann and loaded.ivf is not None
+    assert loaded.search(data[11], 10)[0].tolist() == auto.search(data[11], 10)[0].tolist()
+
+
+async def test_the_embedded_store_answers_through_ivf_and_keeps_it_after_a_restart(tmp_path: Path) -> None:
+    vectors = clustered(1200, seed=3)
+    records = [
+        DocumentRecord(
+            f"d{n}",
+            [
+                ChunkRecord(
+                    DocumentChunk(
+                        id=f"d{n}_0",
+                        text=f"chunk number {n}",
+                        metadata=DocumentChunkMetadata(
+                            document_id=f"d{n}", source=Source.email if n % 10 else Source.chat
+                        ),
+                    ),
+                    vectors[n].tolist(),
+                )
+            ],
+        )
+        for n in range(len(vectors))
+    ]
+    info = StoreInfo(embedding_model="test", dimension=DIM)
+    store = EmbeddedStore(tmp_path, ann_min_chunks=1000, ann_nprobe=64, ann_filtered_nprobe=64)
+    await store.open(info)
+    await store.replace_documents(records)
+    found = await store.search(SearchRequest(text="x", embedding=vectors[42].tolist(), top_k=1, mode="dense"))
+    assert found[0].id == "d42_0"
+    await store.close()
+    assert (tmp_path / "vectors.ivf").is_file()
+
+    reopened = EmbeddedStore(tmp_path, ann_min_chunks=1000, ann_nprobe=64, ann_filtered_nprobe=64)
+    await reopened.open(info)
+    assert isinstance(reopened._index, AutoIndex) and reopened._index.uses_ann
+    chat = DocumentMetadataFilter(source=Source.chat)
+    hits = await reopened.search(
+        SearchRequest(text="x", embedding=vectors[40].tolist(), top_k=3, mode="dense", filter=chat)
+    )
+    assert hits[0].id == "d40_0" and all(h.metadata.source == Source.chat for h in hits)
+    await reopened.close()
