@@ -44,6 +44,9 @@ class StoreSettings:
     api_key: Qdrant Cloud API key or Milvus/Zilliz token.
     rrf_k: the k of reciprocal rank fusion in hybrid search; hybrid_dense_weight, hybrid_keyword_weight: read by
       the embedded store (the engine-backed stores fuse with plain, unweighted RRF).
+    vector_index, ann_*: the embedded store's dense index: `exact`, or `auto` (an IVF index from ann_min_chunks
+      chunks on, scanning ann_nprobe lists, ann_filtered_nprobe under a filter, re-ranking ann_k_factor candidates
+      per wanted result).
     """
 
     store_url: str | None = None
@@ -61,6 +64,11 @@ class StoreSettings:
     rrf_k: int = RRF_K
     hybrid_dense_weight: float = 1.0
     hybrid_keyword_weight: float = 1.0
+    vector_index: str = "auto"
+    ann_min_chunks: int = 50_000
+    ann_nprobe: int = 512
+    ann_filtered_nprobe: int = 1024
+    ann_k_factor: int = 100
 
     def __post_init__(self) -> None:
         check_name(self.collection, "collection")

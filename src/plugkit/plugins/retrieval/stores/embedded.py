@@ -31,6 +31,7 @@ from plugkit.plugins.retrieval.models import (
 )
 from plugkit.plugins.retrieval.stores.ann import AutoIndex
 from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, StoreMismatchError
+from plugkit.plugins.retrieval.stores.common import StoreSettings
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
 T = TypeVar("T")
@@ -516,7 +517,8 @@ def filter_sql(flt: DocumentMetadataFilter, tenant: str | None) -> tuple[str, li
 
 
 def create_store(settings: Any) -> EmbeddedStore:
-    """The embedded store in `<data_dir>/retrieval`."""
+    """The embedded store in `<data_dir>/retrieval` (settings: any object with StoreSettings' names)."""
+    settings = StoreSettings.of(settings)
     return EmbeddedStore(
         Path(settings.data_dir) / "retrieval",
         dense_weight=settings.hybrid_dense_weight,
