@@ -91,40 +91,49 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per measurement")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=1, help="plugkit worker processes")
+    parser.add_argument(
+        "--workers", default="1,2", help="plugkit worker processes to measure, comma-separated (the example has one)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
 
     data_dir = Path(tempfile.mkdtemp(prefix="plugkit-bench-todo-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PLUGKIT_ACCESS_LOG": "false", "PLUGKIT_LOG_LEVEL": "warning"}
-    port = free_port()
-    plugkit_cmd = [sys.executable, "-m", "plugkit", "serve", "todo", "--port", str(port), "--data-dir", str(data_dir)]
-    plugkit_cmd += ["--workers", str(args.workers)]
-    plugkit = measure(plugkit_cmd, ROOT, env, port, args)
+    runs: dict[int, dict[str, Any]] = {}
+    for workers in [int(w) for w in args.workers.split(",")]:
+        port = free_port()
+        plugkit_cmd = [sys.executable, "-m", "plugkit", "serve", "todo", "--port", str(port)]
+        plugkit_cmd += ["--data-dir", str(data_dir / f"w{workers}"), "--workers", str(workers)]
+        runs[workers] = measure(plugkit_cmd, ROOT, env, port, args)
     peer_port = free_port()
     peer_cmd = [sys.executable, "-m", "uvicorn", "seed_todo:app", "--port", str(peer_port), "--no-access-log"]
     peer_cmd += ["--log-level", "warning"]
     peer = measure(peer_cmd, PEER_DIR, dict(os.environ), peer_port, args)
-    db_bytes = (data_dir / "todo.db").stat().st_size
+    db_bytes = {w: (data_dir / f"w{w}" / "todo.db").stat().st_size for w in runs}
     shutil.rmtree(data_dir, ignore_errors=True)
 
-    result = {
+    result: dict[str, Any] = {
         "tool": "wrk",
         "threads": args.threads,
         "connections": args.connections,
         "duration_s": args.duration,
         "cores": os.cpu_count(),
-        "plugkit_workers": args.workers,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "plugkit_storage": "SQLite file (WAL), every todo written to disk",
-        "example_storage": "in-memory dict",
+        "example_storage": "in-memory dict, one process (its state cannot be shared by workers)",
         "plugkit_db_bytes_after": db_bytes,
-        "plugkit": plugkit,
         "example": peer,
-        "ratio_get_rps": round(plugkit["get"]["requests_per_s"] / peer["get"]["requests_per_s"], 3),
-        "ratio_post_rps": round(plugkit["post"]["requests_per_s"] / peer["post"]["requests_per_s"], 3),
         "goal": {"get": ">= 1.5", "post": ">= 1.0"},
     }
+    for workers, run in runs.items():
+        result[f"plugkit_{workers}_workers"] = run
+        result[f"ratio_get_rps_{workers}_workers"] = round(
+            run["get"]["requests_per_s"] / peer["get"]["requests_per_s"], 3
+        )
+        result[f"ratio_post_rps_{workers}_workers"] = round(
+            run["post"]["requests_per_s"] / peer["post"]["requests_per_s"], 3
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -33,6 +34,18 @@ todos = Table(
     Column("text", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+
+# The hot queries, built once: building a statement per call costs more than SQLite takes to run it.
+NO_LIMIT = 2**31 - 1
+LIST = (
+    select(todos)
+    .where(todos.c.username == bindparam("username"))
+    .order_by(todos.c.id)
+    .offset(bindparam("offset"))
+    .limit(bindparam("limit"))
+)
+COUNT = select(func.count()).select_from(todos).where(todos.c.username == bindparam("username"))
 
 
 class TodoStore(Protocol):
@@ -69,12 +82,11 @@ class SqlTodoStore:
         return TodoItem(id=await self.db.run_write(work), todo=text, created_at=now)
 
     async def list(self, username: str, offset: int = 0, limit: int | None = None) -> list[TodoItem]:
-        query = select(todos).where(todos.c.username == username).order_by(todos.c.id).offset(offset).limit(limit)
-        return await self.db.run_read(lambda conn: [_item(r) for r in conn.execute(query)])
+        params = {"username": username, "offset": offset, "limit": NO_LIMIT if limit is None else limit}
+        return await self.db.run_read(lambda conn: [_item(r) for r in conn.execute(LIST, params)])
 
     async def count(self, username: str) -> int:
-        query = select(func.count()).select_from(todos).where(todos.c.username == username)
-        return await self.db.run_read(lambda conn: int(conn.execute(query).scalar_one()))
+        return await self.db.run_read(lambda conn: int(conn.execute(COUNT, {"username": username}).scalar_one()))
 
     async def user_exists(self, username: str) -> bool:
         query = select(todos.c.id).where(todos.c.username == username).limit(1)
