@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: run test venv venv-dev lint bench-todo check-reliability clean chromium
+.PHONY: run test venv venv-dev lint bench-todo bench-retrieval bench-stores bench-scale check-reliability clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,15 @@ lint: venv-dev
 
 bench-todo: venv-dev
 	$(PY) bench/todo.py
+
+bench-retrieval: venv-dev
+	$(PY) bench/retrieval.py
+
+bench-stores: venv-dev
+	$(PY) bench/stores.py
+
+bench-scale: venv-dev
+	$(PY) bench/scale.py
 
 # Fuzzing, hostile inputs, load and kill -9 rounds against every plugin (at most 20 minutes); quick parts run in `test`.
 check-reliability: venv-dev
