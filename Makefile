@@ -33,7 +33,7 @@ chromium:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update && apt-get install -y chromium); } \
 		|| { echo "chromium is missing: run 'apt-get install -y chromium' as root" >&2; exit 1; }
 
-test: venv-dev chromium
+test: venv-dev chromium lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv-dev
