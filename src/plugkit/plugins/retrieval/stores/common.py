@@ -140,6 +140,10 @@ class Row:
     created_ts: float | None
     embedding: list[float]
 
+    def payload(self) -> dict[str, Any]:
+        """Every column but the embedding, as an engine's payload or entity fields."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "embedding"}
+
 
 def rows_of(document: DocumentRecord, tenant: str | None, dimension: int) -> list[Row]:
     """The rows of a document's chunks; chunk ids default to `<document_id>_<n>`."""

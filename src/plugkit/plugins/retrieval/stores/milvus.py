@@ -166,21 +166,7 @@ class MilvusStore:
     def _entity(row: Row) -> dict[str, Any]:
         if len(row.text) > MAX_TEXT:
             raise ValueError(f"chunk {row.id!r} is longer than {MAX_TEXT} characters")
-        return {
-            "pk": primary_key(row.tenant, row.id),
-            "tenant": row.tenant,
-            "id": row.id,
-            "document_id": row.document_id,
-            "position": row.position,
-            "text": row.text,
-            "source": row.source,
-            "source_id": row.source_id,
-            "url": row.url,
-            "author": row.author,
-            "created_at": row.created_at,
-            "created_ts": row.created_ts,
-            "embedding": row.embedding,
-        }
+        return {"pk": primary_key(row.tenant, row.id), **row.payload(), "embedding": row.embedding}
 
     async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
         latest = {document.document_id: document for document in documents}

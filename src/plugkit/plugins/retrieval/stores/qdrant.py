@@ -138,19 +138,7 @@ class QdrantStore:
                 models.PointStruct(
                     id=point_id(row.tenant, row.id),
                     vector=row.embedding,
-                    payload={
-                        "tenant": row.tenant,
-                        "id": row.id,
-                        "document_id": row.document_id,
-                        "position": row.position,
-                        "text": row.text,
-                        "source": row.source,
-                        "source_id": row.source_id,
-                        "url": row.url,
-                        "author": row.author,
-                        "created_at": row.created_at,
-                        "created_ts": row.created_ts,
-                    },
+                    payload=row.payload(),
                 )
                 for row in rows
             ]
