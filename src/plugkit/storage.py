@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 T = TypeVar("T")
 
@@ -85,6 +85,11 @@ class Database:
         """A session whose transaction commits on success and rolls back on any error."""
         async with self._writer() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
 
     async def create_all(self, *metadatas: MetaData) -> None:
         """Create the tables that do not exist yet. Idempotent, and safe when several workers start at once: on
