@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import jsonschema
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PLUGKIT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -107,3 +108,15 @@ def assert_response_matches_spec(spec: dict[str, Any], response: httpx.Response)
     validator = jsonschema.Draft202012Validator({**schema, "components": spec.get("components", {})})
     errors = sorted(validator.iter_errors(response.json()), key=str)
     assert not errors, f"{request.method} {request.url.path}: {errors[0].message}"
+
+
+class CountingApp:
+    """The app behind the fast paths, counting the requests that reach it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app, self.calls = app, 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.calls += 1
+        await self.app(scope, receive, send)

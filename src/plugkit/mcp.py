@@ -18,13 +18,12 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.shared.auth import ProtectedResourceMetadata
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from plugkit.app import public_base_url
+from plugkit.app import admit, public_base_url
 from plugkit.host.call import call_operation
 from plugkit.host.tools import Operation, mcp_tools, operations
 
@@ -101,7 +100,7 @@ def _metadata_url(request: Request, path: str) -> str:
     return public_base_url(request, request.app.state.settings) + RESOURCE_METADATA + path
 
 
-class RequireCredential:
+class McpCredential:
     """Lets a request through to `inner` only if the plugin's auth method accepts its credential.
 
     Under oauth a refusal also names the protected-resource metadata (RFC 9728), as MCP clients expect.
@@ -110,21 +109,14 @@ class RequireCredential:
     def __init__(self, inner: ASGIApp, plugin: FastAPI, path: str) -> None:
         self.inner, self.plugin, self.path = inner, plugin, path
 
+    def challenge(self, request: Request, challenge: str) -> str:
+        if self.plugin.state.auth.kind != "oauth":
+            return challenge
+        return f'{challenge}, resource_metadata="{_metadata_url(request, self.path)}"'
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            request = Request(scope)
-            try:
-                await self.plugin.state.auth.authenticate(request)
-            except HTTPException as exc:
-                headers = dict(exc.headers or {})
-                if self.plugin.state.auth.kind == "oauth" and exc.status_code == 401:
-                    challenge = headers.get("WWW-Authenticate", "Bearer")
-                    headers["WWW-Authenticate"] = (
-                        f'{challenge}, resource_metadata="{_metadata_url(request, self.path)}"'
-                    )
-                response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
-                await response(scope, receive, send)
-                return
+        if scope["type"] == "http" and not await admit(self.plugin.state.auth, scope, send, self.challenge):
+            return
         await self.inner(scope, receive, send)
 
 
@@ -154,7 +146,7 @@ def mount_mcp(app: FastAPI, path: str = MCP_PATH) -> FastAPI:
     """
     bridge = PluginBridge(app)
     manager = StreamableHTTPSessionManager(app=bridge.server, stateless=True, json_response=True)
-    app.router.routes.append(Route(path, endpoint=RequireCredential(StreamableHTTPASGIApp(manager), app, path)))
+    app.router.routes.append(Route(path, endpoint=McpCredential(StreamableHTTPASGIApp(manager), app, path)))
     if app.state.auth.kind == "oauth":
         app.router.routes.append(_resource_metadata_route(path))
     previous: Callable[[Any], AbstractAsyncContextManager[Any]] = app.router.lifespan_context

@@ -49,6 +49,9 @@ class PluginSettings(BaseSettings):
         default_factory=lambda: ["127.0.0.1", "::1"],
         description="client addresses never limited (local tools; behind a proxy, trust its headers instead)",
     )
+    fast_paths: bool = Field(
+        default=True, description="answer plain requests of hot operations ahead of FastAPI (plugkit.fastpath)"
+    )
     contact_email: str = "plugkit@example.com"
     log_level: str = "info"
     access_log: bool = True

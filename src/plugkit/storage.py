@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -53,6 +55,9 @@ class Database:
             sync_url = parsed.set(drivername="sqlite+pysqlite")
             self.sync_engine = create_engine(sync_url, connect_args={"timeout": 30, "check_same_thread": False})
             _configure_sqlite(self.sync_engine)
+        # SQLite work runs on the event loop's thread, one call at a time, so each process keeps one connection
+        # for reads and one for writes instead of checking one out of the pool per call.
+        self._sqlite_connections: dict[bool, Connection] = {}
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer = async_sessionmaker(self.engine.execution_options(plugkit_write=True), expire_on_commit=False)
 
@@ -61,15 +66,16 @@ class Database:
         if self.sync_engine is not None:
             # No BEGIN: each statement reads a consistent snapshot of its own, and skipping the transaction
             # round trip roughly halves the cost of a one-statement read.
-            with self.sync_engine.connect().execution_options(plugkit_autocommit_reads=True) as conn:
-                return work(conn)
+            return work(self._sqlite_connection(write=False))
         async with self.engine.connect() as conn:
             return await conn.run_sync(work)
 
     async def run_write(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in one write transaction: committed when it returns, rolled back when it raises."""
         if self.sync_engine is not None:
-            with self.sync_engine.execution_options(plugkit_write=True).begin() as conn:
+            conn = self._sqlite_connection(write=True)
+            await _begin_immediate(conn)
+            with conn.begin():  # joins the transaction just opened; commits or rolls it back
                 return work(conn)
         async with self.engine.begin() as conn:
             return await conn.run_sync(work)
@@ -108,10 +114,46 @@ class Database:
                     raise
                 await asyncio.sleep(0.1 * (attempt + 1))
 
+    def _sqlite_connection(self, *, write: bool) -> Connection:
+        conn = self._sqlite_connections.get(write)
+        if conn is None or conn.closed or conn.invalidated:
+            assert self.sync_engine is not None
+            option = {"plugkit_write": True} if write else {"plugkit_autocommit_reads": True}
+            conn = self._sqlite_connections[write] = self.sync_engine.connect().execution_options(**option)
+            if write:  # _begin_immediate waits for the write lock itself, without blocking the event loop
+                conn.connection.driver_connection.execute("PRAGMA busy_timeout=0")
+        return conn
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+        for conn in self._sqlite_connections.values():
+            conn.close()
+        self._sqlite_connections.clear()
         if self.sync_engine is not None:
             self.sync_engine.dispose()
+
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+async def _begin_immediate(conn: Connection) -> None:
+    """Open a write transaction on a SQLite connection whose busy timeout is 0. While another process holds the
+    write lock, wait on the event loop and try again: SQLite's own busy handler would sleep in the loop's thread,
+    a millisecond or more at a time, stalling every other request of the worker."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    attempt, deadline = 0, time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            message = str(exc)
+            if ("locked" not in message and "busy" not in message) or time.monotonic() > deadline:
+                raise
+        # A write holds the lock for tens of microseconds: first just let the loop run other requests, then back off.
+        attempt += 1
+        await asyncio.sleep(0 if attempt <= 20 else min(0.0005 * 2 ** (attempt - 21), 0.005))
 
 
 def _configure_sqlite(sync_engine: Engine) -> None:
@@ -129,6 +171,8 @@ def _configure_sqlite(sync_engine: Engine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.connection.driver_connection.in_transaction:
+            return  # opened by _begin_immediate
         if conn.get_execution_options().get("plugkit_write", False):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif not conn.get_execution_options().get("plugkit_autocommit_reads", False):

@@ -8,10 +8,11 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
+from plugkit.fastpath import FastPaths
 from plugkit.manifest import validate_manifest
 from plugkit.plugins.todo.app import create_app
 from plugkit.plugins.todo.settings import TodoSettings
-from tests.helpers import asgi_client, assert_response_matches_spec
+from tests.helpers import CountingApp, asgi_client, assert_response_matches_spec
 
 
 @pytest.fixture
@@ -222,3 +223,73 @@ async def test_limit_and_offset_select_a_page(client: httpx.AsyncClient) -> None
     assert (last["todos"], last["total"], last["next_offset"]) == (["d"], 4, None)
     beyond = (await client.get("/todos/alice", params={"offset": 10})).json()
     assert (beyond["todos"], beyond["total"], beyond["next_offset"]) == ([], 4, None)
+
+
+# The fast paths (plain GET of a list, well-formed POST) answer exactly as the routes do.
+FAST_PATH_CASES: list[tuple[str, str, dict[str, str], bytes]] = [
+    ("POST", "/todos/alice", {"content-type": "application/json"}, b'{"todo": "buy milk"}'),
+    ("POST", "/todos/alice", {"content-type": "application/json; charset=utf-8"}, '{"todo": "café ☕"}'.encode()),
+    ("POST", "/todos/ali%20ce", {"content-type": "application/json"}, b'{"todo": "spaced name"}'),
+    ("POST", "/todos/alice", {"content-type": "text/plain"}, b'{"todo": "wrong type"}'),
+    ("POST", "/todos/alice", {}, b'{"todo": "no type"}'),
+    ("POST", "/todos/alice", {"content-type": "application/json"}, b'{"todo": ""}'),
+    ("POST", "/todos/alice", {"content-type": "application/json"}, b'{"todo": 5}'),
+    ("POST", "/todos/alice", {"content-type": "application/json"}, b'{"todo": "x", "extra": 1}'),
+    ("POST", "/todos/alice", {"content-type": "application/json"}, b'{"todo": "nul \\u0000"}'),
+    ("POST", "/todos/alice", {"content-type": "application/json"}, b'{"todo": "lone \\ud800"}'),
+    ("POST", "/todos/alice", {"content-type": "application/json"}, b'{"todo": "' + b"x" * 1001 + b'"}'),
+    ("POST", "/todos/alice", {"content-type": "application/json"}, b'{"todo": "broken'),
+    ("POST", "/todos/alice", {"content-type": "application/json"}, b"\xff\xfe"),
+    ("POST", "/todos/alice", {"content-type": "application/json"}, b'["buy milk"]'),
+    ("POST", "/todos/bad%0Aname", {"content-type": "application/json"}, b'{"todo": "x"}'),
+    ("POST", "/todos/" + "n" * 201, {"content-type": "application/json"}, b'{"todo": "x"}'),
+    ("GET", "/todos/alice", {}, b""),
+    ("GET", "/todos/ali%20ce", {}, b""),
+    ("GET", "/todos/nobody", {}, b""),
+    ("GET", "/todos/alice?offset=1&limit=1", {}, b""),
+    ("GET", "/todos/alice?limit=0", {}, b""),
+    ("GET", "/todos/alice?unknown=1", {}, b""),
+    ("GET", "/todos/bad%7Fname", {}, b""),
+    ("GET", "/todos/" + "n" * 201, {}, b""),
+]
+
+
+def comparable(answer: httpx.Response) -> tuple[int, str, Any]:
+    """Status, content type and body, with creation times (which differ between two runs) blanked."""
+    body = answer.json()
+    for item in body.get("items", []) if isinstance(body, dict) else []:
+        item["created_at"] = "T"
+    if isinstance(body, dict) and "created_at" in body:
+        body["created_at"] = "T"
+    return answer.status_code, answer.headers["content-type"], body
+
+
+async def test_the_fast_paths_answer_every_request_as_the_routes_do(tmp_path: Path) -> None:
+    answers: dict[bool, list[tuple[int, str, Any]]] = {}
+    for fast in (True, False):
+        settings = TodoSettings(data_dir=tmp_path / str(fast), fast_paths=fast)
+        async with asgi_client(create_app(settings)) as client:
+            answers[fast] = [
+                comparable(await client.request(method, url, headers=headers, content=body))
+                for method, url, headers, body in FAST_PATH_CASES
+            ]
+    for case, with_fast, without in zip(FAST_PATH_CASES, answers[True], answers[False], strict=True):
+        assert with_fast == without, case
+    assert answers[True][16][2]["todos"] == ["buy milk", "café ☕"]  # the list the cases built
+
+
+async def test_plain_requests_are_answered_without_reaching_the_routes(tmp_path: Path) -> None:
+    app = create_app(TodoSettings(data_dir=tmp_path))
+    async with asgi_client(app) as client:
+        assert (await client.get("/todos/warm-up")).status_code == 200  # builds the middleware stack
+        layer = app.middleware_stack
+        while not isinstance(layer, FastPaths):
+            layer = layer.app  # type: ignore[union-attr]
+        behind = CountingApp(layer.app)
+        layer.app = behind
+        assert (await client.post("/todos/alice", json={"todo": "fast"})).status_code == 200
+        assert (await client.get("/todos/alice")).json()["todos"] == ["fast"]
+        assert behind.calls == 0
+        assert (await client.get("/todos/alice?limit=1")).json()["todos"] == ["fast"]
+        assert (await client.post("/todos/alice", json={"todo": ""})).status_code == 422
+        assert behind.calls == 2

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
+from pydantic import TypeAdapter, ValidationError
 
 from plugkit.app import ErrorDetail, PluginInfo, create_plugin_app
 from plugkit.auth.factory import build_auth_method
-from plugkit.deps import CurrentPrincipal
+from plugkit.deps import get_principal
+from plugkit.fastpath import FastPath, is_json
 from plugkit.manifest import Api, Manifest
 from plugkit.plugins.todo.models import (
-    MAX_USERNAME_CHARS,
     USERNAME_PATTERN,
     AddTodoRequest,
     DeletedTodo,
@@ -44,32 +47,30 @@ def todo_manifest(auth_kind: str) -> Manifest:
     )
 
 
-async def get_store(request: Request) -> TodoStore:
-    return request.app.state.store  # type: ignore[no-any-return]
-
-
-StoreDep = Annotated[TodoStore, Depends(get_store)]
 Username = Annotated[
     UsernameText,
-    Path(
-        min_length=1,
-        max_length=MAX_USERNAME_CHARS,
-        description="The name of the user.",
-        json_schema_extra={"pattern": USERNAME_PATTERN},
-    ),
+    Path(description="The name of the user.", json_schema_extra={"pattern": USERNAME_PATTERN}),
 ]
 
 
-async def check_access(principal: CurrentPrincipal, username: Username) -> str:
-    """Under per-user auth a principal reaches only its own list; under none and service_http, any list."""
+@dataclass(frozen=True, slots=True)
+class UserTodos:
+    """The list a request may reach: its user's name, and the store it lives in."""
+
+    username: str
+    store: TodoStore
+
+
+async def user_todos(request: Request, username: str) -> UserTodos:
+    """Under per-user auth a principal reaches only its own list; under none and service_http, any list.
+    (Called by each route rather than declared as a FastAPI dependency, which costs more per request than the query.)"""
+    principal = await get_principal(request)
     if principal.identifies_user and principal.user_id != username:
         raise HTTPException(
             403, f"you are signed in as {principal.user_id!r} and cannot reach the todos of {username!r}"
         )
-    return username
+    return UserTodos(username, request.app.state.store)
 
-
-AllowedUser = Annotated[str, Depends(check_access)]
 
 PAGE_LIMIT = 500
 PAGE_CHARS = 80_000
@@ -78,22 +79,28 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorDetail, "descr
 
 
 @router.post("/todos/{username}", operation_id="addTodo", summary="Add a todo to the list", response_model=TodoItem)
-async def add_todo(username: AllowedUser, body: AddTodoRequest, store: StoreDep) -> TodoItem:
+async def add_todo(request: Request, username: Username, body: AddTodoRequest) -> TodoItem:
     """Add a todo to the user's list."""
-    return await store.add(username, body.todo)
+    todos = await user_todos(request, username)
+    return await todos.store.add(todos.username, body.todo)
 
 
 @router.get("/todos/{username}", operation_id="getTodos", summary="Get the list of todos", response_model=TodoList)
 async def get_todos(
-    username: AllowedUser,
-    store: StoreDep,
+    request: Request,
+    username: Username,
     offset: Annotated[int, Query(ge=0, le=2**31, description="Skip this many todos (for the next page).")] = 0,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT, description="The most todos to return.")] = PAGE_LIMIT,
 ) -> TodoList:
     """Get the user's todos, oldest first; a long list comes in pages (see next_offset)."""
-    items = await store.list(username, offset, limit)
+    return await list_page(await user_todos(request, username), offset, limit)
+
+
+async def list_page(todos: UserTodos, offset: int, limit: int) -> TodoList:
+    """One page of a user's list: at most `limit` todos from `offset`, and within the model host's response limit."""
+    items = await todos.store.list(todos.username, offset, limit)
     reached_end = len(items) < limit and (items or offset == 0)
-    total = offset + len(items) if reached_end else await store.count(username)
+    total = offset + len(items) if reached_end else await todos.store.count(todos.username)
     # Both lists carry each text: keep the page under the model host's response limit.
     budget, used, kept = PAGE_CHARS, 0, 0
     for item in items:
@@ -118,8 +125,10 @@ async def get_todos(
     response_model=DeletedTodo,
     responses=NOT_FOUND,
 )
-async def delete_todo(username: AllowedUser, body: DeleteTodoRequest, store: StoreDep) -> DeletedTodo:
+async def delete_todo(request: Request, username: Username, body: DeleteTodoRequest) -> DeletedTodo:
     """Delete the todo at an index of the user's list (0 is the oldest)."""
+    todos = await user_todos(request, username)
+    store, username = todos.store, todos.username
     deleted = await store.delete_at(username, body.todo_idx)
     if deleted is None:
         if not await store.user_exists(username):
@@ -137,13 +146,54 @@ async def delete_todo(username: AllowedUser, body: DeleteTodoRequest, store: Sto
     responses=NOT_FOUND,
 )
 async def delete_todo_by_id(
-    username: AllowedUser, todo_id: Annotated[int, Path(ge=1, le=2**62)], store: StoreDep
+    request: Request, username: Username, todo_id: Annotated[int, Path(ge=1, le=2**62)]
 ) -> DeletedTodo:
     """Delete one todo by its stable id, which does not shift when other todos go."""
-    deleted = await store.delete_by_id(username, todo_id)
+    todos = await user_todos(request, username)
+    deleted = await todos.store.delete_by_id(todos.username, todo_id)
     if deleted is None:
-        raise HTTPException(404, f"{username!r} has no todo with id {todo_id}")
+        raise HTTPException(404, f"{todos.username!r} has no todo with id {todo_id}")
     return DeletedTodo(deleted=deleted)
+
+
+# Fast paths of the two hot operations (see plugkit.fastpath): a plain GET of a list and a well-formed POST are
+# answered without FastAPI's per-request machinery; anything else (paging parameters, a body or a name that does not
+# validate) takes the routes above, which give the errors.
+USER_PATH = re.compile(r"/todos/(?P<username>[^/]+)")
+USERNAME = TypeAdapter(UsernameText)
+
+
+def _username(match: re.Match[str]) -> str | None:
+    try:
+        return USERNAME.validate_python(match["username"])
+    except ValidationError:
+        return None
+
+
+async def fast_get_todos(request: Request, match: re.Match[str], _body: bytes) -> bytes | None:
+    username = _username(match)
+    if username is None or request.scope["query_string"]:
+        return None
+    page = await list_page(await user_todos(request, username), 0, PAGE_LIMIT)
+    return TodoList.__pydantic_serializer__.to_json(page)
+
+
+async def fast_add_todo(request: Request, match: re.Match[str], body: bytes) -> bytes | None:
+    username = _username(match)
+    if username is None or not is_json(request.headers.get("content-type")):
+        return None
+    try:
+        todo = AddTodoRequest.model_validate_json(body).todo
+    except ValidationError:
+        return None
+    todos = await user_todos(request, username)
+    return TodoItem.__pydantic_serializer__.to_json(await todos.store.add(todos.username, todo))
+
+
+FAST_PATHS = (
+    FastPath("GET", USER_PATH, fast_get_todos),
+    FastPath("POST", USER_PATH, fast_add_todo, reads_body=True),
+)
 
 
 def create_app(settings: TodoSettings | None = None) -> FastAPI:
@@ -164,7 +214,14 @@ def create_app(settings: TodoSettings | None = None) -> FastAPI:
         legal_text="This plugin stores the todos you add, under the user name you give, until you delete them.",
     )
     app = create_plugin_app(
-        info, [router], settings, auth, database=database, on_startup=[startup], on_shutdown=[database.dispose]
+        info,
+        [router],
+        settings,
+        auth,
+        database=database,
+        on_startup=[startup],
+        on_shutdown=[database.dispose],
+        fast_paths=FAST_PATHS,
     )
     app.state.store = SqlTodoStore(database)
     app.state.database = database

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 MAX_TODO_CHARS = 1000
 MAX_USERNAME_CHARS = 200
@@ -28,7 +28,9 @@ def _no_nul(value: str) -> str:
     return value
 
 
-UsernameText = Annotated[str, AfterValidator(_no_control_characters)]
+UsernameText = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_USERNAME_CHARS), AfterValidator(_no_control_characters)
+]
 TodoText = Annotated[str, AfterValidator(_no_nul)]
 
 

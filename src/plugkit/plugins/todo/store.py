@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -38,14 +39,16 @@ todos = Table(
 
 # The hot queries, built once: building a statement per call costs more than SQLite takes to run it.
 NO_LIMIT = 2**31 - 1
+ITEM_COLUMNS = (todos.c.id, todos.c.text, todos.c.created_at)  # the shape _item reads
 LIST = (
-    select(todos)
+    select(*ITEM_COLUMNS)
     .where(todos.c.username == bindparam("username"))
     .order_by(todos.c.id)
     .offset(bindparam("offset"))
     .limit(bindparam("limit"))
 )
 COUNT = select(func.count()).select_from(todos).where(todos.c.username == bindparam("username"))
+ADD = insert(todos).returning(todos.c.id)
 
 
 class TodoStore(Protocol):
@@ -57,11 +60,11 @@ class TodoStore(Protocol):
     async def delete_by_id(self, username: str, todo_id: int) -> TodoItem | None: ...
 
 
-def _item(row: object) -> TodoItem:
-    created = row.created_at  # type: ignore[attr-defined]
+def _item(row: Sequence[Any]) -> TodoItem:
+    todo_id, text, created = row  # by position: a Row's attribute lookup costs more than building the item
     if created.tzinfo is None:  # SQLite keeps no zone; everything is stored in UTC
         created = created.replace(tzinfo=UTC)
-    return TodoItem(id=row.id, todo=row.text, created_at=created)  # type: ignore[attr-defined]
+    return TodoItem(id=todo_id, todo=text, created_at=created)
 
 
 class SqlTodoStore:
@@ -74,10 +77,7 @@ class SqlTodoStore:
         now = datetime.now(UTC)
 
         def work(conn: Connection) -> int:
-            result = conn.execute(
-                insert(todos).values(username=username, text=text, created_at=now).returning(todos.c.id)
-            )
-            return int(result.scalar_one())
+            return int(conn.execute(ADD, {"username": username, "text": text, "created_at": now}).scalar_one())
 
         return TodoItem(id=await self.db.run_write(work), todo=text, created_at=now)
 
@@ -99,23 +99,21 @@ class SqlTodoStore:
             ).scalar_one()
             if not 0 <= index < count:
                 return None
-            query = select(todos).where(todos.c.username == username).order_by(todos.c.id).offset(index).limit(1)
+            query = (
+                select(*ITEM_COLUMNS).where(todos.c.username == username).order_by(todos.c.id).offset(index).limit(1)
+            )
             if not self.db.is_sqlite:
                 query = query.with_for_update()
             row = conn.execute(query).first()
             if row is None:  # deleted by a concurrent transaction after the count
                 return None
-            conn.execute(delete(todos).where(todos.c.id == row.id))
+            conn.execute(delete(todos).where(todos.c.id == row[0]))
             return _item(row)
 
         return await self.db.run_write(work)
 
     async def delete_by_id(self, username: str, todo_id: int) -> TodoItem | None:
-        query = (
-            delete(todos)
-            .where(todos.c.username == username, todos.c.id == todo_id)
-            .returning(todos.c.id, todos.c.text, todos.c.created_at)
-        )
+        query = delete(todos).where(todos.c.username == username, todos.c.id == todo_id).returning(*ITEM_COLUMNS)
 
         def work(conn: Connection) -> TodoItem | None:
             row = conn.execute(query).first()
