@@ -91,7 +91,7 @@ class FastPaths:
             for fast in self.paths:
                 if fast.method != method or (match := fast.path.match(path)) is None:
                     continue
-                body, messages = b"", []
+                body, messages = b"", list[Message]()
                 if fast.reads_body:
                     body, messages = await _read_body(receive)
                     if messages[-1]["type"] != "http.request":  # the client left: let the app see it

@@ -58,6 +58,8 @@ class Database:
         # SQLite work runs on the event loop's thread, one call at a time, so each process keeps one connection
         # for reads and one for writes instead of checking one out of the pool per call.
         self._sqlite_connections: dict[bool, Connection] = {}
+        self._commits = 0
+        self._checkpoint: asyncio.Task[None] | None = None
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer = async_sessionmaker(self.engine.execution_options(plugkit_write=True), expire_on_commit=False)
 
@@ -73,10 +75,12 @@ class Database:
     async def run_write(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in one write transaction: committed when it returns, rolled back when it raises."""
         if self.sync_engine is not None:
-            conn = self._sqlite_connection(write=True)
-            await _begin_immediate(conn)
-            with conn.begin():  # joins the transaction just opened; commits or rolls it back
-                return work(conn)
+            sqlite = self._sqlite_connection(write=True)
+            await _begin_immediate(sqlite)
+            with sqlite.begin():  # joins the transaction just opened; commits or rolls it back
+                result = work(sqlite)
+            self._after_commit()
+            return result
         async with self.engine.begin() as conn:
             return await conn.run_sync(work)
 
@@ -120,11 +124,31 @@ class Database:
             assert self.sync_engine is not None
             option = {"plugkit_write": True} if write else {"plugkit_autocommit_reads": True}
             conn = self._sqlite_connections[write] = self.sync_engine.connect().execution_options(**option)
-            if write:  # _begin_immediate waits for the write lock itself, without blocking the event loop
-                conn.connection.driver_connection.execute("PRAGMA busy_timeout=0")
+            if write:
+                raw = _driver(conn)
+                raw.execute("PRAGMA busy_timeout=0")  # _begin_immediate waits for the lock, on the event loop
+                raw.execute("PRAGMA wal_autocheckpoint=0")  # _after_commit checkpoints, off the event loop
         return conn
 
+    def _after_commit(self) -> None:
+        """Every CHECKPOINT_EVERY commits, copy the WAL back into the database file in a thread. SQLite's automatic
+        checkpoint would do it inside a commit, with two fsyncs, while the event loop waits."""
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY or (self._checkpoint is not None and not self._checkpoint.done()):
+            return
+        self._checkpoint = asyncio.get_running_loop().create_task(asyncio.to_thread(self._checkpoint_sync))
+
+    def _checkpoint_sync(self) -> None:
+        assert self.sync_engine is not None
+        raw = self.sync_engine.raw_connection()
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for readers or writers
+        finally:
+            raw.close()
+
     async def dispose(self) -> None:
+        if self._checkpoint is not None:
+            await self._checkpoint
         await self.engine.dispose()
         for conn in self._sqlite_connections.values():
             conn.close()
@@ -134,14 +158,20 @@ class Database:
 
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
+CHECKPOINT_EVERY = 1000  # commits of one process between WAL checkpoints (SQLite's own default is 1000 pages)
+
+
+def _driver(conn: Connection) -> sqlite3.Connection:
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw
 
 
 async def _begin_immediate(conn: Connection) -> None:
     """Open a write transaction on a SQLite connection whose busy timeout is 0. While another process holds the
     write lock, wait on the event loop and try again: SQLite's own busy handler would sleep in the loop's thread,
     a millisecond or more at a time, stalling every other request of the worker."""
-    raw = conn.connection.driver_connection
-    assert raw is not None
+    raw = _driver(conn)
     attempt, deadline = 0, time.monotonic() + SQLITE_BUSY_TIMEOUT_S
     while True:
         try:
