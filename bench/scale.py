@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from bench.retrieval import documents_in_order, evaluate, load_scifact  # noqa: E402
+from bench.todo import wrk  # noqa: E402
 from tests.helpers import SHARED_DATA, PluginServer  # noqa: E402
 
 from plugkit.plugins.retrieval.chunking import minilm_tokenizer  # noqa: E402
@@ -63,24 +63,30 @@ async def build_store(data_dir: Path, corpus: dict[str, str], embedder: LocalEmb
 # -- 1. query micro-batching ---------------------------------------------------------------------------------------
 
 
-async def _hammer(base_url: str, questions: list[str], clients: int, requests: int) -> float:
-    """Requests per second of POST /query with `clients` concurrent clients, `requests` in all."""
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for n in range(requests):
-        queue.put_nowait(questions[n % len(questions)])
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
+def _query_script(questions: list[str], directory: Path) -> Path:
+    """A wrk script that POSTs one /query (hybrid, top_k 3) per request, cycling through `questions`."""
+    bodies = ",\n".join("[==[" + json.dumps({"queries": [{"query": q, "top_k": 3}]}) + "]==]" for q in questions)
+    script = directory / "query.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"local bodies = {{\n{bodies}\n}}\n"
+        "local n = 0\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        '  return wrk.format(nil, "/query", nil, bodies[(n % #bodies) + 1])\n'
+        "end\n"
+    )
+    return script
 
-        async def worker() -> None:
-            while not queue.empty():
-                question = queue.get_nowait()
-                response = await client.post("/query", json={"queries": [{"query": question, "top_k": 3}]})
-                response.raise_for_status()
 
-        await asyncio.gather(*(client.post("/query", json={"queries": [{"query": q}]}) for q in questions[:clients]))
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        return requests / (time.perf_counter() - started)
+def _hammer(base_url: str, script: Path, clients: int, duration: int) -> float:
+    """Requests per second of POST /query from `clients` concurrent connections (wrk, one thread)."""
+    wrk(f"{base_url}/query", 1, clients, 2, script, timeout_s=60)  # warm-up: the first batches are slower
+    result = wrk(f"{base_url}/query", 1, clients, duration, script, timeout_s=60)
+    if result["non_2xx"] or result["socket_errors"]:
+        raise RuntimeError(f"/query failed under load: {result}")
+    return result["requests_per_s"]
 
 
 def microbatch(args: argparse.Namespace) -> dict[str, Any]:
@@ -89,6 +95,7 @@ def microbatch(args: argparse.Namespace) -> dict[str, Any]:
     embedder = LocalEmbedder()
     with tempfile.TemporaryDirectory(prefix="plugkit-scale-") as tmp:
         chunks = asyncio.run(build_store(Path(tmp), corpus, embedder))
+        script = _query_script(questions, Path(tmp))
         figures: dict[str, float] = {}
         for precision in args.microbatch_precisions.split(","):
             for batching in (False, True):
@@ -100,7 +107,7 @@ def microbatch(args: argparse.Namespace) -> dict[str, Any]:
                 server = PluginServer("retrieval", "--data-dir", tmp, env=env).start(timeout=180)
                 try:
                     for clients in (1, 32):
-                        rate = asyncio.run(_hammer(server.base_url, questions, clients, args.microbatch_requests))
+                        rate = _hammer(server.base_url, script, clients, args.microbatch_seconds)
                         mode = "batched" if batching else "one_at_a_time"
                         figures[f"{precision}_{mode}_{clients}_clients_rps"] = round(rate, 1)
                         log(f"{precision} batching={batching} clients={clients}: {rate:.1f} /query per s")
@@ -127,14 +134,14 @@ def microbatch(args: argparse.Namespace) -> dict[str, Any]:
         "microbatch_speedup_32": round(speedup, 2),
         "microbatch": {
             "store_chunks": chunks,
-            "requests_per_run": args.microbatch_requests,
+            "seconds_per_run": args.microbatch_seconds,
             "query": "hybrid, top_k 3, one query per request, real `plugkit serve retrieval` process",
             "baseline": "the same server with PLUGKIT_QUERY_BATCHING=false",
             "speedup_32_by_precision": speedups,
             "embed_ms_per_query_alone": round(single_ms, 2),
             "embed_ms_per_query_in_batch_of_32": round(batched_ms, 2),
             "key_is_for": f"the default precision ({default})",
-            "client": "httpx.AsyncClient in the bench process, on the same 2 cores as the server",
+            "client": "wrk (one thread, one connection per client), on the same 2 cores as the server",
             **figures,
         },
     }
@@ -546,7 +553,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
     parser.add_argument("--microbatch-docs", type=int, default=100)
-    parser.add_argument("--microbatch-requests", type=int, default=256)
+    parser.add_argument("--microbatch-seconds", type=int, default=10)
     parser.add_argument("--microbatch-precisions", default="bf16,int8,fp32")
     parser.add_argument("--embed-docs", type=int, default=250)
     parser.add_argument("--embed-repeats", type=int, default=3)

@@ -49,8 +49,10 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def wrk(url: str, threads: int, connections: int, duration: int, script: Path | None = None) -> dict[str, float]:
-    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url]
+def wrk(
+    url: str, threads: int, connections: int, duration: int, script: Path | None = None, timeout_s: int = 2
+) -> dict[str, float]:
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", f"--timeout={timeout_s}s", "--latency", url]
     if script:
         args[1:1] = ["-s", str(script)]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout

@@ -2,96 +2,95 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 
 from plugkit.plugins.retrieval.batching import QueryBatcher
-from plugkit.plugins.retrieval.embeddings.base import EmbeddingError
-from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder
-
-QUESTIONS = [f"What is known about protein number {n} in human cells?" for n in range(12)]
 
 
-class CountingEmbedder:
-    """The real local model, counting the forward passes it is asked for."""
+class Doubler:
+    """A batch work function that doubles numbers and records the batches it was given."""
 
-    def __init__(self, model: LocalEmbedder) -> None:
-        self.model, self.model_id, self.dimension = model, model.model_id, model.dimension
-        self.calls: list[int] = []
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
 
-    async def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return await self.model.embed_documents(texts)
-
-    async def embed_queries(self, texts: list[str]) -> list[list[float]]:
-        self.calls.append(len(texts))
-        return await self.model.embed_queries(texts)
+    async def __call__(self, items: list[int]) -> list[int | Exception]:
+        self.batches.append(list(items))
+        await asyncio.sleep(0.001)
+        return [ValueError(f"{n} is negative") if n < 0 else 2 * n for n in items]
 
 
-class BrokenEmbedder:
-    model_id, dimension = "broken", 384
-
-    async def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        raise EmbeddingError("the provider is down")
-
-    async def embed_queries(self, texts: list[str]) -> list[list[float]]:
-        raise EmbeddingError("the provider is down")
+async def test_concurrent_callers_share_one_batch() -> None:
+    work = Doubler()
+    batcher = QueryBatcher(work, max_wait_s=0.01, max_batch=64)
+    results = await asyncio.gather(*(batcher.submit([n]) for n in range(12)))
+    assert work.batches == [list(range(12))]
+    assert results == [[2 * n] for n in range(12)]
 
 
-async def test_concurrent_queries_share_one_forward_pass(embedder: LocalEmbedder) -> None:
-    counting = CountingEmbedder(embedder)
-    batcher = QueryBatcher(counting, max_wait_s=0.01, max_batch=64)
-    results = await asyncio.gather(*(batcher.embed_queries([q]) for q in QUESTIONS))
-    assert counting.calls == [len(QUESTIONS)]
-    assert all(len(r) == 1 for r in results)
+async def test_each_caller_gets_the_results_of_its_own_items() -> None:
+    batcher = QueryBatcher(Doubler(), max_wait_s=0.01)
+    requests = [[1], [2, 3, 4], [5, 6]]
+    assert await asyncio.gather(*(batcher.submit(r) for r in requests)) == [[2], [4, 6, 8], [10, 12]]
 
 
-async def test_each_caller_gets_the_vectors_of_its_own_texts(embedder: LocalEmbedder) -> None:
-    batcher = QueryBatcher(embedder, max_wait_s=0.01)
-    requests = [QUESTIONS[0:1], QUESTIONS[1:4], QUESTIONS[4:6]]
-    batched = await asyncio.gather(*(batcher.embed_queries(r) for r in requests))
-    for texts, vectors in zip(requests, batched, strict=True):
-        alone = await embedder.embed_queries(texts)
-        # Same texts, same vectors up to the model's precision (bf16/int8 kernels vary a little with batch shape).
-        assert np.sum(np.asarray(vectors) * np.asarray(alone), axis=1).min() > 0.99
+async def test_batches_hold_at_most_max_batch_items() -> None:
+    work = Doubler()
+    batcher = QueryBatcher(work, max_wait_s=0.01, max_batch=5)
+    await asyncio.gather(*(batcher.submit([n]) for n in range(12)))
+    assert sorted(n for batch in work.batches for n in batch) == list(range(12))
+    assert max(len(batch) for batch in work.batches) <= 5
 
 
-async def test_batches_hold_at_most_max_batch_texts(embedder: LocalEmbedder) -> None:
-    counting = CountingEmbedder(embedder)
-    batcher = QueryBatcher(counting, max_wait_s=0.01, max_batch=5)
-    await asyncio.gather(*(batcher.embed_queries([q]) for q in QUESTIONS))
-    assert sum(counting.calls) == len(QUESTIONS)
-    assert max(counting.calls) <= 5
+async def test_a_caller_larger_than_max_batch_goes_whole_and_alone() -> None:
+    work = Doubler()
+    batcher = QueryBatcher(work, max_wait_s=0.01, max_batch=2)
+    small, large = await asyncio.gather(batcher.submit([1]), batcher.submit([2, 3, 4, 5]))
+    assert (small, large) == ([2], [4, 6, 8, 10])
+    assert work.batches == [[1], [2, 3, 4, 5]]
 
 
-async def test_a_request_larger_than_max_batch_is_embedded_whole(embedder: LocalEmbedder) -> None:
-    batcher = QueryBatcher(embedder, max_wait_s=0, max_batch=2)
-    vectors = await batcher.embed_queries(QUESTIONS[:4])
-    assert len(vectors) == 4
+async def test_an_error_raised_by_the_work_reaches_every_caller_and_the_batcher_goes_on() -> None:
+    calls = 0
+
+    async def flaky(items: list[int]) -> list[int | Exception]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the model is down")
+        return list(items)
+
+    batcher = QueryBatcher(flaky, max_wait_s=0.01)
+    results = await asyncio.gather(*(batcher.submit([n]) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert await batcher.submit([7]) == [7]
 
 
-async def test_an_embedder_error_reaches_every_caller_of_the_batch() -> None:
-    batcher = QueryBatcher(BrokenEmbedder(), max_wait_s=0.01)
-    results = await asyncio.gather(*(batcher.embed_queries([q]) for q in QUESTIONS[:3]), return_exceptions=True)
-    assert all(isinstance(r, EmbeddingError) for r in results)
-    with pytest.raises(EmbeddingError):  # and the batcher keeps serving after an error
-        await batcher.embed_queries(["again"])
+async def test_an_error_in_place_of_a_result_reaches_only_its_caller() -> None:
+    batcher = QueryBatcher(Doubler(), max_wait_s=0.01)
+    good, bad, other = await asyncio.gather(
+        batcher.submit([1]), batcher.submit([2, -3]), batcher.submit([4]), return_exceptions=True
+    )
+    assert good == [2] and other == [8]
+    assert isinstance(bad, ValueError) and str(bad) == "-3 is negative"
 
 
-async def test_a_cancelled_caller_does_not_break_the_others(embedder: LocalEmbedder) -> None:
-    batcher = QueryBatcher(embedder, max_wait_s=0.02)
-    doomed = asyncio.create_task(batcher.embed_queries(["cancelled question"]))
-    kept = asyncio.create_task(batcher.embed_queries(["kept question"]))
+async def test_a_cancelled_caller_does_not_break_the_others() -> None:
+    work = Doubler()
+    batcher = QueryBatcher(work, max_wait_s=0.02)
+    doomed = asyncio.create_task(batcher.submit([1]))
+    kept = asyncio.create_task(batcher.submit([2]))
     await asyncio.sleep(0)
     doomed.cancel()
-    assert len(await kept) == 1
+    assert await kept == [4]
+    assert work.batches == [[2]]
 
 
-async def test_nothing_to_embed_returns_nothing_without_a_batch(embedder: LocalEmbedder) -> None:
-    batcher = QueryBatcher(embedder)
-    assert await batcher.embed_queries([]) == []
+async def test_nothing_submitted_returns_nothing_without_a_batch() -> None:
+    batcher = QueryBatcher(Doubler())
+    assert await batcher.submit([]) == []
     assert batcher.batches == 0
 
 
-def test_a_negative_wait_is_refused(embedder: LocalEmbedder) -> None:
+def test_a_negative_wait_is_refused() -> None:
     with pytest.raises(ValueError, match="max_wait_s"):
-        QueryBatcher(embedder, max_wait_s=-1)
+        QueryBatcher(Doubler(), max_wait_s=-1)

@@ -16,7 +16,6 @@ from plugkit.auth.base import AuthMethod
 from plugkit.auth.factory import build_auth_method
 from plugkit.deps import CurrentPrincipal
 from plugkit.manifest import Api, Manifest
-from plugkit.plugins.retrieval.batching import QueryBatcher
 from plugkit.plugins.retrieval.chunking import Tokenizer, minilm_tokenizer
 from plugkit.plugins.retrieval.embeddings import build_embedder
 from plugkit.plugins.retrieval.embeddings.base import Embedder, EmbeddingError
@@ -291,11 +290,6 @@ def create_app(
     if settings.tenancy == "per-user" and auth.kind not in ("user_http", "oauth"):
         raise ValueError("tenancy per-user needs an auth method that identifies users: user_http or oauth")
     embedder = embedder or build_embedder(settings)
-    batcher = (
-        QueryBatcher(embedder, max_wait_s=settings.query_batch_wait_ms / 1000, max_batch=settings.query_batch_max)
-        if settings.query_batching
-        else None
-    )
     retriever = Retriever(
         store or build_store(settings.store, settings),
         embedder,
@@ -303,7 +297,8 @@ def create_app(
         chunk_tokens=settings.chunk_tokens,
         chunk_overlap=settings.chunk_overlap,
         max_chunks_per_document=settings.max_chunks_per_document,
-        query_batcher=batcher,
+        query_batch_wait_s=settings.query_batch_wait_ms / 1000 if settings.query_batching else None,
+        query_batch_max=settings.query_batch_max,
     )
 
     async def startup() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 
 from plugkit.plugins.retrieval.batching import QueryBatcher
 from plugkit.plugins.retrieval.chunking import Tokenizer, chunk_id, chunk_text
@@ -12,6 +13,7 @@ from plugkit.plugins.retrieval.models import (
     Document,
     DocumentChunk,
     DocumentChunkMetadata,
+    DocumentChunkWithScore,
     DocumentMetadata,
     Query,
     QueryResult,
@@ -21,6 +23,14 @@ from plugkit.plugins.retrieval.stores.base import ChunkRecord, DocumentRecord, S
 
 class DocumentTooLongError(ValueError):
     """A document would make more chunks than the configured maximum."""
+
+
+@dataclass(frozen=True)
+class QueryJob:
+    """One query of one request, with the tenant it searches."""
+
+    query: Query
+    tenant: str | None
 
 
 class Retriever:
@@ -35,10 +45,16 @@ class Retriever:
         chunk_tokens: int = 200,
         chunk_overlap: int = 20,
         max_chunks_per_document: int = 10_000,
-        query_batcher: QueryBatcher | None = None,
+        query_batch_wait_s: float | None = None,
+        query_batch_max: int = 64,
     ) -> None:
         self.store, self.embedder, self.tokenizer = store, embedder, tokenizer
-        self.query_batcher = query_batcher  # None: each request's queries are embedded on their own
+        # None: each request's queries are answered on their own
+        self.query_batcher: QueryBatcher[QueryJob, QueryResult] | None = (
+            None
+            if query_batch_wait_s is None
+            else QueryBatcher(self.answer, max_wait_s=query_batch_wait_s, max_batch=query_batch_max)
+        )
         self.chunk_tokens, self.chunk_overlap = chunk_tokens, chunk_overlap
         self.max_chunks = max_chunks_per_document
 
@@ -89,18 +105,45 @@ class Retriever:
         return ids
 
     async def query(self, queries: list[Query], tenant: str | None = None) -> list[QueryResult]:
-        needs_vectors = [q.query for q in queries if q.mode != "keyword"]
-        embed = self.query_batcher.embed_queries if self.query_batcher else self.embedder.embed_queries
-        vectors = iter(await embed(needs_vectors) if needs_vectors else [])
-        results = []
-        for q in queries:
-            request = SearchRequest(
-                text=q.query,
-                embedding=next(vectors) if q.mode != "keyword" else None,
-                top_k=q.top_k,
-                mode=q.mode,
-                filter=q.filter,
-                tenant=tenant,
+        """Answer a request's queries: in a batch shared with concurrent requests when batching is on."""
+        jobs = [QueryJob(q, tenant) for q in queries]
+        if self.query_batcher is not None:
+            return await self.query_batcher.submit(jobs)
+        answers = await self.answer(jobs)
+        failed = next((a for a in answers if isinstance(a, Exception)), None)
+        if failed is not None:
+            raise failed
+        return answers  # type: ignore[return-value]
+
+    async def answer(self, jobs: list[QueryJob]) -> list[QueryResult | Exception]:
+        """Embed every text that needs a vector in one call, then run every search in one call to the store. A
+        search that fails is that job's answer alone (the others are searched again one by one)."""
+        texts = [j.query.query for j in jobs if j.query.mode != "keyword"]
+        vectors = iter(await self.embedder.embed_queries(texts) if texts else [])
+        requests = [
+            SearchRequest(
+                text=j.query.query,
+                embedding=next(vectors) if j.query.mode != "keyword" else None,
+                top_k=j.query.top_k,
+                mode=j.query.mode,
+                filter=j.query.filter,
+                tenant=j.tenant,
             )
-            results.append(QueryResult(query=q.query, results=await self.store.search(request)))
-        return results
+            for j in jobs
+        ]
+        found: list[list[DocumentChunkWithScore] | Exception]
+        try:
+            found = list(await self.store.search_many(requests))
+        except Exception:
+            if len(requests) == 1:
+                raise
+            found = []
+            for request in requests:
+                try:
+                    found.append(await self.store.search(request))
+                except Exception as exc:
+                    found.append(exc)
+        return [
+            r if isinstance(r, Exception) else QueryResult(query=j.query.query, results=r)
+            for j, r in zip(jobs, found, strict=True)
+        ]

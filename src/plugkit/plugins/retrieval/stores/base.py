@@ -19,6 +19,7 @@ library is needed only when it is chosen. Settings a provider may read: `store_u
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -83,6 +84,10 @@ class VectorStore(Protocol):
         """The best `top_k` chunks for the request, best first."""
         ...
 
+    async def search_many(self, requests: list[SearchRequest]) -> list[list[DocumentChunkWithScore]]:
+        """`search` of each request, in order (one call for a batch of queries; raises if any search fails)."""
+        ...
+
     async def get_document(self, document_id: str, tenant: str | None = None) -> list[DocumentChunk]:
         """A document's chunks in order; empty when it does not exist (for this tenant)."""
         ...
@@ -101,3 +106,8 @@ class VectorStore(Protocol):
     async def count(self, tenant: str | None = None) -> int:
         """How many chunks are stored (for the tenant, when given)."""
         ...
+
+
+async def search_each(store: VectorStore, requests: list[SearchRequest]) -> list[list[DocumentChunkWithScore]]:
+    """`search_many` for an engine whose client has no batch search worth using: the searches run concurrently."""
+    return list(await asyncio.gather(*(store.search(request) for request in requests)))

@@ -379,9 +379,13 @@ class EmbeddedStore:
     # -- reads ------------------------------------------------------------------------------------------------
 
     async def search(self, request: SearchRequest) -> list[DocumentChunkWithScore]:
-        if request.mode != "keyword" and request.embedding is None:
-            raise ValueError(f"a {request.mode} search needs the query's embedding")
-        return await self._run(lambda conn: self._search_sync(conn, request))
+        return (await self.search_many([request]))[0]
+
+    async def search_many(self, requests: list[SearchRequest]) -> list[list[DocumentChunkWithScore]]:
+        for request in requests:
+            if request.mode != "keyword" and request.embedding is None:
+                raise ValueError(f"a {request.mode} search needs the query's embedding")
+        return await self._run(lambda conn: [self._search_sync(conn, request) for request in requests])
 
     def _search_sync(self, conn: sqlite3.Connection, request: SearchRequest) -> list[DocumentChunkWithScore]:
         self._catch_up(conn)

@@ -29,7 +29,13 @@ from typing import Any, TypeVar
 from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker
 
 from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore, DocumentMetadataFilter
-from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, StoreMismatchError
+from plugkit.plugins.retrieval.stores.base import (
+    DocumentRecord,
+    SearchRequest,
+    StoreInfo,
+    StoreMismatchError,
+    search_each,
+)
 from plugkit.plugins.retrieval.stores.common import (
     EQUALITY_FIELDS,
     Row,
@@ -194,6 +200,9 @@ class MilvusStore:
         if self.lite and self.unflushed >= self.settings.lite_flush_rows:
             await self._run(self._client().flush, self.collection)
             self.unflushed = 0
+
+    async def search_many(self, requests: list[SearchRequest]) -> list[list[DocumentChunkWithScore]]:
+        return await search_each(self, requests)
 
     async def search(self, request: SearchRequest) -> list[DocumentChunkWithScore]:
         client = self._client()

@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore, DocumentMetadataFilter
-from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo
+from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, search_each
 from plugkit.plugins.retrieval.stores.common import (
     StoreSettings,
     check_info,
@@ -196,6 +196,9 @@ class PgVectorStore:
         if include_embeddings:
             columns.append(sql.Identifier("embedding"))
         return sql.SQL(", ").join(columns)
+
+    async def search_many(self, requests: list[SearchRequest]) -> list[list[DocumentChunkWithScore]]:
+        return await search_each(self, requests)
 
     async def search(self, request: SearchRequest) -> list[DocumentChunkWithScore]:
         if request.mode == "keyword" or request.embedding is None:

@@ -22,7 +22,13 @@ from typing import Any
 from qdrant_client import AsyncQdrantClient, models
 
 from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore, DocumentMetadataFilter
-from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, StoreMismatchError
+from plugkit.plugins.retrieval.stores.base import (
+    DocumentRecord,
+    SearchRequest,
+    StoreInfo,
+    StoreMismatchError,
+    search_each,
+)
 from plugkit.plugins.retrieval.stores.common import (
     StoreSettings,
     check_info,
@@ -156,6 +162,9 @@ class QdrantStore:
                 operations.append(models.UpsertOperation(upsert=models.PointsList(points=points)))
             operations.append(models.DeleteOperation(delete=models.FilterSelector(filter=stale)))
             await client.batch_update_points(self.collection, operations, wait=True)
+
+    async def search_many(self, requests: list[SearchRequest]) -> list[list[DocumentChunkWithScore]]:
+        return await search_each(self, requests)
 
     async def search(self, request: SearchRequest) -> list[DocumentChunkWithScore]:
         client = self._client()
