@@ -159,3 +159,16 @@ async def test_the_embedded_store_answers_through_ivf_and_keeps_it_after_a_resta
     )
     assert hits[0].id == "d40_0" and all(h.metadata.source == Source.chat for h in hits)
     await reopened.close()
+
+
+def test_a_boolean_mask_by_id_filters_like_the_same_ids(data: np.ndarray) -> None:
+    auto = AutoIndex(DIM, min_chunks=100, nprobe=10_000, filtered_nprobe=10_000)
+    auto.add(np.arange(len(data)), data)
+    allowed = np.arange(0, len(data), 10)
+    mask = np.zeros(len(data) // 2, dtype=bool)  # shorter than the ids: ids past its end are not allowed
+    mask[allowed[allowed < len(mask)]] = True
+    by_ids = auto.search(data[5], 10, allowed[allowed < len(mask)])
+    by_mask = auto.search(data[5], 10, mask)
+    assert by_mask[0].tolist() == by_ids[0].tolist()
+    assert set(by_mask[0].tolist()) <= set(np.flatnonzero(mask).tolist())
+    assert auto.search(data[5], 10, np.zeros(len(data), dtype=bool))[0].tolist() == []

@@ -76,3 +76,13 @@ def test_loading_a_damaged_or_mismatched_file_raises_value_error(tmp_path: Path)
     index.save(tmp_path / "v.npz", {})
     with pytest.raises(ValueError, match="8-dimensional"):
         ExactIndex.load(tmp_path / "v.npz", 8)
+
+
+def test_search_among_a_boolean_mask_by_id() -> None:
+    data = vectors(50)
+    index = ExactIndex(4)
+    index.add(np.arange(50), data)
+    mask = np.zeros(30, dtype=bool)
+    mask[[10, 20]] = True
+    ids, _ = index.search(data[0], 3, allowed=mask)
+    assert sorted(ids.tolist()) == [10, 20]

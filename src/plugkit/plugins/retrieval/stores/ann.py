@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
+from plugkit.plugins.retrieval.stores.vector_index import ExactIndex, allowed_count, as_mask
 
 FILTERED_K_FACTOR = 40
 MAX_CANDIDATES = 1000
@@ -106,11 +106,9 @@ class IvfIndex:
             params = faiss.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist))
             bitmap = None
         else:
-            allowed = np.asarray(allowed, dtype=np.int64)
-            if len(allowed) == 0:
+            bits = as_mask(allowed)
+            if not bits.any():
                 return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-            bits = np.zeros(int(allowed.max()) + 1, dtype=bool)
-            bits[allowed] = True
             bitmap = np.packbits(bits, bitorder="little")  # faiss reads bit (id & 7) of byte (id >> 3)
             selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
             params = faiss.SearchParametersIVF(sel=selector, nprobe=min(self.filtered_nprobe, self.nlist))
@@ -201,7 +199,7 @@ class AutoIndex:
         return self.ivf is not None and len(self.exact) >= self.min_chunks
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        if self.uses_ann and (allowed is None or len(allowed) >= self.min_chunks):
+        if self.uses_ann and (allowed is None or allowed_count(allowed) >= self.min_chunks):
             assert self.ivf is not None
             # A filter thins the lists, so fewer candidates per result suffice (and more lists are scanned instead).
             k_factor = self.k_factor if allowed is None else min(self.k_factor, FILTERED_K_FACTOR)

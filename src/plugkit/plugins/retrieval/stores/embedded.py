@@ -6,7 +6,9 @@ snapshotted to `vectors.npz` on close, and caught up from SQLite's change log (`
 it is rebuilt when missing, caught up when behind (after a crash, or writes by another worker process), and a crash
 never loses an acknowledged write nor shows half a document. Past `ann_min_chunks` chunks, dense search goes through
 an IVF index (stores/ann.py) persisted beside the snapshot as `vectors.ivf`, so a large store starts without
-retraining it.
+retraining it. The filterable fields of the indexed chunks are derived the same way into in-memory columns
+(stores/filter_columns.py), which turn a dense search's metadata filter into an id mask; keyword search filters in
+SQL, joined to FTS5.
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ from plugkit.plugins.retrieval.models import (
 from plugkit.plugins.retrieval.stores.ann import AutoIndex
 from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, StoreMismatchError
 from plugkit.plugins.retrieval.stores.common import StoreSettings
+from plugkit.plugins.retrieval.stores.filter_columns import FilterColumns
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
 T = TypeVar("T")
 SHARED = ""  # the tenant of the shared space
 ADD, DEL = 1, 0
 WORD = re.compile(r"\w+", re.UNICODE)
+
+FIELD_COLUMNS = "rowid, tenant, document_id, source, source_id, author, url, created_ts"  # FilterColumns' rows
+INDEXED = f"{FIELD_COLUMNS}, embedding"  # what the index and the filter columns are filled from
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -105,6 +111,7 @@ class EmbeddedStore:
         self._lock = threading.Lock()
         self.ann = (ann_min_chunks, ann_nprobe, ann_filtered_nprobe, ann_k_factor)
         self._index: ExactIndex | AutoIndex | None = None
+        self._columns = FilterColumns()  # the filterable fields of the chunks in the index
         self._applied = 0  # the last change-log seq the index reflects
         self._instance = ""
         self._info: StoreInfo | None = None
@@ -172,6 +179,10 @@ class EmbeddedStore:
                 index, marker = self._load_index_file(dimension)
                 if marker.get("instance") == self._instance and int(marker.get("seq", -1)) <= head:
                     self._index, self._applied = index, int(marker["seq"])
+                    # The snapshot holds the vectors; the filter columns are read from the rows (the catch-up
+                    # below then applies the same changes to both; adding or removing a rowid twice is harmless).
+                    self._columns = FilterColumns()
+                    self._columns.add(conn.execute(f"SELECT {FIELD_COLUMNS} FROM chunks").fetchall())
                     self._catch_up(conn)
                     return
             except ValueError:
@@ -210,12 +221,11 @@ class EmbeddedStore:
         conn.execute("BEGIN")  # one snapshot: the rows and the log head agree
         try:
             head = self._head(conn)
-            rows = conn.execute("SELECT rowid, embedding FROM chunks").fetchall()
+            rows = conn.execute(f"SELECT {INDEXED} FROM chunks").fetchall()
         finally:
             conn.execute("COMMIT")
-        if rows:
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            index.add(ids, np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
+        self._columns = FilterColumns()
+        self._add_rows(index, rows)
         self._index, self._applied = index, head
 
     def _catch_up(self, conn: sqlite3.Connection) -> None:
@@ -242,19 +252,25 @@ class EmbeddedStore:
             for i in range(0, len(added), 500):
                 part = added[i : i + 500]
                 marks = ",".join("?" * len(part))
-                vectors += conn.execute(
-                    f"SELECT rowid, embedding FROM chunks WHERE rowid IN ({marks})", part
-                ).fetchall()
+                vectors += conn.execute(f"SELECT {INDEXED} FROM chunks WHERE rowid IN ({marks})", part).fetchall()
         finally:
             conn.execute("COMMIT")
         if trimmed:
             self._rebuild(conn, self._index.dimension)
             return
-        self._index.remove(r for r, op in last.items() if op == DEL)
-        if vectors:
-            ids = np.array([v[0] for v in vectors], dtype=np.int64)
-            self._index.add(ids, np.vstack([np.frombuffer(v[1], dtype=np.float32) for v in vectors]))
+        removed = [r for r, op in last.items() if op == DEL]
+        self._index.remove(removed)
+        self._columns.remove(removed)
+        self._add_rows(self._index, vectors)
         self._applied = changes[-1][0]
+
+    def _add_rows(self, index: ExactIndex | AutoIndex, rows: list[Any]) -> None:
+        """Rows of INDEXED into the vector index and the filter columns."""
+        if not rows:
+            return
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        index.add(ids, np.vstack([np.frombuffer(r[-1], dtype=np.float32) for r in rows]))
+        self._columns.add(rows)
 
     async def close(self) -> None:
         def close_sync(conn: sqlite3.Connection) -> None:
@@ -411,9 +427,10 @@ class EmbeddedStore:
         flt = request.filter
         has_filter = flt is not None and bool(flt.model_dump(exclude_none=True))
         if has_filter or request.tenant or self._tenanted(conn):
-            where, params = filter_sql(flt or DocumentMetadataFilter(), request.tenant)
-            rows = conn.execute(f"SELECT rowid FROM chunks c WHERE {where}", params).fetchall()
-            allowed = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            flt = flt or DocumentMetadataFilter()
+            start = parse_instant(flt.start_date) if flt.start_date is not None else None
+            end = parse_instant(flt.end_date) if flt.end_date is not None else None
+            allowed = self._columns.mask(flt, request.tenant or SHARED, start, end)  # = filter_sql's rows
         ids, scores = self._index.search(np.asarray(request.embedding, dtype=np.float32), k, allowed)
         return list(zip(ids.tolist(), scores.tolist(), strict=True))
 

@@ -27,12 +27,28 @@ class VectorIndex(Protocol):
         ...
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The ids and scores of the `k` best vectors, best first, among `allowed` ids when given."""
+        """The ids and scores of the `k` best vectors, best first, among the `allowed` ones when given: an array of
+        ids, or a boolean mask indexed by id."""
         ...
 
     def save(self, path: Path, marker: dict[str, str]) -> None:
         """Write the index to `path` atomically, with `marker` (what state of the store it reflects)."""
         ...
+
+
+def as_mask(allowed: np.ndarray) -> np.ndarray:
+    """An allowed set as a boolean mask indexed by id (a mask is returned as it is; ids become one)."""
+    allowed = np.asarray(allowed)
+    if allowed.dtype == bool:
+        return allowed
+    mask = np.zeros(int(allowed.max()) + 1 if len(allowed) else 0, dtype=bool)
+    mask[allowed.astype(np.int64)] = True
+    return mask
+
+
+def allowed_count(allowed: np.ndarray) -> int:
+    allowed = np.asarray(allowed)
+    return int(np.count_nonzero(allowed)) if allowed.dtype == bool else len(allowed)
 
 
 class ExactIndex:
@@ -113,7 +129,12 @@ class ExactIndex:
             positions = None
             matrix = self._vectors[: self._size]
         else:
-            positions = np.fromiter((self._pos[int(i)] for i in allowed if int(i) in self._pos), dtype=np.int64)
+            mask = as_mask(allowed)
+            ids = self._ids[: self._size]
+            keep = np.zeros(self._size, dtype=bool)
+            inside = ids < len(mask)
+            keep[inside] = mask[ids[inside]]
+            positions = np.flatnonzero(keep)
             matrix = self._vectors[positions]
         if len(matrix) == 0 or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
