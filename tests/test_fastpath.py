@@ -99,7 +99,8 @@ async def test_other_methods_and_paths_go_to_the_app(setup: tuple[httpx.AsyncCli
     client, counting = setup
     assert (await client.get("/items/Apple")).json() == {"route": "Apple"}  # the pattern takes lower case only
     assert (await client.delete("/items/apple")).status_code == 405
-    assert counting.calls == 2
+    assert (await client.get("/items/apple/more")).status_code == 404  # the pattern must match the whole path
+    assert counting.calls == 3
 
 
 async def test_an_http_error_from_a_fast_handler_is_answered_as_json_with_its_headers(

@@ -35,7 +35,7 @@ FastHandler = Callable[[Request, "re.Match[str]", bytes], Awaitable[bytes | None
 @dataclass(frozen=True)
 class FastPath:
     method: str
-    path: re.Pattern[str]
+    path: re.Pattern[str]  # matched against the whole path
     handler: FastHandler
     reads_body: bool = False
 
@@ -89,7 +89,7 @@ class FastPaths:
         if scope["type"] == "http":
             method, path = scope["method"], scope["path"]
             for fast in self.paths:
-                if fast.method != method or (match := fast.path.match(path)) is None:
+                if fast.method != method or (match := fast.path.fullmatch(path)) is None:
                     continue
                 body, messages = b"", list[Message]()
                 if fast.reads_body:
