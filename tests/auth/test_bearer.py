@@ -164,3 +164,14 @@ def test_a_real_service_http_server_reads_its_token_file_and_never_logs_it(tmp_p
         assert httpx.get(f"{server.base_url}/todos/x").status_code == 401
     output = server.output()
     assert "GET /todos/x" in output and SERVICE_TOKEN not in output
+
+
+async def test_only_paths_and_methods_a_route_serves_ask_for_the_credential(tmp_path: Path) -> None:
+    settings = TodoSettings(auth="service_http", service_token=SERVICE_TOKEN, data_dir=tmp_path)
+    async with asgi_client(create_app(settings)) as client:
+        assert (await client.get("/todos/alice")).status_code == 401
+        assert (await client.post("/todos/alice", json={"todo": "x"})).status_code == 401
+        assert (await client.delete("/todos/alice/1")).status_code == 401
+        assert (await client.get("/no/such/path")).status_code == 404
+        assert (await client.put("/todos/alice", json={"todo": "x"})).status_code == 405
+        assert (await client.get("/.well-known/ai-plugin.json")).status_code == 200
