@@ -10,7 +10,8 @@ from plugkit.auth.principal import Principal
 
 
 async def get_principal(request: Request) -> Principal:
-    """Authenticate the request with the app's configured method (once per request)."""
+    """The request's principal: the one `RequireCredential` put in the request state before routing, else the
+    configured method's answer now (once per request)."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
