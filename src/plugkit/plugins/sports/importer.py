@@ -125,8 +125,25 @@ def _open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
 
 
-def _stat_values(made_attempts: dict[str, float | None], counts: dict[str, float | None]) -> dict[str, Any]:
-    values: dict[str, Any] = {**made_attempts, **counts}
+# Box-score columns by file format: stat -> the column holding it.
+# The 2023-24 player box scores name the columns after AST as TO, STL, BLK, but the values are steals, blocks and
+# turnovers, in that order (per-player averages match the official ones only so).
+PLAYER_BOXSCORE_COLUMNS = {
+    "fgm": "FGM", "fga": "FGA", "fg3m": "3PM", "fg3a": "3PA", "ftm": "FTM", "fta": "FTA",
+    "oreb": "OREB", "dreb": "DREB", "reb": "REB", "ast": "AST",
+    "stl": "TO", "blk": "STL", "turnover": "BLK", "pf": "PF", "pts": "Points",
+}  # fmt: skip
+PLAYOFF_BOXSCORE_COLUMNS = {
+    "fgm": "fieldGoalsMade", "fga": "fieldGoalsAttempted", "fg3m": "threePointersMade",
+    "fg3a": "threePointersAttempted", "ftm": "freeThrowsMade", "fta": "freeThrowsAttempted",
+    "oreb": "reboundsOffensive", "dreb": "reboundsDefensive", "reb": "reboundsTotal", "ast": "assists",
+    "stl": "steals", "blk": "blocks", "turnover": "turnovers", "pf": "foulsPersonal", "pts": "points",
+}  # fmt: skip
+
+
+def _stat_values(row: dict[str, str], columns: dict[str, str]) -> dict[str, Any]:
+    """A box-score line's stats read through a column map, with the shooting percentages."""
+    values: dict[str, Any] = {stat: _num(row[column]) for stat, column in columns.items()}
     values["fg_pct"] = _pct(values.get("fgm"), values.get("fga"))
     values["fg3_pct"] = _pct(values.get("fg3m"), values.get("fg3a"))
     values["ft_pct"] = _pct(values.get("ftm"), values.get("fta"))
@@ -210,8 +227,7 @@ def _matchup(text: str) -> tuple[str, str, bool]:
 
 
 def _read_player_boxscores(path: Path, batch: _Batch, progress: Progress | None) -> None:
-    """The 2023-24 player box scores. Their header names the columns after AST as TO, STL, BLK, but the values
-    are steals, blocks and turnovers, in that order (per-player averages match the official ones only so)."""
+    """The 2023-24 player box scores (see PLAYER_BOXSCORE_COLUMNS for their mislabelled columns)."""
     points: dict[tuple[int, int], int] = defaultdict(int)
     for row in _rows(path, progress):
         try:
@@ -240,33 +256,7 @@ def _read_player_boxscores(path: Path, batch: _Batch, progress: Progress | None)
             },
         )
         pid = batch.player(row["Player"], team.id, day.isoformat())
-        values = _stat_values(
-            {
-                k: _num(row[c])
-                for k, c in (
-                    ("fgm", "FGM"),
-                    ("fga", "FGA"),
-                    ("fg3m", "3PM"),
-                    ("fg3a", "3PA"),
-                    ("ftm", "FTM"),
-                    ("fta", "FTA"),
-                )
-            },
-            {
-                k: _num(row[c])
-                for k, c in (
-                    ("oreb", "OREB"),
-                    ("dreb", "DREB"),
-                    ("reb", "REB"),
-                    ("ast", "AST"),
-                    ("stl", "TO"),
-                    ("blk", "STL"),
-                    ("turnover", "BLK"),
-                    ("pf", "PF"),
-                    ("pts", "Points"),
-                )
-            },
-        )
+        values = _stat_values(row, PLAYER_BOXSCORE_COLUMNS)
         minutes = _minutes(row["Minutes"])
         batch.stats[stat_id_for(gid, pid)] = {
             "id": stat_id_for(gid, pid),
@@ -345,33 +335,7 @@ def _read_playoff_player_boxscores(path: Path, batch: _Batch, conn: Connection, 
             position=row.get("position") or None,
             jersey_number=row.get("jerseyNum") or None,
         )
-        values = _stat_values(
-            {
-                k: _num(row[c])
-                for k, c in (
-                    ("fgm", "fieldGoalsMade"),
-                    ("fga", "fieldGoalsAttempted"),
-                    ("fg3m", "threePointersMade"),
-                    ("fg3a", "threePointersAttempted"),
-                    ("ftm", "freeThrowsMade"),
-                    ("fta", "freeThrowsAttempted"),
-                )
-            },
-            {
-                k: _num(row[c])
-                for k, c in (
-                    ("oreb", "reboundsOffensive"),
-                    ("dreb", "reboundsDefensive"),
-                    ("reb", "reboundsTotal"),
-                    ("ast", "assists"),
-                    ("stl", "steals"),
-                    ("blk", "blocks"),
-                    ("turnover", "turnovers"),
-                    ("pf", "foulsPersonal"),
-                    ("pts", "points"),
-                )
-            },
-        )
+        values = _stat_values(row, PLAYOFF_BOXSCORE_COLUMNS)
         batch.stats[stat_id_for(gid, pid)] = {
             "id": stat_id_for(gid, pid),
             "player_id": pid,
