@@ -23,9 +23,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from plugkit.app import admit, public_base_url
+from plugkit.app import public_base_url
 from plugkit.host.call import call_operation
 from plugkit.host.tools import Operation, mcp_tools, operations
+from plugkit.middleware import admit
 
 MCP_PATH = "/mcp"
 RESOURCE_METADATA = "/.well-known/oauth-protected-resource"

@@ -11,10 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Path, Request, UploadFile
 from pydantic import ValidationError
 
-from plugkit.app import ErrorDetail, PluginInfo, create_plugin_app
+from plugkit.app import PluginInfo, create_plugin_app
 from plugkit.auth.base import AuthMethod
 from plugkit.auth.factory import build_auth_method
 from plugkit.deps import CurrentPrincipal
+from plugkit.errors import ErrorDetail
 from plugkit.manifest import Api, Manifest
 from plugkit.plugins.retrieval.chunking import Tokenizer, minilm_tokenizer
 from plugkit.plugins.retrieval.embeddings import build_embedder

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from plugkit.app import ErrorDetail, PluginInfo, create_plugin_app
+from plugkit.app import PluginInfo, create_plugin_app
 from plugkit.auth.factory import build_auth_method
+from plugkit.errors import ErrorDetail
 from plugkit.manifest import Api, Manifest
 from plugkit.plugins.sports.backend import SportsBackend, SportsBackendError
 from plugkit.plugins.sports.balldontlie import BalldontlieBackend

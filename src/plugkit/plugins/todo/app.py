@@ -9,9 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
 from pydantic import TypeAdapter, ValidationError
 
-from plugkit.app import ErrorDetail, PluginInfo, create_plugin_app
+from plugkit.app import PluginInfo, create_plugin_app
 from plugkit.auth.factory import build_auth_method
 from plugkit.deps import get_principal
+from plugkit.errors import ErrorDetail
 from plugkit.fastpath import FastPath, is_json
 from plugkit.manifest import Api, Manifest
 from plugkit.plugins.todo.models import (
