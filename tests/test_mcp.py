@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -11,19 +12,29 @@ from typing import Any
 import anyio
 import httpx
 import httpx2
+import jsonschema
+import mcp.types as types
+import pytest
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import MetaData
 
 from plugkit.auth.principal import Principal
+from plugkit.host.tools import mcp_tools
 from plugkit.manifest import ServiceHttpAuth
 from plugkit.mcp import api_operations, mount_mcp
+from plugkit.plugins.retrieval import app as retrieval_app
+from plugkit.plugins.retrieval.settings import RetrievalSettings
+from plugkit.plugins.sports import app as sports_app
+from plugkit.plugins.sports.settings import SportsSettings
 from plugkit.settings import AuthKind
+from plugkit.spec import CONSEQUENTIAL, iter_operations, render_spec
 from tests.helpers import PluginServer
-from tests.host.support import build_app
+from tests.host.support import PLUGIN_NAMES, build_app
 
 TOKEN = "s3cret-token"
+SERVICE_TOKEN = "a-service-token-of-32-characters"
 
 
 class StaticBearerAuth:
@@ -186,3 +197,130 @@ def test_operations_taking_a_file_upload_are_not_offered_as_tools(tmp_path: Path
     app.include_router(router)
     assert "uploadFile" in {op["operationId"] for item in app.openapi()["paths"].values() for op in item.values()}
     assert "uploadFile" not in {op.operation_id for op in api_operations(app)}
+
+
+def plugin_app(name: str, data_dir: Path, **options: Any) -> FastAPI:
+    """A reference plugin's app with MCP mounted; retrieval in memory mode, so that its write tools are offered too."""
+    if name != "retrieval" and not options:
+        return mount_mcp(build_app(name, data_dir))
+    factory, settings_class = {
+        "retrieval": (retrieval_app.create_app, RetrievalSettings),
+        "sports": (sports_app.create_app, SportsSettings),
+    }[name]
+    settings = settings_class(data_dir=data_dir, **({"memory": True} if name == "retrieval" else {}), **options)
+    return mount_mcp(factory(settings))  # type: ignore[operator]
+
+
+async def call_every_tool(name: str, client: Client) -> dict[str, Any]:
+    """One successful call of each tool of the plugin, in an order where each finds what it needs."""
+    results: dict[str, Any] = {}
+
+    async def call(tool: str, arguments: dict[str, Any]) -> Any:
+        result = await client.call_tool(tool, arguments)
+        assert not result.is_error, f"{tool}: {text_of(result)}"
+        results[tool] = result
+        return result.structured_content
+
+    if name == "todo":
+        added = await call("addTodo", {"username": "alice", "todo": "buy milk"})
+        await call("getTodos", {"username": "alice"})
+        await call("deleteTodoById", {"username": "alice", "todo_id": added["id"]})
+        await client.call_tool("addTodo", {"username": "alice", "todo": "walk the dog"})
+        await call("deleteTodo", {"username": "alice", "todo_idx": 0})
+    elif name == "sports":
+        await call("getTeams", {})
+        players = await call("getPlayers", {"query": "james", "limit": 3})
+        await call("getGames", {"seasons": [2023], "limit": 3})
+        await call("getStats", {"seasons": [2023], "limit": 3})
+        await call("getSeasonAverages", {"season": 2023, "player_ids": [players["data"][0]["id"]]})
+    else:
+        text = "Volcanoes erupt when magma rises through the crust."
+        await call("upsertDocuments", {"documents": [{"id": "volcano", "text": text}]})
+        content = base64.b64encode(b"Sourdough bread rises slowly because of wild yeast.").decode()
+        await call("upsertFileContent", {"filename": "bread.txt", "content_base64": content, "id": "bread"})
+        await call("queryDocuments", {"queries": [{"query": "lava", "top_k": 2}]})
+        await call("search", {"query": "lava"})
+        await call("fetch", {"id": "volcano"})
+        await call("getDocument", {"document_id": "bread"})
+    return results
+
+
+@pytest.mark.parametrize("name", PLUGIN_NAMES)
+def test_every_tools_structured_content_validates_against_its_output_schema(name: str, tmp_path: Path) -> None:
+    async def session() -> tuple[list[types.Tool], dict[str, Any]]:
+        app = plugin_app(name, tmp_path)
+        async with app.router.lifespan_context(app), mcp_client(app) as client:
+            return (await client.list_tools()).tools, await call_every_tool(name, client)
+
+    tools, results = anyio.run(session)
+    assert {t.name for t in tools} == set(results)  # every tool was called
+    for tool in tools:
+        assert tool.output_schema is not None and tool.output_schema["type"] == "object", tool.name
+        jsonschema.Draft202012Validator.check_schema(tool.output_schema)
+        jsonschema.validate(results[tool.name].structured_content, tool.output_schema)
+
+
+@pytest.mark.parametrize("name", PLUGIN_NAMES)
+def test_every_tool_has_a_title_and_states_whether_it_reads_or_destroys_as_its_route_declared(
+    name: str, tmp_path: Path
+) -> None:
+    app = plugin_app(name, tmp_path)
+
+    async def session() -> list[types.Tool]:
+        async with app.router.lifespan_context(app), mcp_client(app) as client:
+            return (await client.list_tools()).tools
+
+    tools = anyio.run(session)
+    declared = {op.operation_id: op.hints for op in api_operations(app)}
+    assert all(hints.declared for hints in declared.values())  # none is left to the HTTP method
+    for tool in tools:
+        hints, annotations = declared[tool.name], tool.annotations
+        assert tool.title and annotations is not None
+        assert annotations.read_only_hint is hints.read_only and annotations.destructive_hint is hints.destructive
+        assert annotations.read_only_hint or annotations.destructive_hint is not None
+        assert annotations.idempotent_hint is hints.idempotent and annotations.open_world_hint is False
+    annotations_of = {t.name: t.annotations for t in tools}
+    expected = {
+        "todo": {"getTodos": (True, False), "addTodo": (False, False), "deleteTodo": (False, True)},
+        "sports": {"getPlayers": (True, False), "getSeasonAverages": (True, False)},
+        "retrieval": {"queryDocuments": (True, False), "search": (True, False), "upsertDocuments": (False, True)},
+    }[name]
+    for tool_name, (read_only, destructive) in expected.items():
+        hints = annotations_of[tool_name]
+        assert hints is not None and (hints.read_only_hint, hints.destructive_hint) == (read_only, destructive)
+
+
+@pytest.mark.parametrize("name", PLUGIN_NAMES)
+def test_the_specs_consequential_flag_and_the_tools_read_only_hint_come_from_the_same_facts(
+    name: str, tmp_path: Path
+) -> None:
+    app = plugin_app(name, tmp_path)
+    spec = render_spec(app.openapi(), "http://127.0.0.1")
+    flags = {op["operationId"]: op[CONSEQUENTIAL] for _path, _method, op in iter_operations(spec)}
+    read_only = {t["name"]: t["annotations"]["readOnlyHint"] for t in mcp_tools(api_operations(app))}
+    assert read_only and all(flags[tool] is not ro for tool, ro in read_only.items())
+    if name == "retrieval":
+        assert flags["queryDocuments"] is False and flags["search"] is False  # POST, yet read-only as declared
+        assert flags["upsertDocuments"] is True
+
+
+def test_sports_tools_reach_an_open_world_only_with_the_balldontlie_backend_and_stay_guarded(tmp_path: Path) -> None:
+    local = plugin_app("sports", tmp_path / "local")
+    remote = plugin_app(
+        "sports", tmp_path / "remote", sports_backend="balldontlie", auth="service_http", service_token=SERVICE_TOKEN
+    )
+
+    async def session(app: FastAPI, headers: dict[str, str]) -> list[types.Tool]:
+        async with app.router.lifespan_context(app), mcp_client(app, headers) as client:
+            return (await client.list_tools()).tools
+
+    assert not any(t.annotations and t.annotations.open_world_hint for t in anyio.run(session, local, {}))
+    remote_tools = anyio.run(session, remote, {"Authorization": f"Bearer {SERVICE_TOKEN}"})
+    assert remote_tools and all(t.annotations and t.annotations.open_world_hint for t in remote_tools)
+    assert all(t.annotations and t.annotations.read_only_hint for t in remote_tools)
+
+    async def unauthenticated() -> int:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=remote), base_url="http://127.0.0.1") as http:
+            return (await http.get("/teams")).status_code
+
+    assert anyio.run(unauthenticated) == 401

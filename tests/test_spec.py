@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugkit.spec import lint_spec, render_spec, resolve_ref
+from fastapi import FastAPI
+
+from plugkit.hints import tool_hints
+from plugkit.spec import CONSEQUENTIAL, lint_spec, render_spec, resolve_ref
 
 
 def spec_with(operation: dict[str, Any], **top: Any) -> dict[str, Any]:
@@ -90,6 +93,27 @@ def test_render_sets_servers_security_and_consequential_flags() -> None:
     assert spec["paths"]["/a"]["get"]["security"] == [{"plugkit": []}]
     assert spec["components"]["securitySchemes"]["plugkit"] == {"type": "http", "scheme": "bearer"}
     assert "servers" not in base
+
+
+def test_consequential_comes_from_the_operations_declared_facts_and_an_explicit_flag_is_kept() -> None:
+    app = FastAPI()
+
+    @app.post("/search", operation_id="search", openapi_extra=tool_hints(title="Search", read_only=True))
+    async def search() -> dict[str, str]:
+        return {}
+
+    @app.get("/export", operation_id="export", openapi_extra=tool_hints(title="Export", read_only=False))
+    async def export() -> dict[str, str]:
+        return {}
+
+    @app.put("/keep", operation_id="keep", openapi_extra={CONSEQUENTIAL: False})
+    async def keep() -> dict[str, str]:
+        return {}
+
+    spec = render_spec(app.openapi(), "https://p.example.org")
+    assert spec["paths"]["/search"]["post"][CONSEQUENTIAL] is False
+    assert spec["paths"]["/export"]["get"][CONSEQUENTIAL] is True
+    assert spec["paths"]["/keep"]["put"][CONSEQUENTIAL] is False
 
 
 def test_resolve_ref_follows_chains_and_stops_on_cycles() -> None:

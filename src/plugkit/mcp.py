@@ -89,7 +89,7 @@ class PluginBridge:
             return _error(f"HTTP {result.status}: {result.text}")
         return types.CallToolResult(
             content=[types.TextContent(text=result.text)],
-            structured_content=result.data if isinstance(result.data, dict) else None,
+            structured_content=op.structured(result.data),
         )
 
 

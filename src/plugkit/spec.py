@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from plugkit.hints import hints_of
 from plugkit.manifest import Problem
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -37,13 +38,14 @@ def render_spec(
     protected_operations: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """A copy of `base` for a plugin reached at `base_url`: absolute `servers`, the auth method's security scheme on
-    protected operations, and `x-openai-isConsequential` on operations (true unless the method is GET)."""
+    protected operations, and `x-openai-isConsequential` on operations: true unless the operation is read-only, as its
+    route declared (`plugkit.hints`) or, undeclared, as its HTTP method says."""
     spec = copy.deepcopy(base)
     spec["servers"] = [{"url": base_url.rstrip("/")}]
     if security_scheme is not None:
         spec.setdefault("components", {}).setdefault("securitySchemes", {})["plugkit"] = security_scheme
     for _path, method, operation in iter_operations(spec):
-        operation.setdefault(CONSEQUENTIAL, method != "get")
+        operation.setdefault(CONSEQUENTIAL, hints_of(method, operation).consequential)
         if security_scheme is not None and operation.get("operationId") in protected_operations:
             operation["security"] = [{"plugkit": []}]
     return spec

@@ -148,6 +148,54 @@ def test_mcp_tools_carry_hints_from_the_http_method() -> None:
     assert tools["getItem"]["inputSchema"] == by_id(SPEC_30)["getItem"].input_schema
 
 
+def test_mcp_tools_carry_the_hints_and_title_a_route_declared() -> None:
+    declared = {
+        "post": {
+            "operationId": "searchItems",
+            "summary": "Search the items of the shop, best first",
+            "x-plugkit-tool": {"title": "Search items", "annotations": {"readOnlyHint": True, "openWorldHint": True}},
+            "responses": {"200": {"description": "ok"}},
+        }
+    }
+    [tool] = mcp_tools(operations({**SPEC_30, "paths": {"/search": declared}}))
+    assert tool["title"] == "Search items" and tool["annotations"]["title"] == "Search items"
+    assert tool["annotations"] | {"title": None} == {
+        "title": None,
+        "readOnlyHint": True,
+        "destructiveHint": False,
+        "idempotentHint": True,
+        "openWorldHint": True,
+    }
+
+
+def test_the_output_schema_is_the_success_responses_schema_and_a_non_object_is_carried_as_result() -> None:
+    item = {"$ref": "#/components/schemas/Item"}
+    paths = {
+        "/item": {
+            "get": {"operationId": "getOne", "responses": {"200": {"content": {"application/json": {"schema": item}}}}}
+        },
+        "/items": {
+            "get": {
+                "operationId": "getMany",
+                "responses": {
+                    "default": {"description": "error"},
+                    "200": {"content": {"application/json": {"schema": {"type": "array", "items": item}}}},
+                },
+            }
+        },
+        "/ping": {"get": {"operationId": "ping", "responses": {"204": {"description": "nothing"}}}},
+    }
+    ops = by_id({**SPEC_30, "paths": paths})
+    tools = {t["name"]: t for t in mcp_tools(list(ops.values()))}
+    one, many = tools["getOne"]["outputSchema"], tools["getMany"]["outputSchema"]
+    assert one["type"] == "object" and one["properties"]["name"] == {"type": "string", "description": "Its name."}
+    assert one["properties"]["price"] == {"type": ["number", "null"]}  # OpenAPI 3.0 nullable as JSON Schema
+    assert many == {"type": "object", "properties": {"result": {"type": "array", "items": one}}, "required": ["result"]}
+    assert "outputSchema" not in tools["ping"]
+    rows = [{"name": "pen", "price": None}]
+    assert ops["getMany"].structured(rows) == {"result": rows} and ops["getOne"].structured(rows[0]) == rows[0]
+
+
 def test_the_typescript_namespace_has_the_original_hosts_shape() -> None:
     ops = [by_id(SPEC_30)["ping"], by_id(SPEC_30)["replaceItem"]]
     text = typescript_namespace("shop", "Buy things.", ops)

@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from plugkit.hints import ToolHints, hints_of
 from plugkit.spec import CONSEQUENTIAL, iter_operations, resolve_ref
 
 BODY = "body"  # the argument holding a request body that cannot be spread into top-level arguments
+RESULT = "result"  # the property holding a response that is not a JSON object, in structured tool output
 _IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
 
@@ -37,6 +39,33 @@ class Operation:
     body_required: bool
     body_spread: bool  # the body's properties are top-level arguments (else one `body` argument)
     consequential: bool
+    hints: ToolHints = ToolHints(read_only=False, declared=False)
+    response_schema: dict[str, Any] | None = None  # the JSON schema of the success response, when it has one
+
+    @property
+    def title(self) -> str:
+        """A short human-readable name: the one the route declared, else the summary."""
+        return self.hints.title or self.summary
+
+    @property
+    def output_wrapped(self) -> bool:
+        """Whether the response is not a JSON object, so the structured tool output carries it as `result`."""
+        return self.response_schema is not None and self.response_schema.get("type") != "object"
+
+    @property
+    def output_schema(self) -> dict[str, Any] | None:
+        """The JSON schema (type object, as MCP requires) of the tool's structured output."""
+        if self.response_schema is None:
+            return None
+        if self.output_wrapped:
+            return {"type": "object", "properties": {RESULT: self.response_schema}, "required": [RESULT]}
+        return self.response_schema
+
+    def structured(self, data: Any) -> dict[str, Any] | None:
+        """The structured tool output of a response body, conforming to `output_schema`."""
+        if self.output_wrapped:
+            return {RESULT: data}
+        return data if isinstance(data, dict) else None
 
     @property
     def doc(self) -> str:
@@ -117,6 +146,35 @@ def deref(spec: Mapping[str, Any], node: Any, _stack: tuple[str, ...] = ()) -> A
     return {k: deref(spec, v, _stack) for k, v in node.items()}
 
 
+def json_schema(node: Any) -> Any:
+    """A (dereferenced) OpenAPI schema as plain JSON Schema: OpenAPI 3.0's `nullable` becomes a "null" type."""
+    if isinstance(node, list):
+        return [json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    schema = {k: json_schema(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") is True:
+        kind = schema.get("type")
+        if isinstance(kind, str):
+            schema["type"] = [kind, "null"]
+        elif kind is None:
+            schema = {"anyOf": [schema, {"type": "null"}]}
+    return schema
+
+
+def _response_schema(spec: Mapping[str, Any], raw: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema of the first success response with a JSON body, if it describes anything."""
+    for status, response in (raw.get("responses") or {}).items():
+        if not str(status).startswith("2"):
+            continue
+        resolved = deref(spec, response)
+        content = (resolved.get("content") if isinstance(resolved, dict) else None) or {}
+        media = next((m for m in content if m == "application/json" or m.endswith("+json")), None)
+        schema = (content.get(media) or {}).get("schema") if media else None
+        return json_schema(schema) if isinstance(schema, dict) and schema else None
+    return None
+
+
 def _parameter(spec: Mapping[str, Any], raw: Any) -> Parameter | None:
     param = deref(spec, raw)
     if not isinstance(param, dict) or not isinstance(param.get("name"), str):
@@ -158,6 +216,7 @@ def operations(spec: Mapping[str, Any]) -> list[Operation]:
             and bool(body_schema.get("properties"))
             and not names & set(body_schema.get("properties") or {})
         )
+        hints = hints_of(method, raw)
         result.append(
             Operation(
                 operation_id=op_id,
@@ -170,7 +229,9 @@ def operations(spec: Mapping[str, Any]) -> list[Operation]:
                 body_media_type=media,
                 body_required=body_required,
                 body_spread=spread,
-                consequential=bool(raw.get(CONSEQUENTIAL, method != "get")),
+                consequential=bool(raw.get(CONSEQUENTIAL, hints.consequential)),
+                hints=hints,
+                response_schema=_response_schema(spec, raw),
             )
         )
     return result
@@ -187,23 +248,25 @@ def openai_tools(ops: list[Operation]) -> list[dict[str, Any]]:
     ]
 
 
+def mcp_tool(op: Operation) -> dict[str, Any]:
+    """The MCP tool definition (the `tools/list` shape) of an operation: its title, the hints its route declared (or
+    its HTTP method implies), its input schema and the output schema of its success response."""
+    title = {"title": op.title} if op.title else {}
+    tool: dict[str, Any] = {
+        "name": op.operation_id,
+        **title,
+        "description": op.doc,
+        "inputSchema": op.input_schema,
+        "annotations": {**title, **op.hints.annotations()},
+    }
+    if op.output_schema is not None:
+        tool["outputSchema"] = op.output_schema
+    return tool
+
+
 def mcp_tools(ops: list[Operation]) -> list[dict[str, Any]]:
-    """MCP tool definitions (the `tools/list` shape), with hints derived from the HTTP method."""
-    return [
-        {
-            "name": op.operation_id,
-            **({"title": op.summary} if op.summary else {}),
-            "description": op.doc,
-            "inputSchema": op.input_schema,
-            "annotations": {
-                "readOnlyHint": op.method in ("get", "head"),
-                "destructiveHint": op.method == "delete",
-                "idempotentHint": op.method in ("get", "head", "put", "delete"),
-                "openWorldHint": False,
-            },
-        }
-        for op in ops
-    ]
+    """MCP tool definitions, one per operation (see `mcp_tool`)."""
+    return [mcp_tool(op) for op in ops]
 
 
 def _comment(text: str, indent: str = "") -> list[str]:

@@ -231,11 +231,11 @@ async def test_invalid_base64_is_a_422(client: httpx.AsyncClient) -> None:
     assert "base64" in response.json()["detail"]
 
 
-async def test_the_model_sees_query_and_fetch_but_not_upsert_by_default(client: httpx.AsyncClient) -> None:
+async def test_the_model_sees_query_search_and_fetch_but_not_upsert_by_default(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     validate(spec)
     operations = {op["operationId"] for item in spec["paths"].values() for op in item.values()}
-    assert operations == {"queryDocuments", "getDocument"}
+    assert operations == {"queryDocuments", "getDocument", "search", "fetch"}
 
 
 async def test_memory_mode_exposes_upsert_with_the_save_for_later_intent(make_client: Any) -> None:
@@ -268,6 +268,10 @@ async def test_responses_match_the_spec(make_client: Any) -> None:
             await c.post("/query", json={"queries": [{"query": "cats", "top_k": 0}]}),
             await c.get("/documents/cats"),
             await c.get("/documents/unknown"),
+            await c.get("/search", params={"query": "cats"}),
+            await c.get("/search", params={"query": " "}),
+            await c.get("/fetch", params={"id": "cats"}),
+            await c.get("/fetch", params={"id": "unknown"}),
             await c.post(
                 "/upsert-file-json", json={"filename": "x.png", "content_base64": base64.b64encode(PNG_BYTES).decode()}
             ),

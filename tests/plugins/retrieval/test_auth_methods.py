@@ -25,7 +25,7 @@ async def test_every_retrieval_operation_rejects_bad_credentials_and_accepts_a_v
         kind,  # type: ignore[arg-type]
         memory=True,
     )
-    assert {o.operation_id for o in outcomes} >= {"queryDocuments", "upsertDocuments", "getDocument"}
+    assert {o.operation_id for o in outcomes} >= {"queryDocuments", "upsertDocuments", "getDocument", "search", "fetch"}
 
 
 async def test_per_user_tenancy_with_real_user_tokens_keeps_each_users_documents_private(

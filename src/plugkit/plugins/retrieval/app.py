@@ -1,4 +1,5 @@
-"""The retrieval plugin's routes and app: the original retrieval plugin's API, plus fetch by id, JSON upload, modes."""
+"""The retrieval plugin's routes and app: the original retrieval plugin's API, plus the connectors' search and fetch,
+documents by id, JSON upload, modes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Path, Request, UploadFile
+from fastapi import Query as QueryParameter
 from pydantic import ValidationError
 
 from plugkit.app import PluginInfo, create_plugin_app
@@ -16,8 +18,10 @@ from plugkit.auth.base import AuthMethod
 from plugkit.auth.factory import build_auth_method
 from plugkit.deps import CurrentPrincipal
 from plugkit.errors import ErrorDetail
+from plugkit.hints import tool_hints
 from plugkit.manifest import Api, Manifest
 from plugkit.plugins.retrieval.chunking import Tokenizer, minilm_tokenizer
+from plugkit.plugins.retrieval.connector import FetchedDocument, SearchResults, fetch_document, search_documents
 from plugkit.plugins.retrieval.embeddings import build_embedder
 from plugkit.plugins.retrieval.embeddings.base import Embedder, EmbeddingError
 from plugkit.plugins.retrieval.models import (
@@ -87,6 +91,13 @@ def get_tenant(request: Request, principal: CurrentPrincipal) -> str | None:
 RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
 Tenant = Annotated[str | None, Depends(get_tenant)]
 DocumentId = Annotated[str, Path(min_length=1, max_length=512, description="The document's id")]
+SearchText = Annotated[
+    str, QueryParameter(min_length=1, max_length=4000, description="What to look for, in natural language")
+]
+FetchId = Annotated[
+    str, QueryParameter(alias="id", min_length=1, max_length=512, description="A document id, as search returns it")
+]
+RESPONSE_MARGIN = 2_000  # room for serialisation differences under the model host's response limit
 
 
 def _check_texts(documents: list[Document]) -> None:
@@ -153,7 +164,8 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def build_router(memory: bool) -> APIRouter:
-    """The API. What the model sees in the spec: query and fetch; in memory mode, upsert and JSON upload too."""
+    """The API. What the model sees in the spec: query, search, fetch and the chunks of a document; in memory mode,
+    upsert and JSON upload too. (fetch answers a whole document as one text; GET /documents/{id} its chunks.)"""
     router = APIRouter()
     for_model = memory
 
@@ -165,6 +177,7 @@ def build_router(memory: bool) -> APIRouter:
         response_model=UpsertResponse,
         responses=_errors(413, 422, 502),
         include_in_schema=for_model,
+        openapi_extra=tool_hints(title="Save documents", read_only=False, destructive=True),  # replaces an id's text
     )
     async def upsert(body: UpsertRequest, retriever: RetrieverDep, tenant: Tenant) -> UpsertResponse:
         """Add documents, or replace those whose id exists; returns the document ids."""
@@ -178,6 +191,7 @@ def build_router(memory: bool) -> APIRouter:
         response_model=UpsertResponse,
         responses=_errors(413, 415, 422, 502),
         include_in_schema=False,
+        openapi_extra=tool_hints(title="Add a file", read_only=False),
     )
     async def upsert_file(
         request: Request,
@@ -208,6 +222,7 @@ def build_router(memory: bool) -> APIRouter:
         response_model=UpsertResponse,
         responses=_errors(413, 415, 422, 502),
         include_in_schema=for_model,
+        openapi_extra=tool_hints(title="Add a file", read_only=False, destructive=True),  # replaces a given id
     )
     async def upsert_file_json(
         request: Request, body: FileUploadRequest, retriever: RetrieverDep, tenant: Tenant
@@ -228,6 +243,7 @@ def build_router(memory: bool) -> APIRouter:
         summary="Search the documents",
         response_model=QueryResponse,
         responses=_errors(422, 502),
+        openapi_extra=tool_hints(title="Search document chunks", read_only=True),
     )
     async def query(body: QueryRequest, retriever: RetrieverDep, tenant: Tenant) -> QueryResponse:
         """Find the document chunks most relevant to each query (hybrid, dense or keyword search), best first."""
@@ -239,14 +255,48 @@ def build_router(memory: bool) -> APIRouter:
             raise HTTPException(502, f"embedding failed: {exc}") from exc
 
     @router.get(
+        "/search",
+        operation_id="search",
+        summary="Find the documents that answer a query (for ChatGPT connectors and deep research)",
+        response_model=SearchResults,
+        responses=_errors(422, 502),
+        openapi_extra=tool_hints(title="Search documents", read_only=True),
+    )
+    async def search(query: SearchText, retriever: RetrieverDep, tenant: Tenant) -> SearchResults:
+        """Find the documents most relevant to a query, best first: their ids (to pass to fetch), titles and urls."""
+        if not query.strip():
+            raise HTTPException(422, "query is blank: say what to look for")
+        try:
+            return await search_documents(retriever, query, tenant)
+        except EmbeddingError as exc:
+            raise HTTPException(502, f"embedding failed: {exc}") from exc
+
+    @router.get(
+        "/fetch",
+        operation_id="fetch",
+        summary="Fetch a whole document by the id search gave",
+        response_model=FetchedDocument,
+        responses=_errors(404),
+        openapi_extra=tool_hints(title="Fetch a document", read_only=True),
+    )
+    async def fetch(request: Request, document_id: FetchId, retriever: RetrieverDep, tenant: Tenant) -> FetchedDocument:
+        """Fetch one document whole: its title, full text, url and metadata."""
+        limit = request.app.state.settings.max_response_chars - RESPONSE_MARGIN
+        document = await fetch_document(retriever, document_id, tenant, max_chars=limit)
+        if document is None:
+            raise HTTPException(404, f"no document with id {document_id!r}")
+        return document
+
+    @router.get(
         "/documents/{document_id}",
         operation_id="getDocument",
-        summary="Fetch a document by id",
+        summary="Fetch a document's chunks by id",
         response_model=DocumentResponse,
         responses=_errors(404),
+        openapi_extra=tool_hints(title="Get a document's chunks", read_only=True),
     )
     async def get_document(document_id: DocumentId, retriever: RetrieverDep, tenant: Tenant) -> DocumentResponse:
-        """Fetch all chunks of one document, in order."""
+        """Fetch all chunks of one document, in order, each with its metadata (fetch gives the whole text at once)."""
         chunks = await retriever.store.get_document(document_id, tenant)
         if not chunks:
             raise HTTPException(404, f"no document with id {document_id!r}")
@@ -259,6 +309,7 @@ def build_router(memory: bool) -> APIRouter:
         response_model=DeleteResponse,
         responses=_errors(400, 422),
         include_in_schema=False,
+        openapi_extra=tool_hints(title="Delete documents", read_only=False, destructive=True, idempotent=True),
     )
     async def delete(body: DeleteRequest, retriever: RetrieverDep, tenant: Tenant) -> DeleteResponse:
         """Delete documents by id, the chunks matching a filter, or everything (delete_all)."""

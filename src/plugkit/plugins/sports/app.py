@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from plugkit.app import PluginInfo, create_plugin_app
 from plugkit.auth.factory import build_auth_method
 from plugkit.errors import ErrorDetail
+from plugkit.hints import reaching_remote, tool_hints
 from plugkit.manifest import Api, Manifest
 from plugkit.plugins.sports.backend import SportsBackend, SportsBackendError
 from plugkit.plugins.sports.balldontlie import BalldontlieBackend
@@ -113,6 +114,7 @@ UPSTREAM_ERRORS: dict[int | str, dict[str, object]] = {
     summary="Find players by first or last name. Display results using markdown tables.",
     response_model=PlayerList,
     responses=UPSTREAM_ERRORS,
+    openapi_extra=tool_hints(title="Find players", read_only=True),
 )
 async def get_players(
     request: Request,
@@ -139,6 +141,7 @@ async def get_players(
     summary="Retrieve all NBA teams. Display results using markdown tables.",
     response_model=TeamList,
     responses=UPSTREAM_ERRORS,
+    openapi_extra=tool_hints(title="List teams", read_only=True),
 )
 async def get_teams(request: Request, backend: BackendDep) -> TeamList:
     """List every team with its id, city, conference and division."""
@@ -151,6 +154,7 @@ async def get_teams(request: Request, backend: BackendDep) -> TeamList:
     summary="Get games with their scores, filtered by season, team and date. Display results using markdown tables.",
     response_model=GameList,
     responses=UPSTREAM_ERRORS,
+    openapi_extra=tool_hints(title="Find games", read_only=True),
 )
 async def get_games(
     request: Request,
@@ -180,6 +184,7 @@ async def get_games(
     summary="Get players' box-score stats per game. Display results using markdown tables.",
     response_model=StatList,
     responses=UPSTREAM_ERRORS,
+    openapi_extra=tool_hints(title="Get box-score stats", read_only=True),
 )
 async def get_stats(
     request: Request,
@@ -211,6 +216,7 @@ async def get_stats(
     summary="Get players' per-game averages for one season. Display results using markdown tables.",
     response_model=SeasonAverageList,
     responses=UPSTREAM_ERRORS,
+    openapi_extra=tool_hints(title="Get season averages", read_only=True),
 )
 async def get_season_averages(
     request: Request,
@@ -261,9 +267,10 @@ def create_app(settings: SportsSettings | None = None) -> FastAPI:
         logo_rgb=(200, 90, 30),
         legal_text="This plugin serves public NBA statistics. It keeps no data about its users.",
     )
+    remote = settings.sports_backend == "balldontlie"
     app = create_plugin_app(
         info,
-        [router],
+        [reaching_remote(router) if remote else router],
         settings,
         auth,
         database=auth_database,

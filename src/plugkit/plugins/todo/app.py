@@ -14,6 +14,7 @@ from plugkit.auth.factory import build_auth_method
 from plugkit.deps import get_principal
 from plugkit.errors import ErrorDetail
 from plugkit.fastpath import FastPath, is_json
+from plugkit.hints import tool_hints
 from plugkit.manifest import Api, Manifest
 from plugkit.plugins.todo.models import (
     USERNAME_PATTERN,
@@ -79,14 +80,26 @@ router = APIRouter()
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorDetail, "description": "No such user, index or todo"}}
 
 
-@router.post("/todos/{username}", operation_id="addTodo", summary="Add a todo to the list", response_model=TodoItem)
+@router.post(
+    "/todos/{username}",
+    operation_id="addTodo",
+    summary="Add a todo to the list",
+    response_model=TodoItem,
+    openapi_extra=tool_hints(title="Add a todo", read_only=False),
+)
 async def add_todo(request: Request, username: Username, body: AddTodoRequest) -> TodoItem:
     """Add a todo to the user's list."""
     todos = await user_todos(request, username)
     return await todos.store.add(todos.username, body.todo)
 
 
-@router.get("/todos/{username}", operation_id="getTodos", summary="Get the list of todos", response_model=TodoList)
+@router.get(
+    "/todos/{username}",
+    operation_id="getTodos",
+    summary="Get the list of todos",
+    response_model=TodoList,
+    openapi_extra=tool_hints(title="List todos", read_only=True),
+)
 async def get_todos(
     request: Request,
     username: Username,
@@ -125,6 +138,8 @@ async def list_page(todos: UserTodos, offset: int, limit: int) -> TodoList:
     summary="Delete a todo from the list",
     response_model=DeletedTodo,
     responses=NOT_FOUND,
+    # not idempotent: deleting index 0 again deletes the next todo
+    openapi_extra=tool_hints(title="Delete a todo by position", read_only=False, destructive=True),
 )
 async def delete_todo(request: Request, username: Username, body: DeleteTodoRequest) -> DeletedTodo:
     """Delete the todo at an index of the user's list (0 is the oldest)."""
@@ -145,6 +160,7 @@ async def delete_todo(request: Request, username: Username, body: DeleteTodoRequ
     summary="Delete a todo by its id",
     response_model=DeletedTodo,
     responses=NOT_FOUND,
+    openapi_extra=tool_hints(title="Delete a todo by id", read_only=False, destructive=True, idempotent=True),
 )
 async def delete_todo_by_id(
     request: Request, username: Username, todo_id: Annotated[int, Path(ge=1, le=2**62)]
