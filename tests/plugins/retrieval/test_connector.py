@@ -3,11 +3,13 @@ exactly the shapes ChatGPT's connectors and deep research read, and per-user ten
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import jsonschema
@@ -22,6 +24,7 @@ from plugkit.plugins.retrieval.chunking import HFTokenizer
 from plugkit.plugins.retrieval.connector import document_title, join_chunks
 from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder
 from plugkit.plugins.retrieval.settings import RetrievalSettings
+from tests.helpers import PluginServer
 
 DOCS = [
     {
@@ -207,3 +210,25 @@ def test_a_documents_title_is_its_title_metadata_else_its_source_id_else_its_id(
     assert document_title("d1", {"title": "Quarterly plan", "source_id": "plan.md"}) == "Quarterly plan"
     assert document_title("d1", {"source_id": "plan.md"}) == "plan.md"
     assert document_title("d1", {"title": "  ", "author": "ann"}) == "d1"
+
+
+@pytest.mark.slow
+def test_a_served_retrieval_plugin_answers_search_and_fetch_to_the_sdk_client_over_http(tmp_path: Path) -> None:
+    server = PluginServer("retrieval", "--mcp", "--data-dir", str(tmp_path)).start(timeout=300)  # loads the model
+    try:
+        assert httpx.post(f"{server.base_url}/upsert", json={"documents": DOCS}, timeout=60).status_code == 200
+
+        async def session() -> tuple[list[str], Any, Any]:
+            async with Client(f"{server.base_url}/mcp") as client:
+                names = [t.name for t in (await client.list_tools()).tools]
+                found = await client.call_tool("search", {"query": "why does sourdough rise"})
+                fetched = await client.call_tool("fetch", {"id": found.structured_content["results"][0]["id"]})
+                return names, found, fetched
+
+        names, found, fetched = anyio.run(session)
+    finally:
+        server.stop()
+    assert {"search", "fetch"} <= set(names)
+    assert found.structured_content["results"][0] == {"id": "bread", "title": "bread", "url": None}
+    assert fetched.structured_content["text"] == DOCS[1]["text"]
+    assert json.loads(fetched.content[0].text) == fetched.structured_content  # type: ignore[union-attr]
