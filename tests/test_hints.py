@@ -45,7 +45,8 @@ def test_a_declared_read_only_post_is_read_only_idempotent_and_not_consequential
     [
         ("get", True, False, True),
         ("post", False, False, False),
-        ("put", False, False, True),
+        ("put", False, True, True),
+        ("patch", False, True, False),
         ("delete", False, True, True),
     ],
 )

@@ -83,7 +83,7 @@ def tool_hints(
 
 def hints_of(method: str, operation: Mapping[str, Any]) -> ToolHints:
     """The hints of an OpenAPI operation: those its route declared, else derived from the HTTP method (a safe method
-    reads; DELETE destroys; PUT and DELETE are idempotent)."""
+    reads; PUT, PATCH and DELETE replace or remove what exists; PUT and DELETE are idempotent)."""
     declared = operation.get(TOOL_EXTENSION)
     if isinstance(declared, Mapping) and isinstance(declared.get("annotations"), Mapping):
         hints = declared["annotations"]
@@ -99,7 +99,7 @@ def hints_of(method: str, operation: Mapping[str, Any]) -> ToolHints:
     method = method.lower()
     return ToolHints(
         read_only=method in _SAFE_METHODS,
-        destructive=method == "delete",
+        destructive=method in ("put", "patch", "delete"),
         idempotent=method in (*_SAFE_METHODS, "put", "delete"),
         declared=False,
     )
