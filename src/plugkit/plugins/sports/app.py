@@ -11,10 +11,8 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from plugkit.app import PluginInfo, create_plugin_app
-from plugkit.auth.factory import build_auth_method
 from plugkit.errors import ErrorDetail
-from plugkit.manifest import Api, Manifest
+from plugkit.plugin import Plugin, PluginContext
 from plugkit.plugins.sports.backend import SportsBackend, SportsBackendError
 from plugkit.plugins.sports.balldontlie import BalldontlieBackend
 from plugkit.plugins.sports.importer import ensure_dataset
@@ -44,7 +42,6 @@ from plugkit.plugins.sports.params import (
     check_dates,
 )
 from plugkit.plugins.sports.settings import SportsSettings
-from plugkit.settings import load_settings
 from plugkit.storage import Database
 
 log = logging.getLogger("plugkit.sports")
@@ -57,19 +54,6 @@ DESCRIPTION_FOR_MODEL = (
     "tables."
 )
 RESPONSE_MARGIN = 2_000  # room for the envelope and serialisation differences
-
-
-def sports_manifest() -> Manifest:
-    return Manifest(
-        name_for_human="Sports Stats",
-        name_for_model="sportsstats",
-        description_for_human="Get current and historical stats for NBA players, teams and games.",
-        description_for_model=DESCRIPTION_FOR_MODEL,
-        api=Api(url="PLUGIN_HOSTNAME/openapi.yaml"),
-        logo_url="PLUGIN_HOSTNAME/logo.png",
-        contact_email="legal@plugkit.dev",
-        legal_info_url="PLUGIN_HOSTNAME/legal",
-    )
 
 
 async def get_backend(request: Request) -> SportsBackend:
@@ -241,40 +225,41 @@ def build_backend(settings: SportsSettings) -> tuple[SportsBackend, list[Callabl
     return local, [prepare]
 
 
+async def backend_error(_request: Request, exc: SportsBackendError) -> JSONResponse:
+    """An upstream failure, answered with its own status and message."""
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+
+def setup(context: PluginContext) -> None:
+    """The configured backend, opened at start-up and closed at shutdown; `key[]=v` arrays folded into `key=v`."""
+    settings = context.settings
+    assert isinstance(settings, SportsSettings)
+    backend, hooks = build_backend(settings)
+    for hook in hooks:
+        context.on_startup(hook)
+    context.on_shutdown(backend.close)
+    context.add_exception_handler(SportsBackendError, backend_error)
+    context.add_middleware(BracketArrays)
+    context.state["backend"] = backend
+
+
+plugin = Plugin(
+    "Sports Stats",
+    "Get current and historical stats for NBA players, teams and games.",
+    description_for_model=DESCRIPTION_FOR_MODEL,
+    name_for_model="sportsstats",
+    routers=[router],
+    settings=SportsSettings,
+    setup=setup,
+    database="sports_auth",
+    contact_email="legal@plugkit.dev",
+    title="Sports Stats Plugin",
+    logo_letter="S",
+    logo_rgb=(200, 90, 30),
+    legal_text="This plugin serves public NBA statistics. It keeps no data about its users.",
+)
+
+
 def create_app(settings: SportsSettings | None = None) -> FastAPI:
     """The sports plugin app (settings from the environment when none are given)."""
-    settings = settings or load_settings(SportsSettings)
-    auth_database = Database(settings.database_url_for("sports_auth"))
-    auth = build_auth_method(settings, auth_database)
-    backend, hooks = build_backend(settings)
-
-    async def startup() -> None:
-        await auth_database.create_all(*auth.metadata())
-        for hook in hooks:
-            await hook()
-
-    info = PluginInfo(
-        manifest=sports_manifest(),
-        title="Sports Stats Plugin",
-        description="NBA players, teams, games, box-score stats and season averages.",
-        logo_letter="S",
-        logo_rgb=(200, 90, 30),
-        legal_text="This plugin serves public NBA statistics. It keeps no data about its users.",
-    )
-    app = create_plugin_app(
-        info,
-        [router],
-        settings,
-        auth,
-        database=auth_database,
-        on_startup=[startup],
-        on_shutdown=[backend.close, auth_database.dispose],
-    )
-
-    @app.exception_handler(SportsBackendError)
-    async def backend_error(_request: Request, exc: SportsBackendError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
-
-    app.add_middleware(BracketArrays)
-    app.state.backend = backend
-    return app
+    return plugin.create_app(settings)
