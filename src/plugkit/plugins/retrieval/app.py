@@ -324,6 +324,9 @@ plugin = Plugin(
     logo_letter="R",
     logo_rgb=(106, 61, 154),
     legal_text="This plugin stores the documents you send it, and their embeddings, until you delete them.",
+    options={
+        name: name.replace("-", "_") for name in ("store", "store-url", "collection", "embedder", "memory", "tenancy")
+    },
 )
 
 

@@ -257,6 +257,11 @@ plugin = Plugin(
     logo_letter="S",
     logo_rgb=(200, 90, 30),
     legal_text="This plugin serves public NBA statistics. It keeps no data about its users.",
+    options={
+        "backend": "sports_backend",
+        "upstream-url": "balldontlie_url",
+        "api-key-file": "balldontlie_api_key_file",
+    },
 )
 
 
