@@ -29,7 +29,8 @@ SpecOpt = Annotated[
 def running_plugin_url(source: str) -> str:
     """A URL or file stays as it is; a registered plugin name or `module:attribute` becomes the base URL that
     `plugkit serve` gives it with the same settings (PLUGKIT_* variables and `.env`)."""
-    if "://" in source or Path(source).exists():
+    path = Path(source)
+    if "://" in source or path.is_file() or (path / ".well-known" / "ai-plugin.json").is_file():
         return source
     if not registry.is_reference(source) and source not in registry.installed():
         return source
