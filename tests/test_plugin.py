@@ -175,3 +175,40 @@ def test_the_default_port_travels_with_the_plugins_settings_class(monkeypatch: p
     assert (settings.port, settings.units) == (5077, "imperial")
     assert example_plugin().load_settings().port == 5004
     assert Plugin("Fun facts!", "x").model_name == "funfacts"
+
+
+@pytest.mark.slow
+async def test_plugins_sharing_one_postgresql_database_keep_their_auth_tables_apart(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    example = example_plugin()
+    weather = Plugin("Weather", "The weather where you are.")
+
+    @weather.get("/weather", operation_id="getWeather", summary="Get the weather")
+    async def get_weather() -> dict[str, str]:
+        return {"sky": "clear"}
+
+    def app_of(plugin: Plugin) -> FastAPI:
+        return plugin.create_app(plugin.load_settings(auth="user_http", data_dir=tmp_path, database_url=postgres_url))
+
+    todo_app, weather_app = app_of(example), app_of(weather)
+    async with asgi_client(todo_app) as todo, asgi_client(weather_app) as weather_client:
+        database = example.open_database(todo_app.state.settings)
+        try:
+            _, token = await UserTokenStore(database).create("alice")
+            schemas = await database.run_read(
+                lambda conn: sorted(
+                    row[0]
+                    for row in conn.exec_driver_sql(
+                        "SELECT table_schema FROM information_schema.tables WHERE table_name = 'auth_user_tokens'"
+                    )
+                )
+            )
+        finally:
+            await database.dispose()
+        headers = {"Authorization": f"Bearer {token}"}
+        own = await todo.get("/todos/alice", headers=headers)
+        other = await weather_client.get("/weather", headers=headers)
+    assert own.status_code == 200
+    assert other.status_code == 401  # the token was issued for the TODO plugin only
+    assert {"todolist", "weather"} <= set(schemas)
