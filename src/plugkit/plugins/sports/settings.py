@@ -49,9 +49,6 @@ class UpstreamSettings(SportsSettings):
     upstream_legacy_paging: bool = Field(
         default=False, description="Answer in the legacy API's shape (page, total_pages) even without `page`"
     )
-    upstream_faults: bool = Field(
-        default=False, description="Test only: obey x-fault request headers (injected 429s, 5xx, slow answers)"
-    )
 
     def required_key(self) -> str | None:
         """The key clients must send, from the setting or from its file."""
