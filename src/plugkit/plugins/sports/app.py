@@ -18,12 +18,10 @@ from plugkit.plugins.sports.balldontlie import BalldontlieBackend
 from plugkit.plugins.sports.importer import ensure_dataset
 from plugkit.plugins.sports.local import LocalBackend
 from plugkit.plugins.sports.models import (
-    GameFilter,
     GameList,
     PlayerFilter,
     PlayerList,
     SeasonAverageList,
-    StatFilter,
     StatList,
     TeamList,
 )
@@ -31,15 +29,10 @@ from plugkit.plugins.sports.params import (
     MAX_ID,
     MAX_IDS,
     BracketArrays,
-    EndDate,
-    GameIds,
+    GameFilterDep,
     Limit,
-    PlayerIds,
-    Postseason,
-    Seasons,
-    StartDate,
+    StatFilterDep,
     TeamIds,
-    check_dates,
 )
 from plugkit.plugins.sports.settings import SportsSettings
 from plugkit.storage import Database
@@ -136,25 +129,8 @@ async def get_teams(request: Request, backend: BackendDep) -> TeamList:
     response_model=GameList,
     responses=UPSTREAM_ERRORS,
 )
-async def get_games(
-    request: Request,
-    backend: BackendDep,
-    limit: Limit = 25,
-    seasons: Seasons = None,
-    team_ids: TeamIds = None,
-    start_date: StartDate = None,
-    end_date: EndDate = None,
-    postseason: Postseason = None,
-) -> GameList:
+async def get_games(request: Request, backend: BackendDep, filters: GameFilterDep, limit: Limit = 25) -> GameList:
     """Get games, oldest first, with home and visitor teams and final scores."""
-    check_dates(start_date, end_date)
-    filters = GameFilter(
-        seasons=tuple(seasons or ()),
-        team_ids=tuple(team_ids or ()),
-        start_date=start_date,
-        end_date=end_date,
-        postseason=postseason,
-    )
     return capped(request, GameList(data=await backend.games(filters, limit)))
 
 
@@ -165,27 +141,8 @@ async def get_games(
     response_model=StatList,
     responses=UPSTREAM_ERRORS,
 )
-async def get_stats(
-    request: Request,
-    backend: BackendDep,
-    limit: Limit = 25,
-    player_ids: PlayerIds = None,
-    game_ids: GameIds = None,
-    start_date: StartDate = None,
-    end_date: EndDate = None,
-    seasons: Seasons = None,
-    postseason: Postseason = None,
-) -> StatList:
+async def get_stats(request: Request, backend: BackendDep, filters: StatFilterDep, limit: Limit = 25) -> StatList:
     """Get box-score lines (points, rebounds, assists and more) per player per game, oldest game first."""
-    check_dates(start_date, end_date)
-    filters = StatFilter(
-        player_ids=tuple(player_ids or ()),
-        game_ids=tuple(game_ids or ()),
-        seasons=tuple(seasons or ()),
-        start_date=start_date,
-        end_date=end_date,
-        postseason=postseason,
-    )
     return capped(request, StatList(data=await backend.stats(filters, limit)))
 
 

@@ -19,19 +19,15 @@ from pydantic import BaseModel
 
 from plugkit.plugins.sports.importer import ensure_dataset
 from plugkit.plugins.sports.local import LocalBackend
-from plugkit.plugins.sports.models import GameFilter, PlayerFilter, StatFilter
+from plugkit.plugins.sports.models import GameFilter, PlayerFilter
 from plugkit.plugins.sports.params import (
     MAX_ID,
     MAX_IDS,
     BracketArrays,
-    EndDate,
-    GameIds,
+    GameFilterDep,
     PlayerIds,
-    Postseason,
-    Seasons,
-    StartDate,
+    StatFilterDep,
     TeamIds,
-    check_dates,
 )
 from plugkit.plugins.sports.settings import UpstreamSettings
 from plugkit.settings import load_settings
@@ -138,26 +134,8 @@ async def get_player(player_id: Id, backend: LocalDep) -> dict[str, Any]:
 
 
 @router.get("/games", operation_id="listGames")
-async def list_games(
-    backend: LocalDep,
-    paging: PagingDep,
-    seasons: Seasons = None,
-    team_ids: TeamIds = None,
-    game_ids: GameIds = None,
-    start_date: StartDate = None,
-    end_date: EndDate = None,
-    postseason: Postseason = None,
-) -> dict[str, Any]:
+async def list_games(backend: LocalDep, paging: PagingDep, filters: GameFilterDep) -> dict[str, Any]:
     """Games."""
-    check_dates(start_date, end_date)
-    filters = GameFilter(
-        seasons=tuple(seasons or ()),
-        team_ids=tuple(team_ids or ()),
-        game_ids=tuple(game_ids or ()),
-        start_date=start_date,
-        end_date=end_date,
-        postseason=postseason,
-    )
     return await _page(lambda n, o: backend.games(filters, n, o), lambda: backend.count_games(filters), *paging)
 
 
@@ -171,28 +149,8 @@ async def get_game(game_id: Id, backend: LocalDep) -> dict[str, Any]:
 
 
 @router.get("/stats", operation_id="listStats")
-async def list_stats(
-    backend: LocalDep,
-    paging: PagingDep,
-    player_ids: PlayerIds = None,
-    game_ids: GameIds = None,
-    seasons: Seasons = None,
-    team_ids: TeamIds = None,
-    start_date: StartDate = None,
-    end_date: EndDate = None,
-    postseason: Postseason = None,
-) -> dict[str, Any]:
+async def list_stats(backend: LocalDep, paging: PagingDep, filters: StatFilterDep) -> dict[str, Any]:
     """Box-score lines."""
-    check_dates(start_date, end_date)
-    filters = StatFilter(
-        player_ids=tuple(player_ids or ()),
-        game_ids=tuple(game_ids or ()),
-        seasons=tuple(seasons or ()),
-        team_ids=tuple(team_ids or ()),
-        start_date=start_date,
-        end_date=end_date,
-        postseason=postseason,
-    )
     return await _page(lambda n, o: backend.stats(filters, n, o), lambda: backend.count_stats(filters), *paging)
 
 
