@@ -26,8 +26,14 @@ def installed_weather(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     site = tmp_path / "site"
     (site / "weather_plugin").mkdir(parents=True)
     (site / "weather_plugin" / "__init__.py").write_text(
-        "from plugkit import Plugin\n\n"
-        "plugin = Plugin('Weather', 'The weather where you are.', port=5077)\n\n\n"
+        "from typing import Literal\n\n"
+        "from pydantic import Field\n\n"
+        "from plugkit import Plugin, PluginSettings\n\n\n"
+        "class WeatherSettings(PluginSettings):\n"
+        "    units: Literal['metric', 'imperial'] = Field(default='metric', description='how to measure')\n\n\n"
+        "plugin = Plugin(\n"
+        "    'Weather', 'The weather where you are.', settings=WeatherSettings, port=5077, options={'units': 'units'}\n"
+        ")\n\n\n"
         "@plugin.get('/weather', operation_id='getWeather', summary='Get the weather')\n"
         "async def weather() -> dict[str, str]:\n"
         "    return {'sky': 'clear'}\n",
@@ -67,6 +73,13 @@ def test_an_unknown_plugin_is_a_usage_error_naming_what_exists(command: list[str
     assert "nosuch" in result.stderr
     if ":" not in command[-1]:
         assert "installed: retrieval, sports, todo" in result.stderr
+
+
+def test_serve_takes_the_plugins_own_options_typed_and_described_by_its_settings(installed_weather: str) -> None:
+    result = runner.invoke(app, ["serve", installed_weather, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "--units" in result.stdout and "metric | imperial: how to measure (PLUGKIT_UNITS)" in result.stdout
+    assert "(default port 5077)" in result.stdout
 
 
 def test_a_reference_that_is_not_a_plugin_says_what_it_found() -> None:
