@@ -62,44 +62,33 @@ def run(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProce
 
 
 @pytest.mark.slow
-def test_a_new_project_installs_passes_its_tests_serves_checks_strict_and_gets_tokens(tmp_path: Path) -> None:
-    site = tmp_path / "site"  # pip installs the project here, and PYTHONPATH makes it installed for each command
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO_ROOT / "src")])}
-    plugkit = (sys.executable, "-m", "plugkit")
-    run(*plugkit, "new", "hi-and-pi", "--auth", "user_http", "--port", "5999", cwd=tmp_path, env=env)
-    project = tmp_path / "hi-and-pi"
+def test_a_new_project_installs_passes_its_tests_serves_checks_strict_and_gets_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["new", "hi-and-pi", "--auth", "user_http", "--port", "5999"]).exit_code == 0
+    site = tmp_path / "site"  # pip installs the project here; on the path, it is installed for every command
     pip = (sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site))
-    run(*pip, str(project), cwd=tmp_path, env=env)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO_ROOT / "src")])}
+    run(*pip, str(tmp_path / "hi-and-pi"), cwd=tmp_path, env=env)
+    monkeypatch.syspath_prepend(str(site))
 
-    tested = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project, env=env)
+    tested = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path / "hi-and-pi", env=env)
     assert "5 passed" in tested.stdout
-
-    listed = run(*plugkit, "plugins", cwd=tmp_path, env=env)
+    listed = runner.invoke(app, ["plugins"], env={"COLUMNS": "250"})
     assert "hi-and-pi" in listed.stdout and "hi-and-pi 0.1.0" in listed.stdout
 
     data = tmp_path / "data"
     with PluginServer("hi-and-pi", "--data-dir", str(data), env=env) as server:
-        checked = run(
-            *plugkit, "check", "hi-and-pi", "--strict", cwd=tmp_path, env={**env, "PLUGKIT_PORT": str(server.port)}
-        )
-        created = run(
-            *plugkit,
-            "tokens",
-            "create",
-            "--user",
-            "alice",
-            "--plugin",
-            "hi-and-pi",
-            "--data-dir",
-            str(data),
-            cwd=tmp_path,
-            env=env,
+        checked = runner.invoke(app, ["check", "hi-and-pi", "--strict"], env={"PLUGKIT_PORT": str(server.port)})
+        created = runner.invoke(
+            app, ["tokens", "create", "--user", "alice", "--plugin", "hi-and-pi", "--data-dir", str(data)]
         )
         token = created.stdout.strip().splitlines()[-1]
         greeted = httpx.get(
             f"{server.base_url}/hi", params={"language": "arabic"}, headers={"Authorization": f"Bearer {token}"}
         )
         refused = httpx.get(f"{server.base_url}/pi")
-    assert "0 errors, 0 warnings (strict mode)" in checked.stdout
+    assert checked.exit_code == 0 and "0 errors, 0 warnings (strict mode)" in checked.stdout, checked.output
     assert greeted.status_code == 200 and greeted.json()["greeting"].startswith("مرحبا")
     assert refused.status_code == 401
