@@ -46,8 +46,10 @@ class PluginContext:
     created or a query runs (or the configured PostgreSQL database, in a schema of the plugin's own); it is closed
     at shutdown. `info` may be changed, e.g. a manifest that depends on a setting."""
 
-    def __init__(self, plugin: Plugin, settings: PluginSettings, info: PluginInfo) -> None:
-        self.plugin, self.settings, self.info = plugin, settings, info
+    def __init__(
+        self, plugin: Plugin, settings: PluginSettings, info: PluginInfo, auth: AuthMethod, database: Database
+    ) -> None:
+        self.plugin, self.settings, self.info, self.auth, self.database = plugin, settings, info, auth, database
         self.routers: list[APIRouter] = [*plugin.routers, plugin.router]
         self.startup: list[Hook] = []
         self.shutdown: list[Hook] = []
@@ -55,15 +57,6 @@ class PluginContext:
         self.state: dict[str, Any] = {}
         self.middleware: list[tuple[type[Any], dict[str, Any]]] = []
         self.exception_handlers: dict[type[Exception], ExceptionHandler] = {}
-        self.auth: AuthMethod | None = None
-        self._database: Database | None = None
-
-    @property
-    def database(self) -> Database:
-        """The plugin's database (created on first use)."""
-        if self._database is None:
-            self._database = self.plugin.open_database(self.settings)
-        return self._database
 
     def on_startup(self, hook: Hook) -> None:
         """Run `hook` at start-up, after the toolkit's and the plugin's tables exist."""
@@ -197,29 +190,29 @@ class Plugin:
             logo_rgb=self.logo_rgb,
             legal_text=self.legal_text,
         )
-        context = PluginContext(self, settings, info)
-        context.auth = auth or build_auth_method(settings, context.database)
+        database = self.open_database(settings)
+        context = PluginContext(self, settings, info, auth or build_auth_method(settings, database), database)
         if self.setup is not None:
             self.setup(context)
         tables = list(self.tables)
 
         async def startup() -> None:
             if tables:
-                await context.database.create_all(*tables)
+                await database.create_all(*tables)
             for hook in context.startup:
                 await hook()
 
         async def shutdown() -> None:
             for hook in context.shutdown:
                 await hook()
-            await context.database.dispose()
+            await database.dispose()
 
         app = create_plugin_app(
             info,
             context.routers,
             settings,
             context.auth,
-            database=context.database,
+            database=database,
             on_startup=[startup],
             on_shutdown=[shutdown],
             fast_paths=context.fast_paths,

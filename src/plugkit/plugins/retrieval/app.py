@@ -283,7 +283,7 @@ def setup(
 ) -> None:
     """The retriever over the configured store and embedder (or the parts given), and the routes --memory asks for."""
     settings = context.settings
-    assert isinstance(settings, RetrievalSettings) and context.auth is not None
+    assert isinstance(settings, RetrievalSettings)
     if settings.tenancy == "per-user" and context.auth.kind not in ("user_http", "oauth"):
         raise ValueError("tenancy per-user needs an auth method that identifies users: user_http or oauth")
     retriever = Retriever(
