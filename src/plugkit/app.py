@@ -60,18 +60,23 @@ def create_plugin_app(
     settings: PluginSettings,
     auth: AuthMethod,
     *,
-    database: Database,
+    database: Database | None = None,
     on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     fast_paths: Sequence[FastPath] = (),
 ) -> FastAPI:
     """Build a plugin's FastAPI app. Every route of `routers` requires the auth method's credential. `database` is
-    where framework state shared by workers lives (the request rate counts). `fast_paths` answer the plain requests
-    of hot operations ahead of FastAPI's routing (see plugkit.fastpath)."""
+    where framework state shared by workers lives (the auth method's tables, the request rate counts), created at
+    start-up; it may be left out when neither needs one. `fast_paths` answer the plain requests of hot operations
+    ahead of FastAPI's routing (see plugkit.fastpath)."""
+    framework_tables = [*auth.metadata(), *([ratelimit.metadata] if settings.rate_limit_per_minute > 0 else [])]
+    if framework_tables and database is None:
+        raise ValueError(f"auth {auth.kind} and the request rate limit keep tables: pass a database")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await database.create_all(ratelimit.metadata)
+        if database is not None and framework_tables:
+            await database.create_all(*framework_tables)
         for hook in on_startup:
             await hook()
         for problem in lint_spec(render_spec(app.openapi(), "http://127.0.0.1")):
@@ -161,7 +166,7 @@ def create_plugin_app(
         allow_credentials=True,
         allow_private_network=True,  # Chrome's Private Network Access preflight, sent to plugins on localhost
     )
-    if settings.rate_limit_per_minute > 0:
+    if settings.rate_limit_per_minute > 0 and database is not None:
         app.add_middleware(
             RateLimit,
             limiter=ratelimit.RequestRateLimiter(database, settings.rate_limit_per_minute),

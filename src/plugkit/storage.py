@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,10 +38,15 @@ class Database:
     does not hold up the event loop. Writes take SQLite's write lock up front (BEGIN IMMEDIATE), so concurrent writers,
     also in other worker processes, queue on the busy timeout instead of failing on a lock upgrade."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, schema: str | None = None) -> None:
         self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        # A SQLite file belongs to one plugin already; on a shared PostgreSQL database each plugin names its own
+        # schema, and every connection of this Database sees that schema alone (tables are created there).
+        self.schema = None if self.is_sqlite else schema
+        if self.schema is not None and not SCHEMA_NAME.fullmatch(self.schema):
+            raise ValueError(f"{self.schema!r} is not a schema name (letters, digits and _, at most 63)")
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
@@ -48,6 +54,8 @@ class Database:
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            if self.schema is not None:
+                kwargs["connect_args"] = {"options": f"-csearch_path={self.schema}"}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self.sync_engine: Engine | None = None
         if self.is_sqlite:
@@ -106,6 +114,8 @@ class Database:
         SQLite the write lock serialises them; on PostgreSQL a worker that loses the race finds the tables on retry."""
 
         def work(conn: Connection) -> None:
+            if self.schema is not None:
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             for metadata in metadatas:
                 metadata.create_all(conn, checkfirst=True)
 
@@ -157,6 +167,7 @@ class Database:
             self.sync_engine.dispose()
 
 
+SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 SQLITE_BUSY_TIMEOUT_S = 30.0
 CHECKPOINT_EVERY = 1000  # commits of one process between WAL checkpoints (SQLite's own default is 1000 pages)
 

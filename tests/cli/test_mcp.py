@@ -34,4 +34,4 @@ async def test_plugkit_mcp_todo_over_stdio_lists_tools_and_writes_what_rest_read
 
 def test_an_unknown_plugin_is_bad_usage() -> None:
     result = runner.invoke(app, ["mcp", "nosuch"])
-    assert result.exit_code == 2 and "no plugin 'nosuch'; choose one of: " in result.output
+    assert result.exit_code == 2 and "no plugin 'nosuch'; installed: retrieval, sports, todo" in result.output

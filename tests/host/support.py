@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,19 +10,15 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from plugkit.cli.serve import PLUGINS
+from plugkit.cli import registry
 
-PLUGIN_NAMES = sorted(PLUGINS)
+PLUGIN_NAMES = sorted(registry.BUILTINS)
 
 
 def build_app(name: str, data_dir: Path) -> FastAPI:
-    """The app of the named plugin (from `plugkit serve`'s table) keeping its data in `data_dir`."""
-    factory_path, settings_path = PLUGINS[name]
-    module, _, attr = factory_path.partition(":")
-    settings_module, _, settings_attr = settings_path.partition(":")
-    settings = getattr(importlib.import_module(settings_module), settings_attr)(data_dir=data_dir)
-    app: FastAPI = getattr(importlib.import_module(module), attr)(settings)
-    return app
+    """The app of the named plugin (as the registry finds it) keeping its data in `data_dir`."""
+    plugin = registry.load(name)
+    return plugin.create_app(plugin.load_settings(data_dir=data_dir))
 
 
 @asynccontextmanager

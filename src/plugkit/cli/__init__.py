@@ -9,7 +9,9 @@ from plugkit.cli import check as check_cmd
 from plugkit.cli import ingest as ingest_cmd
 from plugkit.cli import manifest as manifest_cmd
 from plugkit.cli import mcp as mcp_cmd
+from plugkit.cli import new as new_cmd
 from plugkit.cli import oauth_clients as oauth_clients_cmd
+from plugkit.cli import plugins as plugins_cmd
 from plugkit.cli import serve as serve_cmd
 from plugkit.cli import sports as sports_cmd
 from plugkit.cli import tokens as tokens_cmd
@@ -28,6 +30,8 @@ app.command("tools")(tools_cmd.tools)
 app.command("call")(call_cmd.call)
 app.command("mcp")(mcp_cmd.mcp)
 app.command("ingest")(ingest_cmd.ingest)
+app.command("plugins")(plugins_cmd.plugins)
+app.command("new")(new_cmd.new)
 
 
 def main() -> None:

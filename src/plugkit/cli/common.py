@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from plugkit.auth.tables import metadata as auth_metadata
-from plugkit.settings import PluginSettings, load_settings
+from plugkit.cli import registry
+from plugkit.plugin import Plugin
 from plugkit.storage import Database
 
 HostOpt = Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")]
@@ -33,24 +33,24 @@ AuthSchemeOpt = Annotated[
 ]
 
 
-class PluginName(StrEnum):
-    todo = "todo"
-    sports = "sports"
-    retrieval = "retrieval"
+PluginOpt = Annotated[
+    str, typer.Option("--plugin", help="Whose database to act on: a plugin's name or module:attribute.")
+]
 
 
-PluginOpt = Annotated[PluginName, typer.Option("--plugin", help="Whose database to act on.")]
-
-# The database each plugin keeps its auth tables in (`settings.database_url_for(name)`), as its app factory names it.
-AUTH_DATABASES: dict[str, str] = {"todo": "todo", "sports": "sports_auth", "retrieval": "retrieval_auth"}
+def load_plugin(name: str) -> Plugin:
+    """The plugin the registry finds by name or `module:attribute`; exit 2, listing what exists, when none."""
+    try:
+        return registry.load(name)
+    except registry.UnknownPlugin as exc:
+        fail(str(exc))
 
 
 @asynccontextmanager
-async def auth_database(plugin: PluginName | str, data_dir: Path | None) -> AsyncIterator[Database]:
+async def auth_database(plugin: str, data_dir: Path | None) -> AsyncIterator[Database]:
     """The database `plugkit serve PLUGIN` uses with the same settings, with the auth tables created."""
-    name = plugin.value if isinstance(plugin, PluginName) else plugin
-    settings = load_settings(PluginSettings, data_dir=data_dir)
-    database = Database(settings.database_url_for(AUTH_DATABASES.get(name, name)))
+    found = load_plugin(plugin)
+    database = found.open_database(found.load_settings(data_dir=data_dir))
     try:
         await database.create_all(auth_metadata)
         yield database
@@ -66,6 +66,6 @@ def export_settings(**values: Any) -> None:
         os.environ[f"PLUGKIT_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)

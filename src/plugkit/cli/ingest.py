@@ -33,7 +33,7 @@ def _parse_metadata(raw: str | None) -> dict[str, Any]:
         fail(f"--metadata is not valid JSON: {exc}")
     if not isinstance(value, dict):
         fail('--metadata must be a JSON object, e.g. \'{"author": "Ada"}\'')
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 async def _run(

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from plugkit.auth.clients import DEFAULT_REDIRECT_URIS, ClientStore
-from plugkit.cli.common import DataDirOpt, PluginName, PluginOpt, auth_database, fail
+from plugkit.cli.common import DataDirOpt, PluginOpt, auth_database, fail
 
 app = typer.Typer(no_args_is_help=True, help="Register OAuth clients.")
 
@@ -25,7 +25,7 @@ def create(
         ),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Shown on the sign-in page.")] = None,
-    plugin: PluginOpt = PluginName.todo,
+    plugin: PluginOpt = "todo",
     data_dir: DataDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -51,7 +51,7 @@ def create(
 
 
 @app.command("list")
-def list_clients(plugin: PluginOpt = PluginName.todo, data_dir: DataDirOpt = None) -> None:
+def list_clients(plugin: PluginOpt = "todo", data_dir: DataDirOpt = None) -> None:
     """List the registered clients and their redirect URIs."""
 
     async def run() -> list[tuple[str, list[str]]]:

@@ -1,4 +1,5 @@
-"""`plugkit serve NAME`: run a plugin under uvicorn; `plugkit serve all`: every reference plugin at once."""
+"""`plugkit serve NAME`: run a plugin under uvicorn (any the registry finds); `plugkit serve all`: every reference
+plugin at once."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import httpx
 import typer
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
+from typer.core import TyperGroup
 
 from plugkit.auth.factory import AuthConfigError, check_auth_settings
+from plugkit.cli import registry
 from plugkit.cli.common import (
     AuthOpt,
     AuthSchemeOpt,
@@ -29,62 +32,44 @@ from plugkit.cli.common import (
     WorkersOpt,
     export_settings,
     fail,
+    load_plugin,
 )
+from plugkit.plugin import Plugin
 from plugkit.settings import PluginSettings
 
-app = typer.Typer(no_args_is_help=True, help="Run a plugin server.")
-
-# name -> (app factory import path, settings class import path)
-PLUGINS: dict[str, tuple[str, str]] = {
-    "todo": ("plugkit.plugins.todo.app:create_app", "plugkit.plugins.todo.settings:TodoSettings"),
-    "sports": ("plugkit.plugins.sports.app:create_app", "plugkit.plugins.sports.settings:SportsSettings"),
-    "retrieval": (
-        "plugkit.plugins.retrieval.app:create_app",
-        "plugkit.plugins.retrieval.settings:RetrievalSettings",
-    ),
-}
-# servers that are not plugins: `plugkit serve NAME` runs them, `serve all` leaves them out
-EXTRA_SERVERS: dict[str, tuple[str, str]] = {
-    "sports-upstream": (
-        "plugkit.plugins.sports.upstream:create_upstream_app",
-        "plugkit.plugins.sports.settings:UpstreamSettings",
-    ),
-}
+MCP_ENV = "PLUGKIT_SERVE_MCP"
+PLUGIN_ENV = "PLUGKIT_SERVE_PLUGIN"
+# A server that is not a plugin: `plugkit serve sports-upstream` runs it, `serve all` leaves it out.
+UPSTREAM_FACTORY = "plugkit.plugins.sports.upstream:create_upstream_app"
 
 
-def _settings_class(name: str) -> type[PluginSettings]:
-    module, _, attr = {**PLUGINS, **EXTRA_SERVERS}[name][1].partition(":")
-    return getattr(__import__(module, fromlist=[attr]), attr)  # type: ignore[no-any-return]
+def plugin_app() -> FastAPI:
+    """uvicorn factory for `plugkit serve NAME`: the plugin named in the environment (workers inherit it), with MCP
+    at /mcp when asked for."""
+    app = registry.load(os.environ[PLUGIN_ENV]).create_app()
+    if os.environ.get(MCP_ENV) == "true":
+        from plugkit.mcp import mount_mcp
+
+        app = mount_mcp(app)
+    return app
 
 
-MCP_PLUGIN_ENV = "PLUGKIT_SERVE_MCP_PLUGIN"
-
-
-def mcp_app() -> FastAPI:
-    """uvicorn factory for `serve NAME --mcp`: the plugin named in the environment, with MCP at /mcp."""
-    from plugkit.cli.mcp import plugin_factory
-    from plugkit.mcp import mount_mcp
-
-    return mount_mcp(plugin_factory(os.environ[MCP_PLUGIN_ENV]))
-
-
-def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
-    """Export the options, check the settings build, then hand the app factory to uvicorn."""
-    export_settings(**options)
+def _checked_settings(name: str, settings_class: type[PluginSettings]) -> PluginSettings:
+    """The settings `name` will run with (from the exported options); exit 2 when they cannot run."""
     try:
-        settings = _settings_class(name)()
+        settings = settings_class()
     except ValidationError as exc:
         fail(f"invalid settings for {name}: {exc}")
-        return
     try:
         check_auth_settings(settings)
     except AuthConfigError as exc:
         fail(f"cannot start {name} with auth {settings.auth}: {exc}")
-        return
-    if mcp:
-        os.environ[MCP_PLUGIN_ENV] = name  # worker processes inherit it
+    return settings
+
+
+def _run(factory: str, settings: PluginSettings) -> None:
     uvicorn.run(
-        "plugkit.cli.serve:mcp_app" if mcp else {**PLUGINS, **EXTRA_SERVERS}[name][0],
+        factory,
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -93,6 +78,16 @@ def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
         access_log=settings.access_log,
         server_header=False,
     )
+
+
+def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
+    """Export the options, check the settings build, then hand the plugin's app factory to uvicorn."""
+    plugin = load_plugin(name)
+    export_settings(**options)
+    settings = _checked_settings(name, plugin.settings_class)
+    os.environ[PLUGIN_ENV] = name  # worker processes inherit it
+    os.environ[MCP_ENV] = "true" if mcp else "false"
+    _run("plugkit.cli.serve:plugin_app", settings)
 
 
 PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
@@ -115,81 +110,55 @@ COMMON_OPTIONS = [
 ]
 
 
-def plugin_command(name: str) -> Callable[[Callable[..., dict[str, object]]], Callable[..., dict[str, object]]]:
-    """Register `plugkit serve NAME`: the common options plus those of the decorated function, which maps its own
-    options to settings (PLUGKIT_* names)."""
-
-    def register(own_options: Callable[..., dict[str, object]]) -> Callable[..., dict[str, object]]:
-        own = [
-            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-            for p in inspect.signature(own_options, eval_str=True).parameters.values()
-        ]
-
-        def command(**values: Any) -> None:
-            common = {p.name: values.pop(p.name) for p in COMMON_OPTIONS}
-            mcp = bool(common.pop("mcp"))
-            run_plugin(name, mcp=mcp, **common, **own_options(**values))
-
-        parameters = [*COMMON_OPTIONS, *own]
-        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in parameters}
-        command.__doc__ = own_options.__doc__
-        app.command(name)(command)
-        return own_options
-
-    return register
+def _own_option(option: str, setting: str, settings_class: type[PluginSettings]) -> inspect.Parameter:
+    """A command-line option for one of the plugin's settings, typed and described by the settings field."""
+    field = settings_class.model_fields[setting]
+    annotation = field.annotation
+    kinds = set(get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)) - {type(None)}
+    choices = [str(c) for kind in kinds if get_origin(kind) is Literal for c in get_args(kind)]
+    kind: Any = kinds.pop() if len(kinds) == 1 and not choices else str
+    kind = kind if kind in (bool, int, float, Path) else str
+    described = " | ".join(choices) + ": " if choices else ""
+    help_text = f"{described}{field.description or setting.replace('_', ' ')} (PLUGKIT_{setting.upper()})."
+    flag = f"--{option}/--no-{option}" if kind is bool else f"--{option}"
+    option_type = Annotated[kind | None, typer.Option(flag, help=help_text)]
+    return inspect.Parameter(setting, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option_type)
 
 
-@plugin_command("todo")
-def serve_todo() -> dict[str, object]:
-    """The TODO plugin (default port 5002)."""
-    return {}
+def plugin_command(name: str, plugin: Plugin) -> Any:  # typer's own (vendored) click.Command
+    """`plugkit serve NAME`: the common options, then the plugin's own (`Plugin.options`: option -> setting)."""
+    own = [_own_option(option, setting, plugin.settings_class) for option, setting in plugin.options.items()]
+
+    def command(**values: Any) -> None:
+        mcp = bool(values.pop("mcp"))
+        run_plugin(name, mcp=mcp, **values)
+
+    parameters = [*COMMON_OPTIONS, *own]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    port = plugin.settings_class.model_fields["port"].default
+    command.__doc__ = f"{plugin.name}: {plugin.description} (default port {port})"
+    single = typer.Typer(add_completion=False)
+    single.command(name)(command)
+    return typer.main.get_command(single)
 
 
-@plugin_command("sports")
-def serve_sports(
-    backend: Annotated[
-        str | None, typer.Option("--backend", help="local | balldontlie (PLUGKIT_SPORTS_BACKEND).")
-    ] = None,
-    upstream_url: Annotated[
-        str | None, typer.Option("--upstream-url", help="balldontlie API base URL (PLUGKIT_BALLDONTLIE_URL).")
-    ] = None,
-    api_key_file: Annotated[
-        Path | None, typer.Option("--api-key-file", help="File holding the balldontlie API key.")
-    ] = None,
-) -> dict[str, object]:
-    """The sports stats plugin (default port 5001): the local dataset, or the balldontlie API."""
-    return {"sports_backend": backend, "balldontlie_url": upstream_url, "balldontlie_api_key_file": api_key_file}
+class ServeGroup(TyperGroup):
+    """`plugkit serve NAME` for every plugin the registry finds by NAME or `module:attribute`, beside `serve all`
+    and `serve sports-upstream`."""
+
+    # ctx and the commands are typer's vendored click types, which it does not export by name.
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *registry.installed()]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        return plugin_command(cmd_name, load_plugin(cmd_name))
 
 
-@plugin_command("retrieval")
-def serve_retrieval(
-    store: Annotated[
-        str | None, typer.Option("--store", help="embedded | pgvector | milvus | qdrant (PLUGKIT_STORE).")
-    ] = None,
-    store_url: Annotated[
-        str | None, typer.Option("--store-url", help="The engine: a PostgreSQL URL, Milvus URI, Qdrant URL.")
-    ] = None,
-    collection: Annotated[
-        str | None, typer.Option("--collection", help="Table or collection the store owns (PLUGKIT_COLLECTION).")
-    ] = None,
-    embedder: Annotated[str | None, typer.Option("--embedder", help="local | openai (PLUGKIT_EMBEDDER).")] = None,
-    memory: Annotated[
-        bool | None, typer.Option("--memory/--no-memory", help="Let the model save information (PLUGKIT_MEMORY).")
-    ] = None,
-    tenancy: Annotated[
-        str | None, typer.Option("--tenancy", help="shared | per-user (under user_http or oauth) (PLUGKIT_TENANCY).")
-    ] = None,
-) -> dict[str, object]:
-    """The retrieval plugin (default port 5003)."""
-    return {
-        "store": store,
-        "store_url": store_url,
-        "collection": collection,
-        "embedder": embedder,
-        "memory": memory,
-        "tenancy": tenancy,
-    }
+app = typer.Typer(cls=ServeGroup, no_args_is_help=True, help="Run a plugin server: NAME or module:attribute.")
 
 
 @app.command("sports-upstream")
@@ -203,9 +172,10 @@ def serve_sports_upstream(
     ] = None,
 ) -> None:
     """The local sports dataset served as the balldontlie v1 API (default port 5011)."""
-    run_plugin(
-        "sports-upstream", host=host, port=port, data_dir=data_dir, workers=workers, upstream_api_key_file=api_key_file
-    )
+    from plugkit.plugins.sports.settings import UpstreamSettings
+
+    export_settings(host=host, port=port, data_dir=data_dir, workers=workers, upstream_api_key_file=api_key_file)
+    _run(UPSTREAM_FACTORY, _checked_settings("sports-upstream", UpstreamSettings))
 
 
 @app.command("all")
@@ -219,12 +189,12 @@ def serve_all(
     env = dict(os.environ)
     if data_dir is not None:
         env["PLUGKIT_DATA_DIR"] = str(data_dir)
-    for name in PLUGINS:
+    for name in registry.BUILTINS:
         args = [sys.executable, "-m", "plugkit", "serve", name] + (["--host", host] if host else [])
         procs[name] = subprocess.Popen(args, env=env)
     try:
         for name, proc in procs.items():
-            settings = _settings_class(name)() if host is None else _settings_class(name)(host=host)
+            settings = load_plugin(name).load_settings(host=host)
             base = f"http://{settings.host}:{settings.port}"
             _wait_until_up(base, proc, wait_s)
             typer.echo(f"{name:<10} {base}  manifest {base}/.well-known/ai-plugin.json  docs {base}/docs")

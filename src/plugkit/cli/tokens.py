@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from plugkit.auth.bearer import UserTokenStore
-from plugkit.cli.common import DataDirOpt, PluginName, PluginOpt, auth_database, fail
+from plugkit.cli.common import DataDirOpt, PluginOpt, auth_database, fail
 
 app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke user_http tokens.")
 
@@ -18,7 +18,7 @@ app = typer.Typer(no_args_is_help=True, help="Issue, list and revoke user_http t
 def create(
     user: Annotated[str, typer.Option("--user", help="The user the token signs in as.")],
     label: Annotated[str | None, typer.Option("--label", help="A note to recognise the token by.")] = None,
-    plugin: PluginOpt = PluginName.todo,
+    plugin: PluginOpt = "todo",
     data_dir: DataDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -44,7 +44,7 @@ def create(
 def list_tokens(
     user: Annotated[str | None, typer.Option("--user", help="Only this user's tokens.")] = None,
     include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked tokens.")] = False,
-    plugin: PluginOpt = PluginName.todo,
+    plugin: PluginOpt = "todo",
     data_dir: DataDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -79,7 +79,7 @@ def list_tokens(
 def revoke(
     token_id: Annotated[int | None, typer.Argument(help="The id shown by `tokens list`.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="Revoke every token of this user.")] = None,
-    plugin: PluginOpt = PluginName.todo,
+    plugin: PluginOpt = "todo",
     data_dir: DataDirOpt = None,
 ) -> None:
     """Revoke a token by id, or all of a user's tokens; exit 1 when nothing matched."""

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from plugkit.auth.users import UserStore
-from plugkit.cli.common import DataDirOpt, PluginName, PluginOpt, auth_database, fail
+from plugkit.cli.common import DataDirOpt, PluginOpt, auth_database, fail
 
 app = typer.Typer(no_args_is_help=True, help="Manage the users who sign in with OAuth.")
 
@@ -27,7 +27,7 @@ def read_password(from_stdin: bool) -> str:
 def create(
     username: Annotated[str, typer.Argument(help="The user name to sign in with.")],
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
-    plugin: PluginOpt = PluginName.todo,
+    plugin: PluginOpt = "todo",
     data_dir: DataDirOpt = None,
 ) -> None:
     """Create a user, or set a new password for an existing one (stored with Argon2id)."""
@@ -46,7 +46,7 @@ def create(
 
 
 @app.command("list")
-def list_users(plugin: PluginOpt = PluginName.todo, data_dir: DataDirOpt = None) -> None:
+def list_users(plugin: PluginOpt = "todo", data_dir: DataDirOpt = None) -> None:
     """List the user names."""
 
     async def run() -> list[str]:

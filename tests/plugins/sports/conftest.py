@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ import httpx
 import pytest
 
 from plugkit.plugins.sports.importer import import_files
-from tests.helpers import SHARED_DATA, PluginServer
+from tests.helpers import REPO_ROOT, SHARED_DATA, PluginServer
 
 NBA = SHARED_DATA / "nba"
 BOXSCORES = NBA / "boxscores-2023-24" / "nba_player_boxscores_2023-2024.csv"
@@ -38,10 +40,16 @@ UPSTREAM_KEY = "test-upstream-key-3f9c"
 
 
 class UpstreamServer(PluginServer):
-    """A real `plugkit serve sports-upstream` process; it has no manifest, so readiness is its /v1/teams."""
+    """A real uvicorn process serving `plugkit serve sports-upstream`'s app with faults injectable by header
+    (tests/plugins/sports/upstream_server.py); it has no manifest, so readiness is its /v1/teams."""
 
     def start(self, timeout: float = 60.0) -> UpstreamServer:
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.args = [sys.executable, "-m", "uvicorn", "tests.plugins.sports.upstream_server:create_app", "--factory"]
+        self.args += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        self.env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)])
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -64,9 +72,8 @@ class UpstreamServer(PluginServer):
 def start_upstream(root: Path, *extra_env: tuple[str, str]) -> UpstreamServer:
     key_file = root / "key"
     key_file.write_text(UPSTREAM_KEY + "\n", encoding="utf-8")
-    env = {"PLUGKIT_UPSTREAM_FAULTS": "true", **dict(extra_env)}
-    args = ("sports-upstream", "--data-dir", str(root / "data"), "--api-key-file", str(key_file))
-    return UpstreamServer(*args, env=env).start()
+    env = {"PLUGKIT_DATA_DIR": str(root / "data"), "PLUGKIT_UPSTREAM_API_KEY_FILE": str(key_file), **dict(extra_env)}
+    return UpstreamServer(env=env).start()
 
 
 @pytest.fixture(scope="session")

@@ -112,6 +112,18 @@ async def test_bracket_arrays_and_repeated_keys_give_the_same_answer(client: htt
     assert {14, 2} <= {t for g in plain.json()["data"] for t in (g["home_team"]["id"], g["visitor_team"]["id"])}
 
 
+async def test_games_filter_by_game_id_and_stats_by_team_as_the_upstream_api_does(
+    client: httpx.AsyncClient, boxscore_rows: list[dict[str, str]]
+) -> None:
+    first = (await client.get("/games", params={"team_ids": LAKERS, "limit": 1})).json()["data"][0]
+    by_id = (await client.get("/games", params={"game_ids": first["id"]})).json()["data"]
+    lines = (await client.get("/stats", params={"game_ids": first["id"], "team_ids": LAKERS, "limit": 100})).json()
+    month_day_year = "/".join([first["date"][5:7], first["date"][8:10], first["date"][:4]])
+    expected = [r for r in boxscore_rows if r["Team"] == "LAL" and r["Date"] == month_day_year]
+    assert [g["id"] for g in by_id] == [first["id"]]
+    assert len(lines["data"]) == len(expected) and {s["team"]["id"] for s in lines["data"]} == {LAKERS}
+
+
 async def test_player_search_matches_first_or_last_name(client: httpx.AsyncClient) -> None:
     by_first = (await client.get("/players", params={"query": "lebron"})).json()["data"]
     by_last = (await client.get("/players", params={"query": "Antetokounmpo", "limit": 100})).json()["data"]
@@ -137,6 +149,8 @@ async def test_date_range_keeps_only_games_inside_it(client: httpx.AsyncClient) 
         "/games?team_ids=0",
         "/stats?player_ids=-5",
         "/stats?game_ids=1.5",
+        "/stats?team_ids=0",
+        "/games?game_ids=x",
         "/games?start_date=2024-02-01&end_date=2024-01-01",
         "/games?limit=0",
         "/games?limit=101",

@@ -7,19 +7,19 @@ import asyncio
 import base64
 import binascii
 import json
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Path, Request, UploadFile
 from fastapi import Query as QueryParameter
 from pydantic import ValidationError
 
-from plugkit.app import PluginInfo, create_plugin_app
 from plugkit.auth.base import AuthMethod
-from plugkit.auth.factory import build_auth_method
 from plugkit.deps import CurrentPrincipal
 from plugkit.errors import ErrorDetail
 from plugkit.hints import tool_hints
 from plugkit.manifest import Api, Manifest
+from plugkit.plugin import Plugin, PluginContext
 from plugkit.plugins.retrieval.chunking import Tokenizer, minilm_tokenizer
 from plugkit.plugins.retrieval.connector import FetchedDocument, SearchResults, fetch_document, search_documents
 from plugkit.plugins.retrieval.embeddings import build_embedder
@@ -41,8 +41,6 @@ from plugkit.plugins.retrieval.service import DocumentTooLongError, Retriever
 from plugkit.plugins.retrieval.settings import MB, RetrievalSettings
 from plugkit.plugins.retrieval.stores import build_store
 from plugkit.plugins.retrieval.stores.base import VectorStore
-from plugkit.settings import load_settings
-from plugkit.storage import Database
 
 DESCRIPTION_FOR_MODEL = (
     "Plugin for searching through the user's documents (such as files, emails, and more) to find answers to "
@@ -327,6 +325,62 @@ def build_router(memory: bool) -> APIRouter:
     return router
 
 
+def setup(
+    context: PluginContext,
+    *,
+    embedder: Embedder | None = None,
+    store: VectorStore | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> None:
+    """The retriever over the configured store and embedder (or the parts given), and the routes --memory asks for."""
+    settings = context.settings
+    assert isinstance(settings, RetrievalSettings)
+    if settings.tenancy == "per-user" and context.auth.kind not in ("user_http", "oauth"):
+        raise ValueError("tenancy per-user needs an auth method that identifies users: user_http or oauth")
+    retriever = Retriever(
+        store or build_store(settings.store, settings),
+        embedder or build_embedder(settings),
+        tokenizer or minilm_tokenizer(),
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap=settings.chunk_overlap,
+        max_chunks_per_document=settings.max_chunks_per_document,
+        query_batch_wait_s=settings.query_batch_wait_ms / 1000 if settings.query_batching else None,
+        query_batch_max=settings.query_batch_max,
+    )
+    context.on_startup(retriever.open)
+    context.on_shutdown(retriever.close)
+    context.routers.append(build_router(settings.memory))
+    upload = settings.max_upload_bytes
+    context.info.manifest = retrieval_manifest(settings.memory)
+    context.info.description = MEMORY_DESCRIPTION_FOR_MODEL if settings.memory else DESCRIPTION_FOR_MODEL
+    context.info.body_limits = {
+        "/upsert-file": upload + MB,  # multipart framing; the file itself is held to the limit exactly
+        "/upsert-file-json": upload * 4 // 3 + MB,
+        "/upsert": max(settings.max_body_bytes, upload),
+    }
+    context.state["retriever"] = retriever
+    context.state["database"] = context.database
+
+
+plugin = Plugin(
+    "Retrieval Plugin",
+    "Search through your documents.",
+    description_for_model=DESCRIPTION_FOR_MODEL,
+    name_for_model="retrieval",
+    settings=RetrievalSettings,
+    setup=setup,
+    database="retrieval_auth",
+    contact_email="legal@plugkit.dev",
+    title="Retrieval Plugin",
+    logo_letter="R",
+    logo_rgb=(106, 61, 154),
+    legal_text="This plugin stores the documents you send it, and their embeddings, until you delete them.",
+    options={
+        name: name.replace("-", "_") for name in ("store", "store-url", "collection", "embedder", "memory", "tenancy")
+    },
+)
+
+
 def create_app(
     settings: RetrievalSettings | None = None,
     *,
@@ -336,54 +390,7 @@ def create_app(
     auth: AuthMethod | None = None,
 ) -> FastAPI:
     """The retrieval plugin app (settings from the environment when none are given). Parts may be injected."""
-    settings = settings or load_settings(RetrievalSettings)
-    database = Database(settings.database_url_for("retrieval_auth"))
-    auth = auth or build_auth_method(settings, database)
-    if settings.tenancy == "per-user" and auth.kind not in ("user_http", "oauth"):
-        raise ValueError("tenancy per-user needs an auth method that identifies users: user_http or oauth")
-    embedder = embedder or build_embedder(settings)
-    retriever = Retriever(
-        store or build_store(settings.store, settings),
-        embedder,
-        tokenizer or minilm_tokenizer(),
-        chunk_tokens=settings.chunk_tokens,
-        chunk_overlap=settings.chunk_overlap,
-        max_chunks_per_document=settings.max_chunks_per_document,
-        query_batch_wait_s=settings.query_batch_wait_ms / 1000 if settings.query_batching else None,
-        query_batch_max=settings.query_batch_max,
-    )
-
-    async def startup() -> None:
-        await database.create_all(*auth.metadata())
-        await retriever.open()
-
-    async def shutdown() -> None:
-        await retriever.close()
-        await database.dispose()
-
-    upload = settings.max_upload_bytes
-    info = PluginInfo(
-        manifest=retrieval_manifest(settings.memory),
-        title="Retrieval Plugin",
-        description=MEMORY_DESCRIPTION_FOR_MODEL if settings.memory else DESCRIPTION_FOR_MODEL,
-        logo_letter="R",
-        logo_rgb=(106, 61, 154),
-        legal_text="This plugin stores the documents you send it, and their embeddings, until you delete them.",
-        body_limits={
-            "/upsert-file": upload + MB,  # multipart framing; the file itself is held to the limit exactly
-            "/upsert-file-json": upload * 4 // 3 + MB,
-            "/upsert": max(settings.max_body_bytes, upload),
-        },
-    )
-    app = create_plugin_app(
-        info,
-        [build_router(settings.memory)],
-        settings,
-        auth,
-        database=database,
-        on_startup=[startup],
-        on_shutdown=[shutdown],
-    )
-    app.state.retriever = retriever
-    app.state.database = database
-    return app
+    if embedder is None and store is None and tokenizer is None:
+        return plugin.create_app(settings, auth=auth)
+    with_parts = partial(setup, embedder=embedder, store=store, tokenizer=tokenizer)
+    return plugin.with_setup(with_parts).create_app(settings, auth=auth)

@@ -17,7 +17,11 @@ class RetrievalSettings(PluginSettings):
     store: str = Field(default="embedded", description="embedded | pgvector | milvus | qdrant")
     store_url: str | None = Field(default=None, description="URL or URI of an external store (pgvector, milvus...)")
     store_api_key: SecretStr | None = None
-    collection: str = Field(default="plugkit_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    collection: str = Field(
+        default="plugkit_chunks",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="the table or collection the store owns",
+    )
     hnsw_m: int = Field(default=16, ge=2, le=128, description="engine stores: HNSW graph degree")
     hnsw_ef_construction: int = Field(default=200, ge=8, le=2000, description="engine stores: HNSW build breadth")
     ef_search: int = Field(default=100, ge=1, le=5000, description="engine stores: HNSW candidates per query")
@@ -25,7 +29,7 @@ class RetrievalSettings(PluginSettings):
     text_search_config: str = Field(default="english", description="pgvector: PostgreSQL full-text configuration")
     lite_flush_rows: int = Field(default=1024, ge=1, description="Milvus Lite: unindexed rows before a flush")
 
-    embedder: Literal["local", "openai"] = "local"
+    embedder: Literal["local", "openai"] = Field(default="local", description="the embedding model")
     embed_batch_size: int = Field(default=32, ge=1, le=2048)
     embed_precision: Literal["auto", "int8", "bf16", "fp32"] = Field(
         default="auto", description="local model: auto (bf16 where the CPU has it, else int8), int8, bf16 or fp32"
@@ -58,7 +62,9 @@ class RetrievalSettings(PluginSettings):
     rrf_k: int = Field(default=60, ge=1)
 
     memory: bool = Field(default=False, description="expose upsert to the model, to save information for later")
-    tenancy: Literal["shared", "per-user"] = "shared"
+    tenancy: Literal["shared", "per-user"] = Field(
+        default="shared", description="per-user (under user_http or oauth): each user searches their own documents"
+    )
     max_upload_bytes: int = Field(default=25 * MB, ge=1)
 
     @model_validator(mode="after")

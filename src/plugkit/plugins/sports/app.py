@@ -11,22 +11,18 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from plugkit.app import PluginInfo, create_plugin_app
-from plugkit.auth.factory import build_auth_method
 from plugkit.errors import ErrorDetail
 from plugkit.hints import reaching_remote, tool_hints
-from plugkit.manifest import Api, Manifest
+from plugkit.plugin import Plugin, PluginContext
 from plugkit.plugins.sports.backend import SportsBackend, SportsBackendError
 from plugkit.plugins.sports.balldontlie import BalldontlieBackend
 from plugkit.plugins.sports.importer import ensure_dataset
 from plugkit.plugins.sports.local import LocalBackend
 from plugkit.plugins.sports.models import (
-    GameFilter,
     GameList,
     PlayerFilter,
     PlayerList,
     SeasonAverageList,
-    StatFilter,
     StatList,
     TeamList,
 )
@@ -34,18 +30,12 @@ from plugkit.plugins.sports.params import (
     MAX_ID,
     MAX_IDS,
     BracketArrays,
-    EndDate,
-    GameIds,
+    GameFilterDep,
     Limit,
-    PlayerIds,
-    Postseason,
-    Seasons,
-    StartDate,
+    StatFilterDep,
     TeamIds,
-    check_dates,
 )
 from plugkit.plugins.sports.settings import SportsSettings
-from plugkit.settings import load_settings
 from plugkit.storage import Database
 
 log = logging.getLogger("plugkit.sports")
@@ -58,19 +48,6 @@ DESCRIPTION_FOR_MODEL = (
     "tables."
 )
 RESPONSE_MARGIN = 2_000  # room for the envelope and serialisation differences
-
-
-def sports_manifest() -> Manifest:
-    return Manifest(
-        name_for_human="Sports Stats",
-        name_for_model="sportsstats",
-        description_for_human="Get current and historical stats for NBA players, teams and games.",
-        description_for_model=DESCRIPTION_FOR_MODEL,
-        api=Api(url="PLUGIN_HOSTNAME/openapi.yaml"),
-        logo_url="PLUGIN_HOSTNAME/logo.png",
-        contact_email="legal@plugkit.dev",
-        legal_info_url="PLUGIN_HOSTNAME/legal",
-    )
 
 
 async def get_backend(request: Request) -> SportsBackend:
@@ -156,25 +133,8 @@ async def get_teams(request: Request, backend: BackendDep) -> TeamList:
     responses=UPSTREAM_ERRORS,
     openapi_extra=tool_hints(title="Find games", read_only=True),
 )
-async def get_games(
-    request: Request,
-    backend: BackendDep,
-    limit: Limit = 25,
-    seasons: Seasons = None,
-    team_ids: TeamIds = None,
-    start_date: StartDate = None,
-    end_date: EndDate = None,
-    postseason: Postseason = None,
-) -> GameList:
+async def get_games(request: Request, backend: BackendDep, filters: GameFilterDep, limit: Limit = 25) -> GameList:
     """Get games, oldest first, with home and visitor teams and final scores."""
-    check_dates(start_date, end_date)
-    filters = GameFilter(
-        seasons=tuple(seasons or ()),
-        team_ids=tuple(team_ids or ()),
-        start_date=start_date,
-        end_date=end_date,
-        postseason=postseason,
-    )
     return capped(request, GameList(data=await backend.games(filters, limit)))
 
 
@@ -186,27 +146,8 @@ async def get_games(
     responses=UPSTREAM_ERRORS,
     openapi_extra=tool_hints(title="Get box-score stats", read_only=True),
 )
-async def get_stats(
-    request: Request,
-    backend: BackendDep,
-    limit: Limit = 25,
-    player_ids: PlayerIds = None,
-    game_ids: GameIds = None,
-    start_date: StartDate = None,
-    end_date: EndDate = None,
-    seasons: Seasons = None,
-    postseason: Postseason = None,
-) -> StatList:
+async def get_stats(request: Request, backend: BackendDep, filters: StatFilterDep, limit: Limit = 25) -> StatList:
     """Get box-score lines (points, rebounds, assists and more) per player per game, oldest game first."""
-    check_dates(start_date, end_date)
-    filters = StatFilter(
-        player_ids=tuple(player_ids or ()),
-        game_ids=tuple(game_ids or ()),
-        seasons=tuple(seasons or ()),
-        start_date=start_date,
-        end_date=end_date,
-        postseason=postseason,
-    )
     return capped(request, StatList(data=await backend.stats(filters, limit)))
 
 
@@ -247,41 +188,48 @@ def build_backend(settings: SportsSettings) -> tuple[SportsBackend, list[Callabl
     return local, [prepare]
 
 
+async def backend_error(_request: Request, exc: SportsBackendError) -> JSONResponse:
+    """An upstream failure, answered with its own status and message."""
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+
+def setup(context: PluginContext) -> None:
+    """The configured backend, opened at start-up and closed at shutdown; `key[]=v` arrays folded into `key=v`."""
+    settings = context.settings
+    assert isinstance(settings, SportsSettings)
+    backend, hooks = build_backend(settings)
+    for hook in hooks:
+        context.on_startup(hook)
+    context.on_shutdown(backend.close)
+    context.add_exception_handler(SportsBackendError, backend_error)
+    context.add_middleware(BracketArrays)
+    context.state["backend"] = backend
+    if settings.sports_backend == "balldontlie":
+        context.routers[:] = [reaching_remote(router) for router in context.routers]
+
+
+plugin = Plugin(
+    "Sports Stats",
+    "Get current and historical stats for NBA players, teams and games.",
+    description_for_model=DESCRIPTION_FOR_MODEL,
+    name_for_model="sportsstats",
+    routers=[router],
+    settings=SportsSettings,
+    setup=setup,
+    database="sports_auth",
+    contact_email="legal@plugkit.dev",
+    title="Sports Stats Plugin",
+    logo_letter="S",
+    logo_rgb=(200, 90, 30),
+    legal_text="This plugin serves public NBA statistics. It keeps no data about its users.",
+    options={
+        "backend": "sports_backend",
+        "upstream-url": "balldontlie_url",
+        "api-key-file": "balldontlie_api_key_file",
+    },
+)
+
+
 def create_app(settings: SportsSettings | None = None) -> FastAPI:
     """The sports plugin app (settings from the environment when none are given)."""
-    settings = settings or load_settings(SportsSettings)
-    auth_database = Database(settings.database_url_for("sports_auth"))
-    auth = build_auth_method(settings, auth_database)
-    backend, hooks = build_backend(settings)
-
-    async def startup() -> None:
-        await auth_database.create_all(*auth.metadata())
-        for hook in hooks:
-            await hook()
-
-    info = PluginInfo(
-        manifest=sports_manifest(),
-        title="Sports Stats Plugin",
-        description="NBA players, teams, games, box-score stats and season averages.",
-        logo_letter="S",
-        logo_rgb=(200, 90, 30),
-        legal_text="This plugin serves public NBA statistics. It keeps no data about its users.",
-    )
-    remote = settings.sports_backend == "balldontlie"
-    app = create_plugin_app(
-        info,
-        [reaching_remote(router) if remote else router],
-        settings,
-        auth,
-        database=auth_database,
-        on_startup=[startup],
-        on_shutdown=[backend.close, auth_database.dispose],
-    )
-
-    @app.exception_handler(SportsBackendError)
-    async def backend_error(_request: Request, exc: SportsBackendError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
-
-    app.add_middleware(BracketArrays)
-    app.state.backend = backend
-    return app
+    return plugin.create_app(settings)

@@ -7,10 +7,12 @@ from datetime import date
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import Query
+from fastapi import Depends, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from plugkit.plugins.sports.models import GameFilter, StatFilter
 
 MAX_ID = 2**53  # ids stay exact in JavaScript clients
 MAX_IDS = 100
@@ -61,6 +63,52 @@ def check_dates(start_date: date | None, end_date: date | None) -> None:
             "type": "value_error",
         }
         raise RequestValidationError([error])
+
+
+def game_filter(
+    seasons: Seasons = None,
+    team_ids: TeamIds = None,
+    game_ids: GameIds = None,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    postseason: Postseason = None,
+) -> GameFilter:
+    """The games a request asks for, from its query parameters (a start after the end is a 422)."""
+    check_dates(start_date, end_date)
+    return GameFilter(
+        seasons=tuple(seasons or ()),
+        team_ids=tuple(team_ids or ()),
+        game_ids=tuple(game_ids or ()),
+        start_date=start_date,
+        end_date=end_date,
+        postseason=postseason,
+    )
+
+
+def stat_filter(
+    player_ids: PlayerIds = None,
+    game_ids: GameIds = None,
+    seasons: Seasons = None,
+    team_ids: TeamIds = None,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    postseason: Postseason = None,
+) -> StatFilter:
+    """The box-score lines a request asks for, from its query parameters (a start after the end is a 422)."""
+    check_dates(start_date, end_date)
+    return StatFilter(
+        player_ids=tuple(player_ids or ()),
+        game_ids=tuple(game_ids or ()),
+        seasons=tuple(seasons or ()),
+        team_ids=tuple(team_ids or ()),
+        start_date=start_date,
+        end_date=end_date,
+        postseason=postseason,
+    )
+
+
+GameFilterDep = Annotated[GameFilter, Depends(game_filter)]
+StatFilterDep = Annotated[StatFilter, Depends(stat_filter)]
 
 
 class BracketArrays:

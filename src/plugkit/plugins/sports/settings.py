@@ -16,9 +16,9 @@ class SportsSettings(PluginSettings):
         default="local", description="local: the SQLite dataset in data_dir; balldontlie: the upstream API"
     )
     sports_db: Path | None = Field(default=None, description="The local dataset; default: <data_dir>/sports.db")
-    balldontlie_url: str = "https://api.balldontlie.io/v1"
+    balldontlie_url: str = Field(default="https://api.balldontlie.io/v1", description="the balldontlie API base URL")
     balldontlie_api_key: SecretStr | None = None
-    balldontlie_api_key_file: Path | None = None
+    balldontlie_api_key_file: Path | None = Field(default=None, description="a file holding the balldontlie API key")
     upstream_timeout_s: float = 10.0
     upstream_retries: int = Field(default=3, ge=0, le=10)
     upstream_backoff_s: float = 0.5
@@ -48,9 +48,6 @@ class UpstreamSettings(SportsSettings):
     upstream_api_key_file: Path | None = None
     upstream_legacy_paging: bool = Field(
         default=False, description="Answer in the legacy API's shape (page, total_pages) even without `page`"
-    )
-    upstream_faults: bool = Field(
-        default=False, description="Test only: obey x-fault request headers (injected 429s, 5xx, slow answers)"
     )
 
     def required_key(self) -> str | None:

@@ -1,18 +1,13 @@
 """`plugkit serve sports-upstream`: the local dataset served in the balldontlie v1 API's shape.
 
 It lets the balldontlie backend run against a real server here, and serves an imported dataset to other tools
-that speak that API. With `upstream_faults` on (tests only), request headers inject failures:
-`x-fault: 429*2` answers 429 to the first two requests carrying the same `x-fault-key`, `x-fault: 503*1` a 503,
-`x-fault: delay:1500*1` answers the first one 1.5 s late; `x-fault-retry-after` sets the Retry-After header.
-`GET /__faults/{key}` tells how many requests a key made.
+that speak that API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
-from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -21,23 +16,18 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Req
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plugkit.plugins.sports.importer import ensure_dataset
 from plugkit.plugins.sports.local import LocalBackend
-from plugkit.plugins.sports.models import GameFilter, PlayerFilter, StatFilter
+from plugkit.plugins.sports.models import GameFilter, PlayerFilter
 from plugkit.plugins.sports.params import (
     MAX_ID,
     MAX_IDS,
     BracketArrays,
-    EndDate,
-    GameIds,
+    GameFilterDep,
     PlayerIds,
-    Postseason,
-    Seasons,
-    StartDate,
+    StatFilterDep,
     TeamIds,
-    check_dates,
 )
 from plugkit.plugins.sports.settings import UpstreamSettings
 from plugkit.settings import load_settings
@@ -144,26 +134,8 @@ async def get_player(player_id: Id, backend: LocalDep) -> dict[str, Any]:
 
 
 @router.get("/games", operation_id="listGames")
-async def list_games(
-    backend: LocalDep,
-    paging: PagingDep,
-    seasons: Seasons = None,
-    team_ids: TeamIds = None,
-    game_ids: GameIds = None,
-    start_date: StartDate = None,
-    end_date: EndDate = None,
-    postseason: Postseason = None,
-) -> dict[str, Any]:
+async def list_games(backend: LocalDep, paging: PagingDep, filters: GameFilterDep) -> dict[str, Any]:
     """Games."""
-    check_dates(start_date, end_date)
-    filters = GameFilter(
-        seasons=tuple(seasons or ()),
-        team_ids=tuple(team_ids or ()),
-        game_ids=tuple(game_ids or ()),
-        start_date=start_date,
-        end_date=end_date,
-        postseason=postseason,
-    )
     return await _page(lambda n, o: backend.games(filters, n, o), lambda: backend.count_games(filters), *paging)
 
 
@@ -177,28 +149,8 @@ async def get_game(game_id: Id, backend: LocalDep) -> dict[str, Any]:
 
 
 @router.get("/stats", operation_id="listStats")
-async def list_stats(
-    backend: LocalDep,
-    paging: PagingDep,
-    player_ids: PlayerIds = None,
-    game_ids: GameIds = None,
-    seasons: Seasons = None,
-    team_ids: TeamIds = None,
-    start_date: StartDate = None,
-    end_date: EndDate = None,
-    postseason: Postseason = None,
-) -> dict[str, Any]:
+async def list_stats(backend: LocalDep, paging: PagingDep, filters: StatFilterDep) -> dict[str, Any]:
     """Box-score lines."""
-    check_dates(start_date, end_date)
-    filters = StatFilter(
-        player_ids=tuple(player_ids or ()),
-        game_ids=tuple(game_ids or ()),
-        seasons=tuple(seasons or ()),
-        team_ids=tuple(team_ids or ()),
-        start_date=start_date,
-        end_date=end_date,
-        postseason=postseason,
-    )
     return await _page(lambda n, o: backend.stats(filters, n, o), lambda: backend.count_stats(filters), *paging)
 
 
@@ -215,45 +167,6 @@ async def list_season_averages(
     if not ids:
         raise HTTPException(422, "player_ids[] (or player_id) is required")
     return {"data": _dump(await backend.season_averages(season, ids, postseason)), "meta": {}}
-
-
-class FaultInjection:
-    """Test-only failures chosen by request headers (see the module docstring)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.requests: Counter[str] = Counter()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        key = headers.get("x-fault-key")
-        if scope["path"].startswith("/__faults/"):
-            body = json.dumps({"requests": self.requests[scope["path"].removeprefix("/__faults/")]}).encode()
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
-        if key is None:
-            await self.app(scope, receive, send)
-            return
-        self.requests[key] += 1
-        what, _, times = headers.get("x-fault", "").partition("*")
-        if what and self.requests[key] <= int(times or "1"):
-            if what.startswith("delay:"):
-                await asyncio.sleep(int(what.removeprefix("delay:")) / 1000)
-            else:
-                response = JSONResponse(
-                    {"error": f"injected {what}"},
-                    status_code=int(what),
-                    headers={"retry-after": headers["x-fault-retry-after"]} if "x-fault-retry-after" in headers else {},
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def create_upstream_app(settings: UpstreamSettings | None = None) -> FastAPI:
@@ -280,6 +193,4 @@ def create_upstream_app(settings: UpstreamSettings | None = None) -> FastAPI:
         return JSONResponse({"detail": errors}, status_code=422)
 
     app.add_middleware(BracketArrays)
-    if settings.upstream_faults:
-        app.add_middleware(FaultInjection)
     return app

@@ -9,13 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
 from pydantic import TypeAdapter, ValidationError
 
-from plugkit.app import PluginInfo, create_plugin_app
-from plugkit.auth.factory import build_auth_method
 from plugkit.deps import get_principal
 from plugkit.errors import ErrorDetail
 from plugkit.fastpath import FastPath, is_json
 from plugkit.hints import tool_hints
-from plugkit.manifest import Api, Manifest
+from plugkit.plugin import Plugin, PluginContext
 from plugkit.plugins.todo.models import (
     USERNAME_PATTERN,
     AddTodoRequest,
@@ -27,26 +25,11 @@ from plugkit.plugins.todo.models import (
 )
 from plugkit.plugins.todo.settings import TodoSettings
 from plugkit.plugins.todo.store import SqlTodoStore, TodoStore, metadata
-from plugkit.settings import load_settings
-from plugkit.storage import Database
 
 DESCRIPTION = (
     "A plugin that allows the user to create and manage a TODO list using ChatGPT. If you do not know the user's "
     'username, ask them first before making queries to the plugin. Otherwise, use the username "global".'
 )
-
-
-def todo_manifest(auth_kind: str) -> Manifest:
-    return Manifest(
-        name_for_human="TODO List (no auth)" if auth_kind == "none" else "TODO List",
-        name_for_model="todo",
-        description_for_human="Manage your TODO list. You can add, remove and view your TODOs.",
-        description_for_model="Plugin for managing a TODO list, you can add, remove and view your TODOs.",
-        api=Api(url="PLUGIN_HOSTNAME/openapi.yaml"),
-        logo_url="PLUGIN_HOSTNAME/logo.png",
-        contact_email="legal@plugkit.dev",
-        legal_info_url="PLUGIN_HOSTNAME/legal",
-    )
 
 
 Username = Annotated[
@@ -213,33 +196,35 @@ FAST_PATHS = (
 )
 
 
+def setup(context: PluginContext) -> None:
+    """The store on the plugin's database; the manifest says "(no auth)" as the example's did, when there is none."""
+    context.info.description = DESCRIPTION
+    if context.settings.auth == "none":
+        manifest = context.info.manifest
+        context.info.manifest = manifest.model_copy(update={"name_for_human": f"{manifest.name_for_human} (no auth)"})
+    context.state["store"] = SqlTodoStore(context.database)
+    context.state["database"] = context.database
+
+
+plugin = Plugin(
+    "TODO List",
+    "Manage your TODO list. You can add, remove and view your TODOs.",
+    description_for_model="Plugin for managing a TODO list, you can add, remove and view your TODOs.",
+    name_for_model="todo",
+    routers=[router],
+    settings=TodoSettings,
+    tables=[metadata],
+    setup=setup,
+    database="todo",
+    contact_email="legal@plugkit.dev",
+    title="TODO Plugin",
+    logo_letter="T",
+    logo_rgb=(46, 139, 87),
+    legal_text="This plugin stores the todos you add, under the user name you give, until you delete them.",
+    fast_paths=FAST_PATHS,
+)
+
+
 def create_app(settings: TodoSettings | None = None) -> FastAPI:
     """The TODO plugin app (settings from the environment when none are given)."""
-    settings = settings or load_settings(TodoSettings)
-    database = Database(settings.database_url_for("todo"))
-    auth = build_auth_method(settings, database)
-
-    async def startup() -> None:
-        await database.create_all(metadata, *auth.metadata())
-
-    info = PluginInfo(
-        manifest=todo_manifest(settings.auth),
-        title="TODO Plugin",
-        description=DESCRIPTION,
-        logo_letter="T",
-        logo_rgb=(46, 139, 87),
-        legal_text="This plugin stores the todos you add, under the user name you give, until you delete them.",
-    )
-    app = create_plugin_app(
-        info,
-        [router],
-        settings,
-        auth,
-        database=database,
-        on_startup=[startup],
-        on_shutdown=[database.dispose],
-        fast_paths=FAST_PATHS,
-    )
-    app.state.store = SqlTodoStore(database)
-    app.state.database = database
-    return app
+    return plugin.create_app(settings)
