@@ -21,7 +21,14 @@ from plugkit.errors import install_error_handlers, with_error_responses
 from plugkit.fastpath import FastPath, FastPaths
 from plugkit.logo import render_logo
 from plugkit.manifest import Manifest
-from plugkit.middleware import BodySizeLimit, RateLimit, RequestTimeout, RequireCredential, ResponseSizeLimit
+from plugkit.middleware import (
+    BodySizeLimit,
+    JsonBodyAnyContentType,
+    RateLimit,
+    RequestTimeout,
+    RequireCredential,
+    ResponseSizeLimit,
+)
 from plugkit.settings import PluginSettings
 from plugkit.spec import lint_spec, render_spec, to_yaml
 from plugkit.storage import Database
@@ -148,6 +155,7 @@ def create_plugin_app(
     install_error_handlers(app)
     if fast_paths and settings.fast_paths:
         app.add_middleware(FastPaths, paths=fast_paths)
+    app.add_middleware(JsonBodyAnyContentType, routes=guarded)  # outside the fast paths, so they see the same body
     app.add_middleware(RequireCredential, auth=auth, routes=guarded)
     app.add_middleware(ResponseSizeLimit, max_chars=settings.max_response_chars)
     app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
