@@ -302,3 +302,20 @@ async def test_plain_requests_are_answered_without_reaching_the_routes(tmp_path:
         assert (await client.get("/todos/alice?limit=1")).json()["todos"] == ["fast"]
         assert (await client.post("/todos/alice", json={"todo": ""})).status_code == 422
         assert behind.calls == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "shared_name_offered"),
+    [("none", True), ("service_http", True), ("user_http", False), ("oauth", False)],
+)
+async def test_the_spec_offers_the_shared_global_list_only_where_any_name_is_reachable(
+    tmp_path: Path, kind: str, shared_name_offered: bool
+) -> None:
+    """Under per-user auth a request for "global" is a 403, so the spec must not tell the model to use it."""
+    extra = {"service_token": "svc_9Qm2vT7xLp4Rk8Zs1Wd6Yh3Nc5Bf0Ja"} if kind == "service_http" else {}
+    app = create_app(TodoSettings(auth=kind, data_dir=tmp_path, **extra))  # type: ignore[arg-type]
+    async with asgi_client(app) as client:
+        description = (await client.get("/openapi.json")).json()["info"]["description"]
+    assert ('"global"' in description) is shared_name_offered
+    if not shared_name_offered:
+        assert "signed in as" in description

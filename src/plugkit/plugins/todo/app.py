@@ -33,6 +33,17 @@ DESCRIPTION = (
     "A plugin that allows the user to create and manage a TODO list using ChatGPT. If you do not know the user's "
     'username, ask them first before making queries to the plugin. Otherwise, use the username "global".'
 )
+SIGNED_IN_DESCRIPTION = (
+    "A plugin that allows the user to create and manage their TODO list using ChatGPT. Each user signs in and reaches "
+    "only their own list: the username is the one the user signed in as (ask them for it if you do not know it); "
+    "any other username is refused."
+)
+PER_USER_AUTH = frozenset({"user_http", "oauth"})
+
+
+def todo_description(auth_kind: str) -> str:
+    """What the spec tells the model about usernames: under per-user auth only the signed-in user's name works."""
+    return SIGNED_IN_DESCRIPTION if auth_kind in PER_USER_AUTH else DESCRIPTION
 
 
 def todo_manifest(auth_kind: str) -> Manifest:
@@ -209,7 +220,7 @@ def create_app(settings: TodoSettings | None = None) -> FastAPI:
     info = PluginInfo(
         manifest=todo_manifest(settings.auth),
         title="TODO Plugin",
-        description=DESCRIPTION,
+        description=todo_description(settings.auth),
         logo_letter="T",
         logo_rgb=(46, 139, 87),
         legal_text="This plugin stores the todos you add, under the user name you give, until you delete them.",
