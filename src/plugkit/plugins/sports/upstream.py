@@ -30,6 +30,7 @@ from plugkit.plugins.sports.params import (
     MAX_ID,
     MAX_IDS,
     BracketArrays,
+    Dates,
     EndDate,
     GameIds,
     PlayerIds,
@@ -150,6 +151,7 @@ async def list_games(
     seasons: Seasons = None,
     team_ids: TeamIds = None,
     game_ids: GameIds = None,
+    dates: Dates = None,
     start_date: StartDate = None,
     end_date: EndDate = None,
     postseason: Postseason = None,
@@ -158,6 +160,7 @@ async def list_games(
     check_dates(start_date, end_date)
     filters = GameFilter(
         seasons=tuple(seasons or ()),
+        dates=tuple(dates or ()),
         team_ids=tuple(team_ids or ()),
         game_ids=tuple(game_ids or ()),
         start_date=start_date,
@@ -184,6 +187,7 @@ async def list_stats(
     game_ids: GameIds = None,
     seasons: Seasons = None,
     team_ids: TeamIds = None,
+    dates: Dates = None,
     start_date: StartDate = None,
     end_date: EndDate = None,
     postseason: Postseason = None,
@@ -192,6 +196,7 @@ async def list_stats(
     check_dates(start_date, end_date)
     filters = StatFilter(
         player_ids=tuple(player_ids or ()),
+        dates=tuple(dates or ()),
         game_ids=tuple(game_ids or ()),
         seasons=tuple(seasons or ()),
         team_ids=tuple(team_ids or ()),
