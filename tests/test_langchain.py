@@ -29,7 +29,7 @@ APPS: dict[str, Callable[[Path], FastAPI]] = {
 }
 
 
-@pytest.mark.parametrize("spec_path", ["/openapi.json"])
+@pytest.mark.parametrize("spec_path", ["/openapi.json", "/openapi.full.json"])
 @pytest.mark.parametrize("plugin", sorted(APPS))
 async def test_langchain_reads_every_plugin_spec_as_one_function_per_operation(
     plugin: str, spec_path: str, tmp_path: Path

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
 from plugkit import ratelimit
 from plugkit.auth.base import AuthMethod
+from plugkit.docs import FULL_SPEC_PATH, docs_page, full_openapi, mount_docs
 from plugkit.errors import install_error_handlers, with_error_responses
 from plugkit.fastpath import FastPath, FastPaths
 from plugkit.logo import render_logo
@@ -110,9 +110,14 @@ def create_plugin_app(
         app.include_router(router)
     protected_ops = frozenset(protected)
 
-    def spec_for(request: Request) -> dict[str, Any]:
+    full: list[dict[str, Any]] = []  # built on first use, as app.openapi() is
+
+    def spec_for(request: Request, *, everything: bool = False) -> dict[str, Any]:
+        if everything and not full:
+            full.append(full_openapi(app, guarded))
+        base = full[0] if everything else app.openapi()
         return render_spec(
-            with_error_responses(app.openapi(), protected_ops, authenticated=auth.kind != "none"),
+            with_error_responses(base, protected_ops, authenticated=auth.kind != "none"),
             public_base_url(request, settings),
             security_scheme=auth.security_scheme(),
             protected_operations=protected_ops,
@@ -128,6 +133,10 @@ def create_plugin_app(
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_json(request: Request) -> JSONResponse:
         return JSONResponse(spec_for(request))
+
+    @app.get(FULL_SPEC_PATH, include_in_schema=False)
+    async def openapi_full_json(request: Request) -> JSONResponse:
+        return JSONResponse(spec_for(request, everything=True))
 
     @app.get("/openapi.yaml", include_in_schema=False)
     async def openapi_yaml(request: Request) -> Response:
@@ -150,7 +159,9 @@ def create_plugin_app(
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{info.title}: API")
+        return docs_page(f"{info.title}: API")
+
+    mount_docs(app)
 
     install_error_handlers(app)
     if fast_paths and settings.fast_paths:

@@ -19,7 +19,16 @@ from plugkit.settings import PluginSettings
 
 log = logging.getLogger("plugkit")
 
-PUBLIC_PATHS = ("/.well-known/ai-plugin.json", "/openapi.json", "/openapi.yaml", "/logo.png", "/legal", "/docs")
+PUBLIC_PATHS = (
+    "/.well-known/ai-plugin.json",
+    "/openapi.json",
+    "/openapi.yaml",
+    "/openapi.full.json",
+    "/logo.png",
+    "/legal",
+    "/docs",
+)
+DOCS_ASSETS = "/docs/"  # Swagger UI's files (its bundle is over the model host's response limit; no model reads it)
 
 
 def client_address(scope: Scope, settings: PluginSettings) -> str:
@@ -181,7 +190,7 @@ class ResponseSizeLimit:
         self.app, self.max_chars = app, max_chars
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["path"].startswith(DOCS_ASSETS):
             await self.app(scope, receive, send)
             return
         start: Message | None = None
