@@ -136,7 +136,7 @@ async def test_logo_legal_and_docs_pages_are_served(client: httpx.AsyncClient) -
     legal = await client.get("/legal")
     assert legal.status_code == 200 and "Sample" in legal.text and "legal@plugkit.dev" in legal.text
     docs = await client.get("/docs")
-    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    assert docs.status_code == 200 and "/openapi.full.json" in docs.text
 
 
 async def test_cors_preflight_from_chatgpt_allows_private_network_access(client: httpx.AsyncClient) -> None:

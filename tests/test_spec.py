@@ -121,3 +121,43 @@ def test_resolve_ref_follows_chains_and_stops_on_cycles() -> None:
     assert resolve_ref(spec, {"$ref": "#/components/schemas/A"}) == {"type": "object"}
     cyclic = {"components": {"schemas": {"A": {"$ref": "#/components/schemas/A"}}}}
     assert resolve_ref(cyclic, {"$ref": "#/components/schemas/A"}) == {}
+
+
+def test_optional_inputs_lose_null_while_responses_keep_it() -> None:
+    nullable_int = {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None, "title": "N"}
+    base = {
+        "openapi": "3.1.0",
+        "paths": {
+            "/a": {
+                "post": {
+                    "operationId": "postA",
+                    "parameters": [
+                        {"name": "n", "in": "query", "required": False, "schema": dict(nullable_int)},
+                        {"name": "m", "in": "query", "required": True, "schema": dict(nullable_int)},
+                    ],
+                    "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/In"}}}},
+                    "responses": {
+                        "200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Out"}}}}
+                    },
+                }
+            }
+        },
+        "components": {
+            "schemas": {
+                "In": {
+                    "type": "object",
+                    "properties": {"n": dict(nullable_int), "r": dict(nullable_int)},
+                    "required": ["r"],
+                },
+                "Out": {"type": "object", "properties": {"n": dict(nullable_int)}},
+            }
+        },
+    }
+    spec = render_spec(base, "https://plugin.example.org")
+    parameters = spec["paths"]["/a"]["post"]["parameters"]
+    assert parameters[0]["schema"] == {"type": "integer", "title": "N"}
+    assert parameters[1]["schema"] == nullable_int  # required and nullable: null is a value the caller may send
+    schemas = spec["components"]["schemas"]
+    assert schemas["In"]["properties"] == {"n": {"type": "integer", "title": "N"}, "r": nullable_int}
+    assert schemas["Out"]["properties"]["n"] == nullable_int  # the server sends null
+    assert base["paths"]["/a"]["post"]["parameters"][0]["schema"] == nullable_int  # the input is not changed

@@ -10,18 +10,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
 from plugkit import ratelimit
 from plugkit.auth.base import AuthMethod
+from plugkit.docs import FULL_SPEC_PATH, docs_page, full_openapi, mount_docs
 from plugkit.errors import install_error_handlers, with_error_responses
 from plugkit.fastpath import FastPath, FastPaths
 from plugkit.logo import render_logo
 from plugkit.manifest import Manifest
-from plugkit.middleware import BodySizeLimit, RateLimit, RequestTimeout, RequireCredential, ResponseSizeLimit
+from plugkit.middleware import (
+    BodySizeLimit,
+    JsonBodyAnyContentType,
+    RateLimit,
+    RequestTimeout,
+    RequireCredential,
+    ResponseSizeLimit,
+)
 from plugkit.settings import PluginSettings
 from plugkit.spec import lint_spec, render_spec, to_yaml
 from plugkit.storage import Database
@@ -108,9 +115,14 @@ def create_plugin_app(
         app.include_router(router)
     protected_ops = frozenset(protected)
 
-    def spec_for(request: Request) -> dict[str, Any]:
+    full: list[dict[str, Any]] = []  # built on first use, as app.openapi() is
+
+    def spec_for(request: Request, *, everything: bool = False) -> dict[str, Any]:
+        if everything and not full:
+            full.append(full_openapi(app, guarded))
+        base = full[0] if everything else app.openapi()
         return render_spec(
-            with_error_responses(app.openapi(), protected_ops, authenticated=auth.kind != "none"),
+            with_error_responses(base, protected_ops, authenticated=auth.kind != "none"),
             public_base_url(request, settings),
             security_scheme=auth.security_scheme(),
             protected_operations=protected_ops,
@@ -126,6 +138,10 @@ def create_plugin_app(
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_json(request: Request) -> JSONResponse:
         return JSONResponse(spec_for(request))
+
+    @app.get(FULL_SPEC_PATH, include_in_schema=False)
+    async def openapi_full_json(request: Request) -> JSONResponse:
+        return JSONResponse(spec_for(request, everything=True))
 
     @app.get("/openapi.yaml", include_in_schema=False)
     async def openapi_yaml(request: Request) -> Response:
@@ -148,11 +164,14 @@ def create_plugin_app(
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{info.title}: API")
+        return docs_page(f"{info.title}: API")
+
+    mount_docs(app)
 
     install_error_handlers(app)
     if fast_paths and settings.fast_paths:
         app.add_middleware(FastPaths, paths=fast_paths)
+    app.add_middleware(JsonBodyAnyContentType, routes=guarded)  # outside the fast paths, so they see the same body
     app.add_middleware(RequireCredential, auth=auth, routes=guarded)
     app.add_middleware(ResponseSizeLimit, max_chars=settings.max_response_chars)
     app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)

@@ -1,4 +1,5 @@
-"""The ASGI middlewares every plugin app runs: credential, rate limit, timeout, body and response size limits."""
+"""The ASGI middlewares every plugin app runs: credential, rate limit, timeout, body and response size limits, JSON
+bodies whatever their declared type."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from fastapi import Request
+from fastapi import Request, params
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,7 +19,16 @@ from plugkit.settings import PluginSettings
 
 log = logging.getLogger("plugkit")
 
-PUBLIC_PATHS = ("/.well-known/ai-plugin.json", "/openapi.json", "/openapi.yaml", "/logo.png", "/legal", "/docs")
+PUBLIC_PATHS = (
+    "/.well-known/ai-plugin.json",
+    "/openapi.json",
+    "/openapi.yaml",
+    "/openapi.full.json",
+    "/logo.png",
+    "/legal",
+    "/docs",
+)
+DOCS_ASSETS = "/docs/"  # Swagger UI's files (its bundle is over the model host's response limit; no model reads it)
 
 
 def client_address(scope: Scope, settings: PluginSettings) -> str:
@@ -180,7 +190,7 @@ class ResponseSizeLimit:
         self.app, self.max_chars = app, max_chars
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["path"].startswith(DOCS_ASSETS):
             await self.app(scope, receive, send)
             return
         start: Message | None = None
@@ -221,3 +231,47 @@ class ResponseSizeLimit:
             await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, guarded_send)
+
+
+def takes_json_body(route: APIRoute) -> bool:
+    """Whether a route reads its body as JSON (rather than a form or none)."""
+    body = route.dependant.body_params
+    return bool(body) and not any(isinstance(param.field_info, params.Form) for param in body)
+
+
+def _is_json_media_type(content_type: bytes | None) -> bool:
+    media = (content_type or b"").partition(b";")[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+class JsonBodyAnyContentType:
+    """A JSON operation reads its body as JSON whatever Content-Type the request declares, or none.
+
+    Clients that exist send JSON without the header or as text/plain (LangChain's OpenAPI callable; the original
+    example read bodies with `get_json(force=True)`, so its clients did too), and FastAPI answers them with a baffling
+    422. What the strict check guards against is a cross-site request from a browser, which can send text/plain or no
+    Content-Type without a CORS preflight; a browser always sends `Origin` on a POST, PUT, PATCH or DELETE, so such a
+    request still needs the JSON header and gets a 415 naming it. Forms and bodies declared as JSON pass untouched."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[APIRoute]) -> None:
+        self.app = app
+        self.routes = [(route.path_regex, frozenset(route.methods or ())) for route in routes if takes_json_body(route)]
+
+    def _json_route(self, scope: Scope) -> bool:
+        path, method = scope["path"], scope["method"]
+        return any(method in methods and regex.match(path) for regex, methods in self.routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            headers = dict(scope["headers"])
+            content_type = headers.get(b"content-type")
+            if not _is_json_media_type(content_type) and self._json_route(scope):
+                if b"origin" in headers:
+                    declared = content_type.decode("latin-1") if content_type else "none"
+                    detail = f"this operation takes a JSON body: send Content-Type: application/json (got {declared})"
+                    for message in json_error(415, detail):
+                        await send(message)
+                    return
+                rest = [(name, value) for name, value in scope["headers"] if name != b"content-type"]
+                scope = {**scope, "headers": [*rest, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)

@@ -38,9 +38,10 @@ def render_spec(
     protected_operations: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """A copy of `base` for a plugin reached at `base_url`: absolute `servers`, the auth method's security scheme on
-    protected operations, and `x-openai-isConsequential` on operations: true unless the operation is read-only, as its
-    route declared (`plugkit.hints`) or, undeclared, as its HTTP method says."""
-    spec = copy.deepcopy(base)
+    protected operations, `x-openai-isConsequential` on operations: true unless the operation is read-only, as its
+    route declared (`plugkit.hints`) or, undeclared, as its HTTP method says; and optional inputs without `null`
+    (see `optional_not_nullable`)."""
+    spec = optional_not_nullable(copy.deepcopy(base))
     spec["servers"] = [{"url": base_url.rstrip("/")}]
     if security_scheme is not None:
         spec.setdefault("components", {}).setdefault("securitySchemes", {})["plugkit"] = security_scheme
@@ -49,6 +50,80 @@ def render_spec(
         if security_scheme is not None and operation.get("operationId") in protected_operations:
             operation["security"] = [{"plugkit": []}]
     return spec
+
+
+def optional_not_nullable(spec: dict[str, Any]) -> dict[str, Any]:
+    """Optional inputs as their plain type: an optional query parameter or body field is `{type: X}` left out of
+    `required`, not pydantic's `anyOf: [{type: X}, {type: null}]` (clients such as LangChain's OpenAPI parser cannot
+    read the latter, and a model has no reason to send null). Responses keep their nulls, since the server sends
+    them; a component that responses also use is left as it is. Changes `spec` in place and returns it."""
+    schemas = (spec.get("components") or {}).get("schemas") or {}
+    in_responses = _components_under(spec, [op.get("responses") for _p, _m, op in iter_operations(spec)])
+    for path, _method, operation in iter_operations(spec):
+        path_parameters = ((spec.get("paths") or {}).get(path) or {}).get("parameters") or []
+        for parameter in [*path_parameters, *(operation.get("parameters") or [])]:
+            if (
+                isinstance(parameter, dict)
+                and not parameter.get("required")
+                and isinstance(parameter.get("schema"), dict)
+            ):
+                parameter["schema"] = _without_null(parameter["schema"])
+    bodies = [op.get("requestBody") for _p, _m, op in iter_operations(spec)]
+    for body in bodies:
+        for content in ((body or {}).get("content") or {}).values() if isinstance(body, dict) else ():
+            if isinstance(content, dict) and isinstance(content.get("schema"), dict):
+                _drop_optional_nulls(content["schema"])
+    for name in _components_under(spec, bodies) - in_responses:
+        if isinstance(schemas.get(name), dict):
+            _drop_optional_nulls(schemas[name])
+    return spec
+
+
+def _components_under(spec: dict[str, Any], roots: list[Any]) -> set[str]:
+    """The names of the schema components that `roots` reach, following `$ref`s."""
+    schemas = (spec.get("components") or {}).get("schemas") or {}
+    found: set[str] = set()
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+                name = ref.rsplit("/", 1)[1]
+                if name not in found:
+                    found.add(name)
+                    stack.append(schemas.get(name))
+            stack.extend(node.values())
+    return found
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` less a `{type: null}` alternative (and a null default); the one remaining alternative inlined."""
+    alternatives = schema.get("anyOf")
+    if not isinstance(alternatives, list) or {"type": "null"} not in alternatives:
+        return schema
+    kept = [a for a in alternatives if a != {"type": "null"}]
+    rest = {k: v for k, v in schema.items() if k != "anyOf" and not (k == "default" and v is None)}
+    return {**kept[0], **rest} if len(kept) == 1 else {"anyOf": kept, **rest}
+
+
+def _drop_optional_nulls(schema: dict[str, Any]) -> None:
+    """`_without_null` on every optional property of `schema` and of the inline schemas under it."""
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            properties = node.get("properties")
+            if isinstance(properties, dict):
+                required = set(node.get("required") or ())
+                for key, value in properties.items():
+                    if key not in required and isinstance(value, dict):
+                        properties[key] = _without_null(value)
+            stack.extend(node.values())
 
 
 def to_yaml(spec: dict[str, Any]) -> str:

@@ -96,3 +96,17 @@ async def test_every_sports_operation_rejects_bad_credentials_and_accepts_a_vali
 
     outcomes = await check_every_operation_requires_auth(create_sports_app, SportsSettings, tmp_path, kind)  # type: ignore[arg-type]
     assert {o.operation_id for o in outcomes} >= {"getPlayers", "getTeams", "getGames", "getStats"}
+
+
+def test_the_placeholder_refusal_suggests_a_command_that_prints_an_accepted_token(tmp_path: Path) -> None:
+    """The hint used to be `python -m secrets`, which prints nothing."""
+    import shlex
+    import subprocess
+    import sys
+
+    with pytest.raises(AuthConfigError) as refused:
+        check_auth_settings(PluginSettings(auth="service_http", service_token="changeme-changeme-changeme"))
+    command = shlex.split(str(refused.value).split("generate one: ", 1)[1])
+    assert command[0] == "python"
+    printed = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, check=True).stdout.strip()
+    check_auth_settings(PluginSettings(auth="service_http", service_token=printed, data_dir=tmp_path))

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from plugkit.cli import app
+from tests.helpers import PluginServer
 from tests.test_manifest import good_manifest
 
 runner = CliRunner()
@@ -45,3 +47,17 @@ def test_validate_a_file_that_is_not_json_exits_1_with_the_cause(tmp_path: Path)
     path.write_text("{nope")
     result = runner.invoke(app, ["manifest", "validate", str(path)])
     assert result.exit_code == 1 and "not valid JSON" in result.output
+
+
+def test_validate_takes_a_plugins_base_url_as_check_does(tmp_path: Path) -> None:
+    with PluginServer("todo", "--data-dir", str(tmp_path)) as server:
+        for source in (server.base_url, server.base_url + "/"):
+            result = runner.invoke(app, ["manifest", "validate", source])
+            assert result.exit_code == 0, result.output
+            assert "0 errors" in result.output
+
+
+def test_version_prints_the_installed_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"plugkit {version('plugkit')}"

@@ -65,3 +65,19 @@ def test_serve_sports_answers_on_a_fresh_data_dir_and_after_an_import(tmp_path: 
     assert len(all_spurs) > 70
     assert [p["id"] for p in players] == [player_id_for("Victor Wembanyama")]
     assert manifest["name_for_model"] == "sportsstats"
+
+
+def test_import_sample_builds_the_dataset_from_the_bundled_file_without_any_path(tmp_path: Path) -> None:
+    """The README's import command for a user: nothing beside the repository is needed."""
+    result = CliRunner().invoke(app, ["sports", "import", "--sample", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(tmp_path / "sports.db") as conn:
+        teams = {
+            row[0] for row in conn.execute("select abbreviation from teams t join games g on t.id = g.home_team_id")
+        }
+    assert {"LAL", "BOS", "DEN", "GSW"} <= teams
+
+
+def test_import_without_paths_or_sample_is_a_usage_error_saying_what_to_pass(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["sports", "import", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--sample" in result.output

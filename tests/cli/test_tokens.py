@@ -57,6 +57,7 @@ def test_list_shows_tokens_without_the_tokens_themselves(tmp_path: Path) -> None
     assert token not in listed
     _code, text, _err = tokens("list", "--data-dir", str(tmp_path))
     assert "alice" in text and "1 tokens" in text and token not in text
+    assert text.splitlines()[0].split() == ["id", "user", "created_at", "fingerprint"]
 
 
 def test_revoke_by_id_stops_the_token_working(tmp_path: Path) -> None:

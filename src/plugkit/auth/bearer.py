@@ -55,7 +55,10 @@ def load_service_token(settings: PluginSettings) -> str:
         raise AuthConfigError(f"the service token is shorter than {MIN_SERVICE_TOKEN_CHARS} characters")
     normalised = re.sub(r"[^a-z0-9]", "", token.lower())
     if any(p in normalised for p in _PLACEHOLDERS) or len(set(token)) < 4 or token.startswith("<"):
-        raise AuthConfigError("the service token looks like a placeholder; generate one (python -m secrets)")
+        raise AuthConfigError(
+            "the service token looks like a placeholder; generate one: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     if not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
         raise AuthConfigError(
             "the service token has characters a bearer token cannot carry (use letters, digits and -._~+/)"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
 import typer
 
 from plugkit.cli import call as call_cmd
@@ -19,6 +22,32 @@ from plugkit.cli import tools as tools_cmd
 from plugkit.cli import users as users_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Build, run, check and call LLM AI plugins.")
+
+
+def installed_version() -> str:
+    """plugkit's version as installed (the package metadata), or "unknown" when run from a source tree."""
+    try:
+        return version("plugkit")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"plugkit {installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=print_version, is_eager=True, help="Print plugkit's version and exit."),
+    ] = False,
+) -> None:
+    """Build, run, check and call LLM AI plugins."""
+
+
 app.add_typer(serve_cmd.app, name="serve")
 app.add_typer(manifest_cmd.app, name="manifest")
 app.add_typer(tokens_cmd.app, name="tokens")

@@ -9,15 +9,16 @@ from typing import Annotated
 import httpx
 import typer
 
+from plugkit.host.loader import manifest_url
 from plugkit.manifest import has_errors, load_manifest_document, validate_manifest
 
 app = typer.Typer(no_args_is_help=True, help="Work with ai-plugin.json manifests.")
 
 
 def read_source(source: str, timeout: float = 15.0) -> str:
-    """The text of a local file or an http(s) URL."""
+    """The text of a local file or an http(s) URL (a plugin's base URL reads its /.well-known/ai-plugin.json)."""
     if source.startswith(("http://", "https://")):
-        response = httpx.get(source, timeout=timeout, follow_redirects=True)
+        response = httpx.get(manifest_url(source), timeout=timeout, follow_redirects=True)
         response.raise_for_status()
         return response.text
     return Path(source).read_text(encoding="utf-8")
@@ -25,7 +26,7 @@ def read_source(source: str, timeout: float = 15.0) -> str:
 
 @app.command("validate")
 def validate(
-    source: Annotated[str, typer.Argument(help="A manifest file, or its URL.")],
+    source: Annotated[str, typer.Argument(help="A manifest file, its URL, or the plugin's base URL.")],
     strict: Annotated[bool, typer.Option("--strict", help="Apply the limits OpenAI documented.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the problems as JSON.")] = False,
 ) -> None:

@@ -183,19 +183,24 @@ def serve_all(
     host: HostOpt = None,
     data_dir: DataDirOpt = None,
     wait_s: Annotated[float, typer.Option(help="How long to wait for each plugin to answer.")] = 120.0,
+    port_offset: Annotated[
+        int, typer.Option("--port-offset", help="Add this to every default port (to run a second set beside one).")
+    ] = 0,
 ) -> None:
-    """Every reference plugin on its default port, each in its own process; Ctrl-C stops them all."""
+    """Every reference plugin on its default port, each in its own process; Ctrl-C or SIGTERM stops them all."""
+    interrupt_on_sigterm()
     procs: dict[str, subprocess.Popen[bytes]] = {}
     env = dict(os.environ)
     if data_dir is not None:
         env["PLUGKIT_DATA_DIR"] = str(data_dir)
-    for name in registry.BUILTINS:
-        args = [sys.executable, "-m", "plugkit", "serve", name] + (["--host", host] if host else [])
-        procs[name] = subprocess.Popen(args, env=env)
     try:
+        for name in registry.BUILTINS:
+            port = load_plugin(name).load_settings().port + port_offset
+            args = [sys.executable, "-m", "plugkit", "serve", name, "--port", str(port)]
+            procs[name] = subprocess.Popen(args + (["--host", host] if host else []), env=env)
         for name, proc in procs.items():
             settings = load_plugin(name).load_settings(host=host)
-            base = f"http://{settings.host}:{settings.port}"
+            base = f"http://{settings.host}:{settings.port + port_offset}"
             _wait_until_up(base, proc, wait_s)
             typer.echo(f"{name:<10} {base}  manifest {base}/.well-known/ai-plugin.json  docs {base}/docs")
         typer.echo("All plugins are up. Press Ctrl-C to stop.")
@@ -205,14 +210,38 @@ def serve_all(
     except KeyboardInterrupt:
         pass
     finally:
-        for proc in procs.values():
+        stop_children(list(procs.values()))
+
+
+def interrupt_on_sigterm() -> None:
+    """Take SIGTERM (what systemd and `docker stop` send) as Ctrl-C, so the parent stops its children before it exits
+    (by default SIGTERM ends the parent at once and leaves them running, holding their ports)."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def stop_children(procs: list[subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None:
+    """Ask each child to shut down (SIGTERM: uvicorn finishes its requests and runs shutdown hooks), wait for them
+    together, and kill those still running at the deadline. Further signals meanwhile are ignored, so a second
+    Ctrl-C cannot leave a child behind."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for proc in procs:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in procs.values():
+                proc.terminate()
+        deadline = time.monotonic() + timeout_s
+        for proc in procs:
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _wait_until_up(base: str, proc: subprocess.Popen[bytes], wait_s: float) -> None:

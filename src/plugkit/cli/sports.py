@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from plugkit.cli.common import DataDirOpt, fail
-from plugkit.plugins.sports.importer import ImportFormatError, discover, import_files
+from plugkit.plugins.sports.importer import ImportFormatError, bundled_sample, discover, import_files
 from plugkit.plugins.sports.settings import SportsSettings
 from plugkit.settings import load_settings
 
@@ -19,7 +19,13 @@ app = typer.Typer(no_args_is_help=True, help="The sports plugin's local dataset.
 
 @app.command("import")
 def import_command(
-    paths: Annotated[list[Path], typer.Argument(help="CSV or balldontlie JSON files, or directories of them.")],
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="CSV or balldontlie JSON files, or directories of them.", show_default=False),
+    ] = None,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Import the 2023-24 sample bundled in the package (nothing is fetched).")
+    ] = False,
     data_dir: DataDirOpt = None,
     db: Annotated[Path | None, typer.Option("--db", help="The dataset file (default <data-dir>/sports.db).")] = None,
 ) -> None:
@@ -27,6 +33,9 @@ def import_command(
     settings = load_settings(SportsSettings, data_dir=data_dir, sports_db=db)
     target = settings.dataset_path()
     console = Console(stderr=True)
+    paths = [*(paths or []), *([bundled_sample()] if sample else [])]
+    if not paths:
+        fail("name the files or directories to import, or --sample for the bundled 2023-24 sample")
     try:
         files = discover(paths)
     except FileNotFoundError as exc:

@@ -69,6 +69,8 @@ def list_tokens(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    if rows:
+        typer.echo(f"{'id':>5}  {'user':<20} {'created_at':<32}  fingerprint")
     for row in rows:
         revoked = f"  revoked {row['revoked_at']}" if row["revoked_at"] else ""
         typer.echo(f"{row['id']:>5}  {row['user']:<20} {row['created_at']}  {row['fingerprint']}{revoked}")

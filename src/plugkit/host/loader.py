@@ -96,7 +96,9 @@ def _read_file(path: Path, what: str) -> str:
         raise LoadError(f"cannot read the {what} {path}: {exc}") from exc
 
 
-def _manifest_url(source: str) -> str:
+def manifest_url(source: str) -> str:
+    """The manifest's URL for a plugin named by its base URL (`/.well-known/ai-plugin.json` added), or the URL given
+    when it already names a document."""
     parts = urlsplit(source)
     if parts.path.endswith((".json", ".yaml", ".yml")):
         return source
@@ -135,7 +137,7 @@ async def load_plugin(
             text = _read_file(Path(location), what)
         return parse_document(text, what)
 
-    first = _manifest_url(source) if is_url(source) else source
+    first = manifest_url(source) if is_url(source) else source
     if not is_url(first) and Path(first).is_dir():
         first = str(Path(first) / WELL_KNOWN.lstrip("/"))
     try:

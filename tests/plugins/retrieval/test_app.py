@@ -355,3 +355,48 @@ async def test_concurrent_queries_answer_the_same_with_and_without_batching(make
         )
         top = [r.json()["results"][0]["results"][0]["metadata"]["document_id"] for r in responses]
         assert top == ["cats", "rockets", "bread"]
+
+
+async def chunks_with_source_id(client: httpx.AsyncClient, source_id: str) -> list[dict[str, Any]]:
+    query = {"query": "anything", "filter": {"source_id": source_id}, "top_k": 100, "mode": "dense"}
+    answer = await client.post("/query", json={"queries": [query]})
+    return answer.json()["results"][0]["results"]  # type: ignore[no-any-return]
+
+
+async def test_an_uploaded_file_is_found_by_its_name_and_uploading_it_again_replaces_it(
+    client: httpx.AsyncClient,
+) -> None:
+    upload = {"file": ("notes/minutes.txt", b"The board approved the budget for next year.", "text/plain")}
+    first = (await client.post("/upsert-file", files=upload)).json()["ids"]
+    again = (await client.post("/upsert-file", files=upload)).json()["ids"]
+    assert first == again
+    chunks = await chunks_with_source_id(client, "minutes.txt")
+    assert len(chunks) == 1 and chunks[0]["metadata"]["source"] == "file"
+    assert chunks[0]["metadata"]["document_id"] == first[0]
+
+
+async def test_files_that_share_a_name_but_not_their_content_are_two_documents(client: httpx.AsyncClient) -> None:
+    one = (await client.post("/upsert-file", files={"file": ("a.txt", b"Apples are red.", "text/plain")})).json()
+    two = (await client.post("/upsert-file", files={"file": ("a.txt", b"Pears are green.", "text/plain")})).json()
+    assert one["ids"] != two["ids"]
+    assert len(await chunks_with_source_id(client, "a.txt")) == 2
+
+
+async def test_an_id_form_field_names_the_document_and_metadata_may_set_its_own_source_id(
+    client: httpx.AsyncClient,
+) -> None:
+    files = {"file": ("report.txt", b"Quarterly revenue grew by four percent.", "text/plain")}
+    data = {"id": "q3-report", "metadata": json.dumps({"source_id": "finance/q3"})}
+    assert (await client.post("/upsert-file", files=files, data=data)).json()["ids"] == ["q3-report"]
+    [chunk] = (await client.get("/documents/q3-report")).json()["chunks"]
+    assert chunk["metadata"]["source_id"] == "finance/q3"
+    edited = {"file": ("report.txt", b"Quarterly revenue grew by five percent.", "text/plain")}
+    assert (await client.post("/upsert-file", files=edited, data={"id": "q3-report"})).json()["ids"] == ["q3-report"]
+    [chunk] = (await client.get("/documents/q3-report")).json()["chunks"]
+    assert "five percent" in chunk["text"] and chunk["metadata"]["source_id"] == "report.txt"
+
+
+async def test_an_id_form_field_over_512_characters_is_a_422_naming_it(client: httpx.AsyncClient) -> None:
+    files = {"file": ("a.txt", b"Some text.", "text/plain")}
+    response = await client.post("/upsert-file", files=files, data={"id": "x" * 513})
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "id"]

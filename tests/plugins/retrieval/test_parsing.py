@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from plugkit.plugins.retrieval.parsing import CorruptFileError, UnsupportedFileError, extract_text, sniff
+from plugkit.plugins.retrieval.parsing import CorruptFileError, UnsupportedFileError, extract, extract_text, sniff
 from tests.plugins.retrieval.files import (
     PNG_BYTES,
     docx_bytes,
@@ -77,7 +79,7 @@ def test_html_text_is_extracted_without_scripts() -> None:
 
 
 def test_markdown_and_plain_text_are_read_as_text() -> None:
-    assert extract_text(b"# Title\n\nbody", "notes.md") == ("md", "# Title\n\nbody")
+    assert extract_text(b"# Title\n\nbody", "notes.md") == ("md", "Title\n\nbody")
     assert extract_text("héllo wörld".encode(), None) == ("txt", "héllo wörld")
 
 
@@ -140,3 +142,82 @@ def test_external_entities_in_office_xml_are_never_resolved(tmp_path: Path) -> N
     except CorruptFileError:
         return  # refusing the file is as safe as not resolving the entity
     assert "TOP-SECRET-VALUE" not in text
+
+
+def test_pptx_speaker_notes_and_tables_are_read() -> None:
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    presentation = Presentation()
+    slide = presentation.slides.add_slide(presentation.slide_layouts[5])
+    slide.shapes.title.text = "Roadmap"
+    slide.notes_slide.notes_text_frame.text = "Mention the hiring freeze."
+    table = slide.shapes.add_table(1, 2, Inches(1), Inches(2), Inches(4), Inches(1)).table
+    table.cell(0, 0).text, table.cell(0, 1).text = "Q1", "launch"
+    text = extract_text(save(presentation))[1]
+    assert "Roadmap" in text and "Mention the hiring freeze." in text and "Q1\tlaunch" in text
+
+
+def test_docx_headers_and_footers_are_read_once() -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("The body.")
+    document.sections[0].header.paragraphs[0].text = "ACME Confidential"
+    document.sections[0].footer.paragraphs[0].text = "Printed in Lisbon"
+    document.add_section()  # linked to the first: its header is the same and must not be read twice
+    document.add_paragraph("Second section.")
+    text = extract_text(save(document))[1]
+    assert text.count("ACME Confidential") == 1 and text.count("Printed in Lisbon") == 1
+    assert "The body." in text and "Second section." in text
+
+
+def test_a_pptx_without_text_is_empty_as_an_empty_docx_is() -> None:
+    import docx
+    from pptx import Presentation
+
+    presentation = Presentation()
+    presentation.slides.add_slide(presentation.slide_layouts[6])  # blank layout: no placeholders
+    assert extract_text(save(presentation)) == ("pptx", "")
+    assert extract_text(save(docx.Document())) == ("docx", "")
+
+
+def test_office_line_breaks_become_newlines_not_vertical_tabs() -> None:
+    from pptx import Presentation
+
+    presentation = Presentation()
+    slide = presentation.slides.add_slide(presentation.slide_layouts[1])
+    slide.shapes.title.text = "Title"
+    slide.placeholders[1].text_frame.text = "first line\vsecond line"  # python-pptx writes <a:br/>
+    text = extract_text(save(presentation))[1]
+    assert "\x0b" not in text and "first line\nsecond line" in text
+
+
+def test_markdown_is_indexed_as_text_and_its_links_are_kept_apart() -> None:
+    source = (
+        "# plugkit\n\n"
+        "[![build](https://img.example.org/badge.svg)](https://ci.example.org/plugkit)\n\n"
+        "Read [the docs](https://docs.example.org/) or run `make test`.\n\n"
+        "```sh\nmake run\n```\n\n<div align=center>raw html</div>\n"
+    )
+    found = extract(source.encode(), "README.md")
+    assert found.kind == "md"
+    assert found.text == "plugkit\n\nRead the docs or run make test.\n\nmake run"
+    assert found.links == ("https://ci.example.org/plugkit", "https://docs.example.org/")
+
+
+def test_pypdf_warnings_about_a_damaged_pdf_name_the_file(caplog: pytest.LogCaptureFixture) -> None:
+    data = pdf_bytes(["Hello world"])
+    start = data.index(b"xref\n")
+    lines = data[start:].split(b"\n")
+    lines[3] = b"%010d 00000 n " % (int(lines[3][:10]) + 3)  # object 1's offset now points 3 bytes too far
+    with caplog.at_level(logging.WARNING, logger="plugkit.retrieval"):
+        assert extract_text(data[:start] + b"\n".join(lines), "minutes-2024.pdf") == ("pdf", "Hello world")
+    messages = [r.getMessage() for r in caplog.records if r.name == "plugkit.retrieval"]
+    assert any(m.startswith("minutes-2024.pdf: Ignoring wrong pointing object 1 0") for m in messages), messages
+
+
+def save(document: Any) -> bytes:
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()

@@ -154,6 +154,9 @@ async def test_date_range_keeps_only_games_inside_it(client: httpx.AsyncClient) 
         "/games?start_date=2024-02-01&end_date=2024-01-01",
         "/games?limit=0",
         "/games?limit=101",
+        "/games?dates[]=2024-13-45",
+        "/games?per_page=101",
+        "/games?cursor=-1",
         "/season_averages?season=2023",
         "/season_averages?player_ids=1",
         "/season_averages?season=nineteen&player_ids=1",
@@ -246,3 +249,48 @@ async def test_a_player_query_with_a_control_character_is_a_422_naming_the_param
     response = await client.get("/players", params={"query": "le\x00bron"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "query"]
+
+
+async def test_games_on_the_dates_asked_for_are_the_only_ones_returned(client: httpx.AsyncClient) -> None:
+    days = ["2024-01-15", "2024-03-02"]
+    games = (await client.get("/games", params={"dates[]": days, "limit": 100})).json()["data"]
+    assert games and {g["date"] for g in games} == set(days)
+    stats = (await client.get("/stats", params={"dates[]": days[:1], "limit": 100})).json()["data"]
+    assert stats and {s["game"]["date"] for s in stats} == {days[0]}
+
+
+async def test_per_page_and_cursor_page_through_games_as_balldontlie_does(client: httpx.AsyncClient) -> None:
+    everything = (await client.get("/games", params={"team_ids": LAKERS, "limit": 100})).json()["data"]
+    pages: list[dict[str, Any]] = []
+    cursor: int | None = 0
+    while cursor is not None:
+        answer = (await client.get("/games", params={"team_ids": LAKERS, "per_page": 30, "cursor": cursor})).json()
+        assert len(answer["data"]) <= 30 and answer["meta"]["per_page"] == 30
+        pages.extend(answer["data"])
+        cursor = answer["meta"]["next_cursor"]
+    assert [g["id"] for g in pages] == [g["id"] for g in everything] and len(pages) > 30
+
+
+async def test_a_player_found_by_balldontlies_search_parameter_is_the_one_query_finds(
+    client: httpx.AsyncClient,
+) -> None:
+    by_search = (await client.get("/players", params={"search": "lebron"})).json()["data"]
+    assert by_search == (await client.get("/players", params={"query": "lebron"})).json()["data"] != []
+
+
+@pytest.mark.parametrize(
+    ("path", "unknown"),
+    [
+        ("/games?season=2023", ["season"]),
+        ("/players?first_name=LeBron&x=1", ["first_name", "x"]),
+        ("/teams?page=2", ["page"]),
+    ],
+)
+async def test_an_unknown_query_parameter_is_a_422_naming_it(
+    client: httpx.AsyncClient, path: str, unknown: list[str]
+) -> None:
+    """balldontlie users send parameters this API may not take: silently ignoring one returned unfiltered results."""
+    response = await client.get(path)
+    assert response.status_code == 422
+    assert [item["loc"] for item in response.json()["detail"]] == [["query", name] for name in unknown]
+    assert "unknown query parameter" in response.json()["detail"][0]["msg"]

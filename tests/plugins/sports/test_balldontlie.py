@@ -204,6 +204,8 @@ async def test_the_plugin_answers_the_same_on_either_backend(upstream: UpstreamS
                     (await client.get(f"/season_averages?season=2023&player_ids[]={lebron['id']}")).json(),
                     (await client.get("/games", params={"team_ids": 2, "limit": 30})).json(),
                     (await client.get("/stats", params={"player_ids": lebron["id"], "limit": 5})).json(),
+                    (await client.get("/games", params={"dates[]": ["2024-01-15", "2024-03-02"]})).json(),
+                    (await client.get("/games", params={"team_ids": 2, "per_page": 7, "cursor": 14})).json(),
                 ]
             )
     assert answers[0] == answers[1]

@@ -232,6 +232,7 @@ FAST_PATH_CASES: list[tuple[str, str, dict[str, str], bytes]] = [
     ("POST", "/todos/ali%20ce", {"content-type": "application/json"}, b'{"todo": "spaced name"}'),
     ("POST", "/todos/alice", {"content-type": "text/plain"}, b'{"todo": "wrong type"}'),
     ("POST", "/todos/alice", {}, b'{"todo": "no type"}'),
+    ("POST", "/todos/alice", {"origin": "https://evil.example"}, b'{"todo": "cross-site, no type"}'),
     ("POST", "/todos/alice", {"content-type": "application/json"}, b'{"todo": ""}'),
     ("POST", "/todos/alice", {"content-type": "application/json"}, b'{"todo": 5}'),
     ("POST", "/todos/alice", {"content-type": "application/json"}, b'{"todo": "x", "extra": 1}'),
@@ -280,7 +281,10 @@ async def test_the_fast_paths_answer_every_request_as_the_routes_do(tmp_path: Pa
             ]
     for case, with_fast, without in zip(FAST_PATH_CASES, answers[True], answers[False], strict=True):
         assert with_fast == without, case
-    assert answers[True][16][2]["todos"] == ["buy milk", "café ☕"]  # the list the cases built
+    listed = next(
+        a for case, a in zip(FAST_PATH_CASES, answers[True], strict=True) if case[:2] == ("GET", "/todos/alice")
+    )
+    assert listed[2]["todos"] == ["buy milk", "café ☕", "wrong type", "no type"]  # the list the cases built
 
 
 async def test_plain_requests_are_answered_without_reaching_the_routes(tmp_path: Path) -> None:
@@ -298,3 +302,20 @@ async def test_plain_requests_are_answered_without_reaching_the_routes(tmp_path:
         assert (await client.get("/todos/alice?limit=1")).json()["todos"] == ["fast"]
         assert (await client.post("/todos/alice", json={"todo": ""})).status_code == 422
         assert behind.calls == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "shared_name_offered"),
+    [("none", True), ("service_http", True), ("user_http", False), ("oauth", False)],
+)
+async def test_the_spec_offers_the_shared_global_list_only_where_any_name_is_reachable(
+    tmp_path: Path, kind: str, shared_name_offered: bool
+) -> None:
+    """Under per-user auth a request for "global" is a 403, so the spec must not tell the model to use it."""
+    extra = {"service_token": "svc_9Qm2vT7xLp4Rk8Zs1Wd6Yh3Nc5Bf0Ja"} if kind == "service_http" else {}
+    app = create_app(TodoSettings(auth=kind, data_dir=tmp_path, **extra))  # type: ignore[arg-type]
+    async with asgi_client(app) as client:
+        description = (await client.get("/openapi.json")).json()["info"]["description"]
+    assert ('"global"' in description) is shared_name_offered
+    if not shared_name_offered:
+        assert "signed in as" in description

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 from functools import partial
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Path, Request, UploadFile
@@ -24,6 +26,7 @@ from plugkit.plugins.retrieval.chunking import Tokenizer, minilm_tokenizer
 from plugkit.plugins.retrieval.connector import FetchedDocument, SearchResults, fetch_document, search_documents
 from plugkit.plugins.retrieval.embeddings import build_embedder
 from plugkit.plugins.retrieval.embeddings.base import Embedder, EmbeddingError
+from plugkit.plugins.retrieval.ingest import stable_id
 from plugkit.plugins.retrieval.models import (
     DeleteRequest,
     DeleteResponse,
@@ -133,7 +136,22 @@ async def _upsert_bytes(
         raise HTTPException(exc.status, f"{exc} (type found: {exc.kind})") from exc
     if not text.strip():
         raise HTTPException(422, f"the {kind} file holds no text to index")
+    name = file_name(filename)
+    if document_id is None:
+        # name and content: uploading the same file again replaces it, and two files that share a name (uploads
+        # carry no folder) do not overwrite each other
+        document_id = stable_id("file", name or "", hashlib.sha256(data).hexdigest())
+    defaults: dict[str, Any] = {"source": "file", "source_id": name}
+    metadata = DocumentMetadata.model_validate(
+        {**defaults, **(metadata.model_dump(exclude_none=True) if metadata else {})}
+    )
     return await _upsert(retriever, [Document(id=document_id, text=text, metadata=metadata)], tenant)
+
+
+def file_name(filename: str | None) -> str | None:
+    """An upload's file name without any folder a client put in it (`C:\\docs\\a.pdf` -> `a.pdf`)."""
+    name = PurePosixPath((filename or "").replace("\\", "/")).name.strip()
+    return name or None
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -197,8 +215,17 @@ def build_router(memory: bool) -> APIRouter:
         tenant: Tenant,
         file: Annotated[UploadFile, File(description="pdf, docx, pptx, xlsx, csv, json, html, md or txt")],
         metadata: Annotated[str | None, Form(description="DocumentMetadata as a JSON string")] = None,
+        id: Annotated[
+            str | None,
+            Form(
+                min_length=1,
+                max_length=512,
+                description="Document id; when missing, one made from the file's name and content",
+            ),
+        ] = None,
     ) -> UpsertResponse:
-        """Add a file (multipart upload); its type is read from its content. Returns the document id."""
+        """Add a file (multipart upload); its type is read from its content. Returns the document id: the given one,
+        else one made from the file's name and content, so uploading the same file again replaces it."""
         parsed: DocumentMetadata | None = None
         if metadata is not None and metadata.strip():
             try:
@@ -210,7 +237,7 @@ def build_router(memory: bool) -> APIRouter:
         settings: RetrievalSettings = request.app.state.settings
         data = await file.read()
         return await _upsert_bytes(
-            retriever, data, file.filename, file.content_type, parsed, None, tenant, settings.max_upload_bytes
+            retriever, data, file.filename, file.content_type, parsed, id, tenant, settings.max_upload_bytes
         )
 
     @router.post(

@@ -2,18 +2,25 @@
 
 Each file is parsed from its own temporary directory. A type we do not read is an UnsupportedFileError (415); a file
 that claims a type we read but cannot be read as one is a CorruptFileError (422); both name the type found.
+Markdown is read as text (markdown-it-py's parse) with its links kept apart; pypdf's warnings about a damaged file are
+logged with the file's name.
 """
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import io
 import json
+import logging
 import tempfile
 import zipfile
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("plugkit.retrieval")
 
 TEXT_KINDS = ("csv", "json", "html", "md", "txt")
 KINDS = ("pdf", "docx", "pptx", "xlsx", *TEXT_KINDS)
@@ -134,26 +141,67 @@ def decode_text(data: bytes) -> str:
         return data.decode("latin-1")
 
 
-def extract_text(data: bytes, filename: str | None = None, content_type: str | None = None) -> tuple[str, str]:
-    """(kind, text) of a file; the file is written to and read from its own temporary directory."""
+@dataclass(frozen=True)
+class Extracted:
+    """What a file holds: its kind, its text, and the links it names (Markdown's, so far), in order."""
+
+    kind: str
+    text: str
+    links: tuple[str, ...] = field(default=())
+
+
+# Office formats write a soft line break as a vertical tab, and a page or section break as a form feed.
+_LINE_BREAKS = str.maketrans({"\x0b": "\n", "\x0c": "\n"})
+_FILE_NAME: contextvars.ContextVar[str] = contextvars.ContextVar("plugkit_parsed_file", default="an upload")
+
+
+def extract(data: bytes, filename: str | None = None, content_type: str | None = None) -> Extracted:
+    """The kind, text and links of a file; the file is written to and read from its own temporary directory."""
     kind = sniff(data, filename, content_type)
-    with tempfile.TemporaryDirectory(prefix="plugkit-upload-") as tmp:
-        path = Path(tmp) / f"upload.{kind}"
-        path.write_bytes(data)
-        try:
-            text = READERS[kind](path)
-        except FileError:
-            raise
-        except Exception as exc:  # each library has its own error types for a damaged file
-            raise CorruptFileError(
-                f"the file looks like {kind} but cannot be read: {type(exc).__name__}: {exc}", kind
-            ) from exc
-    return kind, text.strip()
+    links: list[str] = []
+    token = _FILE_NAME.set(filename or "an upload")
+    try:
+        with tempfile.TemporaryDirectory(prefix="plugkit-upload-") as tmp:
+            path = Path(tmp) / f"upload.{kind}"
+            path.write_bytes(data)
+            try:
+                text = _read_markdown(path, links) if kind == "md" else READERS[kind](path)
+            except FileError:
+                raise
+            except Exception as exc:  # each library has its own error types for a damaged file
+                raise CorruptFileError(
+                    f"the file looks like {kind} but cannot be read: {type(exc).__name__}: {exc}", kind
+                ) from exc
+    finally:
+        _FILE_NAME.reset(token)
+    return Extracted(kind, text.translate(_LINE_BREAKS).strip(), tuple(dict.fromkeys(links)))
+
+
+def extract_text(data: bytes, filename: str | None = None, content_type: str | None = None) -> tuple[str, str]:
+    """(kind, text) of a file (see `extract`)."""
+    found = extract(data, filename, content_type)
+    return found.kind, found.text
+
+
+class _NamedFileHandler(logging.Handler):
+    """pypdf logs what it repairs ("Ignoring wrong pointing object 2 0") without saying which file: log it again
+    through plugkit's logger, with the name of the file being read in this thread."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.log(record.levelno, "%s: %s (pypdf)", _FILE_NAME.get(), record.getMessage())
+
+
+def _name_pypdf_warnings() -> None:
+    pypdf_log = logging.getLogger("pypdf")
+    if not any(isinstance(h, _NamedFileHandler) for h in pypdf_log.handlers):
+        pypdf_log.addHandler(_NamedFileHandler())
+        pypdf_log.propagate = False
 
 
 def _read_pdf(path: Path) -> str:
     from pypdf import PdfReader
 
+    _name_pypdf_warnings()
     reader = PdfReader(path)
     if reader.is_encrypted:
         try:
@@ -173,7 +221,23 @@ def _read_docx(path: Path) -> str:
     for table in document.tables:
         for row in table.rows:
             parts.append("\t".join(cell.text for cell in row.cells))
-    return "\n".join(parts)
+    # headers and footers once each, though every section (and first/even page variant) may repeat them
+    margins: dict[str, None] = {}
+    for section in document.sections:
+        for part in (
+            section.header,
+            section.first_page_header,
+            section.even_page_header,
+            section.footer,
+            section.first_page_footer,
+            section.even_page_footer,
+        ):
+            if part.is_linked_to_previous:
+                continue
+            text = "\n".join(p.text for p in part.paragraphs).strip()
+            if text:
+                margins[text] = None
+    return "\n".join([*parts, *margins])
 
 
 def _read_pptx(path: Path) -> str:
@@ -183,7 +247,14 @@ def _read_pptx(path: Path) -> str:
     slides = []
     for number, slide in enumerate(presentation.slides, start=1):
         texts = [shape.text_frame.text for shape in slide.shapes if getattr(shape, "has_text_frame", False)]
-        slides.append(f"Slide {number}\n" + "\n".join(t for t in texts if t.strip()))
+        for shape in slide.shapes:
+            if getattr(shape, "has_table", False):
+                texts += ["\t".join(cell.text for cell in row.cells) for row in shape.table.rows]
+        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+            texts.append(slide.notes_slide.notes_text_frame.text)
+        texts = [t for t in texts if t.strip()]
+        if texts:  # a slide without text adds no bare label: a deck without text is empty, as an empty docx is
+            slides.append(f"Slide {number}\n" + "\n".join(texts))
     return "\n\n".join(slides)
 
 
@@ -239,6 +310,29 @@ def _read_html(path: Path) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def _read_markdown(path: Path, links: list[str]) -> str:
+    """Markdown as the text a reader sees: markup, images (badges) and raw HTML left out, link texts kept, and the
+    links' targets appended to `links` (an image's URL is not a link a reader follows)."""
+    from markdown_it import MarkdownIt
+
+    blocks: list[str] = []
+    for token in MarkdownIt("commonmark").enable("table").parse(decode_text(path.read_bytes())):
+        if token.type in ("fence", "code_block"):
+            blocks.append(token.content.rstrip("\n"))
+        elif token.type == "inline":
+            words: list[str] = []
+            for child in token.children or ():
+                if child.type in ("text", "code_inline"):
+                    words.append(child.content)
+                elif child.type in ("softbreak", "hardbreak"):
+                    words.append("\n")
+                elif child.type == "link_open" and isinstance(href := child.attrs.get("href"), str):
+                    links.append(href)
+            if text := "".join(words).strip():
+                blocks.append(text)
+    return "\n\n".join(blocks)
+
+
 def _read_text(path: Path) -> str:
     return decode_text(path.read_bytes())
 
@@ -251,6 +345,6 @@ READERS = {
     "csv": _read_csv,
     "json": _read_json,
     "html": _read_html,
-    "md": _read_text,
+    "md": lambda path: _read_markdown(path, []),
     "txt": _read_text,
 }

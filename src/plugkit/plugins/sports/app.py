@@ -30,10 +30,14 @@ from plugkit.plugins.sports.params import (
     MAX_ID,
     MAX_IDS,
     BracketArrays,
+    Cursor,
     GameFilterDep,
     Limit,
+    PerPage,
+    PlayerIds,
     StatFilterDep,
     TeamIds,
+    known_query_only,
 )
 from plugkit.plugins.sports.settings import SportsSettings
 from plugkit.storage import Database
@@ -78,7 +82,19 @@ def capped(request: Request, response: L) -> L:
     return response
 
 
-router = APIRouter()
+def paged(request: Request, response: L, offset: int, limit: int) -> L:
+    """`response` holds up to limit + 1 results from `offset`: keep `limit`, cap the size, and set meta.next_cursor
+    (balldontlie's paging) when more follow."""
+    more = len(response.data) > limit
+    response.data = response.data[:limit]
+    response = capped(request, response)
+    if more or response.meta.truncated:
+        response.meta.next_cursor = offset + len(response.data)
+    response.meta.per_page = limit
+    return response
+
+
+router = APIRouter(dependencies=[Depends(known_query_only)])
 UPSTREAM_ERRORS: dict[int | str, dict[str, object]] = {
     502: {"model": ErrorDetail, "description": "The upstream API failed or refused (balldontlie backend)"},
     504: {"model": ErrorDetail, "description": "The upstream API did not answer in time (balldontlie backend)"},
@@ -104,12 +120,21 @@ async def get_players(
             description="Part of the player's first or last name, e.g. 'lebron' (no control characters).",
         ),
     ] = None,
+    search: Annotated[
+        str | None,
+        Query(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$", description="balldontlie's name for query."),
+    ] = None,
     team_ids: TeamIds = None,
+    player_ids: PlayerIds = None,
     limit: Limit = 25,
+    per_page: PerPage = None,
+    cursor: Cursor = None,
 ) -> PlayerList:
     """Find players whose first or last name contains the query, with their ids and latest team."""
-    filters = PlayerFilter(search=(query or "").strip() or None, team_ids=tuple(team_ids or ()))
-    return capped(request, PlayerList(data=await backend.players(filters, limit)))
+    text = (query or search or "").strip() or None
+    filters = PlayerFilter(search=text, team_ids=tuple(team_ids or ()), player_ids=tuple(player_ids or ()))
+    limit, offset = per_page or limit, cursor or 0
+    return paged(request, PlayerList(data=await backend.players(filters, limit + 1, offset)), offset, limit)
 
 
 @router.get(
@@ -133,9 +158,17 @@ async def get_teams(request: Request, backend: BackendDep) -> TeamList:
     responses=UPSTREAM_ERRORS,
     openapi_extra=tool_hints(title="Find games", read_only=True),
 )
-async def get_games(request: Request, backend: BackendDep, filters: GameFilterDep, limit: Limit = 25) -> GameList:
+async def get_games(
+    request: Request,
+    backend: BackendDep,
+    filters: GameFilterDep,
+    limit: Limit = 25,
+    per_page: PerPage = None,
+    cursor: Cursor = None,
+) -> GameList:
     """Get games, oldest first, with home and visitor teams and final scores."""
-    return capped(request, GameList(data=await backend.games(filters, limit)))
+    limit, offset = per_page or limit, cursor or 0
+    return paged(request, GameList(data=await backend.games(filters, limit + 1, offset)), offset, limit)
 
 
 @router.get(
@@ -146,9 +179,17 @@ async def get_games(request: Request, backend: BackendDep, filters: GameFilterDe
     responses=UPSTREAM_ERRORS,
     openapi_extra=tool_hints(title="Get box-score stats", read_only=True),
 )
-async def get_stats(request: Request, backend: BackendDep, filters: StatFilterDep, limit: Limit = 25) -> StatList:
+async def get_stats(
+    request: Request,
+    backend: BackendDep,
+    filters: StatFilterDep,
+    limit: Limit = 25,
+    per_page: PerPage = None,
+    cursor: Cursor = None,
+) -> StatList:
     """Get box-score lines (points, rebounds, assists and more) per player per game, oldest game first."""
-    return capped(request, StatList(data=await backend.stats(filters, limit)))
+    limit, offset = per_page or limit, cursor or 0
+    return paged(request, StatList(data=await backend.stats(filters, limit + 1, offset)), offset, limit)
 
 
 @router.get(

@@ -235,24 +235,24 @@ class BalldontlieBackend:
     async def teams(self) -> list[Team]:
         return self._parse(Team, await self.collect("teams", [], MAX_PER_PAGE))
 
-    async def players(self, filters: PlayerFilter, limit: int) -> list[Player]:
+    async def players(self, filters: PlayerFilter, limit: int, offset: int = 0) -> list[Player]:
         params = [("search", filters.search)] if filters.search else []
         params += _arrays("player_ids", filters.player_ids) + _arrays("team_ids", filters.team_ids)
-        return self._parse(Player, await self.collect("players", params, limit))
+        return self._parse(Player, (await self.collect("players", params, offset + limit))[offset:])
 
-    async def games(self, filters: GameFilter, limit: int) -> list[Game]:
+    async def games(self, filters: GameFilter, limit: int, offset: int = 0) -> list[Game]:
         params = _arrays("seasons", filters.seasons) + _arrays("team_ids", filters.team_ids)
         params += _arrays("game_ids", filters.game_ids) + _dates_and_postseason(filters)
-        games: list[Game] = self._parse(Game, await self.collect("games", params, limit))
+        games: list[Game] = self._parse(Game, (await self.collect("games", params, offset + limit))[offset:])
         for game in games:
             game.date = game.date[:10]  # the API answers a full timestamp
         return games
 
-    async def stats(self, filters: StatFilter, limit: int) -> list[Stat]:
+    async def stats(self, filters: StatFilter, limit: int, offset: int = 0) -> list[Stat]:
         params = _arrays("player_ids", filters.player_ids) + _arrays("game_ids", filters.game_ids)
         params += _arrays("seasons", filters.seasons) + _arrays("team_ids", filters.team_ids)
         params += _dates_and_postseason(filters)
-        stats: list[Stat] = self._parse(Stat, await self.collect("stats", params, limit))
+        stats: list[Stat] = self._parse(Stat, (await self.collect("stats", params, offset + limit))[offset:])
         for stat in stats:
             if stat.game is not None:
                 stat.game.date = stat.game.date[:10]
@@ -274,7 +274,7 @@ class BalldontlieBackend:
 
 
 def _dates_and_postseason(filters: GameFilter | StatFilter) -> list[tuple[str, str]]:
-    params: list[tuple[str, str]] = []
+    params: list[tuple[str, str]] = [("dates[]", d.isoformat()) for d in filters.dates]
     if filters.start_date:
         params.append(("start_date", filters.start_date.isoformat()))
     if filters.end_date:

@@ -151,6 +151,7 @@ class LocalBackend:
         conditions = _game_conditions(
             GameFilter(
                 seasons=filters.seasons,
+                dates=filters.dates,
                 start_date=filters.start_date,
                 end_date=filters.end_date,
                 postseason=filters.postseason,
@@ -252,6 +253,8 @@ def _game_conditions(filters: GameFilter) -> list[ColumnElement[bool]]:
         conditions.append(or_(G.c.home_team_id.in_(filters.team_ids), G.c.visitor_team_id.in_(filters.team_ids)))
     if filters.game_ids:
         conditions.append(G.c.id.in_(filters.game_ids))
+    if filters.dates:
+        conditions.append(G.c.date.in_([d.isoformat() for d in filters.dates]))
     if filters.start_date:
         conditions.append(G.c.date >= filters.start_date.isoformat())
     if filters.end_date:

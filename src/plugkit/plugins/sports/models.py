@@ -154,6 +154,7 @@ class PlayerFilter:
 @dataclass(frozen=True)
 class GameFilter:
     seasons: tuple[int, ...] = ()
+    dates: tuple[date, ...] = ()
     team_ids: tuple[int, ...] = ()
     game_ids: tuple[int, ...] = ()
     start_date: date | None = None
@@ -164,6 +165,7 @@ class GameFilter:
 @dataclass(frozen=True)
 class StatFilter:
     player_ids: tuple[int, ...] = ()
+    dates: tuple[date, ...] = ()
     game_ids: tuple[int, ...] = ()
     seasons: tuple[int, ...] = ()
     team_ids: tuple[int, ...] = ()

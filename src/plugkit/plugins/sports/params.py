@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -53,6 +53,18 @@ EndDate = Annotated[
     date | None, BeforeValidator(iso_date_only), Query(description="Only games on or before this date, YYYY-MM-DD.")
 ]
 Postseason = Annotated[bool | None, Query(description="true: playoff games only; false: regular season only.")]
+Dates = Annotated[
+    list[Annotated[date, BeforeValidator(iso_date_only)]] | None,
+    Query(max_length=MAX_IDS, description="Only games on these dates, YYYY-MM-DD (balldontlie's dates[])."),
+]
+PerPage = Annotated[
+    int | None, Query(ge=1, le=100, description="balldontlie's name for limit: the most results to return (1-100).")
+]
+MAX_CURSOR = 10_000
+Cursor = Annotated[
+    int | None,
+    Query(ge=0, le=MAX_CURSOR, description="meta.next_cursor of the previous answer, to get the next page."),
+]
 
 
 def check_dates(start_date: date | None, end_date: date | None) -> None:
@@ -69,6 +81,7 @@ def game_filter(
     seasons: Seasons = None,
     team_ids: TeamIds = None,
     game_ids: GameIds = None,
+    dates: Dates = None,
     start_date: StartDate = None,
     end_date: EndDate = None,
     postseason: Postseason = None,
@@ -79,6 +92,7 @@ def game_filter(
         seasons=tuple(seasons or ()),
         team_ids=tuple(team_ids or ()),
         game_ids=tuple(game_ids or ()),
+        dates=tuple(dates or ()),
         start_date=start_date,
         end_date=end_date,
         postseason=postseason,
@@ -90,6 +104,7 @@ def stat_filter(
     game_ids: GameIds = None,
     seasons: Seasons = None,
     team_ids: TeamIds = None,
+    dates: Dates = None,
     start_date: StartDate = None,
     end_date: EndDate = None,
     postseason: Postseason = None,
@@ -101,6 +116,7 @@ def stat_filter(
         game_ids=tuple(game_ids or ()),
         seasons=tuple(seasons or ()),
         team_ids=tuple(team_ids or ()),
+        dates=tuple(dates or ()),
         start_date=start_date,
         end_date=end_date,
         postseason=postseason,
@@ -109,6 +125,34 @@ def stat_filter(
 
 GameFilterDep = Annotated[GameFilter, Depends(game_filter)]
 StatFilterDep = Annotated[StatFilter, Depends(stat_filter)]
+
+
+async def known_query_only(request: Request) -> None:
+    """A query parameter the operation does not take is a 422 naming it, rather than silently ignored (a filter a
+    client thinks it applied would otherwise return unfiltered results)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known: set[str] = set()
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        known.update(param.alias for param in current.query_params)
+        pending.extend(current.dependencies)
+    unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in known]
+    if unknown:
+        takes = ", ".join(sorted(known)) or "no query parameters"
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": f"unknown query parameter {name!r}; this operation takes: {takes}",
+                    "type": "extra_forbidden",
+                }
+                for name in unknown
+            ]
+        )
 
 
 class BracketArrays:

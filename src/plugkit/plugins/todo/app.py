@@ -30,6 +30,17 @@ DESCRIPTION = (
     "A plugin that allows the user to create and manage a TODO list using ChatGPT. If you do not know the user's "
     'username, ask them first before making queries to the plugin. Otherwise, use the username "global".'
 )
+SIGNED_IN_DESCRIPTION = (
+    "A plugin that allows the user to create and manage their TODO list using ChatGPT. Each user signs in and reaches "
+    "only their own list: the username is the one the user signed in as (ask them for it if you do not know it); "
+    "any other username is refused."
+)
+PER_USER_AUTH = frozenset({"user_http", "oauth"})
+
+
+def todo_description(auth_kind: str) -> str:
+    """What the spec tells the model about usernames: under per-user auth only the signed-in user's name works."""
+    return SIGNED_IN_DESCRIPTION if auth_kind in PER_USER_AUTH else DESCRIPTION
 
 
 Username = Annotated[
@@ -198,7 +209,7 @@ FAST_PATHS = (
 
 def setup(context: PluginContext) -> None:
     """The store on the plugin's database; the manifest says "(no auth)" as the example's did, when there is none."""
-    context.info.description = DESCRIPTION
+    context.info.description = todo_description(context.settings.auth)
     if context.settings.auth == "none":
         manifest = context.info.manifest
         context.info.manifest = manifest.model_copy(update={"name_for_human": f"{manifest.name_for_human} (no auth)"})

@@ -1,0 +1,70 @@
+"""LangChain's OpenAPI function-calling path (langchain-community 0.4), a host-side client nobody here wrote, against
+every reference plugin: its parser reads each spec, and its callable's requests are served."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from langchain_classic.chains.openai_functions.openapi import openapi_spec_to_openai_fn
+from langchain_community.utilities.openapi import OpenAPISpec
+
+from plugkit.plugins.retrieval.app import create_app as create_retrieval_app
+from plugkit.plugins.retrieval.settings import RetrievalSettings
+from plugkit.plugins.sports.app import create_app as create_sports_app
+from plugkit.plugins.sports.settings import SportsSettings
+from plugkit.plugins.todo.app import create_app as create_todo_app
+from plugkit.plugins.todo.settings import TodoSettings
+from plugkit.spec import iter_operations
+from tests.helpers import PluginServer, asgi_client
+
+APPS: dict[str, Callable[[Path], FastAPI]] = {
+    "todo": lambda d: create_todo_app(TodoSettings(data_dir=d)),
+    "sports": lambda d: create_sports_app(SportsSettings(data_dir=d)),
+    "retrieval": lambda d: create_retrieval_app(RetrievalSettings(data_dir=d)),
+    "retrieval-memory": lambda d: create_retrieval_app(RetrievalSettings(data_dir=d, memory=True)),
+}
+
+
+@pytest.mark.parametrize("spec_path", ["/openapi.json", "/openapi.full.json"])
+@pytest.mark.parametrize("plugin", sorted(APPS))
+async def test_langchain_reads_every_plugin_spec_as_one_function_per_operation(
+    plugin: str, spec_path: str, tmp_path: Path
+) -> None:
+    async with asgi_client(APPS[plugin](tmp_path)) as client:
+        document: dict[str, Any] = (await client.get(spec_path)).json()
+    functions, _call = openapi_spec_to_openai_fn(OpenAPISpec.from_spec_dict(document))
+    assert sorted(f["name"] for f in functions) == sorted(op["operationId"] for _p, _m, op in iter_operations(document))
+
+
+def call_api(server: PluginServer) -> Callable[..., Any]:
+    spec = OpenAPISpec.from_url(f"{server.base_url}/openapi.json")
+    return openapi_spec_to_openai_fn(spec)[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("body_as", ["json", "data"])
+def test_langchains_callable_adds_a_todo(tmp_path: Path, body_as: str) -> None:
+    """`data` is how the callable sends a body the model produced as a string or dict: without a Content-Type."""
+    with PluginServer("todo", "--data-dir", str(tmp_path)) as server:
+        call = call_api(server)
+        added = call("addTodo", {"path_params": {"username": "alice"}, body_as: {"todo": "buy milk"}})
+        assert added.status_code == 200, added.text
+        listed = call("getTodos", {"path_params": {"username": "alice"}})
+        assert listed.json()["todos"] == ["buy milk"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("body_as", ["json", "data"])
+def test_langchains_callable_queries_documents(tmp_path: Path, body_as: str) -> None:
+    with PluginServer("retrieval", "--data-dir", str(tmp_path), "--memory") as server:
+        call = call_api(server)
+        text = "The mitochondria is the powerhouse of the cell."
+        upserted = call("upsertDocuments", {body_as: {"documents": [{"id": "doc1", "text": text}]}})
+        assert upserted.status_code == 200, upserted.text
+        found = call("queryDocuments", {body_as: {"queries": [{"query": "what produces energy in cells?"}]}})
+        assert found.status_code == 200, found.text
+        assert found.json()["results"][0]["results"][0]["text"] == text

@@ -1,0 +1,72 @@
+"""The middlewares every plugin app runs, through a real plugin app in-process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from plugkit.plugins.retrieval.app import create_app as create_retrieval_app
+from plugkit.plugins.retrieval.settings import RetrievalSettings
+from plugkit.plugins.todo.app import create_app as create_todo_app
+from plugkit.plugins.todo.settings import TodoSettings
+from tests.helpers import asgi_client
+
+BODY = b'{"todo": "buy milk"}'
+
+
+@pytest.fixture(params=[True, False], ids=["fast-paths", "routes-only"])
+async def todo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The todo app with and without its fast paths: both must answer the same."""
+    settings = TodoSettings(data_dir=tmp_path, fast_paths=request.param)
+    async with asgi_client(create_todo_app(settings)) as client:
+        yield client
+
+
+@pytest.mark.parametrize("headers", [{}, {"content-type": "text/plain"}, {"content-type": "text/plain; charset=utf-8"}])
+async def test_a_json_body_without_the_json_content_type_is_read_as_json(
+    todo: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await todo.post("/todos/alice", content=BODY, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["todo"] == "buy milk"
+    assert (await todo.get("/todos/alice")).json()["todos"] == ["buy milk"]
+
+
+async def test_a_json_body_of_a_delete_without_content_type_is_read_as_json(todo: httpx.AsyncClient) -> None:
+    await todo.post("/todos/alice", json={"todo": "a"})
+    response = await todo.request("DELETE", "/todos/alice", content=b'{"todo_idx": 0}')
+    assert response.status_code == 200, response.text
+    assert (await todo.get("/todos/alice")).json()["todos"] == []
+
+
+async def test_a_body_that_is_not_json_without_content_type_is_a_422_saying_so(todo: httpx.AsyncClient) -> None:
+    response = await todo.post("/todos/alice", content=b"buy milk", headers={"content-type": "text/plain"})
+    assert response.status_code == 422
+    assert "JSON" in response.text
+
+
+@pytest.mark.parametrize("headers", [{}, {"content-type": "text/plain"}])
+async def test_a_browser_request_without_the_json_content_type_is_a_415_naming_the_header(
+    todo: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    """A cross-site page can send text/plain or no Content-Type without a preflight; it always sends Origin."""
+    response = await todo.post("/todos/alice", content=BODY, headers={**headers, "origin": "https://evil.example"})
+    assert response.status_code == 415
+    assert "Content-Type: application/json" in response.json()["detail"]
+    assert (await todo.get("/todos/alice")).json()["todos"] == []
+
+
+async def test_a_browser_request_with_the_json_content_type_is_served(todo: httpx.AsyncClient) -> None:
+    headers = {"content-type": "application/json", "origin": "https://chatgpt.com"}
+    assert (await todo.post("/todos/alice", content=BODY, headers=headers)).status_code == 200
+
+
+async def test_a_multipart_upload_is_not_read_as_json(tmp_path: Path) -> None:
+    async with asgi_client(create_retrieval_app(RetrievalSettings(data_dir=tmp_path))) as client:
+        files = {"file": ("note.txt", b"The mitochondria is the powerhouse of the cell.", "text/plain")}
+        response = await client.post("/upsert-file", files=files)
+        assert response.status_code == 200, response.text
+        assert len(response.json()["ids"]) == 1
