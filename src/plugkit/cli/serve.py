@@ -30,6 +30,7 @@ from plugkit.cli.common import (
     export_settings,
     fail,
 )
+from plugkit.plugins.retrieval.stores import STORE_NAMES
 from plugkit.settings import PluginSettings
 
 app = typer.Typer(no_args_is_help=True, help="Run a plugin server.")
@@ -164,11 +165,9 @@ def serve_sports(
 
 @plugin_command("retrieval")
 def serve_retrieval(
-    store: Annotated[
-        str | None, typer.Option("--store", help="embedded | pgvector | milvus | qdrant (PLUGKIT_STORE).")
-    ] = None,
+    store: Annotated[str | None, typer.Option("--store", help=f"{' | '.join(STORE_NAMES)} (PLUGKIT_STORE).")] = None,
     store_url: Annotated[
-        str | None, typer.Option("--store-url", help="The engine: a PostgreSQL URL, Milvus URI, Qdrant URL.")
+        str | None, typer.Option("--store-url", help="The engine: a URL, URI or folder (PLUGKIT_STORE_URL).")
     ] = None,
     collection: Annotated[
         str | None, typer.Option("--collection", help="Table or collection the store owns (PLUGKIT_COLLECTION).")
