@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import threading
@@ -179,3 +180,21 @@ async def test_a_cloud_store_sends_its_key_and_database_and_fails_to_open_when_r
     assert seen, "the client never called the service"
     headers = {name.lower(): value for name, value in seen[0]["headers"].items()}
     assert (headers["x-api-key"], headers["x-lancedb-database"]) == ("sk-test", "mydb")
+
+
+async def test_two_stores_on_one_directory_see_each_others_writes_and_may_write_at_once(tmp_path: Path) -> None:
+    first = create_store(StoreSettings(store_url=str(tmp_path / "l")))
+    second = create_store(StoreSettings(store_url=str(tmp_path / "l")))
+    await first.open(INFO)
+    await second.open(INFO)
+
+    await first.replace_documents([document("a", "from the first")])
+    assert [c.text for c in await second.get_document("a")] == ["from the first"]
+    await asyncio.gather(
+        first.replace_documents([document(f"f{i}", "first") for i in range(20)]),
+        second.replace_documents([document(f"s{i}", "second") for i in range(20)]),
+    )
+
+    assert (await first.count(), await second.count()) == (41, 41)
+    await first.close()
+    await second.close()
