@@ -19,7 +19,7 @@ $(VENV)/.run-stamp: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.dev-stamp: pyproject.toml $(VENV)/.run-stamp
-	$(PIP) install -q -e ".[retrieval,postgres,milvus,qdrant,dev,bench]"
+	$(PIP) install -q -e ".[retrieval,postgres,milvus,qdrant,chroma,lancedb,dev,bench]"
 	touch $@
 
 venv: $(VENV)/.run-stamp

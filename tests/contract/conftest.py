@@ -14,12 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from plugkit.plugins.retrieval.stores import STORE_NAMES
 from plugkit.plugins.retrieval.stores.base import StoreInfo, VectorStore
 from plugkit.plugins.retrieval.stores.common import StoreSettings
 from tests.contract.contract_data import INFO, OpenStore
 
-PROVIDERS = ("embedded", "pgvector", "milvus", "qdrant")
-AVAILABLE = [name for name in PROVIDERS if importlib.util.find_spec(f"plugkit.plugins.retrieval.stores.{name}")]
+AVAILABLE = [name for name in STORE_NAMES if importlib.util.find_spec(f"plugkit.plugins.retrieval.stores.{name}")]
+# Engines that run as a server for the whole session (a fixture gives their URL); every other engine-backed provider
+# takes a folder as its store_url (base.py), one per test, which all its stores of that test share.
+SESSION_ENGINES = {"pgvector": "postgres_url", "milvus": "milvus_lite_uri"}
 
 
 @pytest.fixture(params=AVAILABLE)
@@ -37,14 +40,12 @@ def milvus_lite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 def make_settings(provider: str, request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], StoreSettings]:
     """Settings for a store of `provider` named `collection`; stores made in one test share one engine."""
     prefix = f"t{uuid.uuid4().hex[:10]}_"
-    if provider == "pgvector":
-        url: str | None = request.getfixturevalue("postgres_url")
-    elif provider == "milvus":
-        url = request.getfixturevalue("milvus_lite_uri")
-    elif provider == "qdrant":
-        url = str(tmp_path / "qdrant")
-    else:
+    if provider in SESSION_ENGINES:
+        url: str | None = request.getfixturevalue(SESSION_ENGINES[provider])
+    elif provider == "embedded":
         url = None
+    else:
+        url = str(tmp_path / provider)
 
     def make(collection: str = "contract") -> StoreSettings:
         # A store owns its collection on a shared engine; the embedded store owns its data directory.

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from plugkit.plugins.retrieval.stores import STORE_NAMES
 from plugkit.settings import PluginSettings
 
 MB = 1024 * 1024
@@ -14,8 +15,8 @@ MB = 1024 * 1024
 class RetrievalSettings(PluginSettings):
     port: int = 5003
 
-    store: str = Field(default="embedded", description="embedded | pgvector | milvus | qdrant")
-    store_url: str | None = Field(default=None, description="URL or URI of an external store (pgvector, milvus...)")
+    store: str = Field(default="embedded", description=" | ".join(STORE_NAMES))
+    store_url: str | None = Field(default=None, description="URL, URI or folder of the store's engine (not embedded)")
     store_api_key: SecretStr | None = None
     collection: str = Field(
         default="plugkit_chunks",

@@ -24,3 +24,13 @@ def test_an_unknown_store_name_is_refused_with_the_choices() -> None:
 def test_a_store_name_that_is_not_a_module_name_is_refused() -> None:
     with pytest.raises(UnknownStoreError, match="not a store name"):
         build_store("../embedded", RetrievalSettings())
+
+
+@pytest.mark.parametrize("name", ["chroma", "lancedb"])
+def test_chroma_and_lancedb_are_built_from_the_plugin_settings_with_the_key_as_a_secret(
+    tmp_path: Path, name: str
+) -> None:
+    store = build_store(name, RetrievalSettings(data_dir=tmp_path, store_url="http://h:1", store_api_key="sk-1"))
+    assert store.name == name
+    assert store.settings.api_key == "sk-1"  # type: ignore[attr-defined]
+    assert store.settings.data_dir == tmp_path  # type: ignore[attr-defined]

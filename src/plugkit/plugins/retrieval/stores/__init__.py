@@ -13,8 +13,8 @@ from typing import Any
 
 from plugkit.plugins.retrieval.stores.base import VectorStore
 
-STORE_NAMES = ("embedded", "pgvector", "milvus", "qdrant")
-EXTRAS = {"pgvector": "postgres", "milvus": "milvus", "qdrant": "qdrant"}
+STORE_NAMES = ("embedded", "pgvector", "milvus", "qdrant", "chroma", "lancedb")
+EXTRAS = {"pgvector": "postgres", "milvus": "milvus", "qdrant": "qdrant", "chroma": "chroma", "lancedb": "lancedb"}
 
 
 class UnknownStoreError(ValueError):

@@ -14,7 +14,9 @@ Provider convention: a store named `<name>` lives in the module `plugkit.plugins
 exposes `create_store(settings: RetrievalSettings) -> VectorStore` (cheap: no connection until `open`). The factory
 `plugkit.plugins.retrieval.stores.build_store(name, settings)` imports that module lazily, so a provider's client
 library is needed only when it is chosen. Settings a provider may read: `store_url`, `store_api_key`, `collection`,
-`data_dir` (for embedded engines), `hybrid_dense_weight`, `hybrid_keyword_weight`, `rrf_k`.
+`data_dir` (for embedded engines), `hybrid_dense_weight`, `hybrid_keyword_weight`, `rrf_k`. A provider whose
+engine can run in-process keeps its files in `<data_dir>/<name>` when `store_url` is None, and in the folder
+`store_url` names when that is a plain path (so two stores given one folder share one engine).
 """
 
 from __future__ import annotations
