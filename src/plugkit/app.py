@@ -19,6 +19,7 @@ from plugkit import ratelimit
 from plugkit.auth.base import AuthMethod
 from plugkit.errors import install_error_handlers, with_error_responses
 from plugkit.fastpath import FastPath, FastPaths
+from plugkit.health import Health, HealthRoutes
 from plugkit.logo import render_logo
 from plugkit.manifest import Manifest
 from plugkit.middleware import BodySizeLimit, RateLimit, RequestTimeout, RequireCredential, ResponseSizeLimit
@@ -76,9 +77,11 @@ def create_plugin_app(
             await hook()
         for problem in lint_spec(render_spec(app.openapi(), "http://127.0.0.1")):
             log.warning("spec lint: %s", problem)
+        health.phase = "serving"
         try:
             yield
         finally:
+            health.phase = "stopping"
             for hook in on_shutdown:
                 await hook()
 
@@ -93,6 +96,7 @@ def create_plugin_app(
     )
     app.state.settings = settings
     app.state.auth = auth
+    app.state.health = health = Health(database)
     protected: set[str] = set()
     guarded: list[APIRoute] = []
     for router in routers:
@@ -167,4 +171,5 @@ def create_plugin_app(
             limiter=ratelimit.RequestRateLimiter(database, settings.rate_limit_per_minute),
             settings=settings,
         )
+    app.add_middleware(HealthRoutes, health=health)  # outermost: probes skip every other layer
     return app

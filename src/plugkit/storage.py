@@ -118,6 +118,10 @@ class Database:
                     raise
                 await asyncio.sleep(0.1 * (attempt + 1))
 
+    async def ping(self) -> None:
+        """Run a trivial statement: raises when the database does not answer (readiness checks use it)."""
+        await self.run_read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+
     def _sqlite_connection(self, *, write: bool) -> Connection:
         conn = self._sqlite_connections.get(write)
         if conn is None or conn.closed or conn.invalidated:

@@ -83,6 +83,7 @@ def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
         return
     if mcp:
         os.environ[MCP_PLUGIN_ENV] = name  # worker processes inherit it
+    typer.echo(probe_urls(name, f"http://{settings.host}:{settings.port}"))
     uvicorn.run(
         "plugkit.cli.serve:mcp_app" if mcp else {**PLUGINS, **EXTRA_SERVERS}[name][0],
         factory=True,
@@ -228,6 +229,7 @@ def serve_all(
             base = f"http://{settings.host}:{settings.port}"
             _wait_until_up(base, proc, wait_s)
             typer.echo(f"{name:<10} {base}  manifest {base}/.well-known/ai-plugin.json  docs {base}/docs")
+            typer.echo(probe_urls("", base))
         typer.echo("All plugins are up. Press Ctrl-C to stop.")
         while all(p.poll() is None for p in procs.values()):
             time.sleep(0.5)
@@ -243,6 +245,11 @@ def serve_all(
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def probe_urls(name: str, base: str) -> str:
+    """The line naming a server's liveness, readiness and metrics URLs."""
+    return f"{name:<10} health {base}/healthz  ready {base}/readyz  metrics {base}/metrics"
 
 
 def _wait_until_up(base: str, proc: subprocess.Popen[bytes], wait_s: float) -> None:

@@ -16,6 +16,7 @@ from plugkit.auth.base import AuthMethod
 from plugkit.auth.factory import build_auth_method
 from plugkit.deps import CurrentPrincipal
 from plugkit.errors import ErrorDetail
+from plugkit.health import add_readiness_check
 from plugkit.manifest import Api, Manifest
 from plugkit.plugins.retrieval.chunking import Tokenizer, minilm_tokenizer
 from plugkit.plugins.retrieval.embeddings import build_embedder
@@ -71,7 +72,13 @@ def retrieval_manifest(memory: bool) -> Manifest:
 
 
 async def get_retriever(request: Request) -> Retriever:
-    return request.app.state.retriever  # type: ignore[no-any-return]
+    """The app's retriever, once its store is open (a request made while a large index loads waits for it)."""
+    retriever: Retriever = request.app.state.retriever
+    try:
+        await retriever.wait_open()
+    except Exception as exc:
+        raise HTTPException(503, f"the document store is not available: {exc}") from exc
+    return retriever
 
 
 def get_tenant(request: Request, principal: CurrentPrincipal) -> str | None:
@@ -304,7 +311,12 @@ def create_app(
 
     async def startup() -> None:
         await database.create_all(*auth.metadata())
-        await retriever.open()
+        opening = retriever.begin_open()
+        # A store that opens within the wait fails start-up as before when it cannot open (another model, say);
+        # a large index loads on while the server answers, and readiness says so.
+        done, _ = await asyncio.wait({opening}, timeout=settings.store_open_wait_s)
+        if done:
+            opening.result()
 
     async def shutdown() -> None:
         await retriever.close()
@@ -335,4 +347,5 @@ def create_app(
     )
     app.state.retriever = retriever
     app.state.database = database
+    add_readiness_check(app, "store", retriever.ready)
     return app

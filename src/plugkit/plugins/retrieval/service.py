@@ -57,6 +57,7 @@ class Retriever:
         )
         self.chunk_tokens, self.chunk_overlap = chunk_tokens, chunk_overlap
         self.max_chunks = max_chunks_per_document
+        self._opening: asyncio.Task[None] | None = None
 
     @property
     def store_info(self) -> StoreInfo:
@@ -69,7 +70,33 @@ class Retriever:
         if callable(load):
             await asyncio.to_thread(load)
 
+    def begin_open(self) -> asyncio.Task[None]:
+        """`open` in a task of its own: the server answers (readiness 503) while a large index loads."""
+        self._opening = asyncio.get_running_loop().create_task(self.open())
+        return self._opening
+
+    async def wait_open(self) -> None:
+        """Wait for `begin_open`'s work to end; raises what it raised."""
+        if self._opening is not None:
+            await asyncio.shield(self._opening)
+
+    async def ready(self) -> str | None:
+        """None when queries can be answered at once, else why not (a readiness check)."""
+        if self._opening is None:
+            return None
+        if not self._opening.done():
+            return "opening the store, loading its index and the embedding model"
+        if self._opening.cancelled() or self._opening.exception() is not None:
+            return f"the store failed to open: {self._opening.exception()}"
+        store_ready = getattr(self.store, "ready", None)  # optional in the VectorStore protocol
+        return await store_ready() if callable(store_ready) else None
+
     async def close(self) -> None:
+        """Answer the queries already submitted, then close the store."""
+        if self._opening is not None and not self._opening.done():
+            await asyncio.wait({self._opening})
+        if self.query_batcher is not None:
+            await self.query_batcher.drain()
         await self.store.close()
 
     def chunk_document(self, document: Document, document_id: str) -> list[DocumentChunk]:

@@ -285,6 +285,14 @@ class EmbeddedStore:
         if self._conn is not None:
             await self._run(close_sync)
 
+    async def ready(self) -> str | None:
+        """None once the store is open and its vector index loaded, else why not (see VectorStore.ready)."""
+        if self._conn is None:
+            return "the store is not open"
+        if self._index is None:
+            return "the vector index is loading"
+        return None
+
     # -- writes -----------------------------------------------------------------------------------------------
 
     async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
