@@ -15,14 +15,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
-from plugkit import ratelimit
+from plugkit import metrics, ratelimit
 from plugkit.auth.base import AuthMethod
 from plugkit.errors import install_error_handlers, with_error_responses
 from plugkit.fastpath import FastPath, FastPaths
 from plugkit.health import Health, HealthRoutes
 from plugkit.logo import render_logo
 from plugkit.manifest import Manifest
+from plugkit.metrics import MetricsRoute
 from plugkit.middleware import BodySizeLimit, RateLimit, RequestTimeout, RequireCredential, ResponseSizeLimit
+from plugkit.observe import ObserveRequests
 from plugkit.settings import PluginSettings
 from plugkit.spec import lint_spec, render_spec, to_yaml
 from plugkit.storage import Database
@@ -84,6 +86,7 @@ def create_plugin_app(
             health.phase = "stopping"
             for hook in on_shutdown:
                 await hook()
+            metrics.worker_stopped()
 
     app = FastAPI(
         title=info.title,
@@ -97,6 +100,7 @@ def create_plugin_app(
     app.state.settings = settings
     app.state.auth = auth
     app.state.health = health = Health(database)
+    app.state.metrics_hooks = metrics_hooks = list[metrics.MetricsHook]()
     protected: set[str] = set()
     guarded: list[APIRoute] = []
     for router in routers:
@@ -171,5 +175,8 @@ def create_plugin_app(
             limiter=ratelimit.RequestRateLimiter(database, settings.rate_limit_per_minute),
             settings=settings,
         )
+    app.add_middleware(ObserveRequests, settings=settings, routes=lambda: app.routes)
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    app.add_middleware(MetricsRoute, token=token, hooks=metrics_hooks)
     app.add_middleware(HealthRoutes, health=health)  # outermost: probes skip every other layer
     return app

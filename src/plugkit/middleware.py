@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plugkit import ratelimit
+from plugkit import metrics, ratelimit
 from plugkit.auth.base import AuthMethod
 from plugkit.errors import json_error
 from plugkit.settings import PluginSettings
@@ -41,6 +41,7 @@ async def admit(
     try:
         principal = await auth.authenticate(request)
     except StarletteHTTPException as exc:
+        metrics.count_rejection("auth")
         headers = dict(exc.headers or {})
         if challenge is not None and exc.status_code == 401:
             headers["WWW-Authenticate"] = challenge(request, headers.get("WWW-Authenticate", "Bearer"))
@@ -87,6 +88,7 @@ class RateLimit:
             return
         allowed, retry_after = await self.limiter.hit(address)
         if not allowed:
+            metrics.count_rejection("rate_limit")
             detail = f"more than {self.limiter.per_minute} requests a minute from {address}; retry in {retry_after} s"
             for message in json_error(429, detail, [(b"retry-after", str(retry_after).encode())]):
                 await send(message)

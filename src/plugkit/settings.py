@@ -54,7 +54,14 @@ class PluginSettings(BaseSettings):
     )
     contact_email: str = "plugkit@example.com"
     log_level: str = "info"
-    access_log: bool = True
+    log_format: Literal["text", "json"] = Field(default="text", description="server log lines: text or JSON")
+    access_log: bool = Field(default=True, description="one log line per request (plugkit.observe)")
+    shutdown_timeout_s: int = Field(
+        default=30, ge=0, description="on SIGTERM, how long requests in flight may take to finish before they stop"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token /metrics asks for; unset: /metrics answers loopback clients only"
+    )
 
     def database_url_for(self, name: str) -> str:
         """The plugin's database: the configured URL, else `<data_dir>/<name>.db` (SQLite)."""

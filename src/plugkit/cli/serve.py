@@ -30,6 +30,8 @@ from plugkit.cli.common import (
     export_settings,
     fail,
 )
+from plugkit.logs import logging_config
+from plugkit.metrics import multiprocess_directory
 from plugkit.settings import PluginSettings
 
 app = typer.Typer(no_args_is_help=True, help="Run a plugin server.")
@@ -84,16 +86,19 @@ def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
     if mcp:
         os.environ[MCP_PLUGIN_ENV] = name  # worker processes inherit it
     typer.echo(probe_urls(name, f"http://{settings.host}:{settings.port}"))
-    uvicorn.run(
-        "plugkit.cli.serve:mcp_app" if mcp else {**PLUGINS, **EXTRA_SERVERS}[name][0],
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        server_header=False,
-    )
+    with multiprocess_directory(settings.workers):
+        uvicorn.run(
+            "plugkit.cli.serve:mcp_app" if mcp else {**PLUGINS, **EXTRA_SERVERS}[name][0],
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=logging_config(settings.log_format, settings.log_level),
+            log_level=settings.log_level,
+            access_log=False,  # plugkit.observe writes the request lines
+            timeout_graceful_shutdown=settings.shutdown_timeout_s,
+            server_header=False,
+        )
 
 
 PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]

@@ -18,9 +18,11 @@ from plugkit.deps import CurrentPrincipal
 from plugkit.errors import ErrorDetail
 from plugkit.health import add_readiness_check
 from plugkit.manifest import Api, Manifest
+from plugkit.metrics import add_metrics_hook
 from plugkit.plugins.retrieval.chunking import Tokenizer, minilm_tokenizer
 from plugkit.plugins.retrieval.embeddings import build_embedder
 from plugkit.plugins.retrieval.embeddings.base import Embedder, EmbeddingError
+from plugkit.plugins.retrieval.metrics import update_index_gauges
 from plugkit.plugins.retrieval.models import (
     DeleteRequest,
     DeleteResponse,
@@ -348,4 +350,5 @@ def create_app(
     app.state.retriever = retriever
     app.state.database = database
     add_readiness_check(app, "store", retriever.ready)
+    add_metrics_hook(app, lambda: update_index_gauges(retriever.store))
     return app

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from plugkit.plugins.retrieval import metrics
 from plugkit.plugins.retrieval.batching import QueryBatcher
 from plugkit.plugins.retrieval.chunking import Tokenizer, chunk_id, chunk_text
 from plugkit.plugins.retrieval.embeddings.base import Embedder
@@ -119,7 +121,8 @@ class Retriever:
             lambda: [self.chunk_document(d, i) for d, i in zip(documents, ids, strict=True)]
         )
         texts = [c.text for chunks in chunked for c in chunks]
-        vectors = await self.embedder.embed_documents(texts)
+        with metrics.embedding("document", len(texts)):
+            vectors = await self.embedder.embed_documents(texts)
         records, position = [], 0
         for document_id, chunks in zip(ids, chunked, strict=True):
             records.append(
@@ -146,7 +149,10 @@ class Retriever:
         """Embed every text that needs a vector in one call, then run every search in one call to the store. A
         search that fails is that job's answer alone (the others are searched again one by one)."""
         texts = [j.query.query for j in jobs if j.query.mode != "keyword"]
-        vectors = iter(await self.embedder.embed_queries(texts) if texts else [])
+        vectors: Iterator[list[float]] = iter(())
+        if texts:
+            with metrics.embedding("query", len(texts)):
+                vectors = iter(await self.embedder.embed_queries(texts))
         requests = [
             SearchRequest(
                 text=j.query.query,
@@ -160,7 +166,8 @@ class Retriever:
         ]
         found: list[list[DocumentChunkWithScore] | Exception]
         try:
-            found = list(await self.store.search_many(requests))
+            with metrics.searching({r.mode for r in requests}):
+                found = list(await self.store.search_many(requests))
         except Exception:
             if len(requests) == 1:
                 raise

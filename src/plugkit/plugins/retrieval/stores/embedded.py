@@ -293,6 +293,10 @@ class EmbeddedStore:
             return "the vector index is loading"
         return None
 
+    async def index_lag(self) -> int:
+        """Changes in the store this process's vector index has not applied yet (applied before each search)."""
+        return await self._run(lambda conn: self._head(conn) - self._applied)
+
     # -- writes -----------------------------------------------------------------------------------------------
 
     async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
