@@ -86,6 +86,10 @@ def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
     if mcp:
         os.environ[MCP_PLUGIN_ENV] = name  # worker processes inherit it
     typer.echo(probe_urls(name, f"http://{settings.host}:{settings.port}"))
+    # On SIGTERM uvicorn stops accepting, lets requests in flight finish (up to shutdown_timeout_s), runs the
+    # app's shutdown (batcher drained, stores closed), then raises SIGTERM again under the handler it found: this
+    # one, so that a shutdown asked for ends with status 0 rather than 143.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     with multiprocess_directory(settings.workers):
         uvicorn.run(
             "plugkit.cli.serve:mcp_app" if mcp else {**PLUGINS, **EXTRA_SERVERS}[name][0],
