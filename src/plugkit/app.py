@@ -159,7 +159,13 @@ def create_plugin_app(
     app.add_middleware(RequireCredential, auth=auth, routes=guarded)
     app.add_middleware(ResponseSizeLimit, max_chars=settings.max_response_chars)
     app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
-    app.add_middleware(BodySizeLimit, default=settings.max_body_bytes, overrides=info.body_limits)
+    app.add_middleware(
+        BodySizeLimit,
+        default=settings.max_body_bytes,
+        overrides=info.body_limits,
+        drain_bytes=settings.body_drain_bytes,
+        drain_s=settings.body_drain_s,
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
