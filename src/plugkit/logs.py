@@ -8,6 +8,7 @@ client address, request id): no header, body or query string, so no credential, 
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
 import re
@@ -24,11 +25,16 @@ REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
+_PROCESS_PREFIX = uuid.uuid4().hex[:12]
+_sequence = itertools.count(1)
+
+
 def request_id_from(header: bytes | None) -> str:
-    """The caller's X-Request-ID when it is a plain token of at most 128 characters, else a new one."""
+    """The caller's X-Request-ID when it is a plain token of at most 128 characters, else a new one: a random
+    prefix drawn once per process and a counter (unique without a system call for randomness per request)."""
     if header is not None and _SAFE_REQUEST_ID.match(header):
         return header.decode("ascii")
-    return uuid.uuid4().hex
+    return f"{_PROCESS_PREFIX}{next(_sequence):08x}"
 
 
 class RequestIdFilter(logging.Filter):

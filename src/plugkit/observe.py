@@ -7,6 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -77,6 +78,7 @@ class ObserveRequests:
         self.app, self.settings = app, settings
         self.table = RouteTable(routes)
         self.log_requests = settings.access_log
+        self._series: dict[tuple[str, int], tuple[Any, Any]] = {}  # labelled children, looked up once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,8 +104,14 @@ class ObserveRequests:
             metrics.IN_FLIGHT.dec()
             elapsed = time.perf_counter() - start
             operation, route = self.table.label(scope["method"], scope["path"])
-            metrics.REQUESTS.labels(operation, str(status)).inc()
-            metrics.LATENCY.labels(operation).observe(elapsed)
+            series = self._series.get((operation, status))
+            if series is None:
+                series = self._series[(operation, status)] = (
+                    metrics.REQUESTS.labels(operation, str(status)),
+                    metrics.LATENCY.labels(operation),
+                )
+            series[0].inc()
+            series[1].observe(elapsed)
             if self.log_requests:
                 self.write_log(scope, rid, operation, route, status, elapsed)
             logs.request_id.reset(token)
