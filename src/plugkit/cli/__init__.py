@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from plugkit.cli import backup as backup_cmd
 from plugkit.cli import call as call_cmd
 from plugkit.cli import check as check_cmd
 from plugkit.cli import ingest as ingest_cmd
@@ -28,6 +29,8 @@ app.command("tools")(tools_cmd.tools)
 app.command("call")(call_cmd.call)
 app.command("mcp")(mcp_cmd.mcp)
 app.command("ingest")(ingest_cmd.ingest)
+app.command("backup")(backup_cmd.backup)
+app.command("restore")(backup_cmd.restore)
 
 
 def main() -> None:
