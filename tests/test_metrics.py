@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from plugkit.metrics import count_oauth_grant
+from plugkit.metrics import MULTIPROC_ENV, count_oauth_grant, multiprocess_directory
 from tests.helpers import PluginServer
 from tests.test_app import sample_app
 
@@ -95,3 +96,27 @@ def test_a_two_worker_server_counts_every_workers_requests_and_logs_json(tmp_pat
     assert len({r["pid"] for r in requests}) == 2  # both workers answered
     assert found[("plugkit_requests_total", (("operation", "getTodos"), ("status", "200")))] == 40
     assert f"health {server.base_url}/healthz  ready {server.base_url}/readyz" in output  # serve printed the probe URLs
+
+
+def test_several_workers_get_a_metrics_directory_of_their_own_removed_afterwards(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    with multiprocess_directory(1):
+        assert MULTIPROC_ENV not in os.environ  # one worker keeps its metrics in memory
+    with multiprocess_directory(2):
+        made = Path(os.environ[MULTIPROC_ENV])
+        assert made.is_dir()
+    assert MULTIPROC_ENV not in os.environ and not made.exists()
+
+
+def test_a_configured_metrics_directory_is_kept_and_emptied_of_the_last_runs_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    (tmp_path / "counter_123.db").write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("mine")
+    with multiprocess_directory(2):
+        assert os.environ[MULTIPROC_ENV] == str(tmp_path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert tmp_path.is_dir()
