@@ -93,3 +93,29 @@ async def test_a_database_a_newer_plugkit_wrote_is_refused_naming_its_revision(o
             pass
     with sqlite3.connect(old_data_dir / "todo.db") as conn:  # nothing was changed by the refusal
         assert conn.execute("SELECT count(*) FROM todos").fetchone()[0] == 2
+
+
+@pytest.mark.slow
+async def test_postgresql_databases_record_their_versions_and_refuse_a_newer_one(postgres_url: str) -> None:
+    settings = TodoSettings(database_url=postgres_url, auth="user_http")
+    for _ in range(2):  # the second start finds everything current
+        async with asgi_client(todo_app(settings)) as client:
+            assert (await client.get("/readyz")).status_code == 200
+    engine = create_engine(postgres_url)
+    try:
+        with engine.begin() as conn:
+            recorded = {
+                group: conn.exec_driver_sql(f"SELECT version_num FROM plugkit_schema_{group}").scalar_one()
+                for group in ("todo", "auth", "ratelimit")
+            }
+            conn.exec_driver_sql("UPDATE plugkit_schema_todo SET version_num = 'todo_0042'")
+        try:
+            with pytest.raises(SchemaTooNewError, match="todo_0042"):
+                async with asgi_client(todo_app(settings)):
+                    pass
+        finally:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"UPDATE plugkit_schema_todo SET version_num = '{recorded['todo']}'")
+    finally:
+        engine.dispose()
+    assert recorded == {"todo": "todo_0001", "auth": "auth_0001", "ratelimit": "ratelimit_0001"}
