@@ -117,25 +117,75 @@ async def run(requests: int, rounds: int) -> dict[str, Any]:
     return result
 
 
+async def isolated(requests: int, rounds: int) -> dict[str, Any]:
+    """The middleware alone: ObserveRequests around an app that answers at once, minus that app called bare."""
+    from fastapi import FastAPI
+
+    routes = FastAPI()
+
+    @routes.get("/todos/{username}", operation_id="getTodos")
+    async def get_todos(username: str) -> dict[str, str]:
+        return {}
+
+    async def bare(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    scope = scope_for("/todos/alice")
+    added: dict[str, list[float]] = {v: [] for v in VARIANTS[1:]}
+    for _ in range(rounds):
+        for variant in VARIANTS[1:]:
+            log_to_devnull(variant)
+            settings = TodoSettings(access_log=variant != "metrics")
+            wrapped = ObserveRequests(bare, settings, lambda: routes.routes)
+            start = time.perf_counter()
+            for _ in range(requests):
+                await bare(dict(scope), receive, send)
+            middle = time.perf_counter()
+            for _ in range(requests):
+                await wrapped(dict(scope), receive, send)
+            end = time.perf_counter()
+            added[variant].append(((end - middle) - (middle - start)) / requests * 1e6)
+    return {
+        v: {"median_added_us": round(statistics.median(xs), 2), "range_us": [round(min(xs), 2), round(max(xs), 2)]}
+        for v, xs in added.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     results = asyncio.run(run(args.requests, args.rounds))
+    alone = asyncio.run(isolated(args.requests, args.rounds))
     document = {
         "what": "per-request cost of plugkit.observe (Prometheus metrics + one log line) on the TODO GET fast path, "
         "in-process ASGI calls (no network), variants alternating round by round",
         "requests_per_round": args.requests,
         "rounds": args.rounds,
         "results": results,
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+        "middleware_alone": alone,
+        "middleware_alone_what": "ObserveRequests around an ASGI app that answers at once, minus that app called "
+        "bare: the middleware's own cost per request",
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_1_5_15_min_at_end": [round(x, 1) for x in os.getloadavg()],
+        },
         "note": "a shared 2-core machine with other engineers' tests running: compare the variants of one run, "
         "not absolute figures across runs",
     }
     out = ROOT / "bench" / "results" / "ops.json"
     out.write_text(json.dumps(document, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    print(json.dumps({"results": results, "middleware_alone": alone}, indent=2))
 
 
 if __name__ == "__main__":
