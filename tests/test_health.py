@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from plugkit.health import add_readiness_check
+from plugkit.plugins.sports.app import create_app as sports_app
+from plugkit.plugins.sports.settings import SportsSettings
 from plugkit.plugins.todo.app import create_app as todo_app
 from plugkit.plugins.todo.settings import TodoSettings
 from tests.helpers import asgi_client
@@ -76,3 +78,14 @@ async def test_a_database_that_does_not_answer_makes_readyz_503(tmp_path: Path) 
         await app.state.health.database.dispose()
         ready = await client.get("/readyz")
     assert ready.status_code == 503 and "database" in ready.json()["reasons"]
+
+
+async def test_the_sports_plugin_is_not_ready_while_its_dataset_does_not_answer(tmp_path: Path) -> None:
+    app = sports_app(SportsSettings(data_dir=tmp_path))
+    async with asgi_client(app) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        (tmp_path / "sports.db").unlink()
+        (tmp_path / "sports.db").mkdir()
+        await app.state.backend.db.dispose()
+        ready = await client.get("/readyz")
+    assert ready.status_code == 503 and list(ready.json()["reasons"]) == ["dataset"]

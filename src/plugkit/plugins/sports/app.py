@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from plugkit.app import PluginInfo, create_plugin_app
 from plugkit.auth.factory import build_auth_method
 from plugkit.errors import ErrorDetail
+from plugkit.health import add_readiness_check
 from plugkit.manifest import Api, Manifest
 from plugkit.plugins.sports.backend import SportsBackend, SportsBackendError
 from plugkit.plugins.sports.balldontlie import BalldontlieBackend
@@ -277,4 +278,12 @@ def create_app(settings: SportsSettings | None = None) -> FastAPI:
 
     app.add_middleware(BracketArrays)
     app.state.backend = backend
+    if isinstance(backend, LocalBackend):
+        local = backend
+
+        async def dataset_ready() -> str | None:
+            await local.db.ping()
+            return None
+
+        add_readiness_check(app, "dataset", dataset_ready)
     return app
