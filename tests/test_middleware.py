@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from plugkit.plugins.retrieval.app import create_app as create_retrieval_app
 from plugkit.plugins.retrieval.settings import RetrievalSettings
 from plugkit.plugins.todo.app import create_app as create_todo_app
 from plugkit.plugins.todo.settings import TodoSettings
-from tests.helpers import asgi_client
+from tests.helpers import PluginServer, asgi_client
 
 BODY = b'{"todo": "buy milk"}'
 
@@ -70,3 +73,41 @@ async def test_a_multipart_upload_is_not_read_as_json(tmp_path: Path) -> None:
         response = await client.post("/upsert-file", files=files)
         assert response.status_code == 200, response.text
         assert len(response.json()["ids"]) == 1
+
+
+def urllib_post(url: str, body: bytes, content_type: str) -> tuple[int, dict[str, str]]:
+    """POST with Python's urllib, which sends the whole body before it reads the answer."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.slow
+def test_urllib_reads_the_413_of_a_10_mb_json_body(tmp_path: Path) -> None:
+    with PluginServer("todo", "--data-dir", str(tmp_path)) as server:
+        body = json.dumps({"todo": "x" * 10_000_000}).encode()
+        status, answer = urllib_post(f"{server.base_url}/todos/alice", body, "application/json")
+        again, _ = urllib_post(f"{server.base_url}/todos/alice", b'{"todo": "small"}', "application/json")
+    assert status == 413 and answer == {"detail": "request body is larger than the limit of 1000000 bytes"}
+    assert again == 200
+
+
+@pytest.mark.slow
+def test_urllib_reads_the_413_of_a_101_mb_upload(tmp_path: Path) -> None:
+    boundary = "plugkit-test-boundary"
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n'.encode(),
+            b"Content-Type: text/plain\r\n\r\n",
+            b"a" * (101 * 1024 * 1024),
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    with PluginServer("retrieval", "--data-dir", str(tmp_path)) as server:
+        status, answer = urllib_post(
+            f"{server.base_url}/upsert-file", body, f"multipart/form-data; boundary={boundary}"
+        )
+    assert status == 413 and "request body is larger than the limit" in answer["detail"]

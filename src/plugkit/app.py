@@ -14,13 +14,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
-from plugkit import ratelimit
+from plugkit import metrics, ratelimit
 from plugkit.auth.base import AuthMethod
 from plugkit.docs import FULL_SPEC_PATH, docs_page, full_openapi, mount_docs
 from plugkit.errors import install_error_handlers, with_error_responses
 from plugkit.fastpath import FastPath, FastPaths
+from plugkit.health import Health, HealthRoutes
 from plugkit.logo import render_logo
 from plugkit.manifest import Manifest
+from plugkit.metrics import MetricsRoute
 from plugkit.middleware import (
     BodySizeLimit,
     JsonBodyAnyContentType,
@@ -29,6 +31,7 @@ from plugkit.middleware import (
     RequireCredential,
     ResponseSizeLimit,
 )
+from plugkit.observe import ObserveRequests
 from plugkit.settings import PluginSettings
 from plugkit.spec import lint_spec, render_spec, to_yaml
 from plugkit.storage import Database
@@ -88,11 +91,14 @@ def create_plugin_app(
             await hook()
         for problem in lint_spec(render_spec(app.openapi(), "http://127.0.0.1")):
             log.warning("spec lint: %s", problem)
+        health.phase = "serving"
         try:
             yield
         finally:
+            health.phase = "stopping"
             for hook in on_shutdown:
                 await hook()
+            metrics.worker_stopped()
 
     app = FastAPI(
         title=info.title,
@@ -105,6 +111,8 @@ def create_plugin_app(
     )
     app.state.settings = settings
     app.state.auth = auth
+    app.state.health = health = Health(database)
+    app.state.metrics_hooks = metrics_hooks = list[metrics.MetricsHook]()
     protected: set[str] = set()
     guarded: list[APIRoute] = []
     for router in routers:
@@ -175,7 +183,13 @@ def create_plugin_app(
     app.add_middleware(RequireCredential, auth=auth, routes=guarded)
     app.add_middleware(ResponseSizeLimit, max_chars=settings.max_response_chars)
     app.add_middleware(RequestTimeout, timeout_s=settings.request_timeout_s)
-    app.add_middleware(BodySizeLimit, default=settings.max_body_bytes, overrides=info.body_limits)
+    app.add_middleware(
+        BodySizeLimit,
+        default=settings.max_body_bytes,
+        overrides=info.body_limits,
+        drain_bytes=settings.body_drain_bytes,
+        drain_s=settings.body_drain_s,
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -191,4 +205,8 @@ def create_plugin_app(
             limiter=ratelimit.RequestRateLimiter(database, settings.rate_limit_per_minute),
             settings=settings,
         )
+    app.add_middleware(ObserveRequests, settings=settings, routes=lambda: app.routes)
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    app.add_middleware(MetricsRoute, token=token, hooks=metrics_hooks)
+    app.add_middleware(HealthRoutes, health=health)  # outermost: probes skip every other layer
     return app

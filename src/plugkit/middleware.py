@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plugkit import ratelimit
+from plugkit import metrics, ratelimit
 from plugkit.auth.base import AuthMethod
 from plugkit.errors import json_error
 from plugkit.settings import PluginSettings
@@ -51,6 +51,7 @@ async def admit(
     try:
         principal = await auth.authenticate(request)
     except StarletteHTTPException as exc:
+        metrics.count_rejection("auth")
         headers = dict(exc.headers or {})
         if challenge is not None and exc.status_code == 401:
             headers["WWW-Authenticate"] = challenge(request, headers.get("WWW-Authenticate", "Bearer"))
@@ -97,6 +98,7 @@ class RateLimit:
             return
         allowed, retry_after = await self.limiter.hit(address)
         if not allowed:
+            metrics.count_rejection("rate_limit")
             detail = f"more than {self.limiter.per_minute} requests a minute from {address}; retry in {retry_after} s"
             for message in json_error(429, detail, [(b"retry-after", str(retry_after).encode())]):
                 await send(message)
@@ -132,13 +134,48 @@ class RequestTimeout:
 
 
 class BodySizeLimit:
-    """Refuses a request body over the limit with 413, whether it announces its length or streams in chunks."""
+    """Refuses a request body over the limit with 413, whether it announces its length or streams in chunks.
 
-    def __init__(self, app: ASGIApp, default: int, overrides: dict[str, int] | None = None) -> None:
+    After the 413 is sent, the rest of the body is read and dropped, up to `drain_bytes` and `drain_s`, before the
+    connection closes (nginx's lingering close): a client that sends its whole body before reading the answer, as
+    Python's urllib does, would otherwise find the connection closed under it ("Connection reset by peer") and never
+    see the 413."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        default: int,
+        overrides: dict[str, int] | None = None,
+        drain_bytes: int = 256 * 1024 * 1024,
+        drain_s: float = 10.0,
+    ) -> None:
         self.app, self.default, self.overrides = app, default, overrides or {}
+        self.drain_bytes, self.drain_s = drain_bytes, drain_s
 
     def limit_for(self, path: str) -> int:
         return self.overrides.get(path, self.default)
+
+    async def refuse(self, receive: Receive, send: Send, detail: str, more_body: bool, received: int) -> None:
+        """Answer 413 at once, then, before the answer is complete and the connection closes, read and drop what is
+        left of the body within the bounds. A client that reads while it sends has its answer at once; one that
+        reads only after sending finds the answer waiting."""
+        start, body = json_error(413, detail, [(b"connection", b"close")])
+        await send(start)
+        if not more_body:
+            await send(body)
+            return
+        await send({**body, "more_body": True})
+        try:
+            async with asyncio.timeout(self.drain_s):
+                while more_body and received <= self.drain_bytes:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break
+                    received += len(message.get("body", b""))
+                    more_body = message.get("more_body", False)
+        except TimeoutError:
+            pass
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,10 +183,12 @@ class BodySizeLimit:
             return
         limit = self.limit_for(scope["path"])
         detail = f"request body is larger than the limit of {limit} bytes"
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            for message in json_error(413, detail):
-                await send(message)
+            # A client that waits for "100 Continue" sends no body after a final answer: nothing to drain.
+            drain = int(declared) <= self.drain_bytes and headers.get(b"expect", b"").lower() != b"100-continue"
+            await self.refuse(receive, send, detail, more_body=drain, received=0)
             return
         received = 0
         started = refused = False
@@ -164,8 +203,7 @@ class BodySizeLimit:
                 if received > limit and not started:
                     # Answer now, and tell the app the client has gone so it stops reading.
                     refused = True
-                    for error in json_error(413, detail):
-                        await send(error)
+                    await self.refuse(receive, send, detail, message.get("more_body", False), received)
                     return {"type": "http.disconnect"}
             return message
 

@@ -24,7 +24,9 @@ from plugkit.app import PluginInfo, create_plugin_app
 from plugkit.auth.base import AuthMethod
 from plugkit.auth.factory import build_auth_method
 from plugkit.fastpath import FastPath
+from plugkit.health import ReadinessCheck, add_readiness_check
 from plugkit.manifest import PLUGIN_HOSTNAME, Api, Manifest
+from plugkit.metrics import MetricsHook, add_metrics_hook
 from plugkit.settings import PluginSettings, load_settings
 from plugkit.storage import Database
 
@@ -57,6 +59,8 @@ class PluginContext:
         self.state: dict[str, Any] = {}
         self.middleware: list[tuple[type[Any], dict[str, Any]]] = []
         self.exception_handlers: dict[type[Exception], ExceptionHandler] = {}
+        self.readiness_checks: list[tuple[str, ReadinessCheck]] = []
+        self.metrics_hooks: list[MetricsHook] = []
 
     def on_startup(self, hook: Hook) -> None:
         """Run `hook` at start-up, after the toolkit's and the plugin's tables exist."""
@@ -73,6 +77,14 @@ class PluginContext:
     def add_exception_handler(self, exc: type[Exception], handler: ExceptionHandler) -> None:
         """Answer an exception the plugin raises with `handler`."""
         self.exception_handlers[exc] = handler
+
+    def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
+        """Make `/readyz` answer 503 with the check's reason while `check` returns one."""
+        self.readiness_checks.append((name, check))
+
+    def add_metrics_hook(self, hook: MetricsHook) -> None:
+        """Run `hook` before every scrape of `/metrics` (to bring gauges up to date)."""
+        self.metrics_hooks.append(hook)
 
 
 Setup = Callable[[PluginContext], None]
@@ -223,5 +235,9 @@ class Plugin:
             app.add_middleware(middleware, **options)  # type: ignore[arg-type]
         for name, value in context.state.items():
             setattr(app.state, name, value)
+        for name, check in context.readiness_checks:
+            add_readiness_check(app, name, check)
+        for hook in context.metrics_hooks:
+            add_metrics_hook(app, hook)
         app.state.plugin = self
         return app

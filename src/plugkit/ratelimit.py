@@ -8,10 +8,11 @@ from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from plugkit.schema import versioned
 from plugkit.storage import Database
 
 WINDOW_S = 60
-metadata = MetaData()
+metadata = versioned(MetaData(), "ratelimit", "plugkit:migrations/ratelimit")
 request_counts = Table(
     "plugkit_request_counts",
     metadata,

@@ -43,6 +43,13 @@ class PluginSettings(BaseSettings):
     cors_origin_regex: str | None = LOCALHOST_ORIGIN_REGEX
     max_response_chars: int = 100_000
     max_body_bytes: int = 1_000_000
+    body_drain_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=0,
+        description="of a body over the limit, how much is read and dropped before the 413, so that clients which "
+        "send the whole body before reading (urllib) see it",
+    )
+    body_drain_s: float = Field(default=10.0, ge=0, description="how long such a body may take to drain")
     request_timeout_s: float = Field(default=45.0, description="the model host gives up on a call after 45 s")
     rate_limit_per_minute: int = Field(default=600, description="requests per client address per minute; 0: none")
     rate_limit_exempt: list[str] = Field(
@@ -54,7 +61,14 @@ class PluginSettings(BaseSettings):
     )
     contact_email: str = "plugkit@example.com"
     log_level: str = "info"
-    access_log: bool = True
+    log_format: Literal["text", "json"] = Field(default="text", description="server log lines: text or JSON")
+    access_log: bool = Field(default=True, description="one log line per request (plugkit.observe)")
+    shutdown_timeout_s: int = Field(
+        default=30, ge=0, description="on SIGTERM, how long requests in flight may take to finish before they stop"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token /metrics asks for; unset: /metrics answers loopback clients only"
+    )
 
     def database_url_for(self, name: str) -> str:
         """The plugin's database: the configured URL, else `<data_dir>/<name>.db` (SQLite)."""

@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from plugkit import schema
+
 T = TypeVar("T")
 
 
@@ -110,14 +112,19 @@ class Database:
             yield conn
 
     async def create_all(self, *metadatas: MetaData) -> None:
-        """Create the tables that do not exist yet. Idempotent, and safe when several workers start at once: on
-        SQLite the write lock serialises them; on PostgreSQL a worker that loses the race finds the tables on retry."""
+        """Create the tables that do not exist yet, and migrate a versioned group (plugkit.schema) to its newest
+        revision (raising SchemaTooNewError for a database a newer plugkit wrote). Idempotent, and safe when several
+        workers start at once: on SQLite the write lock serialises them; on PostgreSQL a worker that loses the race
+        finds the tables on retry."""
 
         def work(conn: Connection) -> None:
             if self.schema is not None:
                 conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             for metadata in metadatas:
-                metadata.create_all(conn, checkfirst=True)
+                if schema.INFO_KEY in metadata.info:
+                    schema.upgrade(conn, metadata)
+                else:
+                    metadata.create_all(conn, checkfirst=True)
 
         for attempt in range(3):
             try:
@@ -127,6 +134,10 @@ class Database:
                 if attempt == 2:
                     raise
                 await asyncio.sleep(0.1 * (attempt + 1))
+
+    async def ping(self) -> None:
+        """Run a trivial statement: raises when the database does not answer (readiness checks use it)."""
+        await self.run_read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
 
     def _sqlite_connection(self, *, write: bool) -> Connection:
         conn = self._sqlite_connections.get(write)

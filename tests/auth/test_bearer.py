@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -137,9 +138,11 @@ def test_the_server_refuses_to_start_with_a_placeholder_service_token(tmp_path: 
 
 
 @pytest.mark.slow
-def test_a_real_user_http_server_accepts_a_cli_token_and_never_logs_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_real_user_http_server_accepts_a_cli_token_and_never_logs_it(tmp_path: Path, log_format: str) -> None:
     token = run_plugkit("tokens", "create", "--user", "alice", "--data-dir", str(tmp_path)).stdout.splitlines()[-1]
-    with PluginServer("todo", "--auth", "user_http", "--data-dir", str(tmp_path)) as server:
+    env = {"PLUGKIT_LOG_FORMAT": log_format}
+    with PluginServer("todo", "--auth", "user_http", "--data-dir", str(tmp_path), env=env) as server:
         headers = {"Authorization": f"Bearer {token}"}
         assert httpx.post(f"{server.base_url}/todos/alice", json={"todo": "a"}, headers=headers).status_code == 200
         assert (
@@ -149,6 +152,12 @@ def test_a_real_user_http_server_accepts_a_cli_token_and_never_logs_it(tmp_path:
     output = server.output()
     assert "GET /todos/alice" in output
     assert token not in output
+    if log_format == "json":
+        logged = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        assert {(r["path"], r["status"]) for r in logged if r["logger"] == "plugkit.request"} >= {
+            ("/todos/alice", 200),
+            ("/todos/alice", 401),
+        }
 
 
 @pytest.mark.slow

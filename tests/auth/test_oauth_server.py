@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -22,10 +23,12 @@ from tests.helpers import PluginServer
 pytestmark = pytest.mark.slow
 
 
-async def test_the_whole_flow_runs_on_a_two_worker_server_and_logs_no_secret(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_the_whole_flow_runs_on_a_two_worker_server_and_logs_no_secret(tmp_path: Path, log_format: str) -> None:
     client_id, client_secret = register_with_cli(tmp_path)
     secrets: list[str] = [client_secret, PASSWORD]
-    server = PluginServer("todo", "--auth", "oauth", "--workers", "2", "--data-dir", str(tmp_path))
+    args = ("todo", "--auth", "oauth", "--workers", "2", "--data-dir", str(tmp_path))
+    server = PluginServer(*args, env={"PLUGKIT_LOG_FORMAT": log_format})
     with server:
         base = server.base_url
 
@@ -95,5 +98,8 @@ async def test_the_whole_flow_runs_on_a_two_worker_server_and_logs_no_secret(tmp
         assert wrong.status_code == 401
     output = server.output()
     assert "POST /oauth/token" in output  # the access log is on, so the check below reads real log lines
+    if log_format == "json":
+        logged = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        assert any(r.get("path") == "/oauth/token" and r["status"] == 200 for r in logged)
     leaked = [s[:8] + "..." for s in secrets if s in output]
     assert not leaked, f"secrets in the server log: {leaked}"

@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy import MetaData, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plugkit import metrics
 from plugkit.auth import tables
 from plugkit.auth.bearer import USERNAME
 from plugkit.auth.clients import Client, ClientStore, redirect_uri_allowed
@@ -244,6 +245,7 @@ class OAuthMethod:
                 raise error
         except OAuth2Error as exc:
             return oauth_error_response(exc)
+        metrics.count_oauth_grant(grant_type)
         return JSONResponse(body, headers=NO_STORE)
 
     async def revoke(self, request: Request) -> Response:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
 
-metadata = MetaData()
+from plugkit.schema import versioned
+
+metadata = versioned(MetaData(), "auth", "plugkit.auth:migrations")
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 

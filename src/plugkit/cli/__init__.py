@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from plugkit.cli import backup as backup_cmd
 from plugkit.cli import call as call_cmd
 from plugkit.cli import check as check_cmd
 from plugkit.cli import ingest as ingest_cmd
@@ -61,6 +62,8 @@ app.command("mcp")(mcp_cmd.mcp)
 app.command("ingest")(ingest_cmd.ingest)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("new")(new_cmd.new)
+app.command("backup")(backup_cmd.backup)
+app.command("restore")(backup_cmd.restore)
 
 
 def main() -> None:

@@ -34,6 +34,8 @@ from plugkit.cli.common import (
     fail,
     load_plugin,
 )
+from plugkit.logs import logging_config
+from plugkit.metrics import multiprocess_directory
 from plugkit.plugin import Plugin
 from plugkit.settings import PluginSettings
 
@@ -68,16 +70,23 @@ def _checked_settings(name: str, settings_class: type[PluginSettings]) -> Plugin
 
 
 def _run(factory: str, settings: PluginSettings) -> None:
-    uvicorn.run(
-        factory,
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        server_header=False,
-    )
+    # On SIGTERM uvicorn stops accepting, lets requests in flight finish (up to shutdown_timeout_s), runs the
+    # app's shutdown (batcher drained, stores closed), then raises SIGTERM again under the handler it found: this
+    # one, so that a shutdown asked for ends with status 0 rather than 143.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+    with multiprocess_directory(settings.workers):
+        uvicorn.run(
+            factory,
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=logging_config(settings.log_format, settings.log_level),
+            log_level=settings.log_level,
+            access_log=False,  # plugkit.observe writes the request lines
+            timeout_graceful_shutdown=settings.shutdown_timeout_s,
+            server_header=False,
+        )
 
 
 def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
@@ -87,6 +96,7 @@ def run_plugin(name: str, *, mcp: bool = False, **options: object) -> None:
     settings = _checked_settings(name, plugin.settings_class)
     os.environ[PLUGIN_ENV] = name  # worker processes inherit it
     os.environ[MCP_ENV] = "true" if mcp else "false"
+    typer.echo(probe_urls(name, f"http://{settings.host}:{settings.port}"))
     _run("plugkit.cli.serve:plugin_app", settings)
 
 
@@ -203,6 +213,7 @@ def serve_all(
             base = f"http://{settings.host}:{settings.port + port_offset}"
             _wait_until_up(base, proc, wait_s)
             typer.echo(f"{name:<10} {base}  manifest {base}/.well-known/ai-plugin.json  docs {base}/docs")
+            typer.echo(probe_urls("", base))
         typer.echo("All plugins are up. Press Ctrl-C to stop.")
         while all(p.poll() is None for p in procs.values()):
             time.sleep(0.5)
@@ -242,6 +253,11 @@ def stop_children(procs: list[subprocess.Popen[bytes]], timeout_s: float = 15.0)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def probe_urls(name: str, base: str) -> str:
+    """The line naming a server's liveness, readiness and metrics URLs."""
+    return f"{name:<10} health {base}/healthz  ready {base}/readyz  metrics {base}/metrics"
 
 
 def _wait_until_up(base: str, proc: subprocess.Popen[bytes], wait_s: float) -> None:

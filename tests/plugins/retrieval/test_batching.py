@@ -94,3 +94,13 @@ async def test_nothing_submitted_returns_nothing_without_a_batch() -> None:
 def test_a_negative_wait_is_refused() -> None:
     with pytest.raises(ValueError, match="max_wait_s"):
         QueryBatcher(Doubler(), max_wait_s=-1)
+
+
+async def test_drain_returns_once_every_submitted_item_is_answered() -> None:
+    work = Doubler()
+    batcher = QueryBatcher(work, max_wait_s=0.01, max_batch=4)
+    callers = [asyncio.create_task(batcher.submit([n])) for n in range(10)]
+    await asyncio.sleep(0)  # the callers submit
+    await batcher.drain()
+    assert all(c.done() for c in callers)
+    assert [c.result() for c in callers] == [[2 * n] for n in range(10)]

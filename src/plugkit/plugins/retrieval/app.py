@@ -27,6 +27,7 @@ from plugkit.plugins.retrieval.connector import FetchedDocument, SearchResults, 
 from plugkit.plugins.retrieval.embeddings import build_embedder
 from plugkit.plugins.retrieval.embeddings.base import Embedder, EmbeddingError
 from plugkit.plugins.retrieval.ingest import stable_id
+from plugkit.plugins.retrieval.metrics import update_index_gauges
 from plugkit.plugins.retrieval.models import (
     DeleteRequest,
     DeleteResponse,
@@ -76,7 +77,13 @@ def retrieval_manifest(memory: bool) -> Manifest:
 
 
 async def get_retriever(request: Request) -> Retriever:
-    return request.app.state.retriever  # type: ignore[no-any-return]
+    """The app's retriever, once its store is open (a request made while a large index loads waits for it)."""
+    retriever: Retriever = request.app.state.retriever
+    try:
+        await retriever.wait_open()
+    except Exception as exc:
+        raise HTTPException(503, f"the document store is not available: {exc}") from exc
+    return retriever
 
 
 def get_tenant(request: Request, principal: CurrentPrincipal) -> str | None:
@@ -374,8 +381,19 @@ def setup(
         query_batch_wait_s=settings.query_batch_wait_ms / 1000 if settings.query_batching else None,
         query_batch_max=settings.query_batch_max,
     )
-    context.on_startup(retriever.open)
+
+    async def open_store() -> None:
+        opening = retriever.begin_open()
+        # A store that opens within the wait fails start-up as before when it cannot open (another model, say);
+        # a large index loads on while the server answers, and readiness says so.
+        done, _ = await asyncio.wait({opening}, timeout=settings.store_open_wait_s)
+        if done:
+            opening.result()
+
+    context.on_startup(open_store)
     context.on_shutdown(retriever.close)
+    context.add_readiness_check("store", retriever.ready)
+    context.add_metrics_hook(lambda: update_index_gauges(retriever.store))
     context.routers.append(build_router(settings.memory))
     upload = settings.max_upload_bytes
     context.info.manifest = retrieval_manifest(settings.memory)

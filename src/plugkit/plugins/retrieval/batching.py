@@ -52,6 +52,11 @@ class QueryBatcher(Generic[T, R]):
             self._worker = asyncio.create_task(self._drain())
         return await future
 
+    async def drain(self) -> None:
+        """Wait until every submitted item is answered (at shutdown, before the store closes)."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.shield(self._worker)
+
     def _pending_items(self) -> int:
         return sum(len(w.items) for w in self._waiting)
 

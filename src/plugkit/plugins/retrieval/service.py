@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from plugkit.plugins.retrieval import metrics
 from plugkit.plugins.retrieval.batching import QueryBatcher
 from plugkit.plugins.retrieval.chunking import Tokenizer, chunk_id, chunk_text
 from plugkit.plugins.retrieval.embeddings.base import Embedder
@@ -57,6 +59,7 @@ class Retriever:
         )
         self.chunk_tokens, self.chunk_overlap = chunk_tokens, chunk_overlap
         self.max_chunks = max_chunks_per_document
+        self._opening: asyncio.Task[None] | None = None
 
     @property
     def store_info(self) -> StoreInfo:
@@ -69,7 +72,33 @@ class Retriever:
         if callable(load):
             await asyncio.to_thread(load)
 
+    def begin_open(self) -> asyncio.Task[None]:
+        """`open` in a task of its own: the server answers (readiness 503) while a large index loads."""
+        self._opening = asyncio.get_running_loop().create_task(self.open())
+        return self._opening
+
+    async def wait_open(self) -> None:
+        """Wait for `begin_open`'s work to end; raises what it raised."""
+        if self._opening is not None:
+            await asyncio.shield(self._opening)
+
+    async def ready(self) -> str | None:
+        """None when queries can be answered at once, else why not (a readiness check)."""
+        if self._opening is None:
+            return None
+        if not self._opening.done():
+            return "opening the store, loading its index and the embedding model"
+        if self._opening.cancelled() or self._opening.exception() is not None:
+            return f"the store failed to open: {self._opening.exception()}"
+        store_ready = getattr(self.store, "ready", None)  # optional in the VectorStore protocol
+        return await store_ready() if callable(store_ready) else None
+
     async def close(self) -> None:
+        """Answer the queries already submitted, then close the store."""
+        if self._opening is not None and not self._opening.done():
+            await asyncio.wait({self._opening})
+        if self.query_batcher is not None:
+            await self.query_batcher.drain()
         await self.store.close()
 
     def chunk_document(self, document: Document, document_id: str) -> list[DocumentChunk]:
@@ -92,7 +121,8 @@ class Retriever:
             lambda: [self.chunk_document(d, i) for d, i in zip(documents, ids, strict=True)]
         )
         texts = [c.text for chunks in chunked for c in chunks]
-        vectors = await self.embedder.embed_documents(texts)
+        with metrics.embedding("document", len(texts)):
+            vectors = await self.embedder.embed_documents(texts)
         records, position = [], 0
         for document_id, chunks in zip(ids, chunked, strict=True):
             records.append(
@@ -119,7 +149,10 @@ class Retriever:
         """Embed every text that needs a vector in one call, then run every search in one call to the store. A
         search that fails is that job's answer alone (the others are searched again one by one)."""
         texts = [j.query.query for j in jobs if j.query.mode != "keyword"]
-        vectors = iter(await self.embedder.embed_queries(texts) if texts else [])
+        vectors: Iterator[list[float]] = iter(())
+        if texts:
+            with metrics.embedding("query", len(texts)):
+                vectors = iter(await self.embedder.embed_queries(texts))
         requests = [
             SearchRequest(
                 text=j.query.query,
@@ -133,7 +166,8 @@ class Retriever:
         ]
         found: list[list[DocumentChunkWithScore] | Exception]
         try:
-            found = list(await self.store.search_many(requests))
+            with metrics.searching({r.mode for r in requests}):
+                found = list(await self.store.search_many(requests))
         except Exception:
             if len(requests) == 1:
                 raise

@@ -67,6 +67,12 @@ class RetrievalSettings(PluginSettings):
         default="shared", description="per-user (under user_http or oauth): each user searches their own documents"
     )
     max_upload_bytes: int = Field(default=25 * MB, ge=1)
+    store_open_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="how long start-up waits for the store and its index to load; past it the server starts "
+        "answering, /readyz says 503 until they are loaded, and API calls wait for them",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RetrievalSettings:

@@ -247,6 +247,14 @@ def setup(context: PluginContext) -> None:
     context.state["backend"] = backend
     if settings.sports_backend == "balldontlie":
         context.routers[:] = [reaching_remote(router) for router in context.routers]
+    if isinstance(backend, LocalBackend):
+        local = backend
+
+        async def dataset_ready() -> str | None:
+            await local.db.ping()
+            return None
+
+        context.add_readiness_check("dataset", dataset_ready)
 
 
 plugin = Plugin(

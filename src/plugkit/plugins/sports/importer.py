@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, case, create_engine, func, select
 from sqlalchemy.dialects.sqlite import insert
 
+from plugkit import schema
 from plugkit.plugins.sports import tables
 from plugkit.plugins.sports.teams import TEAMS, team_for
 
@@ -464,7 +465,7 @@ def discover(paths: Iterable[Path]) -> list[Path]:
 
 
 def ensure_schema(conn: Connection) -> None:
-    tables.metadata.create_all(conn, checkfirst=True)
+    schema.upgrade(conn, tables.metadata)
     conn.execute(insert(tables.teams).on_conflict_do_nothing(), [t.model_dump() for t in TEAMS])
 
 

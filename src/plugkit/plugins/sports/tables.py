@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table
 
-metadata = MetaData()
+from plugkit.schema import versioned
+
+metadata = versioned(MetaData(), "sports", "plugkit.plugins.sports:migrations")
 
 teams = Table(
     "teams",

@@ -24,9 +24,10 @@ from sqlalchemy import (
 )
 
 from plugkit.plugins.todo.models import TodoItem
+from plugkit.schema import versioned
 from plugkit.storage import Database
 
-metadata = MetaData()
+metadata = versioned(MetaData(), "todo", "plugkit.plugins.todo:migrations")
 todos = Table(
     "todos",
     metadata,

@@ -109,6 +109,9 @@ class VectorStore(Protocol):
         """How many chunks are stored (for the tenant, when given)."""
         ...
 
+    # Optional: `async def ready(self) -> str | None`, None once searches reflect the store (its indexes loaded and
+    # caught up), else the reason; a store without it counts as ready once open. Readiness (/readyz) asks it.
+
 
 async def search_each(store: VectorStore, requests: list[SearchRequest]) -> list[list[DocumentChunkWithScore]]:
     """`search_many` for an engine whose client has no batch search worth using: the searches run concurrently."""

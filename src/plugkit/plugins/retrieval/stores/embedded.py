@@ -45,6 +45,7 @@ WORD = re.compile(r"\w+", re.UNICODE)
 FIELD_COLUMNS = "rowid, tenant, document_id, source, source_id, author, url, created_ts"  # FilterColumns' rows
 INDEXED = f"{FIELD_COLUMNS}, embedding"  # what the index and the filter columns are filled from
 
+SCHEMA_VERSION = 1  # PRAGMA user_version; a change to SCHEMA raises it and migrates older stores in `open`
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -140,7 +141,17 @@ class EmbeddedStore:
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache: the FTS index is read on every search
         conn.execute("PRAGMA mmap_size=268435456")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StoreMismatchError(
+                f"the store in {self.directory} has schema version {version}, newer than this plugkit's "
+                f"{SCHEMA_VERSION}: a newer plugkit wrote it. Run that version, or restore a backup this version made"
+            )
         conn.executescript(SCHEMA)
+        if version < SCHEMA_VERSION:
+            # 0 is the layout of release 0.1.0 (which recorded no version), the same as version 1.
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._conn = conn
         self._info = info
         await self._run(lambda c: self._open_sync(c, info))
@@ -284,6 +295,18 @@ class EmbeddedStore:
 
         if self._conn is not None:
             await self._run(close_sync)
+
+    async def ready(self) -> str | None:
+        """None once the store is open and its vector index loaded, else why not (see VectorStore.ready)."""
+        if self._conn is None:
+            return "the store is not open"
+        if self._index is None:
+            return "the vector index is loading"
+        return None
+
+    async def index_lag(self) -> int:
+        """Changes in the store this process's vector index has not applied yet (applied before each search)."""
+        return await self._run(lambda conn: self._head(conn) - self._applied)
 
     # -- writes -----------------------------------------------------------------------------------------------
 
