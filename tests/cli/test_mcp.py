@@ -6,8 +6,11 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
+import pytest
 from mcp import Client, StdioServerParameters
 from typer.testing import CliRunner
 
@@ -37,6 +40,13 @@ async def test_plugkit_mcp_todo_over_stdio_lists_tools_and_writes_what_rest_read
 def test_an_unknown_plugin_is_bad_usage() -> None:
     result = runner.invoke(app, ["mcp", "nosuch"])
     assert result.exit_code == 2 and "no plugin 'nosuch'; choose one of: " in result.output
+
+
+@pytest.fixture(autouse=True)
+def restored_environment() -> Iterator[None]:
+    """`plugkit mcp` run in-process exports its options as PLUGKIT_* variables: keep them from later tests."""
+    with mock.patch.dict(os.environ):
+        yield
 
 
 def test_a_token_for_a_plugin_without_auth_is_refused_rather_than_ignored(tmp_path: Path) -> None:
