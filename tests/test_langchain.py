@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from langchain_classic.chains.openai_functions.openapi import openapi_spec_to_openai_fn
@@ -68,3 +69,27 @@ def test_langchains_callable_queries_documents(tmp_path: Path, body_as: str) -> 
         found = call("queryDocuments", {body_as: {"queries": [{"query": "what produces energy in cells?"}]}})
         assert found.status_code == 200, found.text
         assert found.json()["results"][0]["results"][0]["text"] == text
+
+
+@pytest.mark.slow
+def test_langchains_plugin_retriever_names_the_uploaded_file_each_result_came_from(tmp_path: Path) -> None:
+    """ChatGPTPluginRetriever sends filter: null and shows a result's source_id as its source."""
+    from langchain_community.retrievers import ChatGPTPluginRetriever
+
+    with PluginServer("retrieval", "--data-dir", str(tmp_path)) as server:
+        upload = {"file": ("cells.txt", b"The mitochondria is the powerhouse of the cell.", "text/plain")}
+        assert httpx.post(f"{server.base_url}/upsert-file", files=upload).status_code == 200
+        retriever = ChatGPTPluginRetriever(url=server.base_url, bearer_token="unused-without-auth", top_k=1)
+        [document] = retriever.invoke("what produces energy in cells?")
+    assert document.page_content == "The mitochondria is the powerhouse of the cell."
+    assert document.metadata["source"] == "cells.txt"
+
+
+@pytest.mark.slow
+def test_langchains_ai_plugin_tool_loads_the_manifest_and_the_spec_it_names(tmp_path: Path) -> None:
+    from langchain_community.tools import AIPluginTool
+
+    with PluginServer("todo", "--data-dir", str(tmp_path)) as server:
+        tool = AIPluginTool.from_plugin_url(f"{server.base_url}/.well-known/ai-plugin.json")
+    assert tool.name == "todo"
+    assert "addTodo" in tool.api_spec and "Usage Guide: Plugin for managing a TODO list" in tool.api_spec

@@ -6,8 +6,11 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
+import pytest
 from mcp import Client, StdioServerParameters
 from typer.testing import CliRunner
 
@@ -38,6 +41,13 @@ def test_an_unknown_plugin_is_bad_usage() -> None:
     result = runner.invoke(app, ["mcp", "nosuch"])
     assert result.exit_code == 2 and "no plugin 'nosuch'; installed: retrieval, sports, todo" in result.output
 
+
+
+@pytest.fixture(autouse=True)
+def restored_environment() -> Iterator[None]:
+    """`plugkit mcp` run in-process exports its options as PLUGKIT_* variables: keep them from later tests."""
+    with mock.patch.dict(os.environ):
+        yield
 
 
 def test_a_token_for_a_plugin_without_auth_is_refused_rather_than_ignored(tmp_path: Path) -> None:
