@@ -130,7 +130,8 @@ async def _local_target(data_dir: Path | None) -> tuple[Sender, Callable[[], Awa
         chunk_overlap=settings.chunk_overlap,
         max_chunks_per_document=settings.max_chunks_per_document,
     )
-    await retriever.open()
+    # The store only: the model loads on the first document to embed, so a sync with nothing to do never loads it.
+    await retriever.store.open(retriever.store_info)
 
     async def send(documents: list[Document]) -> None:
         await retriever.upsert(documents)
