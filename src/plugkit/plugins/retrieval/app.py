@@ -296,10 +296,12 @@ def build_router(memory: bool) -> APIRouter:
         tenant: Tenant,
         limit: Annotated[int, Query(ge=1, le=100, description="Documents per page")] = 20,
         after: Annotated[
-            str | None, Query(max_length=2000, description="The `next` cursor of the previous page")
+            str | None, Query(max_length=500, description="The `next` cursor of the previous page")
         ] = None,
         filter: Annotated[
-            str | None, Query(max_length=20_000, description=f"URL-encoded JSON: {FILTER_DESCRIPTION}")
+            # 4,000 characters: even percent-encoded 4-byte characters keep the URL under the 64 KiB request line
+            # the HTTP server (uvicorn) accepts; a longer one would be refused before reaching the app.
+            str | None, Query(max_length=4000, description=f"URL-encoded JSON: {FILTER_DESCRIPTION}")
         ] = None,
     ) -> DocumentList:
         """List stored documents, newest first, with their metadata and chunk counts; page with `after`."""

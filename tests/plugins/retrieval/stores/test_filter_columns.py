@@ -11,7 +11,8 @@ import pytest
 
 from plugkit.plugins.retrieval.filters import Node, to_tree
 from plugkit.plugins.retrieval.models import DocumentMetadataFilter, parse_filter
-from plugkit.plugins.retrieval.stores.embedded import FIELD_COLUMNS, SCHEMA, SHARED, filter_sql
+from plugkit.plugins.retrieval.stores.base import SHARED_TENANT as SHARED
+from plugkit.plugins.retrieval.stores.embedded import FIELD_COLUMNS, SCHEMA, filter_sql
 from plugkit.plugins.retrieval.stores.filter_columns import FilterColumns
 
 SOURCES = ["email", "file", "chat", None]

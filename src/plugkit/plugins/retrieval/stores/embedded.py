@@ -66,7 +66,6 @@ from plugkit.plugins.retrieval.stores.filter_columns import FilterColumns
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
 T = TypeVar("T")
-SHARED = SHARED_TENANT
 ADD, DEL = 1, 0
 WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -336,7 +335,7 @@ class EmbeddedStore:
 
         def write(conn: sqlite3.Connection) -> None:
             for document in documents:
-                self._write_document(conn, document, tenant or SHARED)
+                self._write_document(conn, document, tenant or SHARED_TENANT)
             self._catch_up(conn)
 
         await self._run(write)
@@ -380,7 +379,7 @@ class EmbeddedStore:
                 rowid = cursor.lastrowid
                 conn.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (rowid, record.chunk.text))
                 conn.execute("INSERT INTO changes (chunk_rowid, op) VALUES (?, ?)", (rowid, ADD))
-            if tenant != SHARED:
+            if tenant != SHARED_TENANT:
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('tenanted', '1')")
             conn.execute("COMMIT")
         except BaseException:
@@ -409,7 +408,7 @@ class EmbeddedStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if delete_all:
-                    rows = conn.execute("SELECT rowid FROM chunks WHERE tenant = ?", (tenant or SHARED,))
+                    rows = conn.execute("SELECT rowid FROM chunks WHERE tenant = ?", (tenant or SHARED_TENANT,))
                     rowids = [r[0] for r in rows]
                 else:
                     found: set[int] = set()
@@ -418,7 +417,7 @@ class EmbeddedStore:
                             r[0]
                             for r in conn.execute(
                                 "SELECT rowid FROM chunks WHERE tenant = ? AND document_id = ?",
-                                (tenant or SHARED, document_id),
+                                (tenant or SHARED_TENANT, document_id),
                             )
                         )
                     if tree is not None:
@@ -471,7 +470,7 @@ class EmbeddedStore:
         """The one `filter -> rowid mask` function: a boolean mask indexed by rowid of the chunks of the tenant that
         match the tree (what `filter_sql` selects). Call it with the index caught up, inside the read transaction."""
         if self._columns.covers(tree):
-            return self._columns.mask(tree, tenant or SHARED)
+            return self._columns.mask(tree, tenant or SHARED_TENANT)
 
         def from_sql() -> np.ndarray:
             where, params = filter_sql(tree, tenant)
@@ -482,7 +481,7 @@ class EmbeddedStore:
             mask[rowids] = True
             return mask
 
-        return self._columns.remember(("sql", tree, tenant or SHARED), from_sql)
+        return self._columns.remember(("sql", tree, tenant or SHARED_TENANT), from_sql)
 
     def _dense(
         self, conn: sqlite3.Connection, request: SearchRequest, tree: Node | None, k: int
@@ -548,7 +547,7 @@ class EmbeddedStore:
         def read(conn: sqlite3.Connection) -> list[DocumentChunk]:
             rows = conn.execute(
                 "SELECT chunk_id, text, metadata FROM chunks WHERE tenant = ? AND document_id = ? ORDER BY n",
-                (tenant or SHARED, document_id),
+                (tenant or SHARED_TENANT, document_id),
             ).fetchall()
             return [
                 DocumentChunk(id=r[0], text=r[1], metadata=DocumentChunkMetadata.model_validate_json(r[2]))
@@ -619,7 +618,7 @@ class EmbeddedStore:
 
 def filter_sql(tree: Node | None, tenant: str | None) -> tuple[str, list[Any]]:
     """A WHERE clause over `chunks c` for the tenant and the filter tree, every value a bound parameter."""
-    params: list[Any] = [tenant or SHARED]
+    params: list[Any] = [tenant or SHARED_TENANT]
     if tree is None:
         return "c.tenant = ?", params
     return f"c.tenant = ? AND {_sql(tree, params)}", params
