@@ -9,7 +9,7 @@ import pytest
 from plugkit.plugins.retrieval.filters import to_tree
 from plugkit.plugins.retrieval.models import DocumentMetadataFilter, SearchMode, Source, parse_filter
 from plugkit.plugins.retrieval.stores.base import SearchRequest, VectorStore
-from tests.contract.contract_data import document, embed
+from tests.contract.contract_data import axis, document, embed
 
 DOCUMENTS: dict[str, dict[str, Any]] = {
     "d1": {
@@ -190,3 +190,17 @@ async def test_a_flat_filter_object_is_still_accepted_by_every_store(store: Vect
         text="shared", embedding=embed("shared"), top_k=10, filter=DocumentMetadataFilter(author="ann")
     )
     assert sorted(r.metadata.document_id or "" for r in await store.search(request)) == ["d1", "d3"]
+
+
+@pytest.mark.parametrize("mode", ["dense", "keyword", "hybrid"])
+async def test_a_filter_on_a_custom_key_still_fills_top_k_when_other_chunks_are_closer(
+    store: VectorStore, mode: SearchMode
+) -> None:
+    near = [document(f"near{i}", f"near {i}", vectors=[axis(0, lean=0.01 * i)], team="b") for i in range(30)]
+    far = document("a", "far 0", "far 1", "far 2", vectors=[axis(4, lean=0.1 * i) for i in range(3)], team="a")
+    await store.replace_documents([*near, far])
+    tree = to_tree(parse_filter({"key": "team", "type": "eq", "value": "a"}))
+
+    results = await store.search(SearchRequest(text="far near", embedding=axis(0), top_k=3, mode=mode, filter=tree))
+
+    assert sorted(r.text for r in results) == ["far 0", "far 1", "far 2"]
