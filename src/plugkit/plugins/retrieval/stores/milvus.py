@@ -61,6 +61,13 @@ MAX_FIELD = 4096
 _OUTPUT = ["id", "document_id", "position", "text", "source", "source_id", "url", "author", "created_at", "metadata"]
 _LISTED = [*(f for f in _OUTPUT if f != "text"), "chunk_count", "stored_ts", "updated_ts"]
 _BATCH = 500
+ADDED_FIELDS = (  # fields added after the first release: custom metadata and the listing
+    ("metadata", DataType.JSON),
+    ("metadata_ts", DataType.JSON),
+    ("chunk_count", DataType.INT64),
+    ("stored_ts", DataType.DOUBLE),
+    ("updated_ts", DataType.DOUBLE),
+)
 MODEL_KEY = "plugkit.embedding_model"
 DIMENSION_KEY = "plugkit.dimension"
 
@@ -160,9 +167,24 @@ class MilvusStore:
                     f"collection {self.collection!r} was not made by plugkit (no embedding model recorded)"
                 ) from None
             check_info(found, info, f"collection {self.collection!r}")
+            await self._run(self._add_missing_fields, described)
         else:
             await self._run(self._create, info)
         await self._run(client.load_collection, self.collection)
+
+    def _add_missing_fields(self, described: dict[str, Any]) -> None:
+        """Give a collection made before custom metadata and the listing their fields (nullable), where the engine
+        can (Milvus 2.6+); else refuse it, naming the way out."""
+        present = {f.get("name") for f in described.get("fields", [])}
+        missing = [(name, kind) for name, kind in ADDED_FIELDS if name not in present]
+        for name, kind in missing:
+            try:
+                self._client().add_collection_field(self.collection, field_name=name, data_type=kind, nullable=True)
+            except Exception as exc:
+                raise StoreMismatchError(
+                    f"collection {self.collection!r} was made by an older plugkit, without the field {name!r}, and"
+                    f" this Milvus cannot add it ({exc}): re-ingest into a new collection (PLUGKIT_COLLECTION)"
+                ) from exc
 
     def _create(self, info: StoreInfo) -> None:
         client = self._client()
