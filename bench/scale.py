@@ -36,13 +36,14 @@ from tests.helpers import SHARED_DATA, PluginServer  # noqa: E402
 
 from plugkit.plugins.retrieval.chunking import minilm_tokenizer  # noqa: E402
 from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder  # noqa: E402
+from plugkit.plugins.retrieval.filters import to_tree  # noqa: E402
 from plugkit.plugins.retrieval.models import Document, DocumentMetadata, DocumentMetadataFilter  # noqa: E402
 from plugkit.plugins.retrieval.service import Retriever  # noqa: E402
+from plugkit.plugins.retrieval.stores.base import SHARED_TENANT as SHARED  # noqa: E402
 from plugkit.plugins.retrieval.stores.base import SearchRequest  # noqa: E402
 from plugkit.plugins.retrieval.stores.embedded import (  # noqa: E402
     FIELD_COLUMNS,
     SCHEMA,
-    SHARED,
     EmbeddedStore,
     filter_sql,
 )
@@ -342,7 +343,7 @@ def chunk_rows(path: Path, is_email: np.ndarray) -> float:
             ((i, f"d{i}", "email" if e else "file") for i, e in enumerate(is_email.tolist())),
         )
         conn.execute("COMMIT")
-        where, params = filter_sql(DocumentMetadataFilter(source="email"), None)
+        where, params = filter_sql(to_tree(DocumentMetadataFilter(source="email")), None)
         timings = []
         for _ in range(5):
             started = time.perf_counter()
@@ -385,13 +386,13 @@ def ann(args: argparse.Namespace) -> dict[str, Any]:
     is_email = np.zeros(size, dtype=bool)
     is_email[allowed] = True
     columns.add([(i, SHARED, f"d{i}", "email" if is_email[i] else "file", None, None, None, None) for i in range(size)])
-    emails = DocumentMetadataFilter(source="email")
-    assert np.array_equal(np.flatnonzero(columns.mask(emails, SHARED, None, None)), allowed)
+    emails = to_tree(DocumentMetadataFilter(source="email"))
+    assert np.array_equal(np.flatnonzero(columns.mask(emails, SHARED)), allowed)
     mask_ms = []
     for _ in range(20):
         columns.forget_masks()
         started = time.perf_counter()
-        columns.mask(emails, SHARED, None, None)
+        columns.mask(emails, SHARED)
         mask_ms.append((time.perf_counter() - started) * 1000)
 
     sweep: dict[str, dict[str, list[float]]] = {"unfiltered": {}, "filtered_10pct": {}}
@@ -405,7 +406,7 @@ def ann(args: argparse.Namespace) -> dict[str, Any]:
                 ivf.nprobe = ivf.filtered_nprobe = nprobe
                 auto.k_factor = k_factor
                 p50, recall = p50_and_recall(
-                    lambda q, s=subset, a=auto: a.search(q, 10, s and columns.mask(s, SHARED, None, None))[0],
+                    lambda q, s=subset, a=auto: a.search(q, 10, s and columns.mask(s, SHARED))[0],
                     queries,
                     wanted,
                 )
@@ -464,7 +465,7 @@ def ann(args: argparse.Namespace) -> dict[str, Any]:
             loaded_columns.add(conn.execute(f"SELECT {FIELD_COLUMNS} FROM chunks").fetchall())
         columns_s = round(time.perf_counter() - columns_started, 2)
         vector = np.asarray(model._encode(["does vitamin D reduce fractures?"])[0], dtype=np.float32)
-        loaded.search(vector, 10, loaded_columns.mask(emails, SHARED, None, None))
+        loaded.search(vector, 10, loaded_columns.mask(emails, SHARED))
         startup_s = time.perf_counter() - started
         assert loaded.uses_ann, "the persisted IVF index was not reused"
     nlist = loaded.ivf.nlist if loaded.ivf else None

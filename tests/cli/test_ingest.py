@@ -117,3 +117,67 @@ async def test_a_failed_batch_stops_the_ingest_with_its_error() -> None:
 
     with pytest.raises(RuntimeError, match="500"):
         await _run(_items(20), send, 4, Console(file=io.StringIO()), in_flight=2)
+
+
+def _sync(runner: CliRunner, docs: Path, *target: str) -> str:
+    result = runner.invoke(app, ["ingest", "--sync", str(docs), *target])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_sync_skips_unchanged_replaces_changed_and_deletes_vanished_files(tmp_path: Path) -> None:
+    docs, data_dir = write_corpus(tmp_path), tmp_path / "data"
+    (docs / "moon.txt").write_text("The moon has no air.")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "kept.txt").write_text("Another folder's note stays.")
+    runner = CliRunner()
+    target = ("--data-dir", str(data_dir))
+    assert "sync: 1 added" in _sync(runner, other, *target)
+    assert "sync: 3 added, 0 updated, 0 unchanged, 0 deleted, 0 failed" in _sync(runner, docs, *target)
+
+    assert "sync: 0 added, 0 updated, 3 unchanged, 0 deleted, 0 failed" in _sync(runner, docs, *target)
+
+    (docs / "tides.txt").write_text("Tides follow the moon and, less, the sun.")
+    (docs / "moon.txt").unlink()
+    (docs / "new.md").write_text("# A new note")
+    assert "sync: 1 added, 1 updated, 1 unchanged, 1 deleted, 0 failed" in _sync(runner, docs, *target)
+    assert stored_chunks(data_dir) == 4  # tides, notes n1, new, and the other folder's note
+
+
+def test_sync_never_deletes_the_documents_of_a_file_that_failed_to_read(tmp_path: Path) -> None:
+    docs, data_dir = write_corpus(tmp_path), tmp_path / "data"
+    runner = CliRunner()
+    _sync(runner, docs, "--data-dir", str(data_dir))
+    (docs / "notes.jsonl").write_text("{broken json\n")
+    result = runner.invoke(app, ["ingest", "--sync", str(docs), "--data-dir", str(data_dir)])
+    assert result.exit_code == 1
+    assert "0 deleted, 1 failed" in result.output and "notes.jsonl:1" in result.output
+    assert stored_chunks(data_dir) == 2
+
+
+@pytest.mark.slow
+def test_sync_into_a_running_server_only_sends_the_changes(tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path)
+    server = PluginServer("retrieval", "--data-dir", str(tmp_path / "server")).start(timeout=240)  # busy machines
+    try:
+
+        def sync() -> str:
+            done = subprocess.run(
+                [sys.executable, "-m", "plugkit", "ingest", "--sync", str(docs), "--url", server.base_url],
+                env=server.env,
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        assert "2 added" in sync()
+        (docs / "tides.txt").unlink()
+        assert "0 added, 0 updated, 1 unchanged, 1 deleted" in sync()
+        listed = httpx.get(f"{server.base_url}/documents").json()["documents"]
+        assert [d["metadata"]["source_id"] for d in listed] == ["docs/notes.jsonl#n1"]
+    finally:
+        server.stop()

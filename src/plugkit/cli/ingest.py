@@ -1,5 +1,6 @@
 """`plugkit ingest PATH...`: add files, folders, zip archives and .json/.jsonl documents to the retrieval plugin,
-into the local store (`--data-dir`) or a running server (`--url`, `--token`)."""
+into the local store (`--data-dir`) or a running server (`--url`, `--token`); `--sync` makes the store follow the
+paths: unchanged documents are skipped without re-embedding, changed ones replaced, vanished ones deleted."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from plugkit.cli.common import DataDirOpt, fail
-from plugkit.plugins.retrieval.ingest import Item, iter_documents
+from plugkit.plugins.retrieval.ingest import (
+    HASH_KEY,
+    Item,
+    StoredDocument,
+    SyncPlan,
+    iter_documents,
+    plan_sync,
+    sync_prefix,
+)
 from plugkit.plugins.retrieval.models import Document
 
 Sender = Callable[[list[Document]], Awaitable[None]]
@@ -94,7 +103,17 @@ async def _run(
     return ok, failed
 
 
+Lister = Callable[[], Awaitable[list[StoredDocument]]]
+Deleter = Callable[[list[str]], Awaitable[None]]
+LIST_PAGE = 100
+
+
 async def _local_sender(data_dir: Path | None) -> tuple[Sender, Callable[[], Awaitable[None]]]:
+    send, close, _, _ = await _local_target(data_dir)
+    return send, close
+
+
+async def _local_target(data_dir: Path | None) -> tuple[Sender, Callable[[], Awaitable[None]], Lister, Deleter]:
     from plugkit.plugins.retrieval.chunking import minilm_tokenizer
     from plugkit.plugins.retrieval.embeddings import build_embedder
     from plugkit.plugins.retrieval.service import Retriever
@@ -111,25 +130,75 @@ async def _local_sender(data_dir: Path | None) -> tuple[Sender, Callable[[], Awa
         chunk_overlap=settings.chunk_overlap,
         max_chunks_per_document=settings.max_chunks_per_document,
     )
-    await retriever.open()
+    # The store only: the model loads on the first document to embed, so a sync with nothing to do never loads it.
+    await retriever.store.open(retriever.store_info)
 
     async def send(documents: list[Document]) -> None:
         await retriever.upsert(documents)
 
-    return send, retriever.close
+    async def listing() -> list[StoredDocument]:
+        found: list[StoredDocument] = []
+        after: tuple[float, str] | None = None
+        while True:
+            page = await retriever.store.list_documents(None, None, LIST_PAGE, after)
+            found += [
+                StoredDocument(e.document_id, e.metadata.source_id, e.metadata.custom.get(HASH_KEY))
+                for e in page.documents
+            ]
+            if not page.more or not page.documents:
+                return found
+            after = (page.documents[-1].updated_ts, page.documents[-1].document_id)
+
+    async def delete(ids: list[str]) -> None:
+        if ids:
+            await retriever.store.delete(ids=ids)
+
+    return send, retriever.close, listing, delete
 
 
 async def _remote_sender(url: str, token: str | None) -> tuple[Sender, Callable[[], Awaitable[None]]]:
+    send, close, _, _ = await _remote_target(url, token)
+    return send, close
+
+
+async def _remote_target(url: str, token: str | None) -> tuple[Sender, Callable[[], Awaitable[None]], Lister, Deleter]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     client = httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=300)
 
-    async def send(documents: list[Document]) -> None:
-        body = {"documents": [d.model_dump(mode="json", exclude_none=True) for d in documents]}
-        response = await client.post("/upsert", json=body)
+    def check(response: httpx.Response) -> httpx.Response:
         if response.status_code != 200:
             raise RuntimeError(f"the server answered {response.status_code}: {response.text[:500]}")
+        return response
 
-    return send, client.aclose
+    async def send(documents: list[Document]) -> None:
+        body = {"documents": [d.model_dump(mode="json", exclude_none=True) for d in documents]}
+        check(await client.post("/upsert", json=body))
+
+    async def listing() -> list[StoredDocument]:
+        found: list[StoredDocument] = []
+        params: dict[str, Any] = {"limit": LIST_PAGE}
+        while True:
+            page = check(await client.get("/documents", params=params)).json()
+            found += [
+                StoredDocument(d["id"], d["metadata"].get("source_id"), d["metadata"].get(HASH_KEY))
+                for d in page["documents"]
+            ]
+            if not page.get("next"):
+                return found
+            params["after"] = page["next"]
+
+    async def delete(ids: list[str]) -> None:
+        for start in range(0, len(ids), 500):
+            check(await client.request("DELETE", "/delete", json={"ids": ids[start : start + 500]}))
+
+    return send, client.aclose, listing, delete
+
+
+def _summary(plan: SyncPlan) -> str:
+    return (
+        f"sync: {len(plan.added)} added, {len(plan.updated)} updated, {len(plan.unchanged)} unchanged,"
+        f" {len(plan.delete)} deleted, {len(plan.failed)} failed"
+    )
 
 
 def ingest(
@@ -143,12 +212,23 @@ def ingest(
     data_dir: DataDirOpt = None,
     metadata: Annotated[str | None, typer.Option("--metadata", help="JSON metadata added to every document.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Documents per write.")] = DEFAULT_BATCH_SIZE,
+    sync: Annotated[
+        bool,
+        typer.Option(
+            "--sync",
+            help="Make the store follow the paths: skip unchanged documents (content hash), replace changed ones,"
+            " delete those of these folders that are gone.",
+        ),
+    ] = False,
 ) -> None:
     """Add documents; ids come from their paths (or their own ids), so running it twice adds nothing twice."""
     if url and data_dir:
         fail("give --url (a running server) or --data-dir (the local store), not both")
     extra = _parse_metadata(metadata)
     console = Console(stderr=True)
+    if sync:
+        _sync([p.resolve() for p in paths], extra, url, token, data_dir, batch_size, console)
+        return
     items = list(iter_documents(paths, extra))
 
     async def main() -> tuple[int, int]:
@@ -165,3 +245,37 @@ def ingest(
         return
     typer.echo(f"{ok} documents ingested, {failed} skipped")
     raise typer.Exit(1 if failed else 0)
+
+
+def _sync(
+    paths: list[Path],
+    extra: dict[str, Any],
+    url: str | None,
+    token: str | None,
+    data_dir: Path | None,
+    batch_size: int,
+    console: Console,
+) -> None:
+    items = list(iter_documents(paths, extra))
+    prefixes = [sync_prefix(p) for p in paths if p.exists()]
+
+    async def main() -> SyncPlan:
+        send, close, listing, delete = await (_remote_target(url, token) if url else _local_target(data_dir))
+        try:
+            plan = plan_sync(items, await listing(), prefixes)
+            for item in plan.failed:
+                console.print(f"[yellow]failed[/] {item.origin}: {item.error}")
+            if plan.send:
+                await _run([Item(d.id or "", d) for d in plan.send], send, batch_size, console)
+            await delete(plan.delete)
+            return plan
+        finally:
+            await close()
+
+    try:
+        plan = asyncio.run(main())
+    except (RuntimeError, httpx.HTTPError, ValueError) as exc:
+        fail(str(exc), code=1)
+        return
+    typer.echo(_summary(plan))
+    raise typer.Exit(1 if plan.failed else 0)

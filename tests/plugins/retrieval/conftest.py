@@ -77,6 +77,24 @@ def _embeddings_app(state: EmbeddingsServer) -> FastAPI:
             {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}
         )
 
+    @app.post("/openai/deployments/{deployment}/embeddings")
+    async def azure_embeddings(deployment: str, request: Request) -> JSONResponse:
+        """Azure OpenAI's shape: the deployment in the path, `api-version` in the query, the key in `api-key`."""
+        body = await request.json()
+        state.calls.append({**body, "deployment": deployment, "api-version": request.query_params.get("api-version")})
+        if request.headers.get("api-key") != state.api_key:
+            return JSONResponse(
+                {"error": {"code": "401", "message": "Access denied due to invalid subscription key"}}, status_code=401
+            )
+        if not request.query_params.get("api-version"):
+            return JSONResponse({"error": {"code": "404", "message": "Resource not found"}}, status_code=404)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        dimension = int(body.get("dimensions") or 8)
+        data = [
+            {"object": "embedding", "index": i, "embedding": hashed_vector(t, dimension)} for i, t in enumerate(inputs)
+        ]
+        return JSONResponse({"object": "list", "data": data, "model": deployment})
+
     return app
 
 

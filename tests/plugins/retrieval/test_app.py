@@ -231,11 +231,13 @@ async def test_invalid_base64_is_a_422(client: httpx.AsyncClient) -> None:
     assert "base64" in response.json()["detail"]
 
 
-async def test_the_model_sees_query_search_and_fetch_but_not_upsert_by_default(client: httpx.AsyncClient) -> None:
+async def test_the_model_sees_query_search_fetch_and_listing_but_not_upsert_by_default(
+    client: httpx.AsyncClient,
+) -> None:
     spec = (await client.get("/openapi.json")).json()
     validate(spec)
     operations = {op["operationId"] for item in spec["paths"].values() for op in item.values()}
-    assert operations == {"queryDocuments", "getDocument", "search", "fetch"}
+    assert operations == {"queryDocuments", "getDocument", "listDocuments", "search", "fetch"}
 
 
 async def test_memory_mode_exposes_upsert_with_the_save_for_later_intent(make_client: Any) -> None:

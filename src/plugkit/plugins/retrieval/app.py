@@ -12,8 +12,9 @@ from functools import partial
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Path, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Path, Query, Request, UploadFile
 from fastapi import Query as QueryParameter
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from plugkit.auth.base import AuthMethod
@@ -26,25 +27,32 @@ from plugkit.plugins.retrieval.chunking import Tokenizer, minilm_tokenizer
 from plugkit.plugins.retrieval.connector import FetchedDocument, SearchResults, fetch_document, search_documents
 from plugkit.plugins.retrieval.embeddings import build_embedder
 from plugkit.plugins.retrieval.embeddings.base import Embedder, EmbeddingError
+from plugkit.plugins.retrieval.filters import to_tree
 from plugkit.plugins.retrieval.ingest import stable_id
 from plugkit.plugins.retrieval.metrics import update_index_gauges
 from plugkit.plugins.retrieval.models import (
+    FILTER_DESCRIPTION,
     DeleteRequest,
     DeleteResponse,
     Document,
+    DocumentList,
     DocumentMetadata,
     DocumentResponse,
+    DocumentSummary,
     FileUploadRequest,
     QueryRequest,
     QueryResponse,
+    QueryResult,
     UpsertRequest,
     UpsertResponse,
+    parse_filter,
 )
 from plugkit.plugins.retrieval.parsing import FileError, extract_text
 from plugkit.plugins.retrieval.service import DocumentTooLongError, Retriever
 from plugkit.plugins.retrieval.settings import MB, RetrievalSettings
 from plugkit.plugins.retrieval.stores import build_store
 from plugkit.plugins.retrieval.stores.base import VectorStore
+from plugkit.plugins.retrieval.stores.common import decode_cursor, encode_cursor, iso_time
 
 DESCRIPTION_FOR_MODEL = (
     "Plugin for searching through the user's documents (such as files, emails, and more) to find answers to "
@@ -186,6 +194,42 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
+RESPONSE_MARGIN = 1000  # room for the envelope's own characters
+
+
+def fit_answer(results: list[QueryResult], budget: int) -> list[QueryResult]:
+    """The answers trimmed to fit `budget` characters of JSON: results are kept rank by rank across the queries
+    (every query's first, then every query's second...), a query that loses results says `truncated: true`; an
+    HTTP 400 when not even one result fits."""
+    size = len(
+        QueryResponse(
+            results=[QueryResult(query=r.query, results=[], truncated=True) for r in results]
+        ).model_dump_json()
+    )
+    kept = [0] * len(results)
+    stopped = [False] * len(results)
+    for rank in range(max((len(r.results) for r in results), default=0)):
+        for n, answer in enumerate(results):
+            if stopped[n] or rank >= len(answer.results):
+                continue
+            cost = len(answer.results[rank].model_dump_json()) + 1
+            if size + cost > budget:
+                stopped[n] = True
+                continue
+            size += cost
+            kept[n] += 1
+    if not any(stopped):
+        return results
+    if sum(kept) == 0:
+        raise HTTPException(
+            400, f"not even one result fits the {budget}-character answer limit: ask for smaller documents or chunks"
+        )
+    return [
+        QueryResult(query=a.query, results=a.results[: kept[n]], truncated=True) if stopped[n] else a
+        for n, a in enumerate(results)
+    ]
+
+
 def build_router(memory: bool) -> APIRouter:
     """The API. What the model sees in the spec: query, search, fetch and the chunks of a document; in memory mode,
     upsert and JSON upload too. (fetch answers a whole document as one text; GET /documents/{id} its chunks.)"""
@@ -277,14 +321,66 @@ def build_router(memory: bool) -> APIRouter:
         responses=_errors(422, 502),
         openapi_extra=tool_hints(title="Search document chunks", read_only=True),
     )
-    async def query(body: QueryRequest, retriever: RetrieverDep, tenant: Tenant) -> QueryResponse:
+    async def query(request: Request, body: QueryRequest, retriever: RetrieverDep, tenant: Tenant) -> QueryResponse:
         """Find the document chunks most relevant to each query (hybrid, dense or keyword search), best first."""
         if not body.queries:
             raise HTTPException(422, "queries is empty: send at least one query")
         try:
-            return QueryResponse(results=await retriever.query(body.queries, tenant))
+            results = await retriever.query(body.queries, tenant)
         except EmbeddingError as exc:
             raise HTTPException(502, f"embedding failed: {exc}") from exc
+        settings: RetrievalSettings = request.app.state.settings
+        return QueryResponse(results=fit_answer(results, settings.max_response_chars - RESPONSE_MARGIN))
+
+    @router.get(
+        "/documents",
+        operation_id="listDocuments",
+        summary="List the stored documents",
+        response_model=DocumentList,
+        responses=_errors(422),
+        openapi_extra=tool_hints(title="List documents", read_only=True),
+    )
+    async def list_documents(
+        retriever: RetrieverDep,
+        tenant: Tenant,
+        limit: Annotated[int, Query(ge=1, le=100, description="Documents per page")] = 20,
+        after: Annotated[
+            str | None, Query(max_length=500, description="The `next` cursor of the previous page")
+        ] = None,
+        filter: Annotated[
+            # 4,000 characters: even percent-encoded 4-byte characters keep the URL under the 64 KiB request line
+            # the HTTP server (uvicorn) accepts; a longer one would be refused before reaching the app.
+            str | None, Query(max_length=4000, description=f"URL-encoded JSON: {FILTER_DESCRIPTION}")
+        ] = None,
+    ) -> DocumentList:
+        """List stored documents, newest first, with their metadata and chunk counts; page with `after`."""
+        tree = None
+        if filter is not None and filter.strip():
+            try:
+                tree = to_tree(parse_filter(filter))
+            except ValueError as exc:  # JSON errors; pydantic's ValidationError is a ValueError too
+                errors = exc.errors() if isinstance(exc, ValidationError) else [{"msg": str(exc), "type": "json"}]
+                raise RequestValidationError(
+                    [{**e, "loc": ("query", "filter", *e.get("loc", ()))} for e in errors]
+                ) from exc
+        try:
+            position = decode_cursor(after) if after else None
+        except ValueError as exc:
+            raise HTTPException(422, f"after: {exc}") from exc
+        page = await retriever.store.list_documents(tenant, tree, limit, position)
+        documents = [
+            DocumentSummary(
+                id=e.document_id,
+                metadata=e.metadata,
+                chunk_count=e.chunk_count,
+                created_at=iso_time(e.stored_ts),
+                updated_at=iso_time(e.updated_ts),
+            )
+            for e in page.documents
+        ]
+        return DocumentList(
+            documents=documents, next=encode_cursor(page.documents[-1]) if page.more and page.documents else None
+        )
 
     @router.get(
         "/search",
@@ -345,12 +441,12 @@ def build_router(memory: bool) -> APIRouter:
     )
     async def delete(body: DeleteRequest, retriever: RetrieverDep, tenant: Tenant) -> DeleteResponse:
         """Delete documents by id, the chunks matching a filter, or everything (delete_all)."""
-        has_filter = body.filter is not None and bool(body.filter.model_dump(exclude_none=True))
-        if not body.ids and not has_filter and not body.delete_all:
+        tree = to_tree(body.filter)
+        if not body.ids and tree is None and not body.delete_all:
             raise HTTPException(400, "name what to delete: ids, a non-empty filter, or delete_all: true")
         await retriever.store.delete(
             ids=body.ids or None,
-            filter=body.filter if has_filter else None,
+            filter=tree,
             delete_all=bool(body.delete_all),
             tenant=tenant,
         )

@@ -3,15 +3,19 @@ retrieval plugin scripts' .json (a list of documents) and .jsonl (one document p
 
 Ids are derived from where a document comes from (a file's path below the argument, an archive member's name, or a
 JSON document's own id, else a hash of its text), so ingesting the same input twice replaces rather than duplicates.
+A document's `source_id` starts with the name of the file it came from (a JSON document without one gets
+`<file>#<id>`), which is how a sync (`plan_sync`) knows the documents a folder made: their `source_id` starts with
+the folder's name. Each synced document carries a `content_hash` metadata key, so an unchanged one is not re-embedded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,8 @@ from plugkit.plugins.retrieval.models import Document, DocumentMetadata
 from plugkit.plugins.retrieval.parsing import FileError, extract_text
 
 META_FIELDS = ("source", "source_id", "url", "created_at", "author")
+HASH_KEY = "content_hash"  # the custom metadata key a sync keeps each document's content hash in
+_RECORD_SUFFIX = re.compile(r"(\[\d+\]|:\d+)$")
 
 
 @dataclass(frozen=True)
@@ -58,9 +64,9 @@ def _merge(base: DocumentMetadata | None, extra: dict[str, Any]) -> DocumentMeta
     return DocumentMetadata.model_validate(data)
 
 
-def documents_from_json(value: Any, origin: str, extra: dict[str, Any]) -> Iterator[Item]:
+def documents_from_json(value: Any, origin: str, extra: dict[str, Any], file: str | None = None) -> Iterator[Item]:
     """Documents in the original scripts' shape: {id?, text, source?, source_id?, url?, created_at?, author?}
-    (a `metadata` object is read too)."""
+    (a `metadata` object is read too). From a `file`, a document without a source_id gets `<file>#<id>`."""
     records = value if isinstance(value, list) else [value]
     for n, record in enumerate(records):
         where = f"{origin}[{n}]"
@@ -70,13 +76,15 @@ def documents_from_json(value: Any, origin: str, extra: dict[str, Any]) -> Itera
         if not record["text"].strip():
             yield Item(where, error="the document's text is empty")
             continue
+        doc_id = str(record["id"]) if record.get("id") not in (None, "") else stable_id("text", record["text"])
         try:
             fields = {k: record[k] for k in META_FIELDS if record.get(k) is not None}
             metadata = _merge(DocumentMetadata.model_validate(record.get("metadata") or {}), {**fields, **extra})
+            if file is not None and metadata.source_id is None:
+                metadata.source_id = f"{file}#{doc_id}"
         except ValidationError as exc:
             yield Item(where, error=f"bad metadata: {exc.errors()[0]['msg']}")
             continue
-        doc_id = str(record["id"]) if record.get("id") not in (None, "") else stable_id("text", record["text"])
         yield Item(where, Document(id=doc_id, text=record["text"], metadata=metadata))
 
 
@@ -99,7 +107,7 @@ def document_from_bytes(
             except ValueError as exc:
                 yield Item(f"{name}:{line_no}", error=f"not JSON: {exc}")
                 continue
-            yield from documents_from_json(value, f"{name}:{line_no}", extra)
+            yield from documents_from_json(value, f"{name}:{line_no}", extra, name)
         return
     if suffix == ".json":
         try:
@@ -107,7 +115,7 @@ def document_from_bytes(
         except (ValueError, UnicodeDecodeError):
             value = None
         if value is not None and _is_document_list(value):
-            yield from documents_from_json(value, name, extra)
+            yield from documents_from_json(value, name, extra, name)
             return
     try:
         _kind, text = extract_text(data, name)
@@ -175,3 +183,79 @@ def iter_documents(
                 continue
             modified = datetime.fromtimestamp(file.stat().st_mtime, tz=UTC)
             yield from document_from_bytes(file.read_bytes(), name, extra, modified)
+
+
+def content_hash(document: Document) -> str:
+    """A hash of a document's text and metadata (its file time and earlier hash left out): equal when re-reading
+    an unchanged file."""
+    metadata = (document.metadata or DocumentMetadata()).model_dump(mode="json", exclude_none=True)
+    metadata.pop("created_at", None)
+    metadata.pop(HASH_KEY, None)
+    return hashlib.sha256(json.dumps([document.text, metadata], sort_keys=True).encode()).hexdigest()[:32]
+
+
+def sync_prefix(root: Path) -> str:
+    """The `source_id` prefix of the documents read from `root` (a folder's name and `/`, a file's name)."""
+    return f"{root.resolve().name}/" if root.is_dir() else root.name
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """What a sync needs of a stored document."""
+
+    id: str
+    source_id: str | None
+    content_hash: str | None
+
+
+@dataclass
+class SyncPlan:
+    """What a sync does: documents to send (added and updated), ids to delete, and what it leaves alone."""
+
+    send: list[Document] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    failed: list[Item] = field(default_factory=list)
+
+
+def plan_sync(items: Iterable[Item], stored: Iterable[StoredDocument], prefixes: list[str]) -> SyncPlan:
+    """Compare what the paths hold now with what the store holds under their prefixes: new documents are added,
+    changed ones (another content hash) updated, the others left alone; stored documents under a prefix that the
+    paths no longer hold are deleted, except those of a file that failed to read this time."""
+    plan = SyncPlan()
+    known = {s.id: s for s in stored}
+    seen: set[str] = set()
+    for item in items:
+        if item.document is None:
+            plan.failed.append(item)
+            continue
+        document = item.document
+        digest = content_hash(document)
+        metadata = (document.metadata or DocumentMetadata()).model_dump(exclude_none=True)
+        document = document.model_copy(
+            update={"metadata": DocumentMetadata.model_validate({**metadata, HASH_KEY: digest})}
+        )
+        doc_id = document.id or ""
+        seen.add(doc_id)
+        before = known.get(doc_id)
+        if before is None:
+            plan.added.append(doc_id)
+            plan.send.append(document)
+        elif before.content_hash != digest:
+            plan.updated.append(doc_id)
+            plan.send.append(document)
+        else:
+            plan.unchanged.append(doc_id)
+    failed_files = [_RECORD_SUFFIX.sub("", item.origin) for item in plan.failed]
+    for before_now in known.values():
+        source = before_now.source_id or ""
+        if before_now.id in seen or not any(source.startswith(prefix) for prefix in prefixes):
+            continue
+        if any(
+            source == name or source.startswith(f"{name}#") or source.startswith(f"{name}/") for name in failed_files
+        ):
+            continue
+        plan.delete.append(before_now.id)
+    return plan

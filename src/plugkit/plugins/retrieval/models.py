@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import json
+import math
+import re
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    Tag,
+    TypeAdapter,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from plugkit.plugins.retrieval.filters import (
+    KEY_PATTERN,
+    Comparison,
+    CompoundFilter,
+    check_limits,
+    filter_kind,
+    parse_instant,
+)
 
 MAX_TOP_K = 100
 SearchMode = Literal["hybrid", "dense", "keyword"]
-
-
-def parse_instant(value: str) -> float:
-    """Seconds since the epoch of an ISO 8601 date or date-time (a date is its midnight UTC, a naive time is UTC).
-    Raises ValueError naming the value when it is not ISO 8601."""
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
-        else:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"{value!r} is not an ISO 8601 date or date-time (e.g. 2024-05-01 or 2024-05-01T12:00:00Z)"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def _check_instant(value: str | None) -> str | None:
@@ -42,7 +50,62 @@ class Source(str, Enum):  # noqa: UP042 - str() of a member stays its value, as 
     chat = "chat"
 
 
+MAX_CUSTOM_KEYS = 64
+MAX_STRING = 2000
+MAX_LIST_ITEMS = 100
+RESERVED_KEYS = frozenset({"document_id"})
+_CUSTOM_KEY = re.compile(KEY_PATTERN)
+CustomValue = (
+    StrictBool
+    | StrictInt
+    | StrictFloat
+    | Annotated[str, Field(max_length=MAX_STRING)]
+    | Annotated[list[Annotated[str, Field(max_length=MAX_STRING)]], Field(max_length=MAX_LIST_ITEMS)]
+)
+CUSTOM_RULE = (
+    f"a string (at most {MAX_STRING} characters), an integer, a float, a boolean or a list of at most"
+    f" {MAX_LIST_ITEMS} strings"
+)
+
+
+def custom_metadata_problem(key: str, value: Any) -> str | None:
+    """Why a custom metadata key or value is refused (naming the key and the rule), or None when it is fine."""
+    if not _CUSTOM_KEY.match(key):
+        return f"metadata key {key!r} does not match {KEY_PATTERN} (letters, digits, '_', '.', '-'; at most 64)"
+    if key in RESERVED_KEYS:
+        return f"metadata key {key!r} is reserved"
+    if isinstance(value, bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"metadata key {key!r}: a float must be finite"
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            return f"metadata key {key!r}: a string holds at most {MAX_STRING} characters, this one {len(value)}"
+        return None
+    if isinstance(value, list):
+        if len(value) > MAX_LIST_ITEMS:
+            return f"metadata key {key!r}: a list holds at most {MAX_LIST_ITEMS} strings, this one {len(value)}"
+        for n, item in enumerate(value):
+            if not isinstance(item, str):
+                return f"metadata key {key!r}: item {n} of the list is not a string (a list holds only strings)"
+            if len(item) > MAX_STRING:
+                return f"metadata key {key!r}: item {n} is over {MAX_STRING} characters"
+        return None
+    return f"metadata key {key!r} has a value of type {type(value).__name__}: it must be {CUSTOM_RULE}"
+
+
 class DocumentMetadata(BaseModel):
+    """The standard fields of the original API, plus custom keys of your own (see CustomValue)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "description": "The five standard fields, and up to 64 custom keys matching "
+            f"{KEY_PATTERN}, each {CUSTOM_RULE}",
+            "example": {"source": "file", "author": "ada", "team": "infra", "tags": ["q3", "plan"], "priority": 2},
+        },
+    )
+    __pydantic_extra__: dict[str, CustomValue] = Field(init=False)
     source: Source | None = None
     source_id: str | None = None
     url: str | None = None
@@ -50,6 +113,25 @@ class DocumentMetadata(BaseModel):
     author: str | None = None
 
     _created_at_is_iso = field_validator("created_at")(_check_instant)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_custom(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        custom = {k: v for k, v in data.items() if k not in cls.model_fields}
+        if len(custom) > MAX_CUSTOM_KEYS:
+            raise ValueError(f"metadata holds {len(custom)} custom keys, at most {MAX_CUSTOM_KEYS}")
+        for key, value in custom.items():
+            problem = custom_metadata_problem(str(key), value)
+            if problem is not None:
+                raise ValueError(problem)
+        return data
+
+    @property
+    def custom(self) -> dict[str, Any]:
+        """The custom keys and their values."""
+        return dict(self.__pydantic_extra__ or {})
 
 
 class DocumentChunkMetadata(DocumentMetadata):
@@ -74,6 +156,8 @@ class DocumentChunkWithScore(DocumentChunk):
 
 
 class DocumentMetadataFilter(BaseModel):
+    """The original flat filter: every given field must match."""
+
     model_config = ConfigDict(extra="forbid")
     document_id: str | None = None
     source: Source | None = None
@@ -86,11 +170,65 @@ class DocumentMetadataFilter(BaseModel):
     _dates_are_iso = field_validator("start_date", "end_date")(_check_instant)
 
 
+Filter = Annotated[
+    Annotated[DocumentMetadataFilter, Tag("flat")]
+    | Annotated[Comparison, Tag("comparison")]
+    | Annotated[CompoundFilter, Tag("compound")],
+    Discriminator(filter_kind),
+    AfterValidator(check_limits),
+]
+FILTER_DESCRIPTION = (
+    "The flat filter {document_id, source, source_id, author, url, start_date, end_date}, or a comparison"
+    " {key, type: eq|ne|gt|gte|lt|lte|in|nin, value} or compound {type: and|or, filters: [...]} over standard and"
+    " custom metadata keys"
+)
+FILTER_EXAMPLE = {
+    "type": "and",
+    "filters": [
+        {"key": "team", "type": "eq", "value": "infra"},
+        {"key": "created_at", "type": "gte", "value": "2024-01-01"},
+    ],
+}
+_FILTER_ADAPTER: TypeAdapter[Any] = TypeAdapter(Filter)
+
+
+def parse_filter(data: str | bytes | dict[str, Any]) -> Any:
+    """A filter from JSON text or a decoded object; raises pydantic.ValidationError naming the path of a problem."""
+    if isinstance(data, str | bytes):
+        return _FILTER_ADAPTER.validate_python(json.loads(data))
+    return _FILTER_ADAPTER.validate_python(data)
+
+
 class Query(BaseModel):
     query: str
-    filter: DocumentMetadataFilter | None = None
+    filter: Filter | None = Field(default=None, description=FILTER_DESCRIPTION, examples=[FILTER_EXAMPLE])
     top_k: int = Field(default=3, ge=1, le=MAX_TOP_K)
     mode: SearchMode = "hybrid"
+    score_threshold: float | None = Field(
+        default=None, allow_inf_nan=False, description="Drop results scoring under this (scores depend on the mode)"
+    )
+    max_chunks_per_document: int | None = Field(
+        default=None, ge=1, le=MAX_TOP_K, description="At most this many chunks of one document (default: no limit)"
+    )
+    dense_weight: float | None = Field(
+        default=None, ge=0, le=100, allow_inf_nan=False, description="Hybrid: the weight of the dense ranking"
+    )
+    keyword_weight: float | None = Field(
+        default=None, ge=0, le=100, allow_inf_nan=False, description="Hybrid: the weight of the keyword ranking"
+    )
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> Query:
+        if self.dense_weight is not None or self.keyword_weight is not None:
+            if self.mode != "hybrid":
+                raise ValueError("dense_weight and keyword_weight apply to mode 'hybrid' only")
+            if (
+                (self.dense_weight or 0) == 0
+                and (self.keyword_weight or 0) == 0
+                and (self.dense_weight is not None and self.keyword_weight is not None)
+            ):
+                raise ValueError("dense_weight and keyword_weight cannot both be 0")
+        return self
 
 
 class QueryWithEmbedding(Query):
@@ -100,6 +238,16 @@ class QueryWithEmbedding(Query):
 class QueryResult(BaseModel):
     query: str
     results: list[DocumentChunkWithScore]
+    truncated: bool | None = Field(
+        default=None, description="true when results were left off to keep the answer under the host's size limit"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_truncated(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("truncated") is None:
+            data.pop("truncated", None)  # the original API's answer, unchanged, unless something was left off
+        return data
 
 
 class UpsertRequest(BaseModel):
@@ -120,7 +268,7 @@ class QueryResponse(BaseModel):
 
 class DeleteRequest(BaseModel):
     ids: list[str] | None = None
-    filter: DocumentMetadataFilter | None = None
+    filter: Filter | None = Field(default=None, description=FILTER_DESCRIPTION)
     delete_all: bool | None = False
 
 
@@ -141,3 +289,16 @@ class FileUploadRequest(BaseModel):
 class DocumentResponse(BaseModel):
     document_id: str
     chunks: list[DocumentChunk] = Field(description="The document's chunks, in order")
+
+
+class DocumentSummary(BaseModel):
+    id: str
+    metadata: DocumentMetadata = Field(description="The document's standard and custom metadata")
+    chunk_count: int
+    created_at: str = Field(description="When the document was first stored (ISO 8601, UTC)")
+    updated_at: str = Field(description="When it was last stored (ISO 8601, UTC)")
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentSummary] = Field(description="Newest (last updated) first")
+    next: str | None = Field(description="The cursor of the next page (pass it as `after`); null on the last page")

@@ -11,6 +11,7 @@ from plugkit.plugins.retrieval import metrics
 from plugkit.plugins.retrieval.batching import QueryBatcher
 from plugkit.plugins.retrieval.chunking import Tokenizer, chunk_id, chunk_text
 from plugkit.plugins.retrieval.embeddings.base import Embedder
+from plugkit.plugins.retrieval.filters import to_tree
 from plugkit.plugins.retrieval.models import (
     Document,
     DocumentChunk,
@@ -21,6 +22,9 @@ from plugkit.plugins.retrieval.models import (
     QueryResult,
 )
 from plugkit.plugins.retrieval.stores.base import ChunkRecord, DocumentRecord, SearchRequest, StoreInfo, VectorStore
+
+FETCH_FACTOR = 10  # with max_chunks_per_document, candidates fetched per wanted result
+MAX_FETCH = 1000
 
 
 class DocumentTooLongError(ValueError):
@@ -157,10 +161,14 @@ class Retriever:
             SearchRequest(
                 text=j.query.query,
                 embedding=next(vectors) if j.query.mode != "keyword" else None,
-                top_k=j.query.top_k,
+                top_k=j.query.top_k
+                if j.query.max_chunks_per_document is None
+                else min(MAX_FETCH, j.query.top_k * FETCH_FACTOR),
                 mode=j.query.mode,
-                filter=j.query.filter,
+                filter=to_tree(j.query.filter),
                 tenant=j.tenant,
+                dense_weight=j.query.dense_weight,
+                keyword_weight=j.query.keyword_weight,
             )
             for j in jobs
         ]
@@ -178,6 +186,23 @@ class Retriever:
                 except Exception as exc:
                     found.append(exc)
         return [
-            r if isinstance(r, Exception) else QueryResult(query=j.query.query, results=r)
+            r if isinstance(r, Exception) else QueryResult(query=j.query.query, results=controlled(j.query, r))
             for j, r in zip(jobs, found, strict=True)
         ]
+
+
+def controlled(query: Query, results: list[DocumentChunkWithScore]) -> list[DocumentChunkWithScore]:
+    """The results under the query's controls: none under `score_threshold`, at most `max_chunks_per_document` of
+    one document, at most `top_k`, in rank order."""
+    if query.score_threshold is not None:
+        results = [r for r in results if r.score >= query.score_threshold]
+    if query.max_chunks_per_document is not None:
+        seen: dict[str | None, int] = {}
+        kept = []
+        for result in results:
+            document = result.metadata.document_id
+            if seen.get(document, 0) < query.max_chunks_per_document:
+                seen[document] = seen.get(document, 0) + 1
+                kept.append(result)
+        results = kept
+    return results[: query.top_k]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -44,6 +45,13 @@ class RetrievalSettings(PluginSettings):
     openai_dimensions: int | None = Field(default=None, ge=1)
     openai_timeout_s: float = 30.0
     openai_max_retries: int = Field(default=5, ge=0)
+    openai_api_version: str | None = Field(
+        default=None, description="Azure OpenAI: the api-version (e.g. 2024-10-21); openai_base_url is the endpoint"
+    )
+    openai_deployment: str | None = Field(default=None, description="Azure OpenAI: the deployment (default: model)")
+    local_model: Path | None = Field(
+        default=None, description="A sentence-transformers model directory on disk, instead of the bundled MiniLM"
+    )
 
     chunk_tokens: int = Field(default=200, ge=16, le=256, description="chunk size in model tokens")
     chunk_overlap: int = Field(default=20, ge=0, description="tokens of the previous chunk repeated in the next")

@@ -111,3 +111,59 @@ def test_the_precision_setting_reaches_the_embedder(tmp_path: Path) -> None:
     settings = RetrievalSettings(data_dir=tmp_path, embed_precision="fp32")
     built = build_embedder(settings)
     assert isinstance(built, LocalEmbedder) and built.precision == "fp32"
+
+
+def build_small_model(where: Path) -> Path:
+    """A small sentence-transformers model directory (a 1-layer, 32-dimension BERT with MiniLM's tokenizer), built
+    offline as a user's own model directory would be laid out."""
+    import shutil
+
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    base = where / "tiny-bert"
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    BertModel(config).save_pretrained(base)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (model_dir() / name).is_file():
+            shutil.copy(model_dir() / name, base / name)
+    transformer = models.Transformer(str(base), max_seq_length=128)
+    target = where / "my-small-model"
+    SentenceTransformer(modules=[transformer, models.Pooling(32)], device="cpu").save(str(target))
+    return target
+
+
+async def test_a_model_directory_on_disk_replaces_the_bundled_model_with_its_own_id_and_dimension(
+    tmp_path: Path,
+) -> None:
+    path = build_small_model(tmp_path)
+    settings = RetrievalSettings(local_model=path, embed_precision="fp32")
+    embedder = build_embedder(settings)
+    assert (embedder.model_id, embedder.dimension) == ("local:my-small-model", 32)
+    vectors = await embedder.embed_documents(["a first text", "another one"])
+    assert [len(v) for v in vectors] == [32, 32]
+    assert [float(np.linalg.norm(v)) for v in vectors] == pytest.approx([1.0, 1.0], abs=1e-4)
+    assert vectors[0] != vectors[1]
+
+
+async def test_a_store_built_with_a_model_directory_refuses_the_bundled_model(tmp_path: Path) -> None:
+    from plugkit.plugins.retrieval.stores.base import StoreInfo, StoreMismatchError
+    from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
+
+    own = LocalEmbedder(model_path=build_small_model(tmp_path), precision="fp32")
+    store = EmbeddedStore(tmp_path / "store")
+    await store.open(StoreInfo(own.model_id, own.dimension))
+    await store.close()
+    with pytest.raises(StoreMismatchError, match="local:my-small-model"):
+        await EmbeddedStore(tmp_path / "store").open(StoreInfo(LocalEmbedder.model_id, DIMENSION))
+
+
+def test_a_directory_that_is_not_a_model_is_refused(tmp_path: Path) -> None:
+    from plugkit.plugins.retrieval.embeddings.base import EmbeddingError
+
+    with pytest.raises(EmbeddingError, match="not a sentence-transformers model directory"):
+        LocalEmbedder(model_path=tmp_path)

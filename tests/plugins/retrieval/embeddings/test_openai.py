@@ -86,3 +86,42 @@ def test_settings_build_an_openai_embedder_with_known_dimensions() -> None:
 def test_an_unknown_model_without_dimensions_is_refused() -> None:
     with pytest.raises(EmbeddingError, match="PLUGKIT_OPENAI_DIMENSIONS"):
         build_embedder(RetrievalSettings(embedder="openai", openai_model="nomic-embed-text"))
+
+
+async def test_azure_openai_is_called_at_the_deployment_url_with_api_version_and_api_key_header(
+    fresh_embeddings_server: EmbeddingsServer,
+) -> None:
+    endpoint = fresh_embeddings_server.base_url.removesuffix("/v1")
+    embedder = OpenAIEmbedder(
+        endpoint,
+        fresh_embeddings_server.api_key,
+        "text-embedding-3-small",
+        8,
+        api_version="2024-10-21",
+        deployment="my-embedder",
+        send_dimensions=True,
+    )
+    vectors = await embedder.embed_documents(["alpha", "beta"])
+    assert vectors[1] == pytest.approx(hashed_vector("beta", 8))
+    call = fresh_embeddings_server.calls[-1]
+    assert (call["deployment"], call["api-version"], call["dimensions"]) == ("my-embedder", "2024-10-21", 8)
+    await embedder.aclose()
+
+
+async def test_azure_openai_settings_build_an_embedder_that_a_wrong_key_fails_clearly(
+    fresh_embeddings_server: EmbeddingsServer,
+) -> None:
+    endpoint = fresh_embeddings_server.base_url.removesuffix("/v1")
+    settings = RetrievalSettings(
+        embedder="openai",
+        openai_base_url=endpoint,
+        openai_api_key="wrong",
+        openai_api_version="2024-10-21",
+        openai_deployment="emb",
+        openai_dimensions=8,
+        openai_max_retries=0,
+    )
+    embedder = build_embedder(settings)
+    with pytest.raises(EmbeddingError, match="refused the API key"):
+        await embedder.embed_queries(["q"])
+    assert fresh_embeddings_server.calls[-1]["deployment"] == "emb"

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from plugkit.plugins.retrieval.filters import And, Equals, Range, parse_instant, to_tree
 from plugkit.plugins.retrieval.models import DocumentMetadataFilter, Source
 from plugkit.plugins.retrieval.stores.base import StoreInfo, StoreMismatchError
-from plugkit.plugins.retrieval.stores.common import StoreSettings, check_info, filter_terms, maybe_epoch, rrf, to_epoch
+from plugkit.plugins.retrieval.stores.common import StoreSettings, check_info, maybe_epoch, rrf
 
 
 @pytest.mark.parametrize(
@@ -21,13 +22,13 @@ from plugkit.plugins.retrieval.stores.common import StoreSettings, check_info, f
     ],
 )
 def test_iso_dates_become_the_epoch_of_their_instant(value: str, expected: datetime) -> None:
-    assert to_epoch(value) == expected.timestamp()
+    assert parse_instant(value) == expected.timestamp()
 
 
 @pytest.mark.parametrize("value", ["yesterday", "2024-13-01", "", "01/02/2024"])
 def test_a_date_that_is_not_iso_8601_is_refused_with_its_value(value: str) -> None:
     with pytest.raises(ValueError, match="ISO 8601"):
-        to_epoch(value)
+        parse_instant(value)
 
 
 def test_a_stored_created_at_that_does_not_parse_has_no_instant() -> None:
@@ -35,13 +36,25 @@ def test_a_stored_created_at_that_does_not_parse_has_no_instant() -> None:
     assert maybe_epoch(None) is None
 
 
-def test_filter_terms_split_equalities_and_date_bounds() -> None:
-    equal, start, end = filter_terms(
+def test_a_flat_filter_becomes_equalities_and_one_date_range() -> None:
+    tree = to_tree(
         DocumentMetadataFilter(source=Source.file, author="ann", start_date="2024-01-01", end_date="2024-01-02")
     )
 
-    assert equal == {"source": "file", "author": "ann"}
-    assert (start, end) == (to_epoch("2024-01-01"), to_epoch("2024-01-02"))
+    assert tree == And(
+        (
+            Equals("source", "string", ("file",)),
+            Equals("author", "string", ("ann",)),
+            Range("created_at", "date", gte=parse_instant("2024-01-01"), lte=parse_instant("2024-01-02")),
+        )
+    )
+
+
+def test_weighted_rrf_scales_each_ranking_by_its_weight() -> None:
+    scores = rrf([["a", "b"], ["b", "a"]], k=60, weights=[3.0, None])
+
+    assert scores["a"] == pytest.approx(3 / 61 + 1 / 62)
+    assert scores["a"] > scores["b"]
 
 
 def test_rrf_rewards_items_ranked_high_in_several_rankings() -> None:

@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from plugkit.plugins.retrieval.models import DocumentMetadataFilter
-from plugkit.plugins.retrieval.stores.embedded import FIELD_COLUMNS, SCHEMA, SHARED, filter_sql, parse_instant
+from plugkit.plugins.retrieval.filters import Node, to_tree
+from plugkit.plugins.retrieval.models import DocumentMetadataFilter, parse_filter
+from plugkit.plugins.retrieval.stores.base import SHARED_TENANT as SHARED
+from plugkit.plugins.retrieval.stores.embedded import FIELD_COLUMNS, SCHEMA, filter_sql
 from plugkit.plugins.retrieval.stores.filter_columns import FilterColumns
 
 SOURCES = ["email", "file", "chat", None]
@@ -50,15 +52,19 @@ def database() -> tuple[sqlite3.Connection, FilterColumns]:
     return conn, columns
 
 
-def selected(conn: sqlite3.Connection, flt: DocumentMetadataFilter, tenant: str | None) -> set[int]:
-    where, params = filter_sql(flt, tenant)
+def selected(conn: sqlite3.Connection, flt: DocumentMetadataFilter | Node, tenant: str | None) -> set[int]:
+    where, params = filter_sql(to_tree(flt), tenant)
     return {r[0] for r in conn.execute(f"SELECT rowid FROM chunks c WHERE {where}", params)}
 
 
-def masked(columns: FilterColumns, flt: DocumentMetadataFilter, tenant: str | None) -> set[int]:
-    start = parse_instant(flt.start_date) if flt.start_date else None
-    end = parse_instant(flt.end_date) if flt.end_date else None
-    return set(np.flatnonzero(columns.mask(flt, tenant or SHARED, start, end)).tolist())
+def masked(columns: FilterColumns, flt: DocumentMetadataFilter | Node, tenant: str | None) -> set[int]:
+    return set(np.flatnonzero(columns.mask(to_tree(flt), tenant or SHARED)).tolist())
+
+
+def tree(data: dict[str, Any]) -> Node:
+    node = to_tree(parse_filter(data))
+    assert node is not None
+    return node
 
 
 FILTERS = [
@@ -72,6 +78,28 @@ FILTERS = [
     DocumentMetadataFilter(start_date="2020-09-15", end_date="2020-09-18"),
     DocumentMetadataFilter(author="Nobody"),
 ]
+TREES = [
+    tree({"key": "author", "type": "ne", "value": "Ada"}),
+    tree({"key": "source", "type": "in", "value": ["email", "chat"]}),
+    tree({"key": "source", "type": "nin", "value": ["email", "chat"]}),
+    tree({"key": "created_at", "type": "gt", "value": "2020-09-16T00:00:00Z"}),
+    tree({"key": "created_at", "type": "eq", "value": "2020-09-16T12:26:40Z"}),
+    tree(
+        {
+            "type": "or",
+            "filters": [
+                {"key": "author", "type": "eq", "value": "Grace"},
+                {
+                    "type": "and",
+                    "filters": [
+                        {"key": "source", "type": "ne", "value": "file"},
+                        {"key": "created_at", "type": "lte", "value": "2020-09-18"},
+                    ],
+                },
+            ],
+        }
+    ),
+]
 
 
 @pytest.mark.parametrize("tenant", [None, "alice", "carol"])
@@ -84,6 +112,17 @@ def test_a_mask_selects_exactly_the_rows_filter_sql_selects(
     assert masked(columns, flt, tenant) == expected
     if tenant != "carol" and flt.author != "Nobody":
         assert expected  # the random rows give every case something to find
+
+
+@pytest.mark.parametrize("tenant", [None, "alice"])
+@pytest.mark.parametrize("node", TREES, ids=str)
+def test_a_mask_of_a_compound_filter_selects_exactly_the_rows_filter_sql_selects(
+    database: tuple[sqlite3.Connection, FilterColumns], node: Node, tenant: str | None
+) -> None:
+    conn, columns = database
+    expected = selected(conn, node, tenant)
+    assert masked(columns, node, tenant) == expected
+    assert expected
 
 
 def test_removed_rows_leave_every_mask_and_cached_masks_follow_changes(
@@ -105,6 +144,6 @@ def test_rows_past_the_current_size_grow_the_columns() -> None:
     columns = FilterColumns()
     columns.add([(5, SHARED, "a", None, None, None, None, None)])
     columns.add([(50_000, SHARED, "b", "email", None, None, None, 1.0)])
-    mask = columns.mask(DocumentMetadataFilter(), SHARED, None, None)
+    mask = columns.mask(None, SHARED)
     assert np.flatnonzero(mask).tolist() == [5, 50_000]
     assert columns.memory_bytes >= 50_000 * (6 * 4 + 8)

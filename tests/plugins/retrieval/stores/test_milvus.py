@@ -105,3 +105,28 @@ async def test_milvus_lite_flushes_a_large_write_before_searching_it(tmp_path: P
         assert {r.metadata.document_id for r in results[:3]} <= {f"d{i}" for i in range(3, 25, 8)}
     finally:
         await store.close()
+
+
+async def test_a_collection_of_an_older_layout_that_lite_cannot_extend_is_refused_naming_the_way_out(
+    tmp_path: Path,
+) -> None:
+    from pymilvus import DataType
+
+    from plugkit.plugins.retrieval.stores.milvus import DIMENSION_KEY, MODEL_KEY
+
+    uri = str(tmp_path / "old.db")
+    client = MilvusClient(uri)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("pk", DataType.VARCHAR, max_length=64, is_primary=True)
+    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=8)
+    index = client.prepare_index_params()
+    index.add_index("embedding", index_type="FLAT", metric_type="COSINE")
+    client.create_collection(
+        "old", schema=schema, index_params=index, properties={MODEL_KEY: INFO.embedding_model, DIMENSION_KEY: "8"}
+    )
+    client.close()
+
+    store = create_store(StoreSettings(store_url=uri, collection="old"))
+    with pytest.raises(StoreMismatchError, match="(?s)older plugkit.*new collection"):
+        await store.open(INFO)
+    await store.close()

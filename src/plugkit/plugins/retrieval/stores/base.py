@@ -3,8 +3,11 @@
 Conventions every provider keeps:
 - chunk ids are `<document_id>_<n>`; `replace_documents` swaps all chunks of each document atomically (a reader sees
   the old chunks or the new ones, never a mix);
-- every filter field of `DocumentMetadataFilter` is applied inside the search (a filtered query still returns
-  `top_k` hits when that many match); `start_date`/`end_date` compare with `created_at` as instants;
+- a filter is the typed tree of plugkit.plugins.retrieval.filters (a flat `DocumentMetadataFilter` is accepted too:
+  `filters.to_tree` turns either into the tree), translated into the engine's own filter with bound parameters and
+  applied inside the search (a filtered query still returns `top_k` hits when that many match); dates compare as
+  instants; custom metadata keys are filterable like the standard fields;
+- custom metadata (`DocumentMetadata.custom`) is stored and returned with every chunk;
 - scores are higher-is-better in every mode; `hybrid` fuses dense and keyword rankings;
 - `tenant` scopes everything: with a tenant, a call sees, returns and deletes only that tenant's chunks; None means
   the store's shared space (no tenancy);
@@ -25,7 +28,17 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore, DocumentMetadataFilter, SearchMode
+from plugkit.plugins.retrieval.filters import Node
+from plugkit.plugins.retrieval.models import (
+    DocumentChunk,
+    DocumentChunkWithScore,
+    DocumentMetadata,
+    DocumentMetadataFilter,
+    SearchMode,
+)
+
+SHARED_TENANT = ""  # how the shared space (no tenant) is stored
+FilterArg = Node | DocumentMetadataFilter | None
 
 
 @dataclass(frozen=True)
@@ -50,9 +63,28 @@ class SearchRequest:
     embedding: list[float] | None
     top_k: int = 3
     mode: SearchMode = "hybrid"
-    filter: DocumentMetadataFilter | None = None
+    filter: FilterArg = None
     tenant: str | None = None
     include_embeddings: bool = False
+    dense_weight: float | None = None  # hybrid: the weights of the two rankings (None: the store's default)
+    keyword_weight: float | None = None
+
+
+@dataclass(frozen=True)
+class DocumentEntry:
+    """A stored document as the listing shows it."""
+
+    document_id: str
+    metadata: DocumentMetadata
+    chunk_count: int
+    stored_ts: float  # first stored, epoch seconds
+    updated_ts: float  # last stored
+
+
+@dataclass(frozen=True)
+class DocumentPage:
+    documents: list[DocumentEntry]
+    more: bool  # whether documents follow the last one
 
 
 @dataclass(frozen=True)
@@ -97,7 +129,7 @@ class VectorStore(Protocol):
     async def delete(
         self,
         ids: list[str] | None = None,
-        filter: DocumentMetadataFilter | None = None,
+        filter: FilterArg = None,
         delete_all: bool = False,
         tenant: str | None = None,
     ) -> int:
@@ -107,6 +139,17 @@ class VectorStore(Protocol):
 
     async def count(self, tenant: str | None = None) -> int:
         """How many chunks are stored (for the tenant, when given)."""
+        ...
+
+    async def list_documents(
+        self,
+        tenant: str | None = None,
+        filter: FilterArg = None,
+        limit: int = 20,
+        after: tuple[float, str] | None = None,
+    ) -> DocumentPage:
+        """Documents of the tenant matching the filter, newest (last updated) first, then by id; `after` is the
+        (updated_ts, document_id) of the last document of the previous page."""
         ...
 
     # Optional: `async def ready(self) -> str | None`, None once searches reflect the store (its indexes loaded and

@@ -1,5 +1,5 @@
 """What the engine-backed stores (pgvector, milvus, qdrant) share: their settings, the flat row every chunk is
-stored as, date normalisation, filter values and reciprocal rank fusion.
+stored as, the document listing's cursor, and reciprocal rank fusion.
 
 Tenancy is a plain `tenant` column/field on every row: `None` is stored as the empty string, the shared space, so a
 search, get or delete without a tenant sees the shared space only, and a tenant never sees another tenant's or the
@@ -8,23 +8,33 @@ shared chunks; `count()` without a tenant counts the whole store (as base.Vector
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from plugkit.plugins.retrieval.filters import as_instant, parse_instant
 from plugkit.plugins.retrieval.models import (
     DocumentChunk,
     DocumentChunkMetadata,
     DocumentChunkWithScore,
-    DocumentMetadataFilter,
+    DocumentMetadata,
     Source,
 )
-from plugkit.plugins.retrieval.stores.base import DocumentRecord, StoreInfo, StoreMismatchError
+from plugkit.plugins.retrieval.stores.base import (
+    SHARED_TENANT,
+    DocumentEntry,
+    DocumentRecord,
+    StoreInfo,
+    StoreMismatchError,
+)
 
-SHARED_TENANT = ""
 RRF_K = 60
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -98,27 +108,12 @@ def tenant_key(tenant: str | None) -> str:
     return SHARED_TENANT if tenant is None else tenant
 
 
-def to_epoch(value: str) -> float:
-    """An ISO 8601 date or date-time as epoch seconds; a date is its midnight UTC, a naive time is UTC."""
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except (ValueError, AttributeError):
-        try:
-            day = date.fromisoformat(value.strip())
-        except (ValueError, AttributeError):
-            raise ValueError(f"not an ISO 8601 date or date-time: {value!r}") from None
-        parsed = datetime(day.year, day.month, day.day)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
 def maybe_epoch(value: str | None) -> float | None:
     """The epoch of a stored `created_at`; a value that does not parse is kept as text but matches no date range."""
     if not value:
         return None
     try:
-        return to_epoch(value)
+        return parse_instant(value)
     except ValueError:
         return None
 
@@ -138,6 +133,11 @@ class Row:
     author: str | None
     created_at: str | None
     created_ts: float | None
+    metadata: dict[str, Any]  # the custom keys
+    metadata_ts: dict[str, float]  # the instant of each custom value written as an ISO 8601 date
+    chunk_count: int
+    stored_ts: float  # when the document was first stored
+    updated_ts: float  # when this version was stored
     embedding: list[float]
 
     def payload(self) -> dict[str, Any]:
@@ -145,8 +145,22 @@ class Row:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "embedding"}
 
 
-def rows_of(document: DocumentRecord, tenant: str | None, dimension: int) -> list[Row]:
-    """The rows of a document's chunks; chunk ids default to `<document_id>_<n>`."""
+def custom_instants(custom: dict[str, Any]) -> dict[str, float]:
+    """The instants of the custom values written as ISO 8601 dates (what date comparisons of custom keys read)."""
+    instants = {key: as_instant(value) for key, value in custom.items()}
+    return {key: t for key, t in instants.items() if t is not None}
+
+
+def rows_of(
+    document: DocumentRecord,
+    tenant: str | None,
+    dimension: int,
+    stored_ts: float | None = None,
+    updated_ts: float | None = None,
+) -> list[Row]:
+    """The rows of a document's chunks; chunk ids default to `<document_id>_<n>`. `stored_ts`: when the document
+    was first stored (None: now, a new document); `updated_ts`: now unless given."""
+    now = updated_ts if updated_ts is not None else time.time()
     rows = []
     for position, record in enumerate(document.chunks):
         if len(record.embedding) != dimension:
@@ -168,25 +182,45 @@ def rows_of(document: DocumentRecord, tenant: str | None, dimension: int) -> lis
                 author=meta.author,
                 created_at=meta.created_at,
                 created_ts=maybe_epoch(meta.created_at),
+                metadata=meta.custom,
+                metadata_ts=custom_instants(meta.custom),
+                chunk_count=len(document.chunks),
+                stored_ts=stored_ts if stored_ts is not None else now,
+                updated_ts=now,
                 embedding=[float(x) for x in record.embedding],
             )
         )
     return rows
 
 
+def _custom(values: dict[str, Any]) -> dict[str, Any]:
+    custom = values.get("metadata") or {}
+    return json.loads(custom) if isinstance(custom, str) else dict(custom)
+
+
+def metadata_of(values: dict[str, Any]) -> DocumentMetadata:
+    """A document's metadata (standard and custom) from stored column values (empty strings read as missing)."""
+    source = values.get("source") or None
+    return DocumentMetadata.model_construct(
+        source=Source(source) if source else None,
+        source_id=values.get("source_id") or None,
+        url=values.get("url") or None,
+        author=values.get("author") or None,
+        created_at=values.get("created_at") or None,
+        **_custom(values),
+    )
+
+
 def chunk_of(values: dict[str, Any], embedding: Sequence[float] | None = None) -> DocumentChunk:
     """A chunk built from stored column values (empty strings read as missing)."""
-    source = values.get("source") or None
+    standard = metadata_of(values)
     return DocumentChunk(
         id=values["id"],
         text=values["text"],
-        metadata=DocumentChunkMetadata(
+        metadata=DocumentChunkMetadata.model_construct(
             document_id=values["document_id"],
-            source=Source(source) if source else None,
-            source_id=values.get("source_id") or None,
-            url=values.get("url") or None,
-            author=values.get("author") or None,
-            created_at=values.get("created_at") or None,
+            **{name: getattr(standard, name) for name in DocumentMetadata.model_fields},
+            **standard.custom,
         ),
         embedding=[float(x) for x in embedding] if embedding is not None else None,
     )
@@ -197,21 +231,52 @@ def chunk_with_score(values: dict[str, Any], score: float, embedding: Sequence[f
     return DocumentChunkWithScore(**dict(chunk_of(values, embedding)), score=float(score))
 
 
-EQUALITY_FIELDS = ("document_id", "source", "source_id", "author", "url")
+def entry_of(values: dict[str, Any]) -> DocumentEntry:
+    """A listed document from the stored column values of one of its chunks."""
+    return DocumentEntry(
+        document_id=values["document_id"],
+        metadata=metadata_of(values),
+        chunk_count=int(values.get("chunk_count") or 0),
+        stored_ts=float(values.get("stored_ts") or 0.0),
+        updated_ts=float(values.get("updated_ts") or 0.0),
+    )
 
 
-def filter_terms(filter: DocumentMetadataFilter | None) -> tuple[dict[str, str], float | None, float | None]:
-    """The equality conditions (field -> value) and the epoch bounds of a filter; bad dates raise ValueError."""
-    if filter is None:
-        return {}, None, None
-    equal: dict[str, str] = {}
-    for name in EQUALITY_FIELDS:
-        value = getattr(filter, name)
-        if value is not None:
-            equal[name] = value.value if isinstance(value, Source) else str(value)
-    start = to_epoch(filter.start_date) if filter.start_date else None
-    end = to_epoch(filter.end_date) if filter.end_date else None
-    return equal, start, end
+def encode_cursor(entry: DocumentEntry) -> str:
+    """The opaque cursor of the page after `entry` (newest first: by updated time, then document id)."""
+    raw = json.dumps([entry.updated_ts, entry.document_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """(updated_ts, document_id) of a cursor; ValueError when it is not one this API made."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        updated, document_id = json.loads(raw)
+        if not isinstance(document_id, str) or isinstance(updated, bool) or not isinstance(updated, int | float):
+            raise ValueError
+        return float(updated), document_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ValueError(f"{cursor!r} is not a cursor returned by this API") from None
+
+
+def after_cursor(entry: DocumentEntry, after: tuple[float, str] | None) -> bool:
+    """Whether `entry` comes after the cursor position in the listing's order (newest first, then id)."""
+    if after is None:
+        return True
+    updated, document_id = after
+    return entry.updated_ts < updated or (entry.updated_ts == updated and entry.document_id > document_id)
+
+
+def page_of(entries: Iterable[DocumentEntry], limit: int, after: tuple[float, str] | None) -> list[DocumentEntry]:
+    """The listing page: the first `limit` + 1 entries after the cursor, newest first (one more shows a next page)."""
+    kept = [e for e in entries if after_cursor(e, after)]
+    kept.sort(key=lambda e: (-e.updated_ts, e.document_id))
+    return kept[: limit + 1]
+
+
+def iso_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def check_info(stored: StoreInfo, wanted: StoreInfo, where: str) -> None:
@@ -223,10 +288,15 @@ def check_info(stored: StoreInfo, wanted: StoreInfo, where: str) -> None:
         )
 
 
-def rrf(rankings: Iterable[Sequence[str]], k: int = RRF_K) -> dict[str, float]:
-    """Reciprocal rank fusion: each ranking adds 1 / (k + rank) to its items (rank from 1); higher is better."""
+def rrf(
+    rankings: Iterable[Sequence[str]], k: int = RRF_K, weights: Sequence[float | None] | None = None
+) -> dict[str, float]:
+    """Reciprocal rank fusion: each ranking adds weight / (k + rank) to its items (rank from 1, weight 1 unless
+    given); higher is better."""
     scores: dict[str, float] = {}
-    for ranking in rankings:
+    for n, ranking in enumerate(rankings):
+        given = weights[n] if weights is not None else None
+        weight = 1.0 if given is None else given
         for rank, key in enumerate(ranking, start=1):
-            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+            scores[key] = scores.get(key, 0.0) + weight / (k + rank)
     return scores

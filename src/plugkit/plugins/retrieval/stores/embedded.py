@@ -9,14 +9,22 @@ an IVF index (stores/ann.py) persisted beside the snapshot as `vectors.ivf`, so 
 retraining it. The filterable fields of the indexed chunks are derived the same way into in-memory columns
 (stores/filter_columns.py), which turn a dense search's metadata filter into an id mask; keyword search filters in
 SQL, joined to FTS5.
+
+Filters: `filter_sql(tree, tenant)` translates a filter tree (plugkit.plugins.retrieval.filters) into a WHERE clause
+over `chunks c` with bound parameters (custom keys read from the `metadata` JSON with json_each/json_extract, their
+instants from `custom_ts`); `EmbeddedStore.allowed(conn, tree, tenant)` is the one `filter -> rowid mask` function
+searches call: the filter columns' mask when the tree compares standard fields only, else the rowids `filter_sql`
+selects, as a mask; both cached until the next change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -24,21 +32,40 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from plugkit.plugins.retrieval.filters import (
+    DATE_FIELD,
+    And,
+    Equals,
+    Node,
+    Not,
+    Or,
+    Range,
+    is_standard,
+    parse_instant,
+    to_tree,
+)
 from plugkit.plugins.retrieval.models import (
     DocumentChunk,
     DocumentChunkMetadata,
     DocumentChunkWithScore,
-    DocumentMetadataFilter,
-    parse_instant,
+    DocumentMetadata,
 )
 from plugkit.plugins.retrieval.stores.ann import AutoIndex
-from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, StoreMismatchError
-from plugkit.plugins.retrieval.stores.common import StoreSettings
+from plugkit.plugins.retrieval.stores.base import (
+    SHARED_TENANT,
+    DocumentEntry,
+    DocumentPage,
+    DocumentRecord,
+    FilterArg,
+    SearchRequest,
+    StoreInfo,
+    StoreMismatchError,
+)
+from plugkit.plugins.retrieval.stores.common import StoreSettings, custom_instants
 from plugkit.plugins.retrieval.stores.filter_columns import FilterColumns
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
 T = TypeVar("T")
-SHARED = ""  # the tenant of the shared space
 ADD, DEL = 1, 0
 WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -61,12 +88,15 @@ CREATE TABLE IF NOT EXISTS chunks (
     UNIQUE (tenant, document_id, n)
 );
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks (tenant, source);
+CREATE INDEX IF NOT EXISTS chunks_document ON chunks (tenant, document_id);
 CREATE INDEX IF NOT EXISTS chunks_created ON chunks (tenant, created_ts);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (text, tokenize = 'porter unicode61');
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_rowid INTEGER NOT NULL, op INTEGER NOT NULL
 );
 """
+# Added after the first release: an older database gets them at open (listing and custom-date columns).
+ADDED_COLUMNS = {"custom_ts": "TEXT", "chunk_count": "INTEGER", "stored_ts": "REAL", "updated_ts": "REAL"}
 
 
 def keyword_query(text: str) -> str | None:
@@ -149,6 +179,11 @@ class EmbeddedStore:
                 f"{SCHEMA_VERSION}: a newer plugkit wrote it. Run that version, or restore a backup this version made"
             )
         conn.executescript(SCHEMA)
+        present = {row[1] for row in conn.execute("PRAGMA table_info(chunks)")}
+        for column, kind in ADDED_COLUMNS.items():
+            if column not in present:
+                conn.execute(f"ALTER TABLE chunks ADD COLUMN {column} {kind}")
+        conn.execute("CREATE INDEX IF NOT EXISTS chunks_listing ON chunks (tenant, n, updated_ts)")
         if version < SCHEMA_VERSION:
             # 0 is the layout of release 0.1.0 (which recorded no version), the same as version 1.
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -323,7 +358,7 @@ class EmbeddedStore:
 
         def write(conn: sqlite3.Connection) -> None:
             for document in documents:
-                self._write_document(conn, document, tenant or SHARED)
+                self._write_document(conn, document, tenant or SHARED_TENANT)
             self._catch_up(conn)
 
         await self._run(write)
@@ -331,19 +366,20 @@ class EmbeddedStore:
     def _write_document(self, conn: sqlite3.Connection, document: DocumentRecord, tenant: str) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            old = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT rowid FROM chunks WHERE tenant = ? AND document_id = ?", (tenant, document.document_id)
-                )
-            ]
-            self._delete_rows(conn, old)
+            old = conn.execute(
+                "SELECT rowid, stored_ts FROM chunks WHERE tenant = ? AND document_id = ?",
+                (tenant, document.document_id),
+            ).fetchall()
+            self._delete_rows(conn, [r[0] for r in old])
+            now = time.time()
+            stored = min((r[1] for r in old if r[1] is not None), default=now)
             for n, record in enumerate(document.chunks):
                 meta = record.chunk.metadata.model_copy(update={"document_id": document.document_id})
                 created = parse_instant(meta.created_at) if meta.created_at else None
                 cursor = conn.execute(
                     "INSERT INTO chunks (tenant, document_id, n, chunk_id, text, metadata, source, source_id, author,"
-                    " url, created_ts, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " url, created_ts, custom_ts, chunk_count, stored_ts, updated_ts, embedding)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         tenant,
                         document.document_id,
@@ -356,13 +392,17 @@ class EmbeddedStore:
                         meta.author,
                         meta.url,
                         created,
+                        json.dumps(custom_instants(meta.custom)),
+                        len(document.chunks),
+                        stored,
+                        now,
                         np.asarray(record.embedding, dtype=np.float32).tobytes(),
                     ),
                 )
                 rowid = cursor.lastrowid
                 conn.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (rowid, record.chunk.text))
                 conn.execute("INSERT INTO changes (chunk_rowid, op) VALUES (?, ?)", (rowid, ADD))
-            if tenant != SHARED:
+            if tenant != SHARED_TENANT:
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('tenanted', '1')")
             conn.execute("COMMIT")
         except BaseException:
@@ -381,15 +421,17 @@ class EmbeddedStore:
     async def delete(
         self,
         ids: list[str] | None = None,
-        filter: DocumentMetadataFilter | None = None,
+        filter: FilterArg = None,
         delete_all: bool = False,
         tenant: str | None = None,
     ) -> int:
+        tree = to_tree(filter)
+
         def delete_sync(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if delete_all:
-                    rows = conn.execute("SELECT rowid FROM chunks WHERE tenant = ?", (tenant or SHARED,))
+                    rows = conn.execute("SELECT rowid FROM chunks WHERE tenant = ?", (tenant or SHARED_TENANT,))
                     rowids = [r[0] for r in rows]
                 else:
                     found: set[int] = set()
@@ -398,11 +440,11 @@ class EmbeddedStore:
                             r[0]
                             for r in conn.execute(
                                 "SELECT rowid FROM chunks WHERE tenant = ? AND document_id = ?",
-                                (tenant or SHARED, document_id),
+                                (tenant or SHARED_TENANT, document_id),
                             )
                         )
-                    if filter is not None:
-                        where, params = filter_sql(filter, tenant)
+                    if tree is not None:
+                        where, params = filter_sql(tree, tenant)
                         found.update(r[0] for r in conn.execute(f"SELECT rowid FROM chunks c WHERE {where}", params))
                     rowids = sorted(found)
                 self._delete_rows(conn, rowids)
@@ -430,30 +472,47 @@ class EmbeddedStore:
         self._catch_up(conn)
         conn.execute("BEGIN")
         try:
+            tree = to_tree(request.filter)
             if request.mode == "dense":
-                scored = self._dense(conn, request, request.top_k)
+                scored = self._dense(conn, request, tree, request.top_k)
             elif request.mode == "keyword":
-                scored = self._keyword(conn, request, request.top_k)
+                scored = self._keyword(conn, request, tree, request.top_k)
             else:
                 depth = max(2 * request.top_k, 100)
-                dense = [r for r, _ in self._dense(conn, request, depth)]
-                keyword = [r for r, _ in self._keyword(conn, request, depth)]
-                fused = rrf([(dense, self.dense_weight), (keyword, self.keyword_weight)], self.rrf_k)
+                dense = [r for r, _ in self._dense(conn, request, tree, depth)]
+                keyword = [r for r, _ in self._keyword(conn, request, tree, depth)]
+                dense_weight = self.dense_weight if request.dense_weight is None else request.dense_weight
+                keyword_weight = self.keyword_weight if request.keyword_weight is None else request.keyword_weight
+                fused = rrf([(dense, dense_weight), (keyword, keyword_weight)], self.rrf_k)
                 scored = fused[: request.top_k]
             return self._fetch(conn, scored, request.include_embeddings)
         finally:
             conn.execute("COMMIT")
 
-    def _dense(self, conn: sqlite3.Connection, request: SearchRequest, k: int) -> list[tuple[int, float]]:
+    def allowed(self, conn: sqlite3.Connection, tree: Node | None, tenant: str | None) -> np.ndarray:
+        """The one `filter -> rowid mask` function: a boolean mask indexed by rowid of the chunks of the tenant that
+        match the tree (what `filter_sql` selects). Call it with the index caught up, inside the read transaction."""
+        if self._columns.covers(tree):
+            return self._columns.mask(tree, tenant or SHARED_TENANT)
+
+        def from_sql() -> np.ndarray:
+            where, params = filter_sql(tree, tenant)
+            rowids = np.fromiter(
+                (r[0] for r in conn.execute(f"SELECT rowid FROM chunks c WHERE {where}", params)), dtype=np.int64
+            )
+            mask = np.zeros(max(self._columns.size, int(rowids.max()) + 1 if len(rowids) else 0), dtype=bool)
+            mask[rowids] = True
+            return mask
+
+        return self._columns.remember(("sql", tree, tenant or SHARED_TENANT), from_sql)
+
+    def _dense(
+        self, conn: sqlite3.Connection, request: SearchRequest, tree: Node | None, k: int
+    ) -> list[tuple[int, float]]:
         assert self._index is not None and request.embedding is not None
         allowed: np.ndarray | None = None
-        flt = request.filter
-        has_filter = flt is not None and bool(flt.model_dump(exclude_none=True))
-        if has_filter or request.tenant or self._tenanted(conn):
-            flt = flt or DocumentMetadataFilter()
-            start = parse_instant(flt.start_date) if flt.start_date is not None else None
-            end = parse_instant(flt.end_date) if flt.end_date is not None else None
-            allowed = self._columns.mask(flt, request.tenant or SHARED, start, end)  # = filter_sql's rows
+        if tree is not None or request.tenant or self._tenanted(conn):
+            allowed = self.allowed(conn, tree, request.tenant)
         ids, scores = self._index.search(np.asarray(request.embedding, dtype=np.float32), k, allowed)
         return list(zip(ids.tolist(), scores.tolist(), strict=True))
 
@@ -462,11 +521,13 @@ class EmbeddedStore:
         return conn.execute("SELECT 1 FROM meta WHERE key = 'tenanted'").fetchone() is not None
 
     @staticmethod
-    def _keyword(conn: sqlite3.Connection, request: SearchRequest, k: int) -> list[tuple[int, float]]:
+    def _keyword(
+        conn: sqlite3.Connection, request: SearchRequest, tree: Node | None, k: int
+    ) -> list[tuple[int, float]]:
         match = keyword_query(request.text)
         if match is None:
             return []
-        where, params = filter_sql(request.filter or DocumentMetadataFilter(), request.tenant)
+        where, params = filter_sql(tree, request.tenant)
         rows = conn.execute(
             "SELECT c.rowid, -bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
             f"WHERE chunks_fts MATCH ? AND {where} ORDER BY bm25(chunks_fts) LIMIT ?",
@@ -509,7 +570,7 @@ class EmbeddedStore:
         def read(conn: sqlite3.Connection) -> list[DocumentChunk]:
             rows = conn.execute(
                 "SELECT chunk_id, text, metadata FROM chunks WHERE tenant = ? AND document_id = ? ORDER BY n",
-                (tenant or SHARED, document_id),
+                (tenant or SHARED_TENANT, document_id),
             ).fetchall()
             return [
                 DocumentChunk(id=r[0], text=r[1], metadata=DocumentChunkMetadata.model_validate_json(r[2]))
@@ -526,6 +587,45 @@ class EmbeddedStore:
 
         return await self._run(read)
 
+    async def list_documents(
+        self,
+        tenant: str | None = None,
+        filter: FilterArg = None,
+        limit: int = 20,
+        after: tuple[float, str] | None = None,
+    ) -> DocumentPage:
+        tree = to_tree(filter)
+
+        def read(conn: sqlite3.Connection) -> DocumentPage:
+            where, params = filter_sql(tree, tenant)
+            updated = "COALESCE(c.updated_ts, 0)"
+            query = (
+                "SELECT c.document_id, c.metadata, COALESCE(c.chunk_count, (SELECT COUNT(*) FROM chunks d"
+                f" WHERE d.tenant = c.tenant AND d.document_id = c.document_id)), COALESCE(c.stored_ts, 0), {updated}"
+                f" FROM chunks c WHERE c.n = 0 AND {where}"
+            )
+            if after is not None:
+                query += f" AND ({updated} < ? OR ({updated} = ? AND c.document_id > ?))"
+                params += [after[0], after[0], after[1]]
+            query += f" ORDER BY {updated} DESC, c.document_id LIMIT ?"
+            rows = conn.execute(query, [*params, limit + 1]).fetchall()
+            entries = []
+            for document_id, metadata, chunk_count, stored_ts, updated_ts in rows[:limit]:
+                values = json.loads(metadata)
+                values.pop("document_id", None)
+                entries.append(
+                    DocumentEntry(
+                        document_id=document_id,
+                        metadata=DocumentMetadata.model_validate(values),
+                        chunk_count=int(chunk_count),
+                        stored_ts=float(stored_ts),
+                        updated_ts=float(updated_ts),
+                    )
+                )
+            return DocumentPage(entries, more=len(rows) > limit)
+
+        return await self._run(read)
+
     async def all_embeddings(self) -> tuple[list[str], np.ndarray]:
         """Every chunk id with its stored embedding (for checks and benchmarks)."""
 
@@ -539,25 +639,50 @@ class EmbeddedStore:
         return await self._run(read)
 
 
-def filter_sql(flt: DocumentMetadataFilter, tenant: str | None) -> tuple[str, list[Any]]:
-    """A WHERE clause over `chunks c` for the tenant and every field of the filter."""
-    clauses: list[str] = ["c.tenant = ?"]
-    params: list[Any] = [tenant or SHARED]
-    for field in ("document_id", "source_id", "author", "url"):
-        value = getattr(flt, field)
-        if value is not None:
-            clauses.append(f"c.{field} = ?")
-            params.append(value)
-    if flt.source is not None:
-        clauses.append("c.source = ?")
-        params.append(flt.source.value)
-    if flt.start_date is not None:
-        clauses.append("c.created_ts >= ?")
-        params.append(parse_instant(flt.start_date))
-    if flt.end_date is not None:
-        clauses.append("c.created_ts <= ?")
-        params.append(parse_instant(flt.end_date))
-    return " AND ".join(clauses), params
+def filter_sql(tree: Node | None, tenant: str | None) -> tuple[str, list[Any]]:
+    """A WHERE clause over `chunks c` for the tenant and the filter tree, every value a bound parameter."""
+    params: list[Any] = [tenant or SHARED_TENANT]
+    if tree is None:
+        return "c.tenant = ?", params
+    return f"c.tenant = ? AND {_sql(tree, params)}", params
+
+
+def _sql(node: Node, params: list[Any]) -> str:
+    if isinstance(node, And | Or):
+        if not node.parts:
+            return "1" if isinstance(node, And) else "0"
+        joiner = " AND " if isinstance(node, And) else " OR "
+        return "(" + joiner.join(_sql(part, params) for part in node.parts) + ")"
+    if isinstance(node, Not):
+        return f"NOT COALESCE({_sql(node.part, params)}, 0)"
+    if isinstance(node, Equals):
+        marks = ", ".join("?" * len(node.values))
+        if is_standard(node.key):
+            params.extend(node.values)
+            return f"c.{node.key} IN ({marks})"  # the key is one of the standard column names
+        # json_each of a scalar yields the scalar itself, of a list its items: `eq` on a list field is containment.
+        params.append(f'$."{node.key}"')
+        if node.kind == "bool":
+            params.extend("true" if v else "false" for v in node.values)
+            return f"EXISTS (SELECT 1 FROM json_each(c.metadata, ?) j WHERE j.type IN ({marks}))"
+        types = "'text'" if node.kind == "string" else "'integer', 'real'"
+        params.extend(node.values)
+        return f"EXISTS (SELECT 1 FROM json_each(c.metadata, ?) j WHERE j.type IN ({types}) AND j.value IN ({marks}))"
+    assert isinstance(node, Range)
+    path = f'$."{node.key}"'
+    if node.key == DATE_FIELD:
+        value, paths = "c.created_ts", []
+    elif node.kind == "date":
+        value, paths = "json_extract(c.custom_ts, ?)", [path]
+    else:
+        value = "(CASE WHEN json_type(c.metadata, ?) IN ('integer', 'real') THEN json_extract(c.metadata, ?) END)"
+        paths = [path, path]
+    out = []
+    for bound, operator in ((node.gt, ">"), (node.gte, ">="), (node.lt, "<"), (node.lte, "<=")):
+        if bound is not None:
+            params.extend([*paths, bound])
+            out.append(f"{value} {operator} ?")
+    return "(" + " AND ".join(out) + ")" if out else "1"
 
 
 def create_store(settings: Any) -> EmbeddedStore:

@@ -5,19 +5,21 @@ keeping 10%, 300 ms for one keeping everything), far more than the vector search
 integer code per rowid (0: no value or no chunk), the creation time a float (NaN: none), and a filter is a few
 vectorised comparisons, about a millisecond per million chunks. The last few masks are kept until the next change.
 The columns follow the vector index: the embedded store fills them from the same rows, at the same moments.
+They hold the standard fields; a filter over custom metadata keys is answered by SQL and its mask cached here too
+(`remember`), until the next change.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from plugkit.plugins.retrieval.models import DocumentMetadataFilter
+from plugkit.plugins.retrieval.filters import DATE_FIELD, STRING_FIELDS, And, Equals, Node, Not, Or, Range, keys_of
 
-FIELDS = ("tenant", "document_id", "source", "source_id", "author", "url")  # then created_ts, in rows given to add
+FIELDS = ("tenant", *STRING_FIELDS)  # then created_ts, in rows given to add
 CACHED_MASKS = 8
 
 
@@ -77,36 +79,61 @@ class FilterColumns:
             column[ids] = 0
         self._created[ids] = np.nan
 
-    def mask(
-        self, flt: DocumentMetadataFilter, tenant: str, start_ts: float | None, end_ts: float | None
-    ) -> np.ndarray:
-        """A boolean mask indexed by rowid: the chunks of `tenant` that match every field of `flt` (the dates given
-        as timestamps, parsed by the caller) — what `filter_sql` selects."""
-        wanted: list[tuple[str, str]] = [("tenant", tenant)]
-        for name in ("document_id", "source_id", "author", "url"):
-            value = getattr(flt, name)
-            if value is not None:
-                wanted.append((name, value))
-        if flt.source is not None:
-            wanted.append(("source", flt.source.value))
-        key = (tuple(wanted), start_ts, end_ts)
+    def covers(self, node: Node | None) -> bool:
+        """Whether these columns can answer the filter (it compares standard fields only)."""
+        return all(key in STRING_FIELDS or key == DATE_FIELD for key in keys_of(node))
+
+    def mask(self, node: Node | None, tenant: str) -> np.ndarray:
+        """A boolean mask indexed by rowid: the chunks of `tenant` that match the filter (of standard fields only,
+        see `covers`) — what the store's SQL translation of the filter selects."""
+        return self.remember(("columns", node, tenant), lambda: self._column(("tenant", tenant)) & self._eval(node))
+
+    def remember(self, key: Any, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The mask cached under `key` since the last change, else `compute()` (then cached)."""
         cached = self._masks.get(key)
         if cached is not None:
             self._masks.move_to_end(key)
             return cached
-        mask = np.ones(len(self._created), dtype=bool)
-        for name, value in wanted:
-            code = self._codes[name].get(value)
-            if code is None:
-                mask[:] = False
-                break
-            mask &= self._columns[name] == code
-        with np.errstate(invalid="ignore"):  # NaN (no date) compares False, as NULL does in SQL
-            if start_ts is not None:
-                mask &= self._created >= start_ts
-            if end_ts is not None:
-                mask &= self._created <= end_ts
+        mask = compute()
         self._masks[key] = mask
         if len(self._masks) > CACHED_MASKS:
             self._masks.popitem(last=False)
         return mask
+
+    @property
+    def size(self) -> int:
+        """The length of every mask (one past the highest rowid these columns have room for)."""
+        return len(self._created)
+
+    def _column(self, *wanted: tuple[str, Any]) -> np.ndarray:
+        mask = np.zeros(len(self._created), dtype=bool)
+        for name, value in wanted:
+            code = self._codes[name].get(value)
+            if code is not None:
+                mask |= self._columns[name] == code
+        return mask
+
+    def _eval(self, node: Node | None) -> np.ndarray:
+        if node is None:
+            return np.ones(len(self._created), dtype=bool)
+        if isinstance(node, Equals):
+            return self._column(*((node.key, v) for v in node.values))
+        if isinstance(node, Range):
+            mask = np.ones(len(self._created), dtype=bool)
+            with np.errstate(invalid="ignore"):  # NaN (no date) compares False, as NULL does in SQL
+                for bound, compare in (
+                    (node.gt, np.greater),
+                    (node.gte, np.greater_equal),
+                    (node.lt, np.less),
+                    (node.lte, np.less_equal),
+                ):
+                    if bound is not None:
+                        mask &= compare(self._created, bound)
+            return mask
+        if isinstance(node, Not):
+            return ~self._eval(node.part)
+        combined = [self._eval(part) for part in node.parts]
+        if isinstance(node, And):
+            return np.logical_and.reduce(combined) if combined else np.ones(len(self._created), dtype=bool)
+        assert isinstance(node, Or)
+        return np.logical_or.reduce(combined) if combined else np.zeros(len(self._created), dtype=bool)

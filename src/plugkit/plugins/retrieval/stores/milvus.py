@@ -7,7 +7,10 @@ are kept in the collection's properties and checked at open.
 
 Search modes: dense = cosine similarity; keyword = native BM25 full-text search; hybrid = Milvus `hybrid_search`
 fusing both with reciprocal rank fusion. Filters are expressions built from escaped literals only (Milvus Lite does
-not take expression templates); every query carries its tenant.
+not take expression templates: `filter_params` fails to parse there); every query carries its tenant. Custom
+metadata is the JSON field `metadata` (`eq` on a list is `json_contains_any`), the instants of its ISO 8601 date
+values the JSON field `metadata_ts`; every comparison is guarded (`exists`, `is not null`) so that a negation also
+matches chunks that lack the key, as in the other stores. The listing reads each document's first chunk.
 
 Re-upsert: Milvus has no multi-row transactions, so a document's new chunks are upserted first (same ids overwrite
 in place), then the chunks of the document that are not among the new ones are deleted; a reader in between may see
@@ -28,31 +31,43 @@ from typing import Any, TypeVar
 
 from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker
 
-from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore, DocumentMetadataFilter
+from plugkit.plugins.retrieval.filters import DATE_FIELD, And, Equals, Node, Not, Or, Range, is_standard, to_tree
+from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore
 from plugkit.plugins.retrieval.stores.base import (
+    DocumentPage,
     DocumentRecord,
+    FilterArg,
     SearchRequest,
     StoreInfo,
     StoreMismatchError,
     search_each,
 )
 from plugkit.plugins.retrieval.stores.common import (
-    EQUALITY_FIELDS,
     Row,
     StoreSettings,
     check_info,
     chunk_of,
     chunk_with_score,
-    filter_terms,
+    entry_of,
+    page_of,
     rows_of,
+    rrf,
     tenant_key,
 )
 
 T = TypeVar("T")
 MAX_TEXT = 65535
 MAX_FIELD = 4096
-_OUTPUT = ["id", "document_id", "position", "text", "source", "source_id", "url", "author", "created_at"]
+_OUTPUT = ["id", "document_id", "position", "text", "source", "source_id", "url", "author", "created_at", "metadata"]
+_LISTED = [*(f for f in _OUTPUT if f != "text"), "chunk_count", "stored_ts", "updated_ts"]
 _BATCH = 500
+ADDED_FIELDS = (  # fields added after the first release: custom metadata and the listing
+    ("metadata", DataType.JSON),
+    ("metadata_ts", DataType.JSON),
+    ("chunk_count", DataType.INT64),
+    ("stored_ts", DataType.DOUBLE),
+    ("updated_ts", DataType.DOUBLE),
+)
 MODEL_KEY = "plugkit.embedding_model"
 DIMENSION_KEY = "plugkit.dimension"
 
@@ -64,6 +79,49 @@ def literal(value: str | float) -> str:
     if not math.isfinite(value):
         raise ValueError(f"not a finite number: {value!r}")
     return repr(float(value))
+
+
+def _json(field: str, key: str) -> str:
+    return f"{field}[{literal(key)}]"
+
+
+def _value(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return literal(value if isinstance(value, str) else float(value))
+
+
+def milvus_expression(node: Node) -> str:
+    """The Milvus boolean expression of a filter tree (values as escaped literals; every comparison guarded so that
+    it is false, never null, where the key is missing)."""
+    if isinstance(node, And | Or):
+        if not node.parts:
+            return 'pk != ""' if isinstance(node, And) else 'pk == ""'
+        joiner = " and " if isinstance(node, And) else " or "
+        return "(" + joiner.join(milvus_expression(part) for part in node.parts) + ")"
+    if isinstance(node, Not):
+        return f"(not {milvus_expression(node.part)})"
+    if isinstance(node, Equals):
+        values = ", ".join(_value(v) for v in node.values)
+        if is_standard(node.key):
+            return f"({node.key} is not null and {node.key} in [{values}])"
+        field = _json("metadata", node.key)
+        tests = " or ".join(f"{field} == {_value(v)}" for v in node.values)
+        if node.kind == "string":
+            tests += f" or json_contains_any({field}, [{values}])"
+        return f"(exists {field} and ({tests}))"
+    assert isinstance(node, Range)
+    if node.key == DATE_FIELD:
+        field, guard = "created_ts", "created_ts is not null"
+    else:
+        field = _json("metadata_ts" if node.kind == "date" else "metadata", node.key)
+        guard = f"exists {field}"
+    bounds = [
+        f"{field} {operator} {literal(float(bound))}"
+        for bound, operator in ((node.gt, ">"), (node.gte, ">="), (node.lt, "<"), (node.lte, "<="))
+        if bound is not None
+    ]
+    return "(" + " and ".join([guard, *bounds]) + ")"
 
 
 def primary_key(tenant: str, chunk_id: str) -> str:
@@ -109,9 +167,24 @@ class MilvusStore:
                     f"collection {self.collection!r} was not made by plugkit (no embedding model recorded)"
                 ) from None
             check_info(found, info, f"collection {self.collection!r}")
+            await self._run(self._add_missing_fields, described)
         else:
             await self._run(self._create, info)
         await self._run(client.load_collection, self.collection)
+
+    def _add_missing_fields(self, described: dict[str, Any]) -> None:
+        """Give a collection made before custom metadata and the listing their fields (nullable), where the engine
+        can (Milvus 2.6+); else refuse it, naming the way out."""
+        present = {f.get("name") for f in described.get("fields", [])}
+        missing = [(name, kind) for name, kind in ADDED_FIELDS if name not in present]
+        for name, kind in missing:
+            try:
+                self._client().add_collection_field(self.collection, field_name=name, data_type=kind, nullable=True)
+            except Exception as exc:
+                raise StoreMismatchError(
+                    f"collection {self.collection!r} was made by an older plugkit, without the field {name!r}, and"
+                    f" this Milvus cannot add it ({exc}): re-ingest into a new collection (PLUGKIT_COLLECTION)"
+                ) from exc
 
     def _create(self, info: StoreInfo) -> None:
         client = self._client()
@@ -125,6 +198,11 @@ class MilvusStore:
         for name in ("source", "source_id", "url", "author", "created_at"):
             schema.add_field(name, DataType.VARCHAR, max_length=MAX_FIELD, nullable=True)
         schema.add_field("created_ts", DataType.DOUBLE, nullable=True)
+        schema.add_field("metadata", DataType.JSON)
+        schema.add_field("metadata_ts", DataType.JSON)
+        schema.add_field("chunk_count", DataType.INT64)
+        schema.add_field("stored_ts", DataType.DOUBLE)
+        schema.add_field("updated_ts", DataType.DOUBLE)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=info.dimension)
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         schema.add_function(
@@ -158,15 +236,20 @@ class MilvusStore:
             await self._run(self.client.close)
             self.client = None
 
-    def _expression(self, tenant: str | None, filter: DocumentMetadataFilter | None) -> str:
-        equal, start, end = filter_terms(filter)
-        parts = [f"tenant == {literal(tenant_key(tenant))}"]
-        parts += [f"{name} == {literal(value)}" for name, value in equal.items() if name in EQUALITY_FIELDS]
-        if start is not None:
-            parts.append(f"created_ts >= {literal(start)}")
-        if end is not None:
-            parts.append(f"created_ts <= {literal(end)}")
-        return " and ".join(parts)
+    def _expression(self, tenant: str | None, filter: FilterArg = None) -> str:
+        expression = f"tenant == {literal(tenant_key(tenant))}"
+        tree = to_tree(filter)
+        return expression if tree is None else f"{expression} and {milvus_expression(tree)}"
+
+    async def _stored(self, tenant: str | None, document_ids: list[str]) -> dict[str, float]:
+        """When each of these documents was first stored (those that exist)."""
+        expression = (
+            f"{self._expression(tenant)} and position == 0 and document_id in [{', '.join(map(literal, document_ids))}]"
+        )
+        found = await self._run(
+            self._client().query, self.collection, filter=expression, output_fields=["document_id", "stored_ts"]
+        )
+        return {str(e["document_id"]): float(e["stored_ts"]) for e in found if e.get("stored_ts") is not None}
 
     @staticmethod
     def _entity(row: Row) -> dict[str, Any]:
@@ -176,8 +259,14 @@ class MilvusStore:
 
     async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
         latest = {document.document_id: document for document in documents}
+        stored: dict[str, float] = {}
+        document_ids = list(latest)
+        for start in range(0, len(document_ids), _BATCH):
+            stored.update(await self._stored(tenant, document_ids[start : start + _BATCH]))
         entities = [
-            self._entity(row) for document in latest.values() for row in rows_of(document, tenant, self.dimension)
+            self._entity(row)
+            for document in latest.values()
+            for row in rows_of(document, tenant, self.dimension, stored.get(document.document_id))
         ]
         client = self._client()
         for start in range(0, len(entities), _BATCH):
@@ -240,6 +329,8 @@ class MilvusStore:
             )
             return [self._result(hit, hit["distance"]) for hit in hits[0]]
         pool = max(self.settings.candidate_pool, request.top_k)
+        if request.dense_weight is not None or request.keyword_weight is not None:
+            return await self._weighted(request, expression, output, dense_params, pool)
         requests = [
             AnnSearchRequest(
                 data=[request.embedding], anns_field="embedding", param=dense_params, limit=pool, expr=expression
@@ -258,6 +349,63 @@ class MilvusStore:
         )
         return [self._result(hit, hit["distance"]) for hit in hits[0]]
 
+    async def _weighted(
+        self, request: SearchRequest, expression: str, output: list[str], dense_params: dict[str, Any], pool: int
+    ) -> list[DocumentChunkWithScore]:
+        """Hybrid with weights: both rankings fetched, fused here (RRFRanker takes no weights)."""
+        client = self._client()
+        common: dict[str, Any] = {"filter": expression, "limit": pool, "output_fields": [*output, "pk"]}
+        dense = await self._run(
+            client.search,
+            self.collection,
+            data=[request.embedding],
+            anns_field="embedding",
+            search_params=dense_params,
+            **common,
+        )
+        keyword = await self._run(
+            client.search,
+            self.collection,
+            data=[request.text],
+            anns_field="sparse",
+            search_params={"metric_type": "BM25"},
+            **common,
+        )
+        by_id = {hit["entity"]["id"]: hit for hit in [*keyword[0], *dense[0]]}
+        fused = rrf(
+            [[hit["entity"]["id"] for hit in dense[0]], [hit["entity"]["id"] for hit in keyword[0]]],
+            k=self.settings.rrf_k,
+            weights=[request.dense_weight, request.keyword_weight],
+        )
+        best = sorted(fused, key=lambda key: (-fused[key], key))[: request.top_k]
+        return [self._result(by_id[key], fused[key]) for key in best]
+
+    async def list_documents(
+        self,
+        tenant: str | None = None,
+        filter: FilterArg = None,
+        limit: int = 20,
+        after: tuple[float, str] | None = None,
+    ) -> DocumentPage:
+        await self._flush_if_due()
+        expression = f"{self._expression(tenant, filter)} and position == 0"
+        if after is not None:
+            expression += f" and updated_ts <= {literal(after[0])}"
+
+        def read() -> list[dict[str, Any]]:
+            iterator = self._client().query_iterator(
+                self.collection, batch_size=1000, filter=expression, output_fields=_LISTED
+            )
+            found: list[dict[str, Any]] = []
+            while batch := iterator.next():
+                found += batch
+            iterator.close()
+            return found
+
+        entries = [entry_of(entity) for entity in await self._run(read)]
+        kept = page_of(entries, limit, after)
+        return DocumentPage(kept[:limit], more=len(kept) > limit)
+
     @staticmethod
     def _result(hit: dict[str, Any], score: float) -> DocumentChunkWithScore:
         entity = hit["entity"]
@@ -271,7 +419,7 @@ class MilvusStore:
     async def delete(
         self,
         ids: list[str] | None = None,
-        filter: DocumentMetadataFilter | None = None,
+        filter: FilterArg = None,
         delete_all: bool = False,
         tenant: str | None = None,
     ) -> int:
@@ -284,7 +432,7 @@ class MilvusStore:
                 expressions.append(
                     f"tenant == {literal(tenant_key(tenant))} and document_id in [{', '.join(map(literal, batch))}]"
                 )
-            if filter is not None and filter.model_dump(exclude_none=True):
+            if to_tree(filter) is not None:
                 expressions.append(self._expression(tenant, filter))
         deleted = 0
         for expression in expressions:

@@ -5,6 +5,11 @@ the metadata as columns, `created_ts` (epoch seconds) for date ranges, `embeddin
 (cosine), and a generated `tsv tsvector` under a GIN index. The embedding model and dimension of each table are
 recorded in `plugkit_vector_tables`; opening a table with another model or dimension raises StoreMismatchError.
 
+Custom metadata is a `metadata jsonb` column (filtered by containment, which also makes `eq` match inside a list),
+the instants of its ISO 8601 date values a `metadata_ts jsonb` column; filter trees become SQL with every value a
+bound parameter (`where_sql`). Each row also carries its document's `chunk_count`, `stored_ts` and `updated_ts` for
+the listing (which reads each document's first chunk, keyset-paged).
+
 Search modes: dense = cosine similarity (1 - cosine distance); keyword = `ts_rank` of the query's words (any of them)
 against the text; hybrid = the two rankings fused by reciprocal rank fusion. When the HNSW scan returns fewer than
 `top_k` rows (its candidate list is cut before a selective filter or tenant is applied), the query is re-run as an
@@ -21,16 +26,25 @@ from pgvector import Vector
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore, DocumentMetadataFilter
-from plugkit.plugins.retrieval.stores.base import DocumentRecord, SearchRequest, StoreInfo, search_each
+from plugkit.plugins.retrieval.filters import DATE_FIELD, And, Equals, Node, Not, Or, Range, is_standard, to_tree
+from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore
+from plugkit.plugins.retrieval.stores.base import (
+    DocumentPage,
+    DocumentRecord,
+    FilterArg,
+    SearchRequest,
+    StoreInfo,
+    search_each,
+)
 from plugkit.plugins.retrieval.stores.common import (
     StoreSettings,
     check_info,
     chunk_of,
     chunk_with_score,
-    filter_terms,
+    entry_of,
     rows_of,
     rrf,
     tenant_key,
@@ -38,7 +52,57 @@ from plugkit.plugins.retrieval.stores.common import (
 
 INFO_TABLE = "plugkit_vector_tables"
 MAX_QUERY_WORDS = 64
-_COLUMNS = ("id", "document_id", "text", "source", "source_id", "url", "author", "created_at")
+_COLUMNS = ("id", "document_id", "text", "source", "source_id", "url", "author", "created_at", "metadata")
+# Added after the first release: an older table gets them at open.
+ADDED_COLUMNS = (
+    "metadata jsonb NOT NULL DEFAULT '{{}}'",  # braces doubled: these are psycopg sql.SQL templates
+    "metadata_ts jsonb NOT NULL DEFAULT '{{}}'",
+    "chunk_count integer",
+    "stored_ts double precision",
+    "updated_ts double precision",
+)
+
+
+def where_sql(node: Node, params: list[Any]) -> sql.Composable:
+    """The SQL of a filter tree over the store's table, appending its values to `params` (bound, never inlined)."""
+    if isinstance(node, And | Or):
+        if not node.parts:
+            return sql.SQL("true" if isinstance(node, And) else "false")
+        joiner = sql.SQL(" AND " if isinstance(node, And) else " OR ")
+        return sql.SQL("({})").format(joiner.join(where_sql(part, params) for part in node.parts))
+    if isinstance(node, Not):
+        return sql.SQL("NOT COALESCE({}, false)").format(where_sql(node.part, params))
+    if isinstance(node, Equals):
+        if is_standard(node.key):
+            params.append(list(node.values))
+            return sql.SQL("{} = ANY(%s)").format(sql.Identifier(node.key))
+        # jsonb containment: {"k": v} matches a value v, {"k": [v]} a list holding v (GIN-indexable).
+        tests = []
+        for wanted in node.values:
+            params.append(Jsonb({node.key: wanted}))
+            tests.append(sql.SQL("metadata @> %s"))
+            if node.kind == "string":
+                params.append(Jsonb({node.key: [wanted]}))
+                tests.append(sql.SQL("metadata @> %s"))
+        return sql.SQL("({})").format(sql.SQL(" OR ").join(tests))
+    assert isinstance(node, Range)
+    parts = []
+    for bound, operator in ((node.gt, ">"), (node.gte, ">="), (node.lt, "<"), (node.lte, "<=")):
+        if bound is None:
+            continue
+        if node.key == DATE_FIELD:
+            value: sql.Composable = sql.SQL("created_ts")
+        elif node.kind == "date":
+            value = sql.SQL("(metadata_ts ->> %s)::double precision")
+            params.append(node.key)
+        else:
+            value = sql.SQL(
+                "(CASE WHEN jsonb_typeof(metadata -> %s) = 'number' THEN (metadata ->> %s)::double precision END)"
+            )
+            params.extend([node.key, node.key])
+        params.append(bound)
+        parts.append(sql.SQL("{} {} %s").format(value, sql.SQL(operator)))
+    return sql.SQL("({})").format(sql.SQL(" AND ").join(parts)) if parts else sql.SQL("true")
 
 
 def psycopg_url(url: str) -> str:
@@ -109,7 +173,10 @@ class PgVectorStore:
                 " tsv tsvector GENERATED ALWAYS AS (to_tsvector({cfg}::regconfig, text)) STORED,"
                 " PRIMARY KEY (tenant, id))"
             ),
+            *[sql.SQL(f"ALTER TABLE {{t}} ADD COLUMN IF NOT EXISTS {column}") for column in ADDED_COLUMNS],
             sql.SQL("CREATE INDEX IF NOT EXISTS {doc_index} ON {t} (tenant, document_id, position)"),
+            sql.SQL("CREATE INDEX IF NOT EXISTS {list_index} ON {t} (tenant, position, updated_ts)"),
+            sql.SQL("CREATE INDEX IF NOT EXISTS {meta_index} ON {t} USING gin (metadata jsonb_path_ops)"),
             sql.SQL("CREATE INDEX IF NOT EXISTS {ts_index} ON {t} (created_ts)"),
             sql.SQL("CREATE INDEX IF NOT EXISTS {tsv_index} ON {t} USING gin (tsv)"),
             sql.SQL(
@@ -124,6 +191,8 @@ class PgVectorStore:
                     dim=sql.Literal(dimension),
                     cfg=self.config,
                     doc_index=sql.Identifier(f"{name}_document"),
+                    list_index=sql.Identifier(f"{name}_listing"),
+                    meta_index=sql.Identifier(f"{name}_metadata"),
                     ts_index=sql.Identifier(f"{name}_created"),
                     tsv_index=sql.Identifier(f"{name}_tsv"),
                     hnsw_index=sql.Identifier(f"{name}_hnsw"),
@@ -144,12 +213,25 @@ class PgVectorStore:
 
     async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
         latest = {document.document_id: document for document in documents}
-        rows = [row for document in latest.values() for row in rows_of(document, tenant, self.dimension)]
         insert = sql.SQL(
             "INSERT INTO {} (tenant, id, document_id, position, text, source, source_id, url, author, created_at,"
-            " created_ts, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " created_ts, metadata, metadata_ts, chunk_count, stored_ts, updated_ts, embedding)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         ).format(self.table)
         async with self._pool().connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                sql.SQL(
+                    "SELECT document_id, min(stored_ts) FROM {} WHERE tenant = %s AND document_id = ANY(%s)"
+                    " GROUP BY document_id"
+                ).format(self.table),
+                (tenant_key(tenant), list(latest)),
+            )
+            stored = {r[0]: r[1] for r in await cur.fetchall()}
+            rows = [
+                row
+                for document in latest.values()
+                for row in rows_of(document, tenant, self.dimension, stored.get(document.document_id))
+            ]
             await conn.execute(
                 sql.SQL("DELETE FROM {} WHERE tenant = %s AND document_id = ANY(%s)").format(self.table),
                 (tenant_key(tenant), list(latest)),
@@ -170,26 +252,23 @@ class PgVectorStore:
                             r.author,
                             r.created_at,
                             r.created_ts,
+                            Jsonb(r.metadata),
+                            Jsonb(r.metadata_ts),
+                            r.chunk_count,
+                            r.stored_ts,
+                            r.updated_ts,
                             np.asarray(r.embedding, dtype=np.float32),
                         )
                         for r in rows
                     ],
                 )
 
-    def _where(self, tenant: str | None, filter: DocumentMetadataFilter | None) -> tuple[sql.Composable, list[Any]]:
-        equal, start, end = filter_terms(filter)
-        parts: list[sql.Composable] = [sql.SQL("tenant = %s")]
+    def _where(self, tenant: str | None, filter: FilterArg) -> tuple[sql.Composable, list[Any]]:
         params: list[Any] = [tenant_key(tenant)]
-        for column, value in equal.items():
-            parts.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-            params.append(value)
-        if start is not None:
-            parts.append(sql.SQL("created_ts >= %s"))
-            params.append(start)
-        if end is not None:
-            parts.append(sql.SQL("created_ts <= %s"))
-            params.append(end)
-        return sql.SQL(" AND ").join(parts), params
+        tree = to_tree(filter)
+        if tree is None:
+            return sql.SQL("tenant = %s"), params
+        return sql.SQL("tenant = %s AND {}").format(where_sql(tree, params)), params
 
     def _select(self, include_embeddings: bool) -> sql.Composable:
         columns = [sql.Identifier(c) for c in _COLUMNS]
@@ -211,7 +290,11 @@ class PgVectorStore:
         dense = await self._dense(request, pool)
         keyword = await self._keyword(request, pool)
         by_id = {r["id"]: r for r in [*keyword, *dense]}
-        fused = rrf([[r["id"] for r in dense], [r["id"] for r in keyword]], k=self.settings.rrf_k)
+        fused = rrf(
+            [[r["id"] for r in dense], [r["id"] for r in keyword]],
+            k=self.settings.rrf_k,
+            weights=[request.dense_weight, request.keyword_weight],
+        )
         best = sorted(fused, key=lambda key: (-fused[key], key))[: request.top_k]
         return [_result(by_id[key], fused[key]) for key in best]
 
@@ -264,7 +347,7 @@ class PgVectorStore:
     async def delete(
         self,
         ids: list[str] | None = None,
-        filter: DocumentMetadataFilter | None = None,
+        filter: FilterArg = None,
         delete_all: bool = False,
         tenant: str | None = None,
     ) -> int:
@@ -281,11 +364,34 @@ class PgVectorStore:
                     (tenant_key(tenant), list(ids)),
                 )
                 deleted += cur.rowcount
-            if filter is not None and filter.model_dump(exclude_none=True):
+            if to_tree(filter) is not None:
                 where, params = self._where(tenant, filter)
                 cur = await conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(self.table, where), params)
                 deleted += cur.rowcount
         return deleted
+
+    async def list_documents(
+        self,
+        tenant: str | None = None,
+        filter: FilterArg = None,
+        limit: int = 20,
+        after: tuple[float, str] | None = None,
+    ) -> DocumentPage:
+        where, params = self._where(tenant, filter)
+        updated = sql.SQL("COALESCE(updated_ts, 0)")
+        if after is not None:
+            where = sql.SQL("{} AND ({u} < %s OR ({u} = %s AND document_id > %s))").format(where, u=updated)
+            params += [after[0], after[0], after[1]]
+        query = sql.SQL(
+            "SELECT document_id, source, source_id, url, author, created_at, metadata, stored_ts, {u} AS updated_ts,"
+            " COALESCE(chunk_count, (SELECT count(*) FROM {t} d WHERE d.tenant = c.tenant"
+            " AND d.document_id = c.document_id)) AS chunk_count"
+            " FROM {t} c WHERE position = 0 AND {where} ORDER BY {u} DESC, document_id LIMIT %s"
+        ).format(u=updated, t=self.table, where=where)
+        async with self._pool().connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = await (await cur.execute(query, [*params, limit + 1])).fetchall()
+        return DocumentPage([entry_of(r) for r in rows[:limit]], more=len(rows) > limit)
 
     async def count(self, tenant: str | None = None) -> int:
         """Chunks of the tenant; without a tenant, every chunk of the table (all tenants)."""

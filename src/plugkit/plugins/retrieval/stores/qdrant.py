@@ -7,6 +7,10 @@ chunk id, its payload the metadata plus `tenant`, `position` and `created_ts` (e
 instant of `created_at`) and `text` (full-text, with BM25 scoring). The embedding model and dimension are kept in
 the collection's metadata and checked at open.
 
+Custom metadata is the payload's `metadata` object (a list value matches `eq` when it holds the value, as Qdrant
+matches arrays), the instants of its ISO 8601 date values `metadata_ts`; filter trees become Qdrant `Filter`
+objects (`qdrant_filter`). The listing reads each document's first chunk (`position` 0), sorted in the client.
+
 Search modes: dense = cosine similarity (Qdrant's filterable HNSW applies filters during the graph search);
 keyword = native BM25 over the text index; hybrid = both as prefetches fused by reciprocal rank fusion. A
 document's re-upsert is one batch request: upsert the new chunks, then delete its chunks that are not among them.
@@ -21,9 +25,23 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
-from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore, DocumentMetadataFilter
+from plugkit.plugins.retrieval.filters import (
+    DATE_FIELD,
+    STRING_FIELDS,
+    And,
+    Equals,
+    Node,
+    Not,
+    Or,
+    Range,
+    is_standard,
+    to_tree,
+)
+from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkWithScore
 from plugkit.plugins.retrieval.stores.base import (
+    DocumentPage,
     DocumentRecord,
+    FilterArg,
     SearchRequest,
     StoreInfo,
     StoreMismatchError,
@@ -34,22 +52,54 @@ from plugkit.plugins.retrieval.stores.common import (
     check_info,
     chunk_of,
     chunk_with_score,
-    filter_terms,
+    entry_of,
+    page_of,
     rows_of,
+    rrf,
     tenant_key,
 )
 
 _NAMESPACE = uuid.UUID("6b1c3f0e-8d8a-4f47-9a43-2f1d0b6c7e51")
-_KEYWORD_FIELDS = ("document_id", "source", "source_id", "author", "url")
 _BATCH = 256
 PAYLOAD_INDEXES: dict[str, Any] = {
     "tenant": models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
-    **{name: models.PayloadSchemaType.KEYWORD for name in _KEYWORD_FIELDS},
+    **{name: models.PayloadSchemaType.KEYWORD for name in STRING_FIELDS},
     "created_ts": models.PayloadSchemaType.FLOAT,
+    "position": models.PayloadSchemaType.INTEGER,
+    "updated_ts": models.PayloadSchemaType.FLOAT,
     "text": models.TextIndexParams(
         type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True, scoring=True
     ),
 }
+
+
+def qdrant_condition(node: Node) -> models.Condition:
+    """The Qdrant condition of a filter tree (custom keys quoted in the payload path, so `.` stays in the key)."""
+    if isinstance(node, And):
+        return models.Filter(must=[qdrant_condition(part) for part in node.parts])
+    if isinstance(node, Or):
+        return models.Filter(should=[qdrant_condition(part) for part in node.parts])
+    if isinstance(node, Not):
+        return models.Filter(must_not=[qdrant_condition(node.part)])
+    if isinstance(node, Equals):
+        key = node.key if is_standard(node.key) else f'metadata."{node.key}"'
+        if node.kind == "string":
+            return models.FieldCondition(key=key, match=models.MatchAny(any=[str(v) for v in node.values]))
+        if node.kind == "bool":
+            conditions: list[models.Condition] = [
+                models.FieldCondition(key=key, match=models.MatchValue(value=bool(v))) for v in node.values
+            ]
+        else:  # a number: a float matches no MatchValue, a range holds ints and floats alike
+            conditions = [
+                models.FieldCondition(key=key, range=models.Range(gte=float(v), lte=float(v))) for v in node.values
+            ]
+        return conditions[0] if len(conditions) == 1 else models.Filter(should=conditions)
+    assert isinstance(node, Range)
+    if node.key == DATE_FIELD:
+        key = "created_ts"
+    else:
+        key = f'{"metadata_ts" if node.kind == "date" else "metadata"}."{node.key}"'
+    return models.FieldCondition(key=key, range=models.Range(gt=node.gt, gte=node.gte, lt=node.lt, lte=node.lte))
 
 
 def point_id(tenant: str, chunk_id: str) -> str:
@@ -124,22 +174,52 @@ class QdrantStore:
             await self.client.close()
             self.client = None
 
-    def _filter(self, tenant: str | None, filter: DocumentMetadataFilter | None) -> models.Filter:
-        equal, start, end = filter_terms(filter)
+    def _filter(self, tenant: str | None, filter: FilterArg = None) -> models.Filter:
         must: list[models.Condition] = [
             models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant_key(tenant)))
         ]
-        must += [models.FieldCondition(key=name, match=models.MatchValue(value=value)) for name, value in equal.items()]
-        if start is not None or end is not None:
-            must.append(models.FieldCondition(key="created_ts", range=models.Range(gte=start, lte=end)))
+        tree = to_tree(filter)
+        if tree is not None:
+            must.append(qdrant_condition(tree))
         return models.Filter(must=must)
+
+    async def _stored(self, tenant: str | None, document_ids: list[str]) -> dict[str, float]:
+        """When each of these documents was first stored (those that exist)."""
+        where = models.Filter(
+            must=[
+                *self._filter(tenant).must,  # type: ignore[misc]
+                models.FieldCondition(key="document_id", match=models.MatchAny(any=document_ids)),
+                models.FieldCondition(key="position", match=models.MatchValue(value=0)),
+            ]
+        )
+        found: dict[str, float] = {}
+        offset: Any = None
+        while True:
+            page, offset = await self._client().scroll(
+                self.collection,
+                scroll_filter=where,
+                limit=256,
+                offset=offset,
+                with_payload=["document_id", "stored_ts"],
+            )
+            for record in page:
+                payload = record.payload or {}
+                if payload.get("stored_ts") is not None:
+                    found[str(payload["document_id"])] = float(payload["stored_ts"])
+            if offset is None:
+                return found
 
     async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
         latest = list({document.document_id: document for document in documents}.values())
         client = self._client()
         for start in range(0, len(latest), _BATCH):
             batch = latest[start : start + _BATCH]
-            rows = [row for document in batch for row in rows_of(document, tenant, self.dimension)]
+            stored = await self._stored(tenant, [document.document_id for document in batch])
+            rows = [
+                row
+                for document in batch
+                for row in rows_of(document, tenant, self.dimension, stored.get(document.document_id))
+            ]
             points = [
                 models.PointStruct(
                     id=point_id(row.tenant, row.id),
@@ -188,6 +268,8 @@ class QdrantStore:
             response = await client.query_points(
                 self.collection, query=request.embedding, search_params=params, **common
             )
+        elif request.dense_weight is not None or request.keyword_weight is not None:
+            return await self._weighted(request, where, params)
         else:
             pool = max(self.settings.candidate_pool, request.top_k)
             response = await client.query_points(
@@ -204,8 +286,68 @@ class QdrantStore:
             for point in response.points
         ]
 
+    async def _weighted(
+        self, request: SearchRequest, where: models.Filter, params: models.SearchParams | None
+    ) -> list[DocumentChunkWithScore]:
+        """Hybrid with weights: both rankings fetched, fused here (Qdrant's RRF query takes no weights)."""
+        client = self._client()
+        pool = max(self.settings.candidate_pool, request.top_k)
+        common: dict[str, Any] = {
+            "query_filter": where,
+            "limit": pool,
+            "with_payload": True,
+            "with_vectors": request.include_embeddings,
+        }
+        dense = await client.query_points(self.collection, query=request.embedding, search_params=params, **common)
+        keyword = await client.query_points(
+            self.collection, query=models.TextQuery(text=request.text), using="text", **common
+        )
+        by_id = {str(p.id): p for p in [*keyword.points, *dense.points]}
+        fused = rrf(
+            [[str(p.id) for p in dense.points], [str(p.id) for p in keyword.points]],
+            k=self.settings.rrf_k,
+            weights=[request.dense_weight, request.keyword_weight],
+        )
+        best = sorted(fused, key=lambda key: (-fused[key], key))[: request.top_k]
+        return [
+            chunk_with_score(
+                by_id[key].payload or {},
+                fused[key],
+                by_id[key].vector if request.include_embeddings else None,  # type: ignore[arg-type]
+            )
+            for key in best
+        ]
+
+    async def list_documents(
+        self,
+        tenant: str | None = None,
+        filter: FilterArg = None,
+        limit: int = 20,
+        after: tuple[float, str] | None = None,
+    ) -> DocumentPage:
+        where = self._filter(tenant, filter)
+        conditions: list[models.Condition] = [models.FieldCondition(key="position", match=models.MatchValue(value=0))]
+        if after is not None:
+            conditions.append(models.FieldCondition(key="updated_ts", range=models.Range(lte=after[0])))
+        where = models.Filter(must=[*where.must, *conditions])  # type: ignore[misc]
+        entries = []
+        offset: Any = None
+        while True:
+            page, offset = await self._client().scroll(
+                self.collection,
+                scroll_filter=where,
+                limit=1024,
+                offset=offset,
+                with_payload=models.PayloadSelectorExclude(exclude=["text"]),
+            )
+            entries += [entry_of({**(record.payload or {}), "text": ""}) for record in page]
+            if offset is None:
+                break
+        kept = page_of(entries, limit, after)
+        return DocumentPage(kept[:limit], more=len(kept) > limit)
+
     async def get_document(self, document_id: str, tenant: str | None = None) -> list[DocumentChunk]:
-        where = self._filter(tenant, DocumentMetadataFilter(document_id=document_id))
+        where = self._filter(tenant, Equals("document_id", "string", (document_id,)))
         records: list[models.Record] = []
         offset: Any = None
         while True:
@@ -219,7 +361,7 @@ class QdrantStore:
     async def delete(
         self,
         ids: list[str] | None = None,
-        filter: DocumentMetadataFilter | None = None,
+        filter: FilterArg = None,
         delete_all: bool = False,
         tenant: str | None = None,
     ) -> int:
@@ -236,7 +378,7 @@ class QdrantStore:
                         ]
                     )
                 )
-            if filter is not None and filter.model_dump(exclude_none=True):
+            if to_tree(filter) is not None:
                 selectors.append(self._filter(tenant, filter))
         deleted = 0
         for selector in selectors:
