@@ -31,7 +31,9 @@ from plugkit.settings import PluginSettings, load_settings
 from plugkit.storage import Database
 
 Hook = Callable[[], Awaitable[None]]
+"""A start-up or shutdown step."""
 ExceptionHandler = Callable[[Request, Any], Awaitable[Response]]
+"""(request, exception) -> the response that answers it."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -88,6 +90,7 @@ class PluginContext:
 
 
 Setup = Callable[[PluginContext], None]
+"""A plugin's `setup`: called with the context while its app is built."""
 
 
 @dataclass(frozen=True)

@@ -138,3 +138,12 @@ def test_serve_check_and_mcp_reach_a_plugin_by_reference(tmp_path: Path, monkeyp
     assert names == ["addTodo", "deleteTodo", "getTodos"]
     assert checked.exit_code == 0, checked.output
     assert f"manifest: {server.base_url}/.well-known/ai-plugin.json" in checked.stdout
+
+
+def test_a_plugins_own_option_reaches_its_setting_and_a_bad_value_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLUGKIT_SPORTS_BACKEND", "local")  # serve exports its options; this restores the variable
+    result = runner.invoke(app, ["serve", "sports", "--backend", "nope"])
+    assert result.exit_code == 2
+    assert "invalid settings for sports" in result.stderr and "sports_backend" in result.stderr

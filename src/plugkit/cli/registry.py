@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -12,6 +13,7 @@ from importlib.metadata import entry_points
 from plugkit.plugin import Plugin
 
 ENTRY_POINT_GROUP = "plugkit.plugins"
+REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 BUILTINS: dict[str, str] = {
     "todo": "plugkit.plugins.todo.app:plugin",
@@ -45,7 +47,7 @@ def installed() -> dict[str, Installed]:
 
 def is_reference(name: str) -> bool:
     """Whether `name` is a `module:attribute` reference rather than a registered name."""
-    return ":" in name
+    return REFERENCE.fullmatch(name) is not None
 
 
 def reference_of(name: str) -> str:
