@@ -17,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from plugkit import ratelimit
 from plugkit.auth.base import AuthMethod
+from plugkit.console import Console, console_enabled, mount_console
 from plugkit.errors import install_error_handlers, with_error_responses
 from plugkit.fastpath import FastPath, FastPaths
 from plugkit.logo import render_logo
@@ -111,12 +112,15 @@ def create_plugin_app(
             protected_operations=protected_ops,
         )
 
-    @app.get("/.well-known/ai-plugin.json", include_in_schema=False)
-    async def manifest(request: Request) -> JSONResponse:
+    def manifest_for(request: Request) -> dict[str, Any]:
         base = public_base_url(request, settings)
         document = info.manifest.with_base_url(base).to_json()
         document["auth"] = auth.manifest_auth(base).model_dump(mode="json", exclude_none=True)
-        return JSONResponse(document)
+        return document
+
+    @app.get("/.well-known/ai-plugin.json", include_in_schema=False)
+    async def manifest(request: Request) -> JSONResponse:
+        return JSONResponse(manifest_for(request))
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_json(request: Request) -> JSONResponse:
@@ -145,6 +149,8 @@ def create_plugin_app(
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{info.title}: API")
 
+    if console_enabled(settings):
+        mount_console(app, Console(info.title, settings, auth, manifest_for, spec_for, guarded))
     install_error_handlers(app)
     if fast_paths and settings.fast_paths:
         app.add_middleware(FastPaths, paths=fast_paths)
