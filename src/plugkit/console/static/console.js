@@ -449,6 +449,7 @@
     request.open("POST", "/upsert-file");
     for (const [name, value] of Object.entries(authHeaders())) request.setRequestHeader(name, value);
     request.upload.addEventListener("progress", (event) => {
+      item.dataset.progressEvents = String(Number(item.dataset.progressEvents || 0) + 1);
       if (event.lengthComputable) bar.value = Math.round((100 * event.loaded) / event.total);
     });
     request.addEventListener("load", async () => {
