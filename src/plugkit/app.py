@@ -17,7 +17,6 @@ from starlette.middleware.cors import CORSMiddleware
 
 from plugkit import ratelimit
 from plugkit.auth.base import AuthMethod
-from plugkit.console import Console, console_enabled, mount_console
 from plugkit.errors import install_error_handlers, with_error_responses
 from plugkit.fastpath import FastPath, FastPaths
 from plugkit.logo import render_logo
@@ -148,6 +147,8 @@ def create_plugin_app(
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{info.title}: API")
+
+    from plugkit.console import Console, console_enabled, mount_console  # the page for people, above the API
 
     if console_enabled(settings):
         mount_console(app, Console(info.title, settings, auth, manifest_for, spec_for, guarded))
