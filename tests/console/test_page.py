@@ -216,6 +216,8 @@ def test_documents_upload_with_progress_search_with_a_filter_and_delete(page: Pa
     assert {m.lower() for m in results.locator("mark").all_inner_texts()} <= {"moon", "tides", "heart"}
     expect(results.first.locator(".bars")).to_contain_text("dense rank")
     expect(results.first.locator(".bars")).to_contain_text("keyword rank")
+    score_bar = results.first.locator(".bar").first.bounding_box()
+    assert score_bar is not None and score_bar["width"] > 10  # the best result's score bar is drawn
 
     page.on("dialog", lambda dialog: dialog.accept())
     page.locator(f'#documents tr[data-id="{aspirin_id}"]').get_by_role("button", name="Delete").click()
