@@ -238,3 +238,21 @@ def test_a_dismissed_delete_keeps_the_document(page: Page, retrieval: PluginServ
     page.locator(f'#documents tr[data-id="{kept}"]').get_by_role("button", name="Delete").click()
     expect(page.locator(f'#documents tr[data-id="{kept}"]')).to_have_count(1)
     assert httpx.get(f"{retrieval.base_url}/documents/{kept}").status_code == 200
+
+
+def test_sports_answers_show_as_tables_with_nested_teams_by_name(page: Page, tmp_path: Path) -> None:
+    with PluginServer("sports", "--data-dir", str(tmp_path)) as server:  # a fresh data dir serves the bundled sample
+        open_console(page, server.base_url)
+        page.get_by_role("tab", name="Operations").click()
+        call_operation(page, "getTeams", {})
+        teams = page.locator("details.op", has=page.locator("form[data-operation=getTeams]")).locator(".answer")
+        expect(teams.locator("table.answer-table tbody tr")).to_have_count(30)
+        expect(teams.locator("table.answer-table th").filter(has_text="full_name")).to_have_count(1)
+        expect(teams.locator("td").filter(has_text=re.compile("^Los Angeles Lakers$"))).to_have_count(1)
+
+        call_operation(page, "getGames", {"limit (query)": "3"})
+        games = page.locator("details.op", has=page.locator("form[data-operation=getGames]")).locator(".answer")
+        expect(games.locator("table.answer-table tbody tr")).to_have_count(3)
+        header = games.locator("table.answer-table th").all_inner_texts()
+        home = games.locator("table.answer-table tbody tr").first.locator("td").nth(header.index("home_team"))
+        expect(home).to_have_text(re.compile(r"^[A-Z][a-z]+( [A-Z0-9][a-z0-9]+)+$"))  # a full team name, not JSON
