@@ -134,6 +134,24 @@ def test_the_service_token_signs_in_and_the_model_view_shows_tools_and_problems(
         expect(page.locator("#problems li").first).to_be_visible()
 
 
+def test_the_tabs_work_from_the_keyboard_and_the_page_fits_a_phone(page: Page, retrieval: PluginServer) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    open_console(page, retrieval.base_url)
+    page.get_by_role("tab", name="What the model sees").focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_role("tab", name="Operations")).to_be_focused()
+    expect(page.get_by_role("tab", name="Operations")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#view-operations")).to_be_visible()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Enter")
+    expect(page.locator("#view-documents")).to_be_visible()
+    page.keyboard.press("Tab")  # past the tabs: the first control of the page is the file picker
+    expect(page.locator("#files")).to_be_focused()
+    for view in ("What the model sees", "Operations", "Documents"):
+        page.get_by_role("tab", name=view).click()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, f"{view} overflows a phone's width"
+
+
 @pytest.mark.xfail(not PUBLIC_CLIENTS, strict=True, reason="the token endpoint has no public clients yet")
 def test_oauth_signs_in_through_the_plugins_own_authorization_server_with_pkce(page: Page, tmp_path: Path) -> None:
     run_plugkit("users", "create", "alice", "--password-stdin", "--data-dir", str(tmp_path), stdin=PASSWORD + "\n")
