@@ -81,13 +81,17 @@ async def test_model_view_gives_the_tools_in_three_forms_with_token_counts_and_t
 ) -> None:
     async with asgi_client(create_app(TodoSettings(data_dir=tmp_path))) as client:
         view = (await client.get("/console/model.json")).json()
+        forms = {name: (await client.get(f"/console/forms/{name}")).text for name in ("openai", "mcp", "typescript")}
+        unknown = await client.get("/console/forms/yaml")
     assert view["manifest"]["name_for_model"] == "todo"
     assert set(view["forms"]) == {"openai", "mcp", "typescript"}
-    assert view["forms"]["typescript"]["text"].startswith("// ")
-    assert "namespace todo {" in view["forms"]["typescript"]["text"]
-    assert '"name": "addTodo"' in view["forms"]["openai"]["text"]
-    for form in view["forms"].values():
-        assert form["tokens"] > 0
+    assert forms["typescript"].startswith("// ") and "namespace todo {" in forms["typescript"]
+    assert json.loads(forms["openai"])[0]["function"]["name"] == "getTodos"
+    assert [t["name"] for t in json.loads(forms["mcp"])["tools"]][:2] == ["getTodos", "addTodo"]
+    assert view["forms"]["typescript"]["tokens"] == approximate_tokens(forms["typescript"])
+    assert view["forms"]["openai"]["tokens"] == approximate_tokens(json.dumps(json.loads(forms["openai"])))
+    assert view["forms"]["typescript"]["tokens"] < view["forms"]["openai"]["tokens"] < view["forms"]["mcp"]["tokens"]
+    assert unknown.status_code == 404 and "openai, mcp, typescript" in unknown.json()["detail"]
     assert {t["name"] for t in view["tools"]} >= {"addTodo", "getTodos"}
     assert all(t["mcp_tokens"] > 0 and t["openai_tokens"] > 0 for t in view["tools"])
     add = next(op for op in view["operations"] if op["operation_id"] == "addTodo")

@@ -37,8 +37,20 @@ def _form(document: Any) -> dict[str, Any]:
     return {"text": json.dumps(document, indent=2), "tokens": approximate_tokens(json.dumps(document))}
 
 
+def tool_forms(manifest: dict[str, Any], spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The tools in each host's form (`openai`, `mcp`, `typescript`): the text and its token count."""
+    plugin = LoadedPlugin(source="", manifest=manifest, spec=spec)
+    ops = operations(spec)
+    return {
+        "openai": _form(openai_tools(ops)),
+        "mcp": _form({"tools": mcp_tools(ops)}),
+        "typescript": _form(typescript_namespace(plugin.name, plugin.description, ops)),
+    }
+
+
 def model_view(manifest: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-    """The console's model view of a plugin's manifest and rendered spec (as served, with absolute URLs)."""
+    """The console's model view of a plugin's manifest and rendered spec (as served, with absolute URLs): all but
+    the text of the tool forms (see `tool_forms`)."""
     api = manifest.get("api") if isinstance(manifest.get("api"), dict) else {}
     spec_location = str((api or {}).get("url") or "")
     plugin = LoadedPlugin(
@@ -49,7 +61,6 @@ def model_view(manifest: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]
         spec_location=spec_location,
     )
     ops = operations(spec)
-    typescript = typescript_namespace(plugin.name, plugin.description, ops)
     return {
         "manifest": manifest,
         "problems": [
@@ -57,11 +68,8 @@ def model_view(manifest: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]
         ],
         "token_method": METHOD,
         "description_tokens": approximate_tokens(plugin.description),
-        "forms": {
-            "openai": _form(openai_tools(ops)),
-            "mcp": _form({"tools": mcp_tools(ops)}),
-            "typescript": _form(typescript),
-        },
+        # Each form's text comes from /console/forms/NAME: together they could pass the response size limit.
+        "forms": {name: {"tokens": form["tokens"]} for name, form in tool_forms(manifest, spec).items()},
         "tools": [
             {
                 "name": op.operation_id,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -109,6 +109,15 @@ def mount_console(app: FastAPI, console: Console) -> None:
         from plugkit.console.model_view import model_view  # host-side code, loaded when first asked for
 
         return JSONResponse(model_view(console.manifest_for(request), console.spec_for(request)))
+
+    @app.get(f"{PREFIX}/forms/{{name}}", include_in_schema=False)
+    async def form(request: Request, name: str) -> Response:
+        from plugkit.console.model_view import tool_forms
+
+        forms = tool_forms(console.manifest_for(request), console.spec_for(request))
+        if name not in forms:
+            return JSONResponse({"detail": f"no tool form {name!r}: ask for one of {', '.join(forms)}"}, 404)
+        return PlainTextResponse(forms[name]["text"])
 
     @app.get(f"{PREFIX}/whoami", include_in_schema=False)
     async def whoami(request: Request) -> Response:

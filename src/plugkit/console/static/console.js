@@ -242,10 +242,15 @@
   // --- what the model sees -----------------------------------------------------------------------------------------
 
   let model = null;
-  function showForm(name) {
+  const formTexts = {};
+  async function showForm(name) {
     for (const button of document.querySelectorAll(".form-pick"))
       button.setAttribute("aria-pressed", String(button.dataset.form === name));
-    $("#tool-form").textContent = model.forms[name].text;
+    if (!(name in formTexts)) {
+      const answer = await call("GET", `/console/forms/${name}`);
+      formTexts[name] = answer.status === 200 ? answer.text : `${answer.status}: ${errorText(answer)}`;
+    }
+    $("#tool-form").textContent = formTexts[name];
   }
 
   async function loadModel() {
@@ -264,7 +269,7 @@
       $("span", button).textContent = `(${model.forms[button.dataset.form].tokens} tokens)`;
       button.addEventListener("click", () => showForm(button.dataset.form));
     }
-    showForm("openai");
+    await showForm("openai");
     const body = $("#tool-tokens tbody");
     for (const tool of model.tools)
       body.append(el("tr", {}, el("td", {}, el("code", { text: tool.name })), el("td", { text: tool.openai_tokens }), el("td", { text: tool.mcp_tokens })));
