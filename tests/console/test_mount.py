@@ -112,12 +112,3 @@ async def test_whoami_answers_the_auth_methods_own_401_message_for_a_wrong_token
         assert wrong.headers["www-authenticate"].startswith("Bearer")
         right = await client.get("/console/whoami", headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
         assert right.json() == {"method": "service_http", "user_id": None}
-
-
-def test_token_estimate_grows_with_the_text_and_counts_each_symbol() -> None:
-    assert approximate_tokens("") == 0
-    assert approximate_tokens("hello") == 1
-    assert approximate_tokens("hello world") == 2
-    assert approximate_tokens("internationalization") == 4  # 20 letters: one token per six
-    assert approximate_tokens('{"a": 1}') == 7  # { " a " : 1 } (the space joins the digit group)
-    assert approximate_tokens("12345678") == 3
