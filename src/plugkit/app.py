@@ -136,12 +136,15 @@ def create_plugin_app(
             protected_operations=protected_ops,
         )
 
-    @app.get("/.well-known/ai-plugin.json", include_in_schema=False)
-    async def manifest(request: Request) -> JSONResponse:
+    def manifest_for(request: Request) -> dict[str, Any]:
         base = public_base_url(request, settings)
         document = info.manifest.with_base_url(base).to_json()
         document["auth"] = auth.manifest_auth(base).model_dump(mode="json", exclude_none=True)
-        return JSONResponse(document)
+        return document
+
+    @app.get("/.well-known/ai-plugin.json", include_in_schema=False)
+    async def manifest(request: Request) -> JSONResponse:
+        return JSONResponse(manifest_for(request))
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_json(request: Request) -> JSONResponse:
@@ -176,6 +179,10 @@ def create_plugin_app(
 
     mount_docs(app)
 
+    from plugkit.console import Console, console_enabled, mount_console  # the page for people, above the API
+
+    if console_enabled(settings):
+        mount_console(app, Console(info.title, settings, auth, manifest_for, spec_for, guarded))
     install_error_handlers(app)
     if fast_paths and settings.fast_paths:
         app.add_middleware(FastPaths, paths=fast_paths)

@@ -59,6 +59,12 @@ class PluginSettings(BaseSettings):
     fast_paths: bool = Field(
         default=True, description="answer plain requests of hot operations ahead of FastAPI (plugkit.fastpath)"
     )
+    console: Literal["auto", "on", "off"] = Field(
+        default="auto", description="the /console page for people: auto serves it when listening on localhost only"
+    )
+    console_client_id: str | None = Field(
+        default=None, description="the public OAuth client (PKCE, no secret) the console signs in with under oauth"
+    )
     contact_email: str = "plugkit@example.com"
     log_level: str = "info"
     log_format: Literal["text", "json"] = Field(default="text", description="server log lines: text or JSON")

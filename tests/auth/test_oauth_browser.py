@@ -1,29 +1,20 @@
-"""The sign-in page in a real browser (headless Chromium): from client_url to the redirect back to the host."""
+"""The sign-in page in a real browser (headless Chromium through Playwright): from client_url to the redirect back
+to the host."""
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+from playwright.async_api import Route, async_playwright
 
-from tests.auth.cdp import Page, chromium_page
 from tests.auth.oauth_flow import HOST_CALLBACK, PASSWORD, code_grant, query_of, register_with_cli
+from tests.browser import CHROMIUM_ARGS, chromium_path
 from tests.helpers import PluginServer
 
 pytestmark = pytest.mark.slow
-
-
-async def fill_and_submit(page: Page, username: str, password: str) -> None:
-    """Type into the form fields and press the allow button, as a user would (the page itself runs no script)."""
-    await page.evaluate(
-        f"document.getElementById('username').value = {json.dumps(username)};"
-        f"document.getElementById('password').value = {json.dumps(password)};"
-        "document.querySelector('button[value=allow]').click(); true"
-    )
 
 
 async def test_a_user_signs_in_with_chromium_and_lands_on_the_host_callback_with_a_code(tmp_path: Path) -> None:
@@ -43,31 +34,32 @@ async def test_a_user_signs_in_with_chromium_and_lands_on_the_host_callback_with
                 }
             )
         )
-        async with chromium_page() as page:
-            # The callback lives at chat.openai.com: intercept it in the browser instead of leaving the machine.
-            await page.send("Fetch.enable", patterns=[{"urlPattern": "https://chat.openai.com/*"}])
-            await page.send("Page.enable")
-            await page.send("Page.navigate", url=authorize)
-            await page.wait_for("Page.loadEventFired")
-            assert await page.evaluate("document.title") == "Sign in"
+        callbacks: list[str] = []
+
+        async def host_callback(route: Route) -> None:
+            # The callback lives at chat.openai.com: answer it in the browser instead of leaving the machine.
+            callbacks.append(route.request.url)
+            await route.fulfill(status=200, content_type="text/plain", body="callback reached")
+
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+            page = await browser.new_page()
+            await page.route("https://chat.openai.com/**", host_callback)
+            await page.goto(authorize)
+            assert await page.title() == "Sign in"
             assert await page.evaluate("document.scripts.length") == 0
 
-            await fill_and_submit(page, "alice", "not the password")
-            await page.wait_for("Page.loadEventFired")
-            assert "wrong" in await page.evaluate("document.querySelector('.error').textContent")
+            await page.get_by_label("User name").fill("alice")
+            await page.get_by_label("Password").fill("not the password")
+            await page.get_by_role("button", name="Sign in and allow").click()
+            assert "wrong" in (await page.locator(".error").text_content() or "")
 
-            await fill_and_submit(page, "alice", PASSWORD)
-            paused = await page.wait_for("Fetch.requestPaused")
-            callback = paused["request"]["url"]
-            await page.send(
-                "Fetch.fulfillRequest",
-                requestId=paused["requestId"],
-                responseCode=200,
-                responseHeaders=[{"name": "Content-Type", "value": "text/plain"}],
-                body=base64.b64encode(b"callback reached").decode(),
-            )
-        assert callback.startswith(HOST_CALLBACK + "?")
-        query = query_of(callback)
+            await page.get_by_label("Password").fill(PASSWORD)
+            await page.get_by_role("button", name="Sign in and allow").click()
+            await page.wait_for_url(HOST_CALLBACK + "?*")
+            await browser.close()
+        assert len(callbacks) == 1 and callbacks[0].startswith(HOST_CALLBACK + "?")
+        query = query_of(callbacks[0])
         assert query["state"] == "browser-state-7"
         async with httpx.AsyncClient(base_url=server.base_url) as client:
             tokens = await code_grant(client, client_id, client_secret, query["code"])
