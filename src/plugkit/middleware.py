@@ -13,22 +13,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plugkit import ratelimit
 from plugkit.auth.base import AuthMethod
+from plugkit.edge import client_address
 from plugkit.errors import json_error
 from plugkit.settings import PluginSettings
 
 log = logging.getLogger("plugkit")
 
 PUBLIC_PATHS = ("/.well-known/ai-plugin.json", "/openapi.json", "/openapi.yaml", "/logo.png", "/legal", "/docs")
-
-
-def client_address(scope: Scope, settings: PluginSettings) -> str:
-    """The caller's address: the first X-Forwarded-For hop when proxy headers are trusted, else the peer."""
-    if settings.trust_proxy_headers:
-        forwarded = dict(scope["headers"]).get(b"x-forwarded-for")
-        if forwarded:
-            return str(forwarded.decode("latin-1")).split(",")[0].strip()
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
 
 
 async def admit(

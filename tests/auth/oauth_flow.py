@@ -19,7 +19,7 @@ HOST_CALLBACK = "https://chat.openai.com/aip/plugin-4f2c1b7e/oauth/callback"
 GPT_CALLBACK = "https://chatgpt.com/aip/g-7d9a3e21/oauth/callback"
 PASSWORD = "correct horse battery staple"
 
-_REQUEST_ID = re.compile(r"name='request_id' value='([^']+)'")
+_REQUEST_ID = re.compile(r"""name=["']request_id["'] value=["']([^"']+)["']""")
 
 
 def request_id_of(page: str) -> str:
