@@ -135,7 +135,9 @@ class AuthorizationServer:
             address = client_address(request.scope, self.settings)
             allowed, retry_after = await self.registrations.hit(address)
             if not allowed:
-                error = TooManyAttempts(f"more than {self.registrations.limit} registrations an hour from {address}")
+                error = TooManyAttempts(
+                    f"more than {self.registrations.limit} registrations an hour from {printable(address)}"
+                )
                 return oauth_error_response(error, {"Retry-After": str(retry_after)})
             try:
                 body: Any = json.loads(await request.body())

@@ -46,9 +46,8 @@ class Audience:
             return None
         canonical = canonical_resource(resource)
         if canonical is None or canonical not in self.allowed:
-            raise InvalidTarget(
-                f"resource {_short(resource)} is not served here; use one of {', '.join(sorted(self.allowed))}"
-            )
+            served = ", ".join(_short(a) for a in sorted(self.allowed))
+            raise InvalidTarget(f"resource {_short(resource)} is not served here; use one of {served}")
         return canonical
 
 

@@ -79,7 +79,7 @@ def parse_registration(body: object, scopes: frozenset[str]) -> Registration:
         raise InvalidClientMetadata("grant_types must include authorization_code and may add refresh_token only")
     response_types = _string_list(body, "response_types", ["code"])
     if response_types != ["code"]:
-        raise InvalidClientMetadata('response_types must be ["code"]')
+        raise InvalidClientMetadata("response_types may list only code")
     scope = _optional_string(body, "scope", 1000)
     if scope is not None:
         wanted = scope.split()
