@@ -72,9 +72,10 @@ class PluginBridge:
         """The in-process call goes to the URL the MCP request came to, so an access token bound to this plugin
         (RFC 8707) is accepted there as it was at the MCP endpoint."""
         request = ctx.request
+        settings = self.app.state.settings
         if isinstance(request, Request):
-            return public_base_url(request, self.app.state.settings)
-        return _IN_PROCESS_BASE
+            return public_base_url(request, settings)
+        return settings.public_url.rstrip("/") if settings.public_url else _IN_PROCESS_BASE
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
