@@ -4,6 +4,8 @@ token exchange with `resource`, tools, a tool call, refresh and revocation."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.auth.oauth.mcp_client import MemoryStorage, Person, document_server, provider
-from tests.auth.oauth_flow import PASSWORD, query_of, run_plugkit
+from tests.auth.oauth_flow import PASSWORD, query_of, request_id_of, run_plugkit
 from tests.helpers import PluginServer, free_port
 from tests.reliability.harness import TARGETS
 
@@ -165,3 +167,56 @@ async def test_without_the_development_setting_a_metadata_document_on_a_private_
     finally:
         server.stop()
     assert page.status_code == 400 and "https" in page.text
+
+
+async def test_on_a_real_server_the_flow_refuses_what_it_must(tmp_path: Path) -> None:
+    server = serve("todo", tmp_path)
+    base, callback = server.base_url, "http://127.0.0.1:8123/cb"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            refused = await http.post("/oauth/register", json={"redirect_uris": ["http://app.example/cb"]})
+            assert refused.status_code == 400 and refused.json()["error"] == "invalid_redirect_uri"
+            grants = ["authorization_code", "refresh_token"]
+            registered = await http.post(
+                "/oauth/register",
+                json={"redirect_uris": [callback], "token_endpoint_auth_method": "none", "grant_types": grants},
+            )
+            client_id = registered.json()["client_id"]
+            verifier = "v" * 64
+            challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+            request = {"response_type": "code", "client_id": client_id, "redirect_uri": callback, "state": "s"}
+            with_pkce = {**request, "code_challenge": challenge, "code_challenge_method": "S256"}
+
+            async def error_of(params: dict[str, str]) -> str:
+                answer = await http.get("/oauth/authorize", params=params)
+                assert answer.status_code == 303, answer.text
+                return query_of(answer.headers["location"])["error"]
+
+            assert await error_of(request) == "invalid_request"  # no PKCE
+            assert await error_of({**request, "code_challenge": challenge, "code_challenge_method": "plain"}) == (
+                "invalid_request"
+            )
+            assert await error_of({**with_pkce, "resource": "https://elsewhere.example/mcp"}) == "invalid_target"
+            unregistered = await http.get(
+                "/oauth/authorize", params={**with_pkce, "redirect_uri": "https://x.example/cb"}
+            )
+            assert unregistered.status_code == 400 and "location" not in unregistered.headers
+
+            page = await http.get("/oauth/authorize", params={**with_pkce, "resource": f"{base}/mcp"})
+            form = {"request_id": request_id_of(page.text), "username": "alice", "password": PASSWORD}
+            code = query_of((await http.post("/oauth/authorize", data=form)).headers["location"])["code"]
+            exchange = {"grant_type": "authorization_code", "client_id": client_id, "code": code}
+            exchange |= {"redirect_uri": callback, "code_verifier": verifier, "resource": f"{base}/mcp"}
+            issued = await http.post("/oauth/token", data=exchange)
+            assert issued.status_code == 200, issued.text
+            bearer = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+            assert (await http.get("/todos/alice", headers=bearer)).status_code == 200
+            # The same server reached by another name is another resource: the token is refused there.
+            elsewhere = base.replace("127.0.0.1", "localhost")
+            other = await http.get(f"{elsewhere}/todos/alice", headers=bearer)
+            assert other.status_code == 401 and "another resource" in other.text
+            reused = await http.post("/oauth/token", data=exchange)
+            assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+            assert (await http.get("/todos/alice", headers=bearer)).status_code == 401  # revoked by the reuse
+    finally:
+        server.stop()
