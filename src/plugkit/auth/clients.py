@@ -181,7 +181,7 @@ class ClientStore:
             await session.execute(
                 insert(tables.oauth_clients).values(
                     client_id=client_id,
-                    secret_hash=hash_secret(secret) if secret is not None else None,
+                    secret_hash=hash_secret(secret or new_secret("none")),  # a public client is never given one
                     redirect_uris=json.dumps(registration.redirect_uris),
                     name=registration.name,
                     created_at=now,
@@ -225,8 +225,8 @@ class ClientStore:
         t = tables.oauth_clients
         async with self.db.read() as session:
             row = (await session.execute(select(t).where(t.c.client_id == client_id))).first()
-        expected = row.secret_hash if row is not None and row.secret_hash else hash_secret("no such client")
-        if not secrets_equal(hash_secret(secret), expected) or row is None or not row.secret_hash:
+        expected = row.secret_hash if row is not None else hash_secret("no such client")
+        if not secrets_equal(hash_secret(secret), expected) or row is None or row.auth_method == "none":
             return None
         return _client(row)
 

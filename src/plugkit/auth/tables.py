@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    inspect,
+    text,
+)
+from sqlalchemy.schema import DefaultClause
 
 metadata = MetaData()
 
@@ -28,12 +44,12 @@ user_tokens = Table(
 )
 
 # `kind`: "operator" (made with `plugkit oauth-clients create`; PKCE optional, as the 2023 plugin host ran it) or
-# "registered" (RFC 7591 dynamic registration; PKCE required). A public client has no secret (`secret_hash` NULL).
+# "registered" (RFC 7591 dynamic registration; PKCE required). A public client's `auth_method` is "none".
 oauth_clients = Table(
     "auth_oauth_clients",
     metadata,
     Column("client_id", String(100), primary_key=True),
-    Column("secret_hash", String(64), nullable=True),
+    Column("secret_hash", String(64), nullable=False),  # a public client's is of a secret no one was given
     Column("redirect_uris", Text, nullable=False),  # JSON list of exact URIs or patterns with `*`
     Column("name", String(200), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -99,3 +115,29 @@ oauth_tokens = Table(
     Column("refresh_expires_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
+
+
+@event.listens_for(metadata, "after_create")
+def _upgrade(target: MetaData, connection: Connection, **_kw: Any) -> None:
+    """Bring tables made by an earlier plugkit up to date (create_all leaves existing tables alone): add the columns
+    they lack (nullable, or with their server default) and, on PostgreSQL, widen client_id columns that hold URLs."""
+    inspector = inspect(connection)
+    preparer = connection.dialect.identifier_preparer
+    for table in target.sorted_tables:
+        existing = {c["name"]: c for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            name, kind = preparer.quote(column.name), column.type.compile(connection.dialect)
+            found = existing.get(column.name)
+            if found is None:
+                default = ""
+                if isinstance(column.server_default, DefaultClause):
+                    value = str(column.server_default.arg).replace("'", "''")
+                    default = f" NOT NULL DEFAULT '{value}'"
+                connection.execute(text(f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {name} {kind}{default}"))
+            elif (
+                connection.dialect.name == "postgresql"
+                and isinstance(column.type, String)
+                and isinstance(found["type"], String)
+                and (found["type"].length or 0) < (column.type.length or 0)
+            ):
+                connection.execute(text(f"ALTER TABLE {preparer.quote(table.name)} ALTER COLUMN {name} TYPE {kind}"))

@@ -12,7 +12,7 @@ import re
 import socket
 import time
 from typing import Any, cast
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import anyio
 import httpx
@@ -158,9 +158,3 @@ class ClientMetadataDocuments:
             kind="metadata",
             auth_method="none",
         )
-
-
-def origin_of(url: str) -> str:
-    """The scheme and host of a URL, as shown to the person signing in."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))

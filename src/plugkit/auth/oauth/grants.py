@@ -23,7 +23,7 @@ from plugkit.auth import tables
 from plugkit.auth.clients import Client, ClientStore
 from plugkit.auth.credentials import as_utc, hash_secret, utcnow
 from plugkit.auth.oauth.client_metadata import looks_like_metadata_url
-from plugkit.auth.oauth.errors import InvalidTarget, TooManyAttempts
+from plugkit.auth.oauth.errors import InvalidTarget, TooManyAttempts, printable
 from plugkit.auth.oauth.metadata import canonical_resource
 from plugkit.auth.oauth.tokens import issue_tokens, revoke_family
 from plugkit.ratelimit import FailureLimiter
@@ -46,13 +46,9 @@ class Audience:
             return None
         canonical = canonical_resource(resource)
         if canonical is None or canonical not in self.allowed:
-            served = ", ".join(_short(a) for a in sorted(self.allowed))
-            raise InvalidTarget(f"resource {_short(resource)} is not served here; use one of {served}")
+            served = ", ".join(printable(a, 100) for a in sorted(self.allowed))
+            raise InvalidTarget(f"resource {printable(resource, 100)} is not served here; use one of {served}")
         return canonical
-
-
-def _short(text: str) -> str:
-    return "".join(c if 0x20 <= ord(c) <= 0x7E and c not in '"\\' else "?" for c in text[:100])
 
 
 async def token_params(request: Request) -> dict[str, str]:
