@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, create_engine, insert, make_url, text
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, insert, make_url, text
 
 from plugkit.auth.credentials import hash_secret, utcnow
 from plugkit.plugins.todo.app import create_app
@@ -43,6 +44,20 @@ def earlier_schema() -> tuple[MetaData, Table]:
             Column("expires_at", DateTime(timezone=True), nullable=False),
             Column("used_at", DateTime(timezone=True), nullable=True),
         )
+    Table(
+        "auth_oauth_tokens",
+        old,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("access_hash", String(64), nullable=False, unique=True),
+        Column("refresh_hash", String(64), nullable=True, unique=True),
+        Column("family", String(64), nullable=False),
+        Column("client_id", String(100), nullable=False),
+        Column("user_id", String(200), nullable=False),
+        Column("scope", Text, nullable=False),
+        Column("access_expires_at", DateTime(timezone=True), nullable=False),
+        Column("refresh_expires_at", DateTime(timezone=True), nullable=False),
+        Column("revoked_at", DateTime(timezone=True), nullable=True),
+    )
     return old, clients
 
 
@@ -75,6 +90,18 @@ async def test_an_earlier_database_is_upgraded_and_its_operator_client_still_sig
                 created_at=utcnow(),
             )
         )
+        conn.execute(
+            insert(old.tables["auth_oauth_tokens"]).values(
+                access_hash=hash_secret("pkt_old"),
+                refresh_hash=hash_secret("pkf_old"),
+                family="f",
+                client_id="pkc_old",
+                user_id="alice",
+                scope="plugin",
+                access_expires_at=utcnow() + timedelta(hours=1),
+                refresh_expires_at=utcnow() + timedelta(days=1),
+            )
+        )
     engine.dispose()
     app = create_app(TodoSettings(auth="oauth", data_dir=tmp_path, database_url=database_url))
     async with asgi_client(app) as http:
@@ -87,5 +114,11 @@ async def test_an_earlier_database_is_upgraded_and_its_operator_client_still_sig
         long_id = "https://app.example/" + "c" * 300 + "/client.json"  # a metadata-document id fits now
         fields = {"redirect_uri": "https://app.example/cb", "scope": "plugin", "state": "s", "code_challenge": None}
         assert await app.state.auth.server.tokens.start_sign_in(client_id=long_id, resource=None, **fields)
+        assert (await http.get("/todos/alice", headers={"Authorization": "Bearer pkt_old"})).status_code == 401
+        refresh = {"grant_type": "refresh_token", "refresh_token": "pkf_old"}
+        refreshed = await http.post("/oauth/token", data=refresh, auth=("pkc_old", "pks_old_secret"))
+        assert refreshed.status_code == 200, refreshed.text
+        bound = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+        assert (await http.get("/todos/alice", headers=bound)).status_code == 200
         registered = await http.post("/oauth/register", json={"redirect_uris": [HOST_CALLBACK]})
         assert registered.status_code == 201, registered.text

@@ -192,8 +192,10 @@ class Grants:
             row = (await session.execute(select(t).where(t.c.refresh_hash == hash_secret(refresh)))).first()
             if row is None or row.client_id != client.client_id:
                 raise InvalidGrantError("the refresh token is not valid for this client")
-            if requested is not None and requested != row.audience:
+            if requested is not None and row.audience is not None and requested != row.audience:
                 raise InvalidTarget("a refresh cannot change the resource the tokens are for")
+            # A pair issued before tokens had audiences (an upgraded database) is bound now, to what was asked.
+            target = row.audience or requested or audience.default
             rotated = await session.execute(
                 update(t).where(t.c.id == row.id, t.c.revoked_at.is_(None)).values(revoked_at=utcnow())
             )
@@ -210,4 +212,4 @@ class Grants:
                 if not wanted <= set(scope_to_list(row.scope) or []):
                     raise InvalidScopeError("a refresh cannot widen the scope")
                 scope = " ".join(sorted(wanted))
-            return await issue_tokens(session, client.client_id, row.user_id, scope, row.audience, row.family)
+            return await issue_tokens(session, client.client_id, row.user_id, scope, target, row.family)
