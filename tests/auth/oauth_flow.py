@@ -33,6 +33,18 @@ def query_of(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
+CONFIRM_TITLE = "Allow a new application?"
+
+
+async def confirm_if_asked(
+    client: httpx.AsyncClient, answer: httpx.Response, url: str = "/oauth/authorize"
+) -> httpx.Response:
+    """After a sign-in, allow the client when the page asks to confirm one the person has not allowed before."""
+    if answer.status_code == 200 and CONFIRM_TITLE in answer.text:
+        return await client.post(url, data={"request_id": request_id_of(answer.text), "decision": "allow"})
+    return answer
+
+
 async def open_sign_in(
     client: httpx.AsyncClient, client_id: str, redirect_uri: str = HOST_CALLBACK, state: str = "st-1", **extra: str
 ) -> httpx.Response:

@@ -91,7 +91,6 @@ class Client:
     auth_method: AuthMethodName = "client_secret_post"
     grant_types: list[str] = field(default_factory=lambda: ["authorization_code", "refresh_token"])
     scope: str | None = None
-    approved: bool = True  # someone has signed in to it and allowed it before
 
     @property
     def public(self) -> bool:
@@ -134,7 +133,7 @@ class Registration:
         return body
 
 
-def _client(row: Row[Any], approved: bool = True) -> Client:
+def _client(row: Row[Any]) -> Client:
     return Client(
         client_id=row.client_id,
         redirect_uris=json.loads(row.redirect_uris),
@@ -143,7 +142,6 @@ def _client(row: Row[Any], approved: bool = True) -> Client:
         auth_method=row.auth_method,
         grant_types=json.loads(row.grant_types),
         scope=row.scope,
-        approved=approved,
     )
 
 
@@ -236,13 +234,12 @@ class ClientStore:
             rows = (await session.execute(select(t).order_by(t.c.created_at))).all()
         return [_client(r) for r in rows]
 
-    async def approved(self, client_id: str) -> bool:
-        """Whether anyone has signed in to this client and allowed it before."""
+    async def approved_by(self, client_id: str, user_id: str) -> bool:
+        """Whether the user has allowed this client before."""
         t = tables.oauth_approvals
+        query = select(t.c.user_id).where(t.c.client_id == client_id, t.c.user_id == user_id)
         async with self.db.read() as session:
-            return (
-                await session.execute(select(t.c.user_id).where(t.c.client_id == client_id).limit(1))
-            ).first() is not None
+            return (await session.execute(query)).first() is not None
 
     async def approve(self, client_id: str, user_id: str) -> None:
         """Remember that `user_id` allowed the client."""

@@ -61,7 +61,7 @@ oauth_clients = Table(
     Column("used_at", DateTime(timezone=True), nullable=True),  # first code redeemed; unused registrations expire
 )
 
-# A client someone signed in to and allowed at least once: the consent page flags a client that no one has.
+# Which user allowed which client: a person is asked to confirm a client they have not allowed before.
 oauth_approvals = Table(
     "auth_oauth_approvals",
     metadata,
@@ -79,6 +79,7 @@ oauth_requests = Table(
     Column("redirect_uri", Text, nullable=False),
     Column("scope", Text, nullable=False),
     Column("state", Text, nullable=False),
+    Column("user_id", String(200), nullable=True),  # signed in, waiting for the first-time confirmation
     Column("code_challenge", String(128), nullable=True),
     Column("resource", Text, nullable=True),  # RFC 8707: the resource the client asked for, if it named one
     Column("expires_at", DateTime(timezone=True), nullable=False),

@@ -14,7 +14,7 @@ import httpx
 from mcp.client.auth import OAuthClientProvider
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from tests.auth.oauth_flow import PASSWORD, query_of, request_id_of
+from tests.auth.oauth_flow import CONFIRM_TITLE, PASSWORD, confirm_if_asked, query_of, request_id_of
 
 
 class MemoryStorage:
@@ -57,6 +57,9 @@ class Person:
             form = {"request_id": request_id_of(page.text), "username": self.username, "password": self.password}
             action = str(page.url.copy_with(query=None))
             answer = await browser.post(action, data={**form, "decision": "allow"})
+            if CONFIRM_TITLE in answer.text:
+                self.pages.append(answer.text)
+            answer = await confirm_if_asked(browser, answer, action)
         assert answer.status_code == 303, answer.text
         self._result = query_of(answer.headers["location"])
 

@@ -23,7 +23,7 @@ from plugkit.auth.credentials import utcnow
 from plugkit.mcp import mount_mcp
 from plugkit.plugins.todo.app import create_app
 from plugkit.plugins.todo.settings import TodoSettings
-from tests.auth.oauth_flow import PASSWORD, query_of, request_id_of
+from tests.auth.oauth_flow import PASSWORD, confirm_if_asked, query_of, request_id_of
 from tests.helpers import asgi_client
 
 BASE = "http://testserver"
@@ -77,7 +77,7 @@ async def signed_in(s: Server, client_id: str, redirect_uri: str = CALLBACK, **e
     page = await authorize(s, client_id, redirect_uri, **extra)
     assert page.status_code == 200, page.text
     form = {"request_id": request_id_of(page.text), "username": "alice", "password": PASSWORD, "decision": "allow"}
-    answer = await s.http.post("/oauth/authorize", data=form)
+    answer = await confirm_if_asked(s.http, await s.http.post("/oauth/authorize", data=form))
     assert answer.status_code == 303, answer.text
     return query_of(answer.headers["location"])
 
@@ -321,17 +321,33 @@ async def test_a_public_client_that_sends_a_secret_or_a_confidential_one_without
     assert answer.status_code == 401 and answer.json()["error"] == "invalid_client"
 
 
-async def test_the_consent_page_names_the_client_and_the_redirect_host_and_flags_a_new_client(server: Server) -> None:
+async def test_the_consent_page_names_the_client_and_the_redirect_host_and_a_new_client_is_confirmed(
+    server: Server,
+) -> None:
+    await server.app.state.auth.users.set_password("bob", PASSWORD)
     answer = await register(server, redirect_uris=[CLAUDE], client_name="Claude <b>")
     client_id = answer.json()["client_id"]
     _, challenge = pkce()
-    first = await authorize(server, client_id, CLAUDE, code_challenge=challenge, code_challenge_method="S256")
-    assert "Claude &lt;b&gt;" in first.text and "claude.ai" in first.text
-    assert "No one has allowed this application here before" in first.text
-    form = {"request_id": request_id_of(first.text), "username": "alice", "password": PASSWORD, "decision": "allow"}
-    assert (await server.http.post("/oauth/authorize", data=form)).status_code == 303
-    second = await authorize(server, client_id, CLAUDE, code_challenge=challenge, code_challenge_method="S256")
-    assert "No one has allowed this application here before" not in second.text
+    pkce_params = {"code_challenge": challenge, "code_challenge_method": "S256"}
+
+    async def sign_in_as(user: str) -> httpx.Response:
+        page = await authorize(server, client_id, CLAUDE, **pkce_params)
+        assert "Claude &lt;b&gt;" in page.text and "claude.ai" in page.text
+        form = {"request_id": request_id_of(page.text), "username": user, "password": PASSWORD, "decision": "allow"}
+        return await server.http.post("/oauth/authorize", data=form)
+
+    first = await sign_in_as("alice")
+    assert first.status_code == 200 and "You have not allowed" in first.text and "Claude &lt;b&gt;" in first.text
+    assert "location" not in first.headers
+    confirmed = await server.http.post("/oauth/authorize", data={"request_id": request_id_of(first.text)})
+    assert confirmed.status_code == 303 and query_of(confirmed.headers["location"])["code"]
+    assert (await sign_in_as("alice")).status_code == 303  # allowed before: no question
+    bob = await sign_in_as("bob")
+    assert bob.status_code == 200 and "You have not allowed" in bob.text  # each person confirms for themselves
+    denied = await server.http.post(
+        "/oauth/authorize", data={"request_id": request_id_of(bob.text), "decision": "deny"}
+    )
+    assert query_of(denied.headers["location"])["error"] == "access_denied"
 
 
 async def test_behind_a_trusted_proxy_one_caller_cannot_lock_out_another(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.auth.oauth.mcp_client import MemoryStorage, Person, document_server, provider
-from tests.auth.oauth_flow import PASSWORD, query_of, request_id_of, run_plugkit
+from tests.auth.oauth_flow import PASSWORD, confirm_if_asked, query_of, request_id_of, run_plugkit
 from tests.helpers import PluginServer, free_port
 from tests.reliability.harness import TARGETS
 
@@ -89,7 +89,7 @@ async def test_the_sdk_client_registers_signs_in_calls_a_tool_refreshes_and_is_r
     assert authorization["resource"] == f"{server.base_url}/mcp"
     assert authorization["code_challenge_method"] == "S256"
     assert "SDK test client" in person.pages[0] and "127.0.0.1" in person.pages[0]
-    assert "No one has allowed this application here before" in person.pages[0]
+    assert "You have not allowed" in person.pages[1] and "SDK test client" in person.pages[1]
     first = storage.tokens
     assert first is not None and first.refresh_token
 
@@ -204,7 +204,8 @@ async def test_on_a_real_server_the_flow_refuses_what_it_must(tmp_path: Path) ->
 
             page = await http.get("/oauth/authorize", params={**with_pkce, "resource": f"{base}/mcp"})
             form = {"request_id": request_id_of(page.text), "username": "alice", "password": PASSWORD}
-            code = query_of((await http.post("/oauth/authorize", data=form)).headers["location"])["code"]
+            answer = await confirm_if_asked(http, await http.post("/oauth/authorize", data=form))
+            code = query_of(answer.headers["location"])["code"]
             exchange = {"grant_type": "authorization_code", "client_id": client_id, "code": code}
             exchange |= {"redirect_uri": callback, "code_verifier": verifier, "resource": f"{base}/mcp"}
             issued = await http.post("/oauth/token", data=exchange)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -49,7 +48,7 @@ from plugkit.auth.oauth.metadata import (
     protected_resource_metadata,
     resources_of,
 )
-from plugkit.auth.oauth.pages import message_page, sign_in_page
+from plugkit.auth.oauth.pages import confirm_page, message_page, sign_in_page
 from plugkit.auth.oauth.registration import parse_registration
 from plugkit.auth.oauth.tokens import TokenStore
 from plugkit.auth.users import UserStore
@@ -213,7 +212,6 @@ class AuthorizationServer:
             code_challenge=challenge,
             resource=next(iter(resources), None),
         )
-        client = replace(client, approved=await self.clients.approved(client.client_id))
         return sign_in_page(request_id, client, redirect_uri, scope, request.app.title)
 
     async def authorize_submit(self, request: Request) -> Response:
@@ -235,7 +233,8 @@ class AuthorizationServer:
             if await self.tokens.consume_sign_in(request_id):
                 return redirect_error(pending.redirect_uri, AccessDeniedError(), pending.state, issuer)
             return message_page("Sign-in expired", "This sign-in was already used.")
-        client = replace(client, approved=await self.clients.approved(client.client_id))
+        if pending.user_id is not None:  # the confirmation of a client new to the person who signed in
+            return await self._grant(request_id, pending, pending.user_id, issuer)
         keys = (f"user:{username.lower() or '(invalid)'}", f"addr:{client_address(request.scope, self.settings)}")
 
         def again(error: str, status: int) -> Response:
@@ -250,9 +249,18 @@ class AuthorizationServer:
         if not username or not await self.users.verify(username, password):
             await self.limiter.record(*keys)
             return again("The user name or password is wrong.", 400)
+        if client.kind != "operator" and not await self.clients.approved_by(client.client_id, username):
+            # Anyone can register a client now: a person confirms one they have not allowed before, having seen
+            # its name and where it sends them. Clients an operator made are trusted as before.
+            await self.tokens.hold_for_confirmation(request_id, username)
+            return confirm_page(request_id, client, pending.redirect_uri, pending.scope, request.app.title, username)
+        return await self._grant(request_id, pending, username, issuer)
+
+    async def _grant(self, request_id: str, pending: Any, username: str, issuer: str) -> Response:
+        """Use up the sign-in, remember the approval, and send the person back with a code."""
         if not await self.tokens.consume_sign_in(request_id):
             return message_page("Sign-in expired", "This sign-in was already used.")
-        await self.clients.approve(client.client_id, username)
+        await self.clients.approve(pending.client_id, username)
         code = await self.tokens.issue_code(pending, username)
         query = [("code", code), ("state", pending.state), ("iss", issuer)]
         return RedirectResponse(add_params_to_uri(pending.redirect_uri, query), status_code=303, headers=NO_STORE)

@@ -43,6 +43,30 @@ def message_page(title: str, message: str, status: int = 400) -> HTMLResponse:
     return _render("message.html", status, title=title, message=message)
 
 
+def _client_name(client: Client) -> str:
+    """The client's registered or metadata name, else the host of its metadata document's URL."""
+    name = client.name or (urlsplit(client.client_id).hostname if client.kind == "metadata" else None)
+    return name or "An application"
+
+
+def confirm_page(
+    request_id: str, client: Client, redirect_uri: str, scope: str, plugin_name: str, username: str
+) -> HTMLResponse:
+    """After sign-in, for a client the person has not allowed before: says so, and asks them to allow or deny it."""
+    return _render(
+        "confirm.html",
+        200,
+        title="Allow a new application?",
+        client_name=_client_name(client),
+        plugin_name=plugin_name,
+        redirect_host=urlsplit(redirect_uri).hostname or redirect_uri,
+        scope=scope,
+        username=username,
+        request_id=request_id,
+        action=AUTHORIZE_PATH,
+    )
+
+
 def sign_in_page(
     request_id: str,
     client: Client,
@@ -54,18 +78,14 @@ def sign_in_page(
     username: str = "",
     status: int = 200,
 ) -> HTMLResponse:
-    """The sign-in and consent form: it names the client and the host the person will be sent back to, and says
-    when no one has allowed the client before."""
-    host = urlsplit(redirect_uri).hostname or redirect_uri
-    name = client.name or (urlsplit(client.client_id).hostname if client.kind == "metadata" else None)
+    """The sign-in and consent form: it names the client and the host the person will be sent back to."""
     return _render(
         "sign_in.html",
         status,
         title="Sign in",
-        client_name=name or "An application",
+        client_name=_client_name(client),
         plugin_name=plugin_name,
-        redirect_host=host,
-        first_time=not client.approved,
+        redirect_host=urlsplit(redirect_uri).hostname or redirect_uri,
         scope=scope,
         error=error,
         username=username,

@@ -67,6 +67,14 @@ class TokenStore:
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def hold_for_confirmation(self, request_id: str, user_id: str) -> None:
+        """Remember who signed in to a sign-in that waits for the person to confirm a client new to them."""
+        t = tables.oauth_requests
+        async with self.db.write() as session:
+            await session.execute(
+                update(t).where(t.c.id_hash == hash_secret(request_id), t.c.used_at.is_(None)).values(user_id=user_id)
+            )
+
     async def issue_code(self, pending: Row[Any], user_id: str) -> str:
         """A one-time authorization code for the signed-in user, carrying the request's facts."""
         code = new_secret("pka")
