@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from fastapi import Request
 from fastapi.routing import APIRoute
@@ -22,19 +22,15 @@ log = logging.getLogger("plugkit")
 PUBLIC_PATHS = ("/.well-known/ai-plugin.json", "/openapi.json", "/openapi.yaml", "/logo.png", "/legal", "/docs")
 
 
-async def admit(
-    auth: AuthMethod, scope: Scope, send: Send, challenge: Callable[[Request, str], str] | None = None
-) -> bool:
+async def admit(auth: AuthMethod, scope: Scope, send: Send) -> bool:
     """Authenticate a request at the ASGI level: put its principal in the request state (where
     `plugkit.deps.get_principal` finds it) and return True; or answer the refusal as JSON with the method's headers
-    (a 401's WWW-Authenticate passed through `challenge` when given) and return False."""
+    (a 401's WWW-Authenticate as the method wrote it) and return False."""
     request = Request(scope)
     try:
         principal = await auth.authenticate(request)
     except StarletteHTTPException as exc:
         headers = dict(exc.headers or {})
-        if challenge is not None and exc.status_code == 401:
-            headers["WWW-Authenticate"] = challenge(request, headers.get("WWW-Authenticate", "Bearer"))
         encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
         for message in json_error(exc.status_code, str(exc.detail), encoded):
             await send(message)
