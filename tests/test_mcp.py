@@ -28,6 +28,8 @@ from plugkit.plugins.retrieval import app as retrieval_app
 from plugkit.plugins.retrieval.settings import RetrievalSettings
 from plugkit.plugins.sports import app as sports_app
 from plugkit.plugins.sports.settings import SportsSettings
+from plugkit.plugins.todo.app import create_app as create_todo_app
+from plugkit.plugins.todo.settings import TodoSettings
 from plugkit.settings import AuthKind
 from plugkit.spec import CONSEQUENTIAL, iter_operations, render_spec
 from tests.helpers import PluginServer
@@ -160,18 +162,15 @@ def test_api_operations_leave_out_the_auth_methods_own_routes(tmp_path: Path) ->
 
 
 async def test_under_oauth_a_refusal_names_the_protected_resource_metadata_which_is_served(tmp_path: Path) -> None:
-    class OAuthLike(StaticBearerAuth):
-        kind: AuthKind = "oauth"
-
-    app = build_app("todo", tmp_path)
-    app.state.auth = OAuthLike()
+    app = create_todo_app(TodoSettings(auth="oauth", data_dir=tmp_path))
     mount_mcp(app)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:5002") as http:
             refused = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
             metadata = await http.get("/.well-known/oauth-protected-resource/mcp")
     url = "http://127.0.0.1:5002/.well-known/oauth-protected-resource/mcp"
-    assert refused.status_code == 401 and refused.headers["www-authenticate"] == f'Bearer, resource_metadata="{url}"'
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == f'Bearer realm="plugkit", scope="plugin", resource_metadata="{url}"'
     assert metadata.json()["resource"] == "http://127.0.0.1:5002/mcp"
     assert metadata.json()["authorization_servers"] == ["http://127.0.0.1:5002"]
 
@@ -242,6 +241,7 @@ async def call_every_tool(name: str, client: Client) -> dict[str, Any]:
         await call("search", {"query": "lava"})
         await call("fetch", {"id": "volcano"})
         await call("getDocument", {"document_id": "bread"})
+        await call("listDocuments", {"limit": 5})
     return results
 
 

@@ -48,8 +48,8 @@ async def test_a_release_0_1_0_todo_directory_is_versioned_at_start_up_and_keeps
     assert listed.status_code == 200 and listed.json()["todos"] == ["buy milk", "walk the dog"]
     assert versions(old_data_dir / "todo.db") == {
         "todo": "todo_0001",
-        "auth": "auth_0001",
-        "ratelimit": "ratelimit_0001",
+        "auth": "auth_0002",
+        "ratelimit": "ratelimit_0002",
     }
 
 
@@ -58,13 +58,13 @@ async def test_a_release_0_1_0_sports_dataset_is_versioned_and_still_served(old_
         games = await client.get("/games")
     assert games.status_code == 200 and games.json()["data"]
     assert versions(old_data_dir / "sports.db") == {"sports": "sports_0001"}
-    assert versions(old_data_dir / "sports_auth.db") == {"ratelimit": "ratelimit_0001"}
+    assert versions(old_data_dir / "sports_auth.db") == {"ratelimit": "ratelimit_0002"}
 
 
 async def test_a_new_data_directory_records_the_newest_revisions(tmp_path: Path) -> None:
     async with asgi_client(todo_app(TodoSettings(data_dir=tmp_path, auth="oauth"))) as client:
         assert (await client.get("/readyz")).status_code == 200
-    assert versions(tmp_path / "todo.db") == {"todo": "todo_0001", "auth": "auth_0001", "ratelimit": "ratelimit_0001"}
+    assert versions(tmp_path / "todo.db") == {"todo": "todo_0001", "auth": "auth_0002", "ratelimit": "ratelimit_0002"}
 
 
 def test_a_later_revision_migrates_a_release_0_1_0_database_forward_keeping_its_rows(old_data_dir: Path) -> None:
@@ -118,4 +118,4 @@ async def test_postgresql_databases_record_their_versions_and_refuse_a_newer_one
                 conn.exec_driver_sql(f"UPDATE plugkit_schema_todo SET version_num = '{recorded['todo']}'")
     finally:
         engine.dispose()
-    assert recorded == {"todo": "todo_0001", "auth": "auth_0001", "ratelimit": "ratelimit_0001"}
+    assert recorded == {"todo": "todo_0001", "auth": "auth_0002", "ratelimit": "ratelimit_0002"}

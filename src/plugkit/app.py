@@ -17,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from plugkit import metrics, ratelimit
 from plugkit.auth.base import AuthMethod
 from plugkit.docs import FULL_SPEC_PATH, docs_page, full_openapi, mount_docs
+from plugkit.edge import public_base_url
 from plugkit.errors import install_error_handlers, with_error_responses
 from plugkit.fastpath import FastPath, FastPaths
 from plugkit.health import Health, HealthRoutes
@@ -38,6 +39,8 @@ from plugkit.storage import Database
 
 log = logging.getLogger("plugkit")
 
+__all__ = ["PluginInfo", "create_plugin_app", "public_base_url"]
+
 
 @dataclass
 class PluginInfo:
@@ -51,17 +54,6 @@ class PluginInfo:
     logo_rgb: tuple[int, int, int] = (52, 101, 164)
     legal_text: str = "This plugin stores only the data you send it, and shares it with no one."
     body_limits: dict[str, int] = field(default_factory=dict)
-
-
-def public_base_url(request: Request, settings: PluginSettings) -> str:
-    """The base URL the plugin is reached at: the configured public URL, else the request's own."""
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
-    scheme, host = request.url.scheme, request.headers.get("host") or request.url.netloc
-    if settings.trust_proxy_headers:
-        scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[0].strip()
-        host = request.headers.get("x-forwarded-host", host).split(",")[0].strip()
-    return f"{scheme}://{host}"
 
 
 def create_plugin_app(

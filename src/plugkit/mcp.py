@@ -17,19 +17,16 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-from mcp.shared.auth import ProtectedResourceMetadata
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from plugkit.app import public_base_url
+from plugkit.edge import public_base_url
 from plugkit.host.call import call_operation
 from plugkit.host.tools import Operation, mcp_tools, operations
 from plugkit.middleware import admit
 
 MCP_PATH = "/mcp"
-RESOURCE_METADATA = "/.well-known/oauth-protected-resource"
 _IN_PROCESS_BASE = "http://plugin.internal"
 
 
@@ -71,6 +68,15 @@ class PluginBridge:
             return request.headers["authorization"]
         return self.authorization
 
+    def _base(self, ctx: ServerRequestContext[Any]) -> str:
+        """The in-process call goes to the URL the MCP request came to, so an access token bound to this plugin
+        (RFC 8707) is accepted there as it was at the MCP endpoint."""
+        request = ctx.request
+        settings = self.app.state.settings
+        if isinstance(request, Request):
+            return public_base_url(request, settings)
+        return settings.public_url.rstrip("/") if settings.public_url else _IN_PROCESS_BASE
+
     async def call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
@@ -81,7 +87,7 @@ class PluginBridge:
         async with httpx.AsyncClient(transport=transport) as client:
             try:
                 result = await call_operation(
-                    client, op, _IN_PROCESS_BASE, params.arguments or {}, authorization=self._authorization(ctx)
+                    client, op, self._base(ctx), params.arguments or {}, authorization=self._authorization(ctx)
                 )
             except ValueError as exc:
                 return _error(str(exc))
@@ -97,47 +103,20 @@ def _error(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
 
 
-def _metadata_url(request: Request, path: str) -> str:
-    return public_base_url(request, request.app.state.settings) + RESOURCE_METADATA + path
-
-
 class McpCredential:
     """Lets a request through to `inner` only if the plugin's auth method accepts its credential.
 
-    Under oauth a refusal also names the protected-resource metadata (RFC 9728), as MCP clients expect.
+    Under oauth a refusal also names the protected-resource metadata (RFC 9728), as MCP clients expect: the auth
+    method's own challenge does, for the path it was told of by `resource_metadata_route`.
     """
 
     def __init__(self, inner: ASGIApp, plugin: FastAPI, path: str) -> None:
         self.inner, self.plugin, self.path = inner, plugin, path
 
-    def challenge(self, request: Request, challenge: str) -> str:
-        if self.plugin.state.auth.kind != "oauth":
-            return challenge
-        return f'{challenge}, resource_metadata="{_metadata_url(request, self.path)}"'
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not await admit(self.plugin.state.auth, scope, send, self.challenge):
+        if scope["type"] == "http" and not await admit(self.plugin.state.auth, scope, send):
             return
         await self.inner(scope, receive, send)
-
-
-def _resource_metadata_route(path: str) -> Route:
-    """RFC 9728 metadata for the MCP endpoint of an oauth plugin: the plugin is its own authorization server."""
-
-    async def metadata(request: Request) -> JSONResponse:
-        settings = request.app.state.settings
-        base = public_base_url(request, settings)
-        document = ProtectedResourceMetadata.model_validate(
-            {
-                "resource": base + path,
-                "authorization_servers": [base],
-                "scopes_supported": [settings.oauth_scope],
-                "resource_name": request.app.title,
-            }
-        )
-        return JSONResponse(document.model_dump(mode="json", exclude_none=True))
-
-    return Route(RESOURCE_METADATA + path, endpoint=metadata, methods=["GET"])
 
 
 def mount_mcp(app: FastAPI, path: str = MCP_PATH) -> FastAPI:
@@ -149,7 +128,7 @@ def mount_mcp(app: FastAPI, path: str = MCP_PATH) -> FastAPI:
     manager = StreamableHTTPSessionManager(app=bridge.server, stateless=True, json_response=True)
     app.router.routes.append(Route(path, endpoint=McpCredential(StreamableHTTPASGIApp(manager), app, path)))
     if app.state.auth.kind == "oauth":
-        app.router.routes.append(_resource_metadata_route(path))
+        app.router.routes.append(app.state.auth.resource_metadata_route(path))
     previous: Callable[[Any], AbstractAsyncContextManager[Any]] = app.router.lifespan_context
 
     @asynccontextmanager

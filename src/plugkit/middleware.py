@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from fastapi import Request, params
 from fastapi.routing import APIRoute
@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plugkit import metrics, ratelimit
 from plugkit.auth.base import AuthMethod
+from plugkit.edge import client_address
 from plugkit.errors import json_error
 from plugkit.settings import PluginSettings
 
@@ -31,30 +32,16 @@ PUBLIC_PATHS = (
 DOCS_ASSETS = "/docs/"  # Swagger UI's files (its bundle is over the model host's response limit; no model reads it)
 
 
-def client_address(scope: Scope, settings: PluginSettings) -> str:
-    """The caller's address: the first X-Forwarded-For hop when proxy headers are trusted, else the peer."""
-    if settings.trust_proxy_headers:
-        forwarded = dict(scope["headers"]).get(b"x-forwarded-for")
-        if forwarded:
-            return str(forwarded.decode("latin-1")).split(",")[0].strip()
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
-
-
-async def admit(
-    auth: AuthMethod, scope: Scope, send: Send, challenge: Callable[[Request, str], str] | None = None
-) -> bool:
+async def admit(auth: AuthMethod, scope: Scope, send: Send) -> bool:
     """Authenticate a request at the ASGI level: put its principal in the request state (where
     `plugkit.deps.get_principal` finds it) and return True; or answer the refusal as JSON with the method's headers
-    (a 401's WWW-Authenticate passed through `challenge` when given) and return False."""
+    (a 401's WWW-Authenticate as the method wrote it) and return False."""
     request = Request(scope)
     try:
         principal = await auth.authenticate(request)
     except StarletteHTTPException as exc:
         metrics.count_rejection("auth")
         headers = dict(exc.headers or {})
-        if challenge is not None and exc.status_code == 401:
-            headers["WWW-Authenticate"] = challenge(request, headers.get("WWW-Authenticate", "Bearer"))
         encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
         for message in json_error(exc.status_code, str(exc.detail), encoded):
             await send(message)

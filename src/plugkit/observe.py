@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plugkit import logs, metrics
-from plugkit.middleware import client_address
+from plugkit.edge import client_address
 from plugkit.settings import PluginSettings
 
 request_log = logging.getLogger("plugkit.request")

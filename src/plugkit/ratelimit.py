@@ -1,10 +1,12 @@
-"""A per-address request rate limit counted in the plugin's database, so several workers share one count."""
+"""One windowed counter in the plugin's database (so several workers share each count), and the limits built on it:
+the request rate limit per client address, the failed-secret limit of the auth methods, the registration limit."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
-from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, delete
+from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -13,38 +15,97 @@ from plugkit.storage import Database
 
 WINDOW_S = 60
 metadata = versioned(MetaData(), "ratelimit", "plugkit:migrations/ratelimit")
-request_counts = Table(
-    "plugkit_request_counts",
+counts = Table(
+    "plugkit_counts",
     metadata,
-    Column("address", String(100), primary_key=True),
-    Column("window", BigInteger, primary_key=True),
+    Column("key", String(300), primary_key=True),
+    Column("window", BigInteger, primary_key=True),  # the window's start, in seconds since the epoch
+    Column("ends", BigInteger, nullable=False, index=True),
     Column("count", Integer, nullable=False),
 )
 
 
+class WindowedCounter:
+    """Counts events per key in fixed windows of `window_s` seconds. Keys carry their purpose as a prefix
+    (`req:`, `fail:`, `reg:`), so the limits share one table without sharing counts."""
+
+    def __init__(self, database: Database, window_s: int) -> None:
+        self.db, self.window_s = database, max(1, window_s)
+
+    def _window(self, now: float) -> int:
+        return int(now // self.window_s) * self.window_s
+
+    def retry_after(self, now: float | None = None) -> int:
+        """Seconds until the current window ends."""
+        now = time.time() if now is None else now
+        return int(self._window(now) + self.window_s - now) + 1
+
+    async def add(self, *keys: str) -> list[int]:
+        """Count one event against each key; the counts in the current window, this one included."""
+        now = time.time()
+        window = self._window(now)
+        insert = sqlite_insert if self.db.is_sqlite else pg_insert
+
+        def work(conn: Connection) -> list[int]:
+            found = []
+            for key in keys:
+                statement = (
+                    insert(counts)
+                    .values(key=key[:300], window=window, ends=window + self.window_s, count=1)
+                    .on_conflict_do_update(index_elements=["key", "window"], set_={"count": counts.c.count + 1})
+                    .returning(counts.c.count)
+                )
+                found.append(int(conn.execute(statement).scalar_one()))
+            if found and found[0] == 1:  # the first event of a window clears the windows that have ended
+                conn.execute(delete(counts).where(counts.c.ends <= int(now)))
+            return found
+
+        return await self.db.run_write(work)
+
+    async def current(self, keys: Sequence[str]) -> list[int]:
+        """The counts of the keys in the current window."""
+        window = self._window(time.time())
+        trimmed = [key[:300] for key in keys]
+        query = select(counts.c.key, counts.c.count).where(counts.c.key.in_(trimmed), counts.c.window == window)
+        rows = await self.db.run_read(lambda conn: conn.execute(query).all())
+        found = {str(row[0]): int(row[1]) for row in rows}
+        return [found.get(key, 0) for key in trimmed]
+
+
 class RequestRateLimiter:
-    """Counts requests per client address in fixed one-minute windows."""
+    """At most `per_minute` requests per client address."""
 
     def __init__(self, database: Database, per_minute: int) -> None:
-        self.db, self.per_minute = database, per_minute
+        self.counter, self.per_minute = WindowedCounter(database, WINDOW_S), per_minute
 
     async def hit(self, address: str) -> tuple[bool, int]:
         """Count one request; (allowed, seconds until the window ends)."""
-        now = time.time()
-        window = int(now // WINDOW_S)
-        insert = sqlite_insert if self.db.is_sqlite else pg_insert
-        statement = (
-            insert(request_counts)
-            .values(address=address[:100], window=window, count=1)
-            .on_conflict_do_update(index_elements=["address", "window"], set_={"count": request_counts.c.count + 1})
-            .returning(request_counts.c.count)
-        )
+        (count,) = await self.counter.add(f"req:{address}")
+        return count <= self.per_minute, self.counter.retry_after()
 
-        def work(conn: Connection) -> int:
-            count = int(conn.execute(statement).scalar_one())
-            if count == 1:  # the first request of a window clears the windows before it
-                conn.execute(delete(request_counts).where(request_counts.c.window < window))
-            return count
 
-        count = await self.db.run_write(work)
-        return count <= self.per_minute, int((window + 1) * WINDOW_S - now) + 1
+class FailureLimiter:
+    """Allows `limit` failures per key (a client, a user, an address) within a window of `window_s` seconds."""
+
+    def __init__(self, database: Database, limit: int, window_s: int) -> None:
+        self.counter, self.limit = WindowedCounter(database, window_s), limit
+
+    async def blocked(self, *keys: str) -> bool:
+        """Whether any of the keys has used up its failures in the current window."""
+        return any(count >= self.limit for count in await self.counter.current([f"fail:{k}" for k in keys]))
+
+    async def record(self, *keys: str) -> None:
+        """Count one failure against each key."""
+        await self.counter.add(*(f"fail:{k}" for k in keys))
+
+
+class EventLimiter:
+    """At most `limit` events per key within a window of `window_s` seconds (registrations per address)."""
+
+    def __init__(self, database: Database, limit: int, window_s: int, prefix: str) -> None:
+        self.counter, self.limit, self.prefix = WindowedCounter(database, window_s), limit, prefix
+
+    async def hit(self, key: str) -> tuple[bool, int]:
+        """Count one event; (allowed, seconds until the window ends)."""
+        (count,) = await self.counter.add(f"{self.prefix}:{key}")
+        return count <= self.limit, self.counter.retry_after()

@@ -38,6 +38,15 @@ class PluginSettings(BaseSettings):
     oauth_content_type: Literal["application/json", "application/x-www-form-urlencoded"] = "application/json"
     auth_failure_limit: int = Field(default=10, description="failed sign-ins or client auths per window before 429")
     auth_failure_window_s: int = 300
+    oauth_registration: Literal["open", "off"] = Field(
+        default="open", description="RFC 7591 dynamic client registration, as MCP hosts (Claude, ChatGPT) use it"
+    )
+    oauth_max_clients: int = Field(default=1000, description="the most dynamically registered clients kept at once")
+    oauth_registrations_per_hour: int = Field(default=20, description="dynamic registrations per client address")
+    oauth_allow_private_client_metadata: bool = Field(
+        default=False,
+        description="development only: fetch client ID metadata documents over http and from private addresses",
+    )
 
     cors_origins: list[str] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
     cors_origin_regex: str | None = LOCALHOST_ORIGIN_REGEX

@@ -19,7 +19,7 @@ HOST_CALLBACK = "https://chat.openai.com/aip/plugin-4f2c1b7e/oauth/callback"
 GPT_CALLBACK = "https://chatgpt.com/aip/g-7d9a3e21/oauth/callback"
 PASSWORD = "correct horse battery staple"
 
-_REQUEST_ID = re.compile(r"name='request_id' value='([^']+)'")
+_REQUEST_ID = re.compile(r"""name=["']request_id["'] value=["']([^"']+)["']""")
 
 
 def request_id_of(page: str) -> str:
@@ -31,6 +31,18 @@ def request_id_of(page: str) -> str:
 
 def query_of(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+CONFIRM_TITLE = "Allow a new application?"
+
+
+async def confirm_if_asked(
+    client: httpx.AsyncClient, answer: httpx.Response, url: str = "/oauth/authorize"
+) -> httpx.Response:
+    """After a sign-in, allow the client when the page asks to confirm one the person has not allowed before."""
+    if answer.status_code == 200 and CONFIRM_TITLE in answer.text:
+        return await client.post(url, data={"request_id": request_id_of(answer.text), "decision": "allow"})
+    return answer
 
 
 async def open_sign_in(

@@ -525,14 +525,24 @@ class HostileResult:
 
 
 def fuzz(
-    base_url: str, cases: int, *, headers: Mapping[str, str] | None = None, seed: int = 0, negative: bool = True
+    base_url: str,
+    cases: int,
+    *,
+    headers: Mapping[str, str] | None = None,
+    seed: int = 0,
+    negative: bool = True,
+    spec: dict[str, Any] | None = None,
 ) -> FuzzResult:
-    """Generate about `cases` requests from the running plugin's own /openapi.json (spread evenly over its
-    operations, valid data and, unless turned off, invalid data) and check every response against that spec."""
+    """Generate about `cases` requests from the running plugin's own /openapi.json, or from `spec` (spread evenly
+    over its operations, valid data and, unless turned off, invalid data) and check every response against it."""
     import schemathesis
     from schemathesis import GenerationMode
 
-    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    schema = (
+        schemathesis.openapi.from_dict(spec)
+        if spec is not None
+        else schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    )
     result = FuzzResult()
     modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if negative else [])
     operations = [outcome.ok() for outcome in schema.get_all_operations()]

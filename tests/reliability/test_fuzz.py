@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers import PluginServer
 from tests.reliability.harness import AUTH_PASS, TARGETS, authenticated, fuzz
+from tests.reliability.oauth_spec import OAUTH_SPEC
 
 QUICK_CASES = 50
 
@@ -31,3 +32,11 @@ def test_fuzzing_under_an_auth_method_finds_no_server_error(name: str, kind: str
     assert result.cases >= QUICK_CASES // 2 * 0.8
     assert sum(n for status, n in result.statuses.items() if status < 300), f"no request got through: {result.statuses}"
     assert (result.server_errors, result.spec_violations) == (0, 0), "\n".join(result.failures)
+
+
+@pytest.mark.slow
+def test_fuzzing_the_oauth_endpoints_finds_no_server_error(tmp_path: Path) -> None:
+    with authenticated(TARGETS["todo"], "oauth", tmp_path) as (server, _headers):
+        result = fuzz(server.base_url, QUICK_CASES * 2, spec=OAUTH_SPEC)
+    assert result.cases >= QUICK_CASES * 2 * 0.8
+    assert result.server_errors == 0, "\n".join(result.failures)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text
 
 from plugkit.schema import versioned
 
@@ -29,14 +29,31 @@ user_tokens = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
 
+# `kind`: "operator" (made with `plugkit oauth-clients create`; PKCE optional, as the 2023 plugin host ran it) or
+# "registered" (RFC 7591 dynamic registration; PKCE required). A public client's `auth_method` is "none".
 oauth_clients = Table(
     "auth_oauth_clients",
     metadata,
     Column("client_id", String(100), primary_key=True),
-    Column("secret_hash", String(64), nullable=False),
+    Column("secret_hash", String(64), nullable=False),  # a public client's is of a secret no one was given
     Column("redirect_uris", Text, nullable=False),  # JSON list of exact URIs or patterns with `*`
     Column("name", String(200), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(20), nullable=False, server_default="operator"),
+    Column("auth_method", String(40), nullable=False, server_default="client_secret_post"),
+    Column("grant_types", Text, nullable=False, server_default='["authorization_code", "refresh_token"]'),
+    Column("scope", Text, nullable=True),
+    Column("registered_from", String(100), nullable=True),
+    Column("used_at", DateTime(timezone=True), nullable=True),  # first code redeemed; unused registrations expire
+)
+
+# Which user allowed which client: a person is asked to confirm a client they have not allowed before.
+oauth_approvals = Table(
+    "auth_oauth_approvals",
+    metadata,
+    Column("client_id", String(2100), primary_key=True),
+    Column("user_id", String(200), primary_key=True),
+    Column("approved_at", DateTime(timezone=True), nullable=False),
 )
 
 # A sign-in in progress: the validated authorization request, keyed by a one-time id carried in the form.
@@ -44,11 +61,13 @@ oauth_requests = Table(
     "auth_oauth_requests",
     metadata,
     Column("id_hash", String(64), primary_key=True),
-    Column("client_id", String(100), nullable=False),
+    Column("client_id", String(2100), nullable=False),
     Column("redirect_uri", Text, nullable=False),
     Column("scope", Text, nullable=False),
     Column("state", Text, nullable=False),
+    Column("user_id", String(200), nullable=True),  # signed in, waiting for the first-time confirmation
     Column("code_challenge", String(128), nullable=True),
+    Column("resource", Text, nullable=True),  # RFC 8707: the resource the client asked for, if it named one
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=True),
 )
@@ -57,11 +76,12 @@ oauth_codes = Table(
     "auth_oauth_codes",
     metadata,
     Column("code_hash", String(64), primary_key=True),
-    Column("client_id", String(100), nullable=False),
+    Column("client_id", String(2100), nullable=False),
     Column("redirect_uri", Text, nullable=False),
     Column("user_id", String(200), nullable=False),
     Column("scope", Text, nullable=False),
     Column("code_challenge", String(128), nullable=True),
+    Column("resource", Text, nullable=True),  # RFC 8707: the resource the client asked for, if it named one
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=True),
 )
@@ -74,19 +94,11 @@ oauth_tokens = Table(
     Column("access_hash", String(64), nullable=False, unique=True),
     Column("refresh_hash", String(64), nullable=True, unique=True),
     Column("family", String(64), nullable=False, index=True),
-    Column("client_id", String(100), nullable=False),
+    Column("client_id", String(2100), nullable=False),
     Column("user_id", String(200), nullable=False),
     Column("scope", Text, nullable=False),
+    Column("audience", Text, nullable=False),  # RFC 8707: the resource the token is for; refused elsewhere
     Column("access_expires_at", DateTime(timezone=True), nullable=False),
     Column("refresh_expires_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
-)
-
-auth_failures = Table(
-    "auth_failures",
-    metadata,
-    Column("id", _ID, primary_key=True, autoincrement=True),
-    Column("key", String(300), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Index("ix_auth_failures_key_at", "key", "at"),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -16,7 +17,12 @@ from plugkit.storage import Database
 
 MIN_PASSWORD_CHARS = 8
 _hasher = PasswordHasher()  # Argon2id with the library's RFC 9106 defaults
-_DUMMY_HASH = _hasher.hash("a password nobody has")
+
+
+@cache
+def _dummy_hash() -> str:
+    """What an unknown user's password is checked against; made on first use, not at import (it costs a hash)."""
+    return _hasher.hash("a password nobody has")
 
 
 class UserStore:
@@ -50,7 +56,7 @@ class UserStore:
                 await session.execute(select(tables.users.c.password_hash).where(tables.users.c.username == username))
             ).scalar_one_or_none()
         try:
-            ok = await asyncio.to_thread(_hasher.verify, stored or _DUMMY_HASH, password)
+            ok = await asyncio.to_thread(_hasher.verify, stored or _dummy_hash(), password)
         except (VerificationError, InvalidHashError):
             return False
         return bool(ok) and stored is not None

@@ -271,6 +271,7 @@ async def test_an_unsupported_response_type_and_an_unknown_scope_come_back_as_er
         "error": "unsupported_response_type",
         "error_description": "response_type=token is not supported; use code",
         "state": "st-1",
+        "iss": "http://testserver",
     }
     scope = await open_sign_in(server.client, server.client_id, scope="admin")
     assert query_of(scope.headers["location"])["error"] == "invalid_scope"
@@ -284,7 +285,7 @@ async def test_an_unknown_client_gets_an_error_page(server: Server) -> None:
 async def test_the_sign_in_page_is_a_plain_form_without_scripts(server: Server) -> None:
     page = await open_sign_in(server.client, server.client_id)
     assert page.headers["content-type"].startswith("text/html")
-    assert "<form method='post' action='/oauth/authorize'>" in page.text
+    assert '<form method="post" action="/oauth/authorize">' in page.text
     assert "<script" not in page.text.lower()
     assert "ChatGPT" in page.text
     assert page.headers["x-frame-options"] == "DENY"
