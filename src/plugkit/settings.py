@@ -55,8 +55,8 @@ class PluginSettings(BaseSettings):
     body_drain_bytes: int = Field(
         default=256 * 1024 * 1024,
         ge=0,
-        description="of a body over the limit, how much is read and dropped before the 413, so that clients which "
-        "send the whole body before reading (urllib) see it",
+        description="of a body over the limit, how much is read and dropped after its 413 before the connection "
+        "closes, so that clients which send the whole body before reading (urllib) see the 413",
     )
     body_drain_s: float = Field(default=10.0, ge=0, description="how long such a body may take to drain")
     request_timeout_s: float = Field(default=45.0, description="the model host gives up on a call after 45 s")
