@@ -134,6 +134,29 @@ async def run_provider(
         await store.close()
 
 
+def merge_report(out: Path, results: dict[str, Any], documents: int, queries: int) -> dict[str, Any]:
+    """Write `out` with these providers' results replacing theirs and the other providers' kept (after each one,
+    so an interrupted run keeps what it finished)."""
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    results = {**previous.get("results", {}), **results}
+    engines = {**previous.get("engines", {}), **{name: describe(name) for name in results}}
+    dense = [r["dense"]["ndcg@10"] for r in results.values()]
+    report = {
+        "benchmark": "BEIR SciFact, training queries with relevance judgments, top 10",
+        "embedding_model": MODEL_ID,
+        "corpus_documents": documents,
+        "queries": queries,
+        "engines": engines,
+        "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}, 2 shared cores",
+        "results": results,
+        "dense_ndcg@10_spread": round(max(dense) - min(dense), 4) if dense else None,
+        "providers_agree_within_0.01": bool(dense) and max(dense) - min(dense) <= 0.01,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
@@ -181,27 +204,10 @@ async def main() -> None:
             if args.note:
                 results[name]["note"] = args.note
             print(f"{name}: {json.dumps(results[name])}", flush=True)
+            report = merge_report(args.out, {name: results[name]}, len(documents), len(query_list))
+            print(json.dumps({k: report[k] for k in ("dense_ndcg@10_spread", "providers_agree_within_0.01")}))
         if server is not None:
             server.cleanup()
-
-    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results = {**previous.get("results", {}), **results}
-    engines = {**previous.get("engines", {}), **{name: describe(name) for name in results}}
-    dense = [r["dense"]["ndcg@10"] for r in results.values()]
-    report = {
-        "benchmark": "BEIR SciFact, training queries with relevance judgments, top 10",
-        "embedding_model": MODEL_ID,
-        "corpus_documents": len(documents),
-        "queries": len(query_list),
-        "engines": engines,
-        "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}, 2 shared cores",
-        "results": results,
-        "dense_ndcg@10_spread": round(max(dense) - min(dense), 4) if dense else None,
-        "providers_agree_within_0.01": bool(dense) and max(dense) - min(dense) <= 0.01,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("dense_ndcg@10_spread", "providers_agree_within_0.01")}))
 
 
 if __name__ == "__main__":

@@ -298,7 +298,7 @@ class ChromaStore:
         if not hits:
             return []
         total = await self._run(collection.count)
-        scores = bm25([hit["text"] for hit in hits], terms, total)
+        scores = await self._run(bm25, [hit["text"] for hit in hits], terms, total)
         ranked = sorted(zip(hits, scores, strict=True), key=lambda pair: pair[1], reverse=True)
         return [(hit, score) for hit, score in ranked if score > 0][:limit]
 

@@ -63,7 +63,7 @@ from plugkit.plugins.retrieval.stores.common import (
 MODEL_KEY = b"plugkit.embedding_model"
 DIMENSION_KEY = b"plugkit.dimension"
 _BATCH = 500
-OPTIMIZE_ROWS = 10_000
+OPTIMIZE_ROWS = 1_000
 _COLUMNS = ["id", "document_id", "position", "text", "source", "source_id", "url", "author", "created_at", "metadata"]
 
 
