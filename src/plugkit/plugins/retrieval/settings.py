@@ -21,7 +21,9 @@ class RetrievalSettings(PluginSettings):
     hnsw_m: int = Field(default=16, ge=2, le=128, description="engine stores: HNSW graph degree")
     hnsw_ef_construction: int = Field(default=200, ge=8, le=2000, description="engine stores: HNSW build breadth")
     ef_search: int = Field(default=100, ge=1, le=5000, description="engine stores: HNSW candidates per query")
-    candidate_pool: int = Field(default=100, ge=1, le=10_000, description="engine stores: candidates per hybrid side")
+    candidate_pool: int = Field(
+        default=100, ge=1, le=10_000, description="candidates each side gives a hybrid fusion, whatever the top_k"
+    )
     text_search_config: str = Field(default="english", description="pgvector: PostgreSQL full-text configuration")
     lite_flush_rows: int = Field(default=1024, ge=1, description="Milvus Lite: unindexed rows before a flush")
 
@@ -56,6 +58,9 @@ class RetrievalSettings(PluginSettings):
     hybrid_dense_weight: float = Field(default=1.0, ge=0)
     hybrid_keyword_weight: float = Field(default=1.0, ge=0)
     rrf_k: int = Field(default=60, ge=1)
+    fusion: Literal["rrf", "convex"] = Field(
+        default="rrf", description="embedded store: reciprocal rank fusion, or a convex sum of min-max scores"
+    )
 
     memory: bool = Field(default=False, description="expose upsert to the model, to save information for later")
     tenancy: Literal["shared", "per-user"] = "shared"

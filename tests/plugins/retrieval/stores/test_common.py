@@ -7,7 +7,7 @@ import pytest
 
 from plugkit.plugins.retrieval.models import DocumentMetadataFilter, Source
 from plugkit.plugins.retrieval.stores.base import StoreInfo, StoreMismatchError
-from plugkit.plugins.retrieval.stores.common import StoreSettings, check_info, filter_terms, maybe_epoch, rrf, to_epoch
+from plugkit.plugins.retrieval.stores.common import StoreSettings, check_info, filter_terms, maybe_epoch, to_epoch
 
 
 @pytest.mark.parametrize(
@@ -42,14 +42,6 @@ def test_filter_terms_split_equalities_and_date_bounds() -> None:
 
     assert equal == {"source": "file", "author": "ann"}
     assert (start, end) == (to_epoch("2024-01-01"), to_epoch("2024-01-02"))
-
-
-def test_rrf_rewards_items_ranked_high_in_several_rankings() -> None:
-    scores = rrf([["a", "b", "c"], ["c", "a"]], k=60)
-
-    assert max(scores, key=scores.__getitem__) == "a"
-    assert scores["a"] == pytest.approx(1 / 61 + 1 / 62)
-    assert scores["b"] < scores["c"]
 
 
 @pytest.mark.parametrize("name", ["chunks; DROP TABLE x", "1abc", "a-b", "x" * 64, ""])

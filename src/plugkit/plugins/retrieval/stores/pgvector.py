@@ -32,9 +32,9 @@ from plugkit.plugins.retrieval.stores.common import (
     chunk_with_score,
     filter_terms,
     rows_of,
-    rrf,
     tenant_key,
 )
+from plugkit.plugins.retrieval.stores.fusion import rrf
 
 INFO_TABLE = "plugkit_vector_tables"
 MAX_QUERY_WORDS = 64
@@ -212,8 +212,7 @@ class PgVectorStore:
         keyword = await self._keyword(request, pool)
         by_id = {r["id"]: r for r in [*keyword, *dense]}
         fused = rrf([[r["id"] for r in dense], [r["id"] for r in keyword]], k=self.settings.rrf_k)
-        best = sorted(fused, key=lambda key: (-fused[key], key))[: request.top_k]
-        return [_result(by_id[key], fused[key]) for key in best]
+        return [_result(by_id[key], score) for key, score in fused[: request.top_k]]
 
     async def _dense(self, request: SearchRequest, limit: int) -> list[dict[str, Any]]:
         assert request.embedding is not None
