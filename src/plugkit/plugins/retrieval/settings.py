@@ -28,9 +28,19 @@ class RetrievalSettings(PluginSettings):
     lite_flush_rows: int = Field(default=1024, ge=1, description="Milvus Lite: unindexed rows before a flush")
 
     embedder: Literal["local", "openai"] = "local"
-    embed_batch_size: int = Field(default=32, ge=1, le=2048)
-    embed_precision: Literal["auto", "int8", "bf16", "fp32"] = Field(
-        default="auto", description="local model: auto (bf16 where the CPU has it, else int8), int8, bf16 or fp32"
+    embed_batch_size: int | None = Field(
+        default=None, ge=1, le=4096, description="texts per forward pass (default: 32 on a CPU, 512 on a GPU)"
+    )
+    embed_device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="local model: auto (cuda when torch sees a GPU, else cpu), cpu or cuda"
+    )
+    embed_precision: Literal["auto", "int8", "bf16", "fp16", "fp32"] = Field(
+        default="auto",
+        description="local model: auto (CPU: bf16 where it has it, else int8; GPU: fp16), int8, bf16, fp16 or fp32",
+    )
+    embed_query_backend: Literal["auto", "onnx", "torch"] = Field(
+        default="auto",
+        description="local model, lone queries: auto (ONNX Runtime on a CPU when installed), onnx, torch",
     )
     query_batching: bool = Field(default=True, description="embed concurrent queries together in one forward pass")
     query_batch_wait_ms: float = Field(default=2.0, ge=0, le=50, description="how long a query waits for company")
