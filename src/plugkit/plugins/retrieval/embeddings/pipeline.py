@@ -1,10 +1,11 @@
 """The embedding pipeline of the local model, kept free of plugkit's web dependencies (bench/gpu.py imports it alone).
 
-Throughput-first (`encode`): every text tokenised at once by the fast tokenizer (Rust, on all cores), sorted by
-length and cut into batches padded only to their longest text; on a GPU a thread prepares the next batches (padding,
-pinned host memory) while the model runs, their copies to the device are asynchronous, the vectors stay on the device
-until the end. Latency-first (`onnx_session`, `onnx_encode`): the model's transformer exported to ONNX once and run
-by ONNX Runtime on one thread, mean-pooled and normalised in numpy, for a lone query.
+Throughput-first (`encode`): texts tokenised a group at a time by the fast tokenizer (Rust, on all cores), sorted by
+length and cut into batches padded only to their longest text; on a GPU a thread tokenises and prepares the next
+batches (padding, pinned host memory) while the model runs, their copies to the device are asynchronous, and the
+vectors stay on the device until the end, so the host never waits for the device mid-way. Latency-first
+(`onnx_session`, `onnx_encode`): the model's transformer exported to ONNX once and run by ONNX Runtime on one thread,
+mean-pooled and normalised in numpy, for a lone query.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -33,32 +35,86 @@ def fast_tokenizer(model_path: Path, max_length: int) -> Any:
 
 
 def token_ids(tokenizer: Any, texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
-    """Each text's token ids (special tokens included) and their lengths; `encode_batch` runs on Rust threads."""
+    """Each text's token ids (special tokens included) and their lengths; `encode_batch` runs on Rust threads and
+    lets go of the GIL meanwhile."""
     encodings = tokenizer.encode_batch(texts)
     ids = [e.ids for e in encodings]
     return ids, np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
 
 
-def batches(ids: list[list[int]], lengths: np.ndarray, batch_size: int, pin: bool = False) -> Iterator[Batch]:
-    """Length-sorted batches (longest first), each padded to its longest text, as torch tensors."""
+def flat_token_ids(tokenizer: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The token ids of `texts` end to end (int32) and each text's length: cheap to send between processes."""
+    ids, lengths = token_ids(tokenizer, texts)
+    return np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum())), lengths
+
+
+def batches(flat: np.ndarray, lengths: np.ndarray, batch_size: int, pin: bool = False) -> Iterator[Batch]:
+    """Length-sorted batches (longest first) of texts given as `flat_token_ids`, each padded to its longest text,
+    as torch tensors; positions index the texts."""
     import torch
 
+    starts = np.cumsum(lengths) - lengths
     order = np.argsort(-lengths, kind="stable")
     for start in range(0, len(order), batch_size):
         positions = order[start : start + batch_size]
         widths = lengths[positions]
-        matrix = np.zeros((len(positions), int(widths[0])), dtype=np.int64)
-        for row, position in enumerate(positions.tolist()):
-            matrix[row, : widths[row]] = ids[position]
-        mask = (np.arange(matrix.shape[1]) < widths[:, None]).astype(np.int64)
+        mask = np.arange(int(widths[0])) < widths[:, None]
+        # Where each row's ids lie in `flat`: its start, then consecutive (gathered at once, filled row by row).
+        within = np.arange(int(widths.sum())) - np.repeat(np.cumsum(widths) - widths, widths)
+        matrix = np.zeros(mask.shape, dtype=np.int64)
+        matrix[mask] = flat[np.repeat(starts[positions], widths) + within]
         features = {
             "input_ids": torch.from_numpy(matrix),
-            "attention_mask": torch.from_numpy(mask),
-            "token_type_ids": torch.zeros_like(torch.from_numpy(matrix)),
+            "attention_mask": torch.from_numpy(mask.astype(np.int64)),
+            "token_type_ids": torch.zeros(mask.shape, dtype=torch.int64),
         }
         if pin:
             features = {name: tensor.pin_memory() for name, tensor in features.items()}
         yield positions, features
+
+
+_worker_tokenizer: Any = None
+
+
+def _init_tokenizer_worker(model_path: str, max_length: int) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = fast_tokenizer(Path(model_path), max_length)
+
+
+def _tokenize_in_worker(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    return flat_token_ids(_worker_tokenizer, texts)
+
+
+def tokenizer_pool(model_path: Path, max_length: int, workers: int) -> Any:
+    """Processes that tokenise for `grouped_batches` (spawned, so a CUDA context is never forked): the tokenizer is
+    Rust, but turning its output into arrays is Python, which one process cannot do fast enough to feed a GPU."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_tokenizer_worker,
+        initargs=(str(model_path), max_length),
+    )
+
+
+def grouped_batches(
+    tokenizer: Any, texts: list[str], batch_size: int, pin: bool = False, group: int | None = None, pool: Any = None
+) -> Iterator[Batch]:
+    """`batches` of `texts` tokenised a group at a time (`group` texts, default 8 batches), by the processes of
+    `pool` when given (several groups at once), so that the model starts on the first group while the next ones
+    are tokenised; positions index `texts`."""
+    group = group or 8 * batch_size
+    starts = range(0, len(texts), group)
+    parts = [texts[start : start + group] for start in starts]
+    if pool is not None:
+        tokenised = pool.map(_tokenize_in_worker, parts)
+    else:
+        tokenised = (flat_token_ids(tokenizer, part) for part in parts)
+    for start, (flat, lengths) in zip(starts, tokenised, strict=True):
+        for positions, features in batches(flat, lengths, batch_size, pin):
+            yield positions + start, features
 
 
 def prefetch(items: Iterator[Batch], depth: int = PREFETCH) -> Iterator[Batch]:
@@ -88,28 +144,39 @@ def dimension_of(model: Any) -> int:
 
 
 def encode(
-    model: Any, tokenizer: Any, texts: list[str], batch_size: int, device: str, overlap: bool | None = None
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    batch_size: int,
+    device: str,
+    overlap: bool | None = None,
+    pool: Any = None,
 ) -> np.ndarray:
     """Unit vectors (float32, one row per text, in order) of a sentence-transformers `model` on `device`.
-    `overlap` (default: on a GPU) prepares batches in a thread ahead of the model."""
+    `overlap` (default: on a GPU) prepares batches in a thread ahead of the model; `pool` (a `tokenizer_pool`)
+    tokenises in processes."""
     import torch
 
     if not texts:
         return np.zeros((0, dimension_of(model)), dtype=np.float32)
-    ids, lengths = token_ids(tokenizer, texts)
     on_gpu = device != "cpu"
-    items = batches(ids, lengths, batch_size, pin=on_gpu)
+    items = grouped_batches(tokenizer, texts, batch_size, pin=on_gpu, pool=pool)
     if on_gpu if overlap is None else overlap:
         items = prefetch(items)
-    out = torch.empty((len(texts), dimension_of(model)), dtype=torch.float32, device=device)
+    order: list[np.ndarray] = []
+    done: list[Any] = []
     with torch.inference_mode():
         for positions, features in items:
+            # Pinned memory: the copies are queued without waiting, and nothing here waits on the device until
+            # the end, so the host keeps the next batches coming while the model runs.
             features = {name: tensor.to(device, non_blocking=on_gpu) for name, tensor in features.items()}
-            vectors = model(features)["sentence_embedding"]
-            out[torch.from_numpy(positions).to(device)] = vectors.float()
+            done.append(model(features)["sentence_embedding"])
+            order.append(positions)
         # Normalised in float32 whatever the model's precision (bf16/fp16 norms are only good to about 1e-3).
-        out = torch.nn.functional.normalize(out, dim=1)
-        return out.cpu().numpy()
+        vectors = torch.nn.functional.normalize(torch.cat(done).float(), dim=1).cpu().numpy()
+    out = np.empty_like(vectors)
+    out[np.concatenate(order)] = vectors
+    return out
 
 
 # -- the latency-first path -------------------------------------------------------------------------------------
