@@ -40,7 +40,7 @@ from plugkit.plugins.retrieval.chunking import HFTokenizer, chunk_text  # noqa: 
 from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder  # noqa: E402
 
 HEAVY = ("fastapi", "pydantic", "pydantic_settings", "sqlalchemy", "httpx", "uvicorn")
-GROUP = 16_384  # chunks handed to the embedder at a time
+GROUP = 65_536  # chunks handed to the embedder at a time
 _tokenizer: HFTokenizer | None = None
 
 
@@ -123,7 +123,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="texts per forward pass (default: the plugin's)")
     parser.add_argument("--repeat", type=int, default=8, help="times the corpus is ingested in the timed run")
     parser.add_argument("--limit", type=int, default=None, help="documents read from the corpus (smoke runs)")
-    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2), help="chunking processes")
+    parser.add_argument(
+        "--workers", type=int, default=max(1, (os.cpu_count() or 3) * 2 // 3 - 1), help="chunking processes"
+    )
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
 

