@@ -111,7 +111,11 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def ingest_and_search(
-    corpus: dict[str, str], queries: dict[str, str], qrels: dict[str, dict[str, int]], data_dir: Path
+    corpus: dict[str, str],
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    data_dir: Path,
+    vectors_file: Path | None = None,
 ) -> dict[str, Any]:
     settings = RetrievalSettings(data_dir=data_dir)
     embedder = LocalEmbedder(batch_size=settings.embed_batch_size, cache_dir=data_dir / "models")
@@ -128,9 +132,25 @@ async def ingest_and_search(
         Document(id=doc_id, text=text, metadata=DocumentMetadata(source_id=doc_id)) for doc_id, text in corpus.items()
     ]
     started = time.perf_counter()
-    for i in range(0, len(documents), 64):
-        await retriever.upsert(documents[i : i + 64])
-        print(f"\ringested {min(i + 64, len(documents))}/{len(documents)}", end="", file=sys.stderr, flush=True)
+    if vectors_file is None:
+        for i in range(0, len(documents), 64):
+            await retriever.upsert(documents[i : i + 64])
+            print(f"\ringested {min(i + 64, len(documents))}/{len(documents)}", end="", file=sys.stderr, flush=True)
+    else:  # the same chunks with their vectors computed elsewhere by the same model (e.g. on a GPU)
+        from plugkit.plugins.retrieval.stores.base import ChunkRecord, DocumentRecord
+
+        given = np.load(vectors_file).astype(np.float32)
+        given /= np.linalg.norm(given, axis=1, keepdims=True)
+        records, position = [], 0
+        for document in documents:
+            chunks = retriever.chunk_document(document, document.id or "")
+            pairs = [ChunkRecord(c, given[position + n].tolist()) for n, c in enumerate(chunks)]
+            records.append(DocumentRecord(document.id or "", pairs))
+            position += len(chunks)
+        if position != len(given):
+            raise SystemExit(f"--vectors holds {len(given)} rows for {position} chunks")
+        for i in range(0, len(records), 256):
+            await store.replace_documents(records[i : i + 256])
     ingest_s = time.perf_counter() - started
     chunks = await store.count()
     print(f"\n{chunks} chunks in {ingest_s:.1f} s", file=sys.stderr)
@@ -168,7 +188,9 @@ async def ingest_and_search(
             "chunks": chunks,
             "seconds": round(ingest_s, 2),
             "chunks_per_s": round(chunks / ingest_s, 1),
-        },
+        }
+        if vectors_file is None
+        else {"not_measured": f"chunk vectors loaded from {vectors_file.name}; the store write took {ingest_s:.1f} s"},
         "quality": {mode: evaluate(r, qrels) for mode, r in rankings.items()},
         "exact_dense_baseline": evaluate(exact, qrels),
         "query_vectors": cosine,
@@ -221,13 +243,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="HTTP queries timed")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retrieval.json")
     parser.add_argument("--no-write", action="store_true", help="print the results only")
+    parser.add_argument("--vectors", type=Path, default=None, help="an .npy of the chunks' vectors (skips embedding)")
     args = parser.parse_args()
 
     corpus, queries, qrels = load_scifact(args.data, args.limit)
     print(f"{len(corpus)} documents, {len(queries)} judged training queries", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="plugkit-bench-") as tmp:
         data_dir = Path(tmp)
-        results = asyncio.run(ingest_and_search(corpus, queries, qrels, data_dir))
+        results = asyncio.run(ingest_and_search(corpus, queries, qrels, data_dir, args.vectors))
         results["query_latency_http"] = query_latency(data_dir, list(queries.values()), args.requests)
     quality, exact = results["quality"], results["exact_dense_baseline"]
     results["checks"] = {
