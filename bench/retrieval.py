@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -113,12 +114,19 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def ingest_and_search(
-    corpus: dict[str, str], queries: dict[str, str], qrels: dict[str, dict[str, int]], data_dir: Path
+    corpus: dict[str, str],
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    data_dir: Path,
+    vectors_file: Path | None = None,
 ) -> dict[str, Any]:
     settings = RetrievalSettings(data_dir=data_dir)
-    embedder = LocalEmbedder(batch_size=settings.embed_batch_size)
+    embedder = LocalEmbedder(batch_size=settings.embed_batch_size, cache_dir=data_dir / "models")
     embedder.load()
-    store = EmbeddedStore(data_dir / "retrieval", rrf_k=settings.rrf_k)
+    embedder.wait_for_query_path()
+    store = EmbeddedStore(
+        data_dir / "retrieval", rrf_k=settings.rrf_k, fusion=settings.fusion, candidate_pool=settings.candidate_pool
+    )
     retriever = Retriever(
         store, embedder, minilm_tokenizer(), chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap
     )
@@ -127,15 +135,39 @@ async def ingest_and_search(
         Document(id=doc_id, text=text, metadata=DocumentMetadata(source_id=doc_id)) for doc_id, text in corpus.items()
     ]
     started = time.perf_counter()
-    for i in range(0, len(documents), 64):
-        await retriever.upsert(documents[i : i + 64])
-        print(f"\ringested {min(i + 64, len(documents))}/{len(documents)}", end="", file=sys.stderr, flush=True)
+    if vectors_file is None:
+        for i in range(0, len(documents), 64):
+            await retriever.upsert(documents[i : i + 64])
+            print(f"\ringested {min(i + 64, len(documents))}/{len(documents)}", end="", file=sys.stderr, flush=True)
+    else:  # the same chunks with their vectors computed elsewhere by the same model (e.g. on a GPU)
+        from plugkit.plugins.retrieval.stores.base import ChunkRecord, DocumentRecord
+
+        given = np.load(vectors_file).astype(np.float32)
+        given /= np.linalg.norm(given, axis=1, keepdims=True)
+        records, position = [], 0
+        for document in documents:
+            chunks = retriever.chunk_document(document, document.id or "")
+            pairs = [ChunkRecord(c, given[position + n].tolist()) for n, c in enumerate(chunks)]
+            records.append(DocumentRecord(document.id or "", pairs))
+            position += len(chunks)
+        if position != len(given):
+            raise SystemExit(f"--vectors holds {len(given)} rows for {position} chunks")
+        for i in range(0, len(records), 256):
+            await store.replace_documents(records[i : i + 256])
     ingest_s = time.perf_counter() - started
     chunks = await store.count()
     print(f"\n{chunks} chunks in {ingest_s:.1f} s", file=sys.stderr)
 
     query_ids = list(queries)
-    vectors = await embedder.embed_queries([queries[q] for q in query_ids])
+    vectors = await embedder.embed_documents([queries[q] for q in query_ids])  # the batch path
+    lone = np.asarray([embedder._encode_lone([queries[q]])[0] for q in query_ids[:200]])
+    reference = LocalEmbedder(precision="fp32", query_backend="torch")
+    fp32 = np.asarray(reference._encode([queries[q] for q in query_ids[:200]]))
+    cosine = {
+        "lone_query_path_min_cosine_to_fp32": round(float(np.min(np.sum(lone * fp32, axis=1))), 5),
+        "batch_path_min_cosine_to_fp32": round(float(np.min(np.sum(np.asarray(vectors[:200]) * fp32, axis=1))), 5),
+        "queries_compared": len(fp32),
+    }
     rankings: dict[str, dict[str, list[str]]] = {"dense": {}, "keyword": {}, "hybrid": {}}
     for q, vector in zip(query_ids, vectors, strict=True):
         for mode in rankings:
@@ -159,23 +191,25 @@ async def ingest_and_search(
             "chunks": chunks,
             "seconds": round(ingest_s, 2),
             "chunks_per_s": round(chunks / ingest_s, 1),
-        },
+        }
+        if vectors_file is None
+        else {"not_measured": f"chunk vectors loaded from {vectors_file.name}; the store write took {ingest_s:.1f} s"},
         "quality": {mode: evaluate(r, qrels) for mode, r in rankings.items()},
         "exact_dense_baseline": evaluate(exact, qrels),
+        "query_vectors": cosine,
     }
 
 
 def query_latency(data_dir: Path, queries: list[str], requests: int) -> dict[str, Any]:
-    """p50/p95 of POST /query (hybrid, top_k 10) against a real server process, sequential requests."""
+    """p50/p95 of POST /query (top_k 10) per mode against a real server process pinned to one core (taskset), one
+    client, sequential requests."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PLUGKIT_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "plugkit", "serve", "retrieval", "--data-dir", str(data_dir), "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PLUGKIT_LOG_LEVEL": "warning", "PLUGKIT_EMBED_DEVICE": "cpu"}
+    command = [sys.executable, "-m", "plugkit", "serve", "retrieval", "--data-dir", str(data_dir), "--port", str(port)]
+    pinned = ["taskset", "-c", "1"] if shutil.which("taskset") else []
+    proc = subprocess.Popen(pinned + command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
+    figures: dict[str, Any] = {"requests_per_mode": requests, "top_k": 10, "server": "pinned to one core"}
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -184,24 +218,25 @@ def query_latency(data_dir: Path, queries: list[str], requests: int) -> dict[str
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
-        timings: list[float] = []
         with httpx.Client(base_url=base, timeout=60) as client:
-            client.post("/query", json={"queries": [{"query": "warm-up"}]}).raise_for_status()
-            for i in range(requests):
-                body = {"queries": [{"query": queries[i % len(queries)], "top_k": 10}]}
-                started = time.perf_counter()
-                client.post("/query", json=body).raise_for_status()
-                timings.append((time.perf_counter() - started) * 1000)
+            for mode in ("hybrid", "dense", "keyword"):
+                for i in range(5):
+                    client.post("/query", json={"queries": [{"query": queries[i], "mode": mode}]}).raise_for_status()
+                timings: list[float] = []
+                for i in range(requests):
+                    body = {"queries": [{"query": queries[i % len(queries)], "top_k": 10, "mode": mode}]}
+                    started = time.perf_counter()
+                    client.post("/query", json=body).raise_for_status()
+                    timings.append((time.perf_counter() - started) * 1000)
+                figures[mode] = {
+                    "p50_ms": round(percentile(timings, 50), 1),
+                    "p95_ms": round(percentile(timings, 95), 1),
+                    "min_ms": round(min(timings), 1),
+                }
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return {
-        "requests": requests,
-        "mode": "hybrid",
-        "top_k": 10,
-        "p50_ms": round(percentile(timings, 50), 1),
-        "p95_ms": round(percentile(timings, 95), 1),
-    }
+    return figures
 
 
 def sync_timings(corpus: dict[str, str], repeats: int) -> dict[str, Any]:
@@ -253,6 +288,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print the results only")
     parser.add_argument("--part", choices=["all", "sync"], default="all", help="sync: only the ingest --sync timing")
     parser.add_argument("--repeats", type=int, default=1, help="sync part: runs of each timing")
+    parser.add_argument("--vectors", type=Path, default=None, help="an .npy of the chunks' vectors (skips embedding)")
     args = parser.parse_args()
 
     corpus, queries, qrels = load_scifact(args.data, args.limit)
@@ -270,7 +306,7 @@ def main() -> None:
     print(f"{len(corpus)} documents, {len(queries)} judged training queries", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="plugkit-bench-") as tmp:
         data_dir = Path(tmp)
-        results = asyncio.run(ingest_and_search(corpus, queries, qrels, data_dir))
+        results = asyncio.run(ingest_and_search(corpus, queries, qrels, data_dir, args.vectors))
         results["query_latency_http"] = query_latency(data_dir, list(queries.values()), args.requests)
     quality, exact = results["quality"], results["exact_dense_baseline"]
     results["checks"] = {
@@ -287,11 +323,14 @@ def main() -> None:
         "queries": len(queries),
         "limit": args.limit,
         "model": "sentence-transformers/all-MiniLM-L6-v2 (local, CPU)",
-        "store": "embedded (SQLite + FTS5 BM25 + exact numpy index)",
+        "store": "embedded (SQLite + tantivy BM25 keyword index + exact numpy index)",
+        "machine_busy": "7 other engineers ran tests on the same 2 cores during the run: latencies are noisy",
         "settings": {
             "chunk_tokens": settings.chunk_tokens,
             "chunk_overlap": settings.chunk_overlap,
             "rrf_k": settings.rrf_k,
+            "fusion": settings.fusion,
+            "candidate_pool": settings.candidate_pool,
             "hybrid_weights": [settings.hybrid_dense_weight, settings.hybrid_keyword_weight],
         },
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.retrieval import documents_in_order, evaluate, load_scifact  # noqa: E402
 from bench.todo import wrk  # noqa: E402
-from tests.helpers import SHARED_DATA, PluginServer  # noqa: E402
+from tests.helpers import SHARED_DATA, PluginServer, free_port  # noqa: E402
 
 from plugkit.plugins.retrieval.chunking import minilm_tokenizer  # noqa: E402
 from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder  # noqa: E402
@@ -584,6 +585,261 @@ def ingest(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# -- 6. the keyword engine: SQLite FTS5 against tantivy ------------------------------------------------------
+
+
+def keyword_engines(args: argparse.Namespace) -> dict[str, Any]:
+    """Top-100 BM25 over SciFact chunks repeated to each size: FTS5 as the store used it (porter unicode61, every
+    query word quoted and OR-ed, ORDER BY bm25 LIMIT 100) against the tantivy index the store keeps now, one core."""
+    import re
+
+    from plugkit.plugins.retrieval.stores.keyword_index import KeywordIndex
+
+    corpus, queries, _ = load_scifact(SCIFACT, None)
+    _, chunked = scifact_chunks(corpus)
+    texts = [c.text for cs in chunked for c in cs]
+    questions = list(queries.values())[: args.keyword_queries]
+    word = re.compile(r"\w+", re.UNICODE)
+    figures: dict[str, Any] = {}
+    for size in [int(n) for n in args.keyword_sizes.split(",")]:
+        with tempfile.TemporaryDirectory(prefix="plugkit-kw-", dir=args.work_dir) as tmp:
+            conn = sqlite3.connect(Path(tmp) / "k.db", isolation_level=None)
+            conn.executescript(
+                "CREATE TABLE chunks (rowid INTEGER PRIMARY KEY, text TEXT NOT NULL);"
+                "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_rowid INTEGER, op INTEGER);"
+                "CREATE VIRTUAL TABLE fts USING fts5 (text, tokenize = 'porter unicode61');"
+            )
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO chunks VALUES (?, ?)", ((i + 1, texts[i % len(texts)]) for i in range(size)))
+            conn.execute("COMMIT")
+            started = time.perf_counter()
+            conn.execute("INSERT INTO fts (rowid, text) SELECT rowid, text FROM chunks")
+            fts_build = time.perf_counter() - started
+            started = time.perf_counter()
+            index = KeywordIndex(Path(tmp) / "keywords")
+            index.open(conn, "bench")
+            tantivy_build = time.perf_counter() - started
+            fts_ms, tantivy_ms = [], []
+            for question in questions:
+                words = list(dict.fromkeys(w.lower() for w in word.findall(question)))
+                match = " OR ".join(f'"{w}"' for w in words)
+                started = time.perf_counter()
+                conn.execute(
+                    "SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY bm25(fts) LIMIT 100", (match,)
+                ).fetchall()
+                fts_ms.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                index.search(question, 100)
+                tantivy_ms.append((time.perf_counter() - started) * 1000)
+            conn.close()
+        figures[str(size)] = {
+            "fts5_p50_ms": round(statistics.median(fts_ms), 2),
+            "tantivy_p50_ms": round(statistics.median(tantivy_ms), 2),
+            "fts5_build_s": round(fts_build, 1),
+            "tantivy_build_s": round(tantivy_build, 1),
+        }
+        log(f"{size}: {figures[str(size)]}")
+    return {
+        "keyword_engines": {
+            "queries": len(questions),
+            "top_k": 100,
+            "by_chunks": figures,
+            "chosen": "tantivy (stores/keyword_index.py)",
+            "note": "one process on the busy shared machine; the FTS5 query is the one the store ran before tantivy",
+        }
+    }
+
+
+# -- 5. the default (hybrid) mode at 1M chunks, over HTTP -----------------------------------------------------
+
+
+def unique_chunk_vectors(args: argparse.Namespace, texts: list[str]) -> tuple[np.ndarray, str]:
+    """The model's vectors of `texts`: from --vectors (an .npy computed by the same model elsewhere, e.g. on a GPU),
+    else computed here with the local embedder and cached."""
+    if args.vectors:
+        vectors = np.load(args.vectors).astype(np.float32)
+        if len(vectors) != len(texts):
+            raise SystemExit(f"--vectors holds {len(vectors)} rows for {len(texts)} chunks")
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), f"loaded from {Path(args.vectors).name}"
+    cache = Path(args.cache_dir) / f"scifact_chunks_{len(texts)}.npy"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, np.asarray(LocalEmbedder()._encode(texts), dtype=np.float32))
+    return np.load(cache), f"computed here by LocalEmbedder ({LocalEmbedder().precision}), cached"
+
+
+def build_million(directory: Path, texts: list[str], vectors: np.ndarray, size: int) -> float:
+    """The embedded store's SQLite file holding `size` chunks: SciFact chunk texts repeated, each repeat's vector
+    moved by a little noise (so no two are equal), `source` email on every 10th chunk (a filter keeping 10%).
+    Written in bulk (one transaction), as a migration would; returns the seconds taken."""
+    from plugkit.plugins.retrieval.embeddings.local import DIMENSION, MODEL_ID
+
+    started = time.perf_counter()
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    with sqlite3.connect(directory / "retrieval.db", isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(SCHEMA)
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [("embedding_model", MODEL_ID), ("dimension", str(DIMENSION)), ("instance", "bench-1m")],
+        )
+        conn.execute("BEGIN")
+        for start in range(0, size, 50_000):
+            n = min(50_000, size - start)
+            ids = np.arange(start, start + n)
+            block = vectors[ids % len(texts)] + rng.normal(0, 0.01, (n, vectors.shape[1])).astype(np.float32)
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+            rows = []
+            for i, vector in zip(ids.tolist(), block, strict=True):
+                source = "email" if i % 10 == 0 else "file"
+                meta = json.dumps({"source": source, "source_id": f"s{i}", "document_id": f"d{i}"})
+                text = texts[i % len(texts)]
+                rows.append((i + 1, "", f"d{i}", 0, f"d{i}_0", text, meta, source, f"s{i}", vector.tobytes()))
+            conn.executemany(
+                "INSERT INTO chunks (rowid, tenant, document_id, n, chunk_id, text, metadata, source, source_id,"
+                " embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            log(f"  {start + n} rows")
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # else the first open reads 1M rows through a 4 GB WAL
+    return time.perf_counter() - started
+
+
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    process = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 2**20
+
+
+def http_latency(base_url: str, questions: list[str], requests: int, **query: Any) -> dict[str, float]:
+    """p50/p99 (ms) of POST /query, one client, sequential, after a few warm-up requests."""
+    import httpx
+
+    timings = []
+    with httpx.Client(base_url=base_url, timeout=120) as client:
+        for i in range(requests + 5):
+            body = {"queries": [{"query": questions[i % len(questions)], "top_k": 10, **query}]}
+            started = time.perf_counter()
+            response = client.post("/query", json=body)
+            elapsed = (time.perf_counter() - started) * 1000
+            response.raise_for_status()
+            if i >= 5:
+                timings.append(elapsed)
+    ordered = sorted(timings)
+    return {
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))], 2),
+        "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 2),
+    }
+
+
+def hybrid1m(args: argparse.Namespace) -> dict[str, Any]:
+    import subprocess
+
+    import httpx
+
+    from plugkit.plugins.retrieval.embeddings.local import DIMENSION, MODEL_ID
+    from plugkit.plugins.retrieval.stores.base import StoreInfo
+
+    corpus, queries, _ = load_scifact(SCIFACT, None)
+    _, chunked = scifact_chunks(corpus)
+    texts = [c.text for cs in chunked for c in cs]
+    vectors, vectors_from = unique_chunk_vectors(args, texts)
+    questions = list(queries.values())
+    size = args.hybrid_size
+    with tempfile.TemporaryDirectory(prefix="plugkit-1m-", dir=args.work_dir) as tmp:
+        data_dir = Path(tmp)
+        store_dir = data_dir / "retrieval"
+        write_s = build_million(store_dir, texts, vectors, size)
+        log(f"{size} rows written in {write_s:.0f} s; building the indexes")
+        started = time.perf_counter()
+        store = EmbeddedStore(store_dir, ann_min_chunks=50_000, ann_nprobe=512, ann_filtered_nprobe=1024)
+        asyncio.run(store.open(StoreInfo(embedding_model=MODEL_ID, dimension=DIMENSION)))
+        build_s = time.perf_counter() - started
+        asyncio.run(store.close())  # the snapshot of the vectors and the IVF index, as a server leaves them
+        log(f"index build {build_s:.0f} s")
+        # As after a first start: the lone-query path's ONNX export is in the data directory (seconds, done once).
+        warm = LocalEmbedder(cache_dir=data_dir / "models")
+        warm.load()
+        warm.wait_for_query_path()
+        keyword_mb = sum(f.stat().st_size for f in (store_dir / "keywords").rglob("*") if f.is_file()) / 2**20
+        port = free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "src"),
+            "PLUGKIT_LOG_LEVEL": "warning",
+            "PLUGKIT_EMBED_DEVICE": "cpu",
+        }
+        command = [sys.executable, "-m", "plugkit", "serve", "retrieval", "--data-dir", str(data_dir)]
+        command += ["--port", str(port)]
+        pinned = ["taskset", "-c", str(args.server_cpu)] if shutil.which("taskset") else []
+        started = time.perf_counter()
+        proc = subprocess.Popen(pinned + command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            while True:
+                try:
+                    httpx.post(f"{base}/query", json={"queries": [{"query": "warm-up"}]}, timeout=5).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    if proc.poll() is not None or time.perf_counter() - started > 600:
+                        raise RuntimeError("the 1M-chunk server did not start") from None
+                    time.sleep(0.2)
+            startup_s = time.perf_counter() - started
+            log(f"start-up {startup_s:.1f} s")
+            emails = {"filter": {"source": "email"}}
+            latency = {}
+            for label, query in (
+                ("hybrid", {}),
+                ("keyword", {"mode": "keyword"}),
+                ("dense", {"mode": "dense"}),
+                ("hybrid_filtered_10pct", emails),
+                ("keyword_filtered_10pct", {"mode": "keyword", **emails}),
+            ):
+                latency[label] = http_latency(base, questions, args.hybrid_requests, **query)
+                log(f"{label}: {latency[label]}")
+            memory_mb = _rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    return {
+        "hybrid_p50_ms_1m": latency["hybrid"]["p50_ms"],
+        "hybrid_p99_ms_1m": latency["hybrid"]["p99_ms"],
+        "keyword_p50_ms_1m": latency["keyword"]["p50_ms"],
+        "hybrid_filtered_p50_ms_1m": latency["hybrid_filtered_10pct"]["p50_ms"],
+        "hybrid_filtered_p99_ms_1m": latency["hybrid_filtered_10pct"]["p99_ms"],
+        "keyword_filtered_p50_ms_1m": latency["keyword_filtered_10pct"]["p50_ms"],
+        "index_build_s_1m": round(build_s, 1),
+        "server_startup_s_1m": round(startup_s, 1),
+        "server_memory_mb_1m": round(memory_mb, 1),
+        "hybrid1m": {
+            "chunks": size,
+            "requests_per_mode": args.hybrid_requests,
+            "latency_http_top_k_10": latency,
+            "how": (
+                "a real `plugkit serve retrieval` process pinned to one core (taskset), one client sending one /query "
+                "at a time (SciFact training questions, top_k 10), embedding included (the latency-first query "
+                "path); the filter is source = email, kept by 10% of chunks"
+            ),
+            "data": (
+                f"{len(texts)} SciFact chunks repeated to {size}, each repeat's vector moved by a little Gaussian "
+                f"noise; vectors {vectors_from}"
+            ),
+            "rows_written_s": round(write_s, 1),
+            "index_build": (
+                "the first open of the store after the rows were written in bulk: the exact vectors and the IVF index "
+                "(trained), the filter columns, the tantivy keyword index, from SQLite"
+            ),
+            "keyword_index_mb": round(keyword_mb, 1),
+            "startup": "the server process from exec to its first answered /query (model, snapshot, IVF, columns)",
+            "memory": "resident memory of the server process after the run (psutil RSS)",
+        },
+    }
+
+
 NOTES = {
     "microbatch_speedup_32": (
         "/query requests per second of the default precision with 32 concurrent clients (wrk), batching on over "
@@ -613,6 +869,8 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "embed": embed,
     "ann": ann,
     "ingest": ingest,
+    "hybrid1m": hybrid1m,
+    "keyword": keyword_engines,
 }
 
 
@@ -632,6 +890,13 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "plugkit-scale-cache"))
     parser.add_argument("--ingest-docs", type=int, default=150)
     parser.add_argument("--ingest-rounds", type=int, default=2)
+    parser.add_argument("--keyword-sizes", default="12352,100000")
+    parser.add_argument("--keyword-queries", type=int, default=100)
+    parser.add_argument("--hybrid-size", type=int, default=1_000_000)
+    parser.add_argument("--hybrid-requests", type=int, default=300)
+    parser.add_argument("--vectors", default=None, help="an .npy of the SciFact chunks' vectors (else computed)")
+    parser.add_argument("--server-cpu", type=int, default=1, help="the core the 1M-chunk server is pinned to")
+    parser.add_argument("--work-dir", default=None, help="where the 1M-chunk store is built (several GB)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()

@@ -31,8 +31,8 @@ async def test_a_release_0_1_0_store_is_versioned_and_its_documents_found(
     async with asgi_client(app) as client:
         found = await client.post("/query", json={"queries": [{"query": "honey bees", "top_k": 1}]})
     assert found.json()["results"][0]["results"][0]["id"] == "doc1_0"
-    assert user_version(data / "retrieval" / "retrieval.db") == 1
-    assert versions(data / "retrieval_auth.db") == {"ratelimit": "ratelimit_0001"}
+    assert user_version(data / "retrieval" / "retrieval.db") == 2
+    assert versions(data / "retrieval_auth.db") == {"ratelimit": "ratelimit_0002"}
 
 
 async def test_a_store_a_newer_plugkit_wrote_is_refused(
@@ -42,6 +42,6 @@ async def test_a_store_a_newer_plugkit_wrote_is_refused(
     with sqlite3.connect(data / "retrieval" / "retrieval.db") as conn:
         conn.execute("PRAGMA user_version = 7")
     app = create_app(RetrievalSettings(data_dir=data), embedder=embedder, tokenizer=tokenizer)
-    with pytest.raises(StoreMismatchError, match="schema version 7, newer than this plugkit's 1"):
+    with pytest.raises(StoreMismatchError, match="schema version 7, newer than this plugkit's 2"):
         async with asgi_client(app):
             pass

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from plugkit.plugins.retrieval.embeddings import build_embedder
-from plugkit.plugins.retrieval.embeddings.local import DIMENSION, LocalEmbedder, model_dir, resolve_precision
+from plugkit.plugins.retrieval.embeddings import build_embedder, pipeline
+from plugkit.plugins.retrieval.embeddings.local import (
+    DIMENSION,
+    LocalEmbedder,
+    model_dir,
+    resolve_device,
+    resolve_precision,
+)
 from plugkit.plugins.retrieval.settings import RetrievalSettings
 
 
@@ -103,7 +110,7 @@ def test_auto_precision_picks_bf16_where_the_cpu_has_it_else_int8() -> None:
     native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     assert resolve_precision("auto") == ("bf16" if native else "int8")
     assert LocalEmbedder().precision == resolve_precision("auto")
-    assert resolve_precision("auto", device="cuda") == "fp32"
+    assert resolve_precision("auto", device="cuda") == "fp16"
     assert resolve_precision("fp32") == "fp32"
 
 
@@ -167,3 +174,86 @@ def test_a_directory_that_is_not_a_model_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(EmbeddingError, match="not a sentence-transformers model directory"):
         LocalEmbedder(model_path=tmp_path)
+
+
+def test_the_device_setting_reaches_the_embedder_and_auto_means_cpu_without_a_gpu(tmp_path: Path) -> None:
+    import torch
+
+    settings = RetrievalSettings(data_dir=tmp_path, embed_device="cpu", embed_query_backend="torch")
+    built = build_embedder(settings)
+    assert isinstance(built, LocalEmbedder)
+    assert (built.device, built.query_backend, built.batch_size) == ("cpu", "torch", 32)
+    assert built.cache_dir == tmp_path / "models"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("tpu")
+
+
+def test_fp16_is_refused_on_a_cpu_and_int8_on_a_gpu() -> None:
+    with pytest.raises(ValueError, match="fp16"):
+        LocalEmbedder(device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="int8"):
+        LocalEmbedder(device="cuda", precision="int8")
+
+
+def test_batches_are_sorted_by_length_and_padded_to_their_longest_text() -> None:
+    tokenizer = pipeline.fast_tokenizer(model_dir(), 256)
+    texts = ["a", "a b c d e f g", "a b c", "a b c d e", "a b"]
+    ids, _ = pipeline.token_ids(tokenizer, texts)
+    flat, lengths = pipeline.flat_token_ids(tokenizer, texts)
+    made = list(pipeline.batches(flat, lengths, 2))
+    assert sorted(int(p) for positions, _ in made for p in positions) == list(range(len(texts)))
+    widths = [features["input_ids"].shape[1] for _, features in made]
+    assert widths == sorted(widths, reverse=True)
+    for positions, features in made:
+        assert features["input_ids"].shape[1] == max(lengths[positions])
+        assert features["attention_mask"].sum(dim=1).tolist() == lengths[positions].tolist()
+        for row, position in enumerate(positions.tolist()):
+            assert features["input_ids"][row, : lengths[position]].tolist() == ids[position]
+
+
+def test_a_failure_while_preparing_batches_reaches_the_consumer() -> None:
+    def broken() -> Iterator[pipeline.Batch]:
+        yield np.zeros(1, dtype=np.int64), {}
+        raise RuntimeError("tokenizer broke")
+
+    items = pipeline.prefetch(broken())
+    next(items)
+    with pytest.raises(RuntimeError, match="tokenizer broke"):
+        next(items)
+
+
+def test_the_overlapped_pipeline_gives_the_same_vectors_in_the_input_order(fp32_model: LocalEmbedder) -> None:
+    texts = [f"text number {i} " + "word " * (i % 13) for i in range(40)]
+    model = fp32_model.load()
+    tokenizer = pipeline.fast_tokenizer(model_dir(), 256)
+    plain = pipeline.encode(model, tokenizer, texts, 8, "cpu", overlap=False)
+    overlapped = pipeline.encode(model, tokenizer, texts, 8, "cpu", overlap=True)
+    assert np.allclose(plain, overlapped, atol=1e-6)
+    one_by_one = np.vstack([pipeline.encode(model, tokenizer, [t], 1, "cpu") for t in texts[:5]])
+    assert np.allclose(plain[:5], one_by_one, atol=1e-5)
+    with pipeline.tokenizer_pool(model_dir(), 256, 1) as pool:  # tokenised in another process, in groups of 8
+        pooled = pipeline.encode(model, tokenizer, texts, 4, "cpu", overlap=True, pool=pool)
+    assert np.allclose(plain, pooled, atol=1e-5)
+
+
+def test_lone_queries_take_onnx_runtime_with_the_fp32_models_vectors(tmp_path: Path, fp32_model: LocalEmbedder) -> None:
+    embedder = LocalEmbedder(precision="bf16", cache_dir=tmp_path)
+    embedder.load()
+    assert embedder.wait_for_query_path(timeout=300)
+    assert list(tmp_path.glob("*.onnx"))
+    texts = ["Vitamin D supplementation reduces the risk of fractures in the elderly.", "Paris"]
+    lone = np.asarray(asyncio.run(embedder.embed_queries(texts)))
+    reference = np.asarray(fp32_model._encode(texts))
+    assert np.sum(lone * reference, axis=1).min() > 0.9999
+    again = LocalEmbedder(precision="bf16", cache_dir=tmp_path)  # the exported model is reused, at once
+    again.load()
+    assert again._query_session is not None
+    assert np.allclose(np.asarray(again._encode_lone(texts)), lone, atol=1e-6)
+
+
+def test_the_torch_query_backend_answers_lone_queries_with_the_batch_path() -> None:
+    embedder = LocalEmbedder(precision="fp32", query_backend="torch")
+    embedder.load()
+    assert not embedder.wait_for_query_path()
+    assert np.allclose(embedder._encode_lone(["Paris"]), embedder._encode(["Paris"]), atol=1e-6)

@@ -15,7 +15,7 @@ from plugkit.plugins.retrieval.stores.base import (
     StoreInfo,
     StoreMismatchError,
 )
-from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore, keyword_query, rrf
+from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
 
 DIM = 8
 INFO = StoreInfo(embedding_model="test-model", dimension=DIM)
@@ -250,25 +250,14 @@ async def test_every_write_is_in_sqlite_before_it_returns(store: EmbeddedStore) 
     await store.replace_documents([document("d", ["durable"], seed=1)])
     with sqlite3.connect(store.db_path) as other:
         assert other.execute("SELECT COUNT(*) FROM chunks WHERE document_id = 'd'").fetchone()[0] == 1
-        assert other.execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'durable'").fetchone()[0] == 1
+        row = other.execute("SELECT text FROM chunks WHERE document_id = 'd'").fetchone()
+        assert row == ("durable",)
 
 
 async def test_search_can_return_the_stored_embeddings(store: EmbeddedStore) -> None:
     await store.replace_documents([document("d", ["x"], seed=1)])
     hits = await store.search(SearchRequest(text="x", embedding=unit(1000), include_embeddings=True))
     assert hits[0].embedding == pytest.approx(unit(1000), abs=1e-6)
-
-
-def test_keyword_query_quotes_every_word_once() -> None:
-    assert keyword_query('Cats AND "dogs" cats') == '"cats" OR "and" OR "dogs"'
-    assert keyword_query("...") is None
-
-
-def test_reciprocal_rank_fusion_rewards_agreement_and_weights() -> None:
-    fused = rrf([([1, 2, 3], 1.0), ([2, 4, 5], 1.0)], k=60)
-    assert [i for i, _ in fused][:2] == [2, 1]
-    weighted = rrf([([1], 2.0), ([2], 1.0)], k=60)
-    assert [i for i, _ in weighted] == [1, 2]
 
 
 async def test_closing_trims_the_change_log_and_a_store_left_behind_rebuilds(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plugkit.plugins.retrieval.embeddings.base import Embedder, EmbeddingError
@@ -22,7 +23,12 @@ def build_embedder(settings: RetrievalSettings) -> Embedder:
         from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder
 
         return LocalEmbedder(
-            batch_size=settings.embed_batch_size, precision=settings.embed_precision, model_path=settings.local_model
+            batch_size=settings.embed_batch_size,
+            device=settings.embed_device,
+            precision=settings.embed_precision,
+            query_backend=settings.embed_query_backend,
+            cache_dir=Path(settings.data_dir) / "models",
+            model_path=settings.local_model,
         )
     from plugkit.plugins.retrieval.embeddings.openai import OpenAIEmbedder
 
@@ -38,7 +44,7 @@ def build_embedder(settings: RetrievalSettings) -> Embedder:
         settings.openai_model,
         dimension,
         send_dimensions=settings.openai_dimensions is not None,
-        batch_size=settings.embed_batch_size,
+        batch_size=settings.embed_batch_size or 32,
         timeout_s=settings.openai_timeout_s,
         max_retries=settings.openai_max_retries,
         api_version=settings.openai_api_version,

@@ -1,5 +1,5 @@
 """What the engine-backed stores (pgvector, milvus, qdrant) share: their settings, the flat row every chunk is
-stored as, the document listing's cursor, and reciprocal rank fusion.
+stored as, the document listing's cursor and date normalisation (fusion is in stores/fusion.py).
 
 Tenancy is a plain `tenant` column/field on every row: `None` is stored as the empty string, the shared space, so a
 search, get or delete without a tenant sees the shared space only, and a tenant never sees another tenant's or the
@@ -34,8 +34,8 @@ from plugkit.plugins.retrieval.stores.base import (
     StoreInfo,
     StoreMismatchError,
 )
+from plugkit.plugins.retrieval.stores.fusion import RRF_K
 
-RRF_K = 60
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -47,13 +47,13 @@ class StoreSettings:
       None means the provider's default inside `data_dir` (Milvus Lite file, Qdrant local-mode folder).
     collection: the table (pgvector) or collection (milvus, qdrant) this store owns; letters, digits, `_`.
     hnsw_m, hnsw_ef_construction: HNSW graph parameters; ef_search: candidates explored per query.
-    candidate_pool: how many candidates each side (dense, keyword) contributes to a hybrid fusion.
+    candidate_pool: how many candidates each side (dense, keyword) contributes to a hybrid fusion (every store).
     pool_min_size, pool_max_size: the PostgreSQL connection pool; text_search_config: its full-text configuration.
     lite_flush_rows: Milvus Lite only: written rows it may hold unindexed before a search flushes them (it scans
       unflushed rows exhaustively, in Python); a Milvus server seals its segments itself.
     api_key: Qdrant Cloud API key or Milvus/Zilliz token.
-    rrf_k: the k of reciprocal rank fusion in hybrid search; hybrid_dense_weight, hybrid_keyword_weight: read by
-      the embedded store (the engine-backed stores fuse with plain, unweighted RRF).
+    rrf_k: the k of reciprocal rank fusion in hybrid search; fusion (rrf | convex), hybrid_dense_weight,
+      hybrid_keyword_weight: read by the embedded store (the engine-backed stores fuse with plain, unweighted RRF).
     vector_index, ann_*: the embedded store's dense index: `exact`, or `auto` (an IVF index from ann_min_chunks
       chunks on, scanning ann_nprobe lists, ann_filtered_nprobe under a filter, re-ranking ann_k_factor candidates
       per wanted result).
@@ -72,6 +72,7 @@ class StoreSettings:
     lite_flush_rows: int = 1024
     api_key: str | None = field(default=None, repr=False)
     rrf_k: int = RRF_K
+    fusion: str = "rrf"
     hybrid_dense_weight: float = 1.0
     hybrid_keyword_weight: float = 1.0
     vector_index: str = "auto"
@@ -286,17 +287,3 @@ def check_info(stored: StoreInfo, wanted: StoreInfo, where: str) -> None:
             f"{where} holds vectors of {stored.embedding_model!r} ({stored.dimension} dimensions), not of"
             f" {wanted.embedding_model!r} ({wanted.dimension} dimensions): use another collection or re-index"
         )
-
-
-def rrf(
-    rankings: Iterable[Sequence[str]], k: int = RRF_K, weights: Sequence[float | None] | None = None
-) -> dict[str, float]:
-    """Reciprocal rank fusion: each ranking adds weight / (k + rank) to its items (rank from 1, weight 1 unless
-    given); higher is better."""
-    scores: dict[str, float] = {}
-    for n, ranking in enumerate(rankings):
-        given = weights[n] if weights is not None else None
-        weight = 1.0 if given is None else given
-        for rank, key in enumerate(ranking, start=1):
-            scores[key] = scores.get(key, 0.0) + weight / (k + rank)
-    return scores

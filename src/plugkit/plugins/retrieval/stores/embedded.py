@@ -1,14 +1,16 @@
 """The embedded default store: one data directory, no service to run.
 
-SQLite is the system of record: documents' chunks with their metadata and embeddings, and an FTS5 index for BM25
-keyword search, all written in one transaction per document. The vector index is derived data: kept in memory,
+SQLite is the system of record: documents' chunks with their metadata and embeddings, written in one transaction
+per document. The vector index and the keyword index (tantivy BM25, stores/keyword_index.py, on disk in
+`keywords/`) are derived data. The vector index is kept in memory,
 snapshotted to `vectors.npz` on close, and caught up from SQLite's change log (`changes`) before every search, so
 it is rebuilt when missing, caught up when behind (after a crash, or writes by another worker process), and a crash
 never loses an acknowledged write nor shows half a document. Past `ann_min_chunks` chunks, dense search goes through
 an IVF index (stores/ann.py) persisted beside the snapshot as `vectors.ivf`, so a large store starts without
 retraining it. The filterable fields of the indexed chunks are derived the same way into in-memory columns
-(stores/filter_columns.py), which turn a dense search's metadata filter into an id mask; keyword search filters in
-SQL, joined to FTS5.
+(stores/filter_columns.py). Keyword search runs on a tantivy BM25 index (stores/keyword_index.py), derived from
+SQLite the same way. Both searches filter through one rowid mask; hybrid search fuses a fixed pool of candidates per
+side (stores/fusion.py), then cuts to top_k.
 
 Filters: `filter_sql(tree, tenant)` translates a filter tree (plugkit.plugins.retrieval.filters) into a WHERE clause
 over `chunks c` with bound parameters (custom keys read from the `metadata` JSON with json_each/json_extract, their
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -63,16 +64,19 @@ from plugkit.plugins.retrieval.stores.base import (
 )
 from plugkit.plugins.retrieval.stores.common import StoreSettings, custom_instants
 from plugkit.plugins.retrieval.stores.filter_columns import FilterColumns
+from plugkit.plugins.retrieval.stores.fusion import convex, rrf
+from plugkit.plugins.retrieval.stores.keyword_index import KeywordIndex
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
 T = TypeVar("T")
 ADD, DEL = 1, 0
-WORD = re.compile(r"\w+", re.UNICODE)
 
 FIELD_COLUMNS = "rowid, tenant, document_id, source, source_id, author, url, created_ts"  # FilterColumns' rows
 INDEXED = f"{FIELD_COLUMNS}, embedding"  # what the index and the filter columns are filled from
 
-SCHEMA_VERSION = 1  # PRAGMA user_version; a change to SCHEMA raises it and migrates older stores in `open`
+# PRAGMA user_version; a change to SCHEMA raises it and migrates older stores in `open`. 0: release 0.1.0 (no version
+# recorded), 1: the same layout; 2: custom metadata and listing columns, the keyword index moved from FTS5 to tantivy.
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -90,7 +94,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks (tenant, source);
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks (tenant, document_id);
 CREATE INDEX IF NOT EXISTS chunks_created ON chunks (tenant, created_ts);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (text, tokenize = 'porter unicode61');
+DROP TABLE IF EXISTS chunks_fts;
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_rowid INTEGER NOT NULL, op INTEGER NOT NULL
 );
@@ -99,24 +103,9 @@ CREATE TABLE IF NOT EXISTS changes (
 ADDED_COLUMNS = {"custom_ts": "TEXT", "chunk_count": "INTEGER", "stored_ts": "REAL", "updated_ts": "REAL"}
 
 
-def keyword_query(text: str) -> str | None:
-    """An FTS5 query matching any word of `text` (each word quoted, so no input is FTS5 syntax)."""
-    words = list(dict.fromkeys(w.lower() for w in WORD.findall(text)))
-    return " OR ".join(f'"{w}"' for w in words) if words else None
-
-
-def rrf(rankings: list[tuple[list[int], float]], k: int) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion: each ranking adds weight / (k + rank) to its ids; best first."""
-    fused: dict[int, float] = {}
-    for ids, weight in rankings:
-        for rank, rowid in enumerate(ids, start=1):
-            fused[rowid] = fused.get(rowid, 0.0) + weight / (k + rank)
-    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
-
-
 class EmbeddedStore:
-    """VectorStore on SQLite (+FTS5) with an in-memory vector index (exact, or IVF when large). See the module
-    docstring."""
+    """VectorStore on SQLite with an in-memory vector index (exact, or IVF when large) and a tantivy keyword index.
+    See the module docstring."""
 
     name = "embedded"
 
@@ -127,17 +116,25 @@ class EmbeddedStore:
         dense_weight: float = 1.0,
         keyword_weight: float = 1.0,
         rrf_k: int = 60,
+        fusion: str = "rrf",
+        candidate_pool: int = 100,
         ann_min_chunks: int | None = None,
         ann_nprobe: int = 32,
         ann_filtered_nprobe: int = 64,
         ann_k_factor: int = 40,
     ) -> None:
         """`ann_min_chunks`: from this many chunks on, dense search goes through an IVF index (persisted beside
-        the exact snapshot); None keeps exact search at every size."""
+        the exact snapshot); None keeps exact search at every size. `fusion`: "rrf" (weighted reciprocal rank
+        fusion) or "convex" (min-max normalised scores, weighted); each side contributes `candidate_pool`
+        candidates (or top_k, when larger)."""
+        if fusion not in ("rrf", "convex"):
+            raise ValueError(f"fusion must be rrf or convex, not {fusion!r}")
         self.directory = Path(directory)
         self.db_path = self.directory / "retrieval.db"
         self.index_path = self.directory / "vectors.npz"
         self.dense_weight, self.keyword_weight, self.rrf_k = dense_weight, keyword_weight, rrf_k
+        self.fusion, self.candidate_pool = fusion, candidate_pool
+        self._keywords = KeywordIndex(self.directory / "keywords")
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self.ann = (ann_min_chunks, ann_nprobe, ann_filtered_nprobe, ann_k_factor)
@@ -169,7 +166,7 @@ class EmbeddedStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives a power cut too
         conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache: the FTS index is read on every search
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
         conn.execute("PRAGMA mmap_size=268435456")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -184,8 +181,7 @@ class EmbeddedStore:
             if column not in present:
                 conn.execute(f"ALTER TABLE chunks ADD COLUMN {column} {kind}")
         conn.execute("CREATE INDEX IF NOT EXISTS chunks_listing ON chunks (tenant, n, updated_ts)")
-        if version < SCHEMA_VERSION:
-            # 0 is the layout of release 0.1.0 (which recorded no version), the same as version 1.
+        if version < SCHEMA_VERSION:  # the statements above brought an older layout up to this one
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._conn = conn
         self._info = info
@@ -216,6 +212,7 @@ class EmbeddedStore:
             )
         self._instance = meta["instance"]
         self._load_index(conn, info.dimension)
+        self._keywords.open(conn, self._instance)
 
     def _load_index(self, conn: sqlite3.Connection, dimension: int) -> None:
         """The snapshot when it belongs to this database and is not ahead of it, else a rebuild; then catch up."""
@@ -229,7 +226,7 @@ class EmbeddedStore:
                     # below then applies the same changes to both; adding or removing a rowid twice is harmless).
                     self._columns = FilterColumns()
                     self._columns.add(conn.execute(f"SELECT {FIELD_COLUMNS} FROM chunks").fetchall())
-                    self._catch_up(conn)
+                    self._catch_up_vectors(conn)
                     return
             except ValueError:
                 pass
@@ -275,7 +272,12 @@ class EmbeddedStore:
         self._index, self._applied = index, head
 
     def _catch_up(self, conn: sqlite3.Connection) -> None:
-        """Apply the change log past what the index reflects (writes of this process or of another one)."""
+        """Bring both derived indexes up to SQLite's change log."""
+        self._catch_up_vectors(conn)
+        self._keywords.catch_up(conn)
+
+    def _catch_up_vectors(self, conn: sqlite3.Connection) -> None:
+        """Apply the change log past what the vector index reflects (writes of this process or of another one)."""
         assert self._index is not None
         conn.execute("BEGIN")
         try:
@@ -323,8 +325,9 @@ class EmbeddedStore:
             self._catch_up(conn)
             if self._index is not None:
                 self._index.save(self.index_path, {"instance": self._instance, "seq": str(self._applied)})
-                # The snapshot now holds everything up to `applied`: that part of the log is no longer needed.
-                conn.execute("DELETE FROM changes WHERE seq <= ?", (self._applied,))
+                # The snapshot and the keyword index hold everything up to these seqs: that part of the log is no
+                # longer needed.
+                conn.execute("DELETE FROM changes WHERE seq <= ?", (min(self._applied, self._keywords.applied),))
             conn.close()
             self._conn = None
 
@@ -400,7 +403,6 @@ class EmbeddedStore:
                     ),
                 )
                 rowid = cursor.lastrowid
-                conn.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (rowid, record.chunk.text))
                 conn.execute("INSERT INTO changes (chunk_rowid, op) VALUES (?, ?)", (rowid, ADD))
             if tenant != SHARED_TENANT:
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('tenanted', '1')")
@@ -415,7 +417,6 @@ class EmbeddedStore:
             part = rowids[i : i + 500]
             marks = ",".join("?" * len(part))
             conn.execute(f"DELETE FROM chunks WHERE rowid IN ({marks})", part)
-            conn.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({marks})", part)
             conn.executemany("INSERT INTO changes (chunk_rowid, op) VALUES (?, ?)", [(r, DEL) for r in part])
 
     async def delete(
@@ -472,19 +473,13 @@ class EmbeddedStore:
         self._catch_up(conn)
         conn.execute("BEGIN")
         try:
-            tree = to_tree(request.filter)
+            allowed = self._allowed(conn, request, to_tree(request.filter))
             if request.mode == "dense":
-                scored = self._dense(conn, request, tree, request.top_k)
+                scored = self._dense(request, request.top_k, allowed)
             elif request.mode == "keyword":
-                scored = self._keyword(conn, request, tree, request.top_k)
+                scored = self._keywords.search(request.text, request.top_k, allowed)
             else:
-                depth = max(2 * request.top_k, 100)
-                dense = [r for r, _ in self._dense(conn, request, tree, depth)]
-                keyword = [r for r, _ in self._keyword(conn, request, tree, depth)]
-                dense_weight = self.dense_weight if request.dense_weight is None else request.dense_weight
-                keyword_weight = self.keyword_weight if request.keyword_weight is None else request.keyword_weight
-                fused = rrf([(dense, dense_weight), (keyword, keyword_weight)], self.rrf_k)
-                scored = fused[: request.top_k]
+                scored = self._hybrid(request, allowed)
             return self._fetch(conn, scored, request.include_embeddings)
         finally:
             conn.execute("COMMIT")
@@ -506,34 +501,41 @@ class EmbeddedStore:
 
         return self._columns.remember(("sql", tree, tenant or SHARED_TENANT), from_sql)
 
-    def _dense(
-        self, conn: sqlite3.Connection, request: SearchRequest, tree: Node | None, k: int
-    ) -> list[tuple[int, float]]:
+    def _allowed(self, conn: sqlite3.Connection, request: SearchRequest, tree: Node | None) -> np.ndarray | None:
+        """The rowid mask of the request's tenant and filter (the rows `filter_sql` selects); None: every row."""
+        if tree is None and not request.tenant and not self._tenanted(conn):
+            return None
+        return self.allowed(conn, tree, request.tenant)
+
+    def _dense(self, request: SearchRequest, k: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         assert self._index is not None and request.embedding is not None
-        allowed: np.ndarray | None = None
-        if tree is not None or request.tenant or self._tenanted(conn):
-            allowed = self.allowed(conn, tree, request.tenant)
         ids, scores = self._index.search(np.asarray(request.embedding, dtype=np.float32), k, allowed)
         return list(zip(ids.tolist(), scores.tolist(), strict=True))
+
+    def _hybrid(self, request: SearchRequest, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        """Both sides' best `candidate_pool` fused, cut to top_k. Past the pool (top_k larger than what it fused),
+        deeper candidates are fused and appended after it, so the first results never depend on top_k."""
+        fused = self._fuse(request, self.candidate_pool, allowed)
+        if request.top_k > len(fused) and request.top_k > self.candidate_pool:
+            seen = {rowid for rowid, _ in fused}
+            deeper = self._fuse(request, request.top_k, allowed)
+            fused += [(rowid, score) for rowid, score in deeper if rowid not in seen]
+        return fused[: request.top_k]
+
+    def _fuse(self, request: SearchRequest, pool: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
+        dense = self._dense(request, pool, allowed)
+        keyword = self._keywords.search(request.text, pool, allowed)
+        weights = (
+            self.dense_weight if request.dense_weight is None else request.dense_weight,
+            self.keyword_weight if request.keyword_weight is None else request.keyword_weight,
+        )
+        if self.fusion == "convex":
+            return convex([dense, keyword], weights)
+        return rrf([[r for r, _ in dense], [r for r, _ in keyword]], self.rrf_k, weights)
 
     @staticmethod
     def _tenanted(conn: sqlite3.Connection) -> bool:
         return conn.execute("SELECT 1 FROM meta WHERE key = 'tenanted'").fetchone() is not None
-
-    @staticmethod
-    def _keyword(
-        conn: sqlite3.Connection, request: SearchRequest, tree: Node | None, k: int
-    ) -> list[tuple[int, float]]:
-        match = keyword_query(request.text)
-        if match is None:
-            return []
-        where, params = filter_sql(tree, request.tenant)
-        rows = conn.execute(
-            "SELECT c.rowid, -bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
-            f"WHERE chunks_fts MATCH ? AND {where} ORDER BY bm25(chunks_fts) LIMIT ?",
-            [match, *params, k],
-        ).fetchall()
-        return [(int(r[0]), float(r[1])) for r in rows]
 
     @staticmethod
     def _fetch(
@@ -693,6 +695,8 @@ def create_store(settings: Any) -> EmbeddedStore:
         dense_weight=settings.hybrid_dense_weight,
         keyword_weight=settings.hybrid_keyword_weight,
         rrf_k=settings.rrf_k,
+        fusion=settings.fusion,
+        candidate_pool=settings.candidate_pool,
         ann_min_chunks=settings.ann_min_chunks if settings.vector_index == "auto" else None,
         ann_nprobe=settings.ann_nprobe,
         ann_filtered_nprobe=settings.ann_filtered_nprobe,

@@ -51,9 +51,9 @@ from plugkit.plugins.retrieval.stores.common import (
     entry_of,
     page_of,
     rows_of,
-    rrf,
     tenant_key,
 )
+from plugkit.plugins.retrieval.stores.fusion import rrf
 
 T = TypeVar("T")
 MAX_TEXT = 65535
@@ -377,8 +377,7 @@ class MilvusStore:
             k=self.settings.rrf_k,
             weights=[request.dense_weight, request.keyword_weight],
         )
-        best = sorted(fused, key=lambda key: (-fused[key], key))[: request.top_k]
-        return [self._result(by_id[key], fused[key]) for key in best]
+        return [self._result(by_id[key], score) for key, score in fused[: request.top_k]]
 
     async def list_documents(
         self,

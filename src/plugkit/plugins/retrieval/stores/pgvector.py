@@ -46,9 +46,9 @@ from plugkit.plugins.retrieval.stores.common import (
     chunk_with_score,
     entry_of,
     rows_of,
-    rrf,
     tenant_key,
 )
+from plugkit.plugins.retrieval.stores.fusion import rrf
 
 INFO_TABLE = "plugkit_vector_tables"
 MAX_QUERY_WORDS = 64
@@ -295,8 +295,7 @@ class PgVectorStore:
             k=self.settings.rrf_k,
             weights=[request.dense_weight, request.keyword_weight],
         )
-        best = sorted(fused, key=lambda key: (-fused[key], key))[: request.top_k]
-        return [_result(by_id[key], fused[key]) for key in best]
+        return [_result(by_id[key], score) for key, score in fused[: request.top_k]]
 
     async def _dense(self, request: SearchRequest, limit: int) -> list[dict[str, Any]]:
         assert request.embedding is not None

@@ -55,9 +55,9 @@ from plugkit.plugins.retrieval.stores.common import (
     entry_of,
     page_of,
     rows_of,
-    rrf,
     tenant_key,
 )
+from plugkit.plugins.retrieval.stores.fusion import rrf
 
 _NAMESPACE = uuid.UUID("6b1c3f0e-8d8a-4f47-9a43-2f1d0b6c7e51")
 _BATCH = 256
@@ -308,14 +308,13 @@ class QdrantStore:
             k=self.settings.rrf_k,
             weights=[request.dense_weight, request.keyword_weight],
         )
-        best = sorted(fused, key=lambda key: (-fused[key], key))[: request.top_k]
         return [
             chunk_with_score(
                 by_id[key].payload or {},
-                fused[key],
+                score,
                 by_id[key].vector if request.include_embeddings else None,  # type: ignore[arg-type]
             )
-            for key in best
+            for key, score in fused[: request.top_k]
         ]
 
     async def list_documents(

@@ -1,0 +1,259 @@
+"""The embedding pipeline of the local model, kept free of plugkit's web dependencies (bench/gpu.py imports it alone).
+
+Throughput-first (`encode`): texts tokenised a group at a time by the fast tokenizer (Rust, on all cores), sorted by
+length and cut into batches padded only to their longest text; on a GPU a thread tokenises and prepares the next
+batches (padding, pinned host memory) while the model runs, their copies to the device are asynchronous, and the
+vectors stay on the device until the end, so the host never waits for the device mid-way. Latency-first
+(`onnx_session`, `onnx_encode`): the model's transformer exported to ONNX once and run by ONNX Runtime on one thread,
+mean-pooled and normalised in numpy, for a lone query.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PREFETCH = 4  # batches prepared ahead of the model on a GPU
+Batch = tuple[np.ndarray, dict[str, Any]]  # positions in the input, model features
+
+
+def fast_tokenizer(model_path: Path, max_length: int) -> Any:
+    """The model's fast tokenizer (tokenizer.json), truncating at `max_length`, unpadded."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer
+
+
+def token_ids(tokenizer: Any, texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
+    """Each text's token ids (special tokens included) and their lengths; `encode_batch` runs on Rust threads and
+    lets go of the GIL meanwhile."""
+    encodings = tokenizer.encode_batch(texts)
+    ids = [e.ids for e in encodings]
+    return ids, np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
+
+
+def flat_token_ids(tokenizer: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The token ids of `texts` end to end (int32) and each text's length: cheap to send between processes."""
+    ids, lengths = token_ids(tokenizer, texts)
+    return np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum())), lengths
+
+
+def batches(flat: np.ndarray, lengths: np.ndarray, batch_size: int, pin: bool = False) -> Iterator[Batch]:
+    """Length-sorted batches (longest first) of texts given as `flat_token_ids`, each padded to its longest text,
+    as torch tensors; positions index the texts."""
+    import torch
+
+    starts = np.cumsum(lengths) - lengths
+    order = np.argsort(-lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        positions = order[start : start + batch_size]
+        widths = lengths[positions]
+        mask = np.arange(int(widths[0])) < widths[:, None]
+        # Where each row's ids lie in `flat`: its start, then consecutive (gathered at once, filled row by row).
+        within = np.arange(int(widths.sum())) - np.repeat(np.cumsum(widths) - widths, widths)
+        matrix = np.zeros(mask.shape, dtype=np.int64)
+        matrix[mask] = flat[np.repeat(starts[positions], widths) + within]
+        features = {
+            "input_ids": torch.from_numpy(matrix),
+            "attention_mask": torch.from_numpy(mask.astype(np.int64)),
+            "token_type_ids": torch.zeros(mask.shape, dtype=torch.int64),
+        }
+        if pin:
+            features = {name: tensor.pin_memory() for name, tensor in features.items()}
+        yield positions, features
+
+
+_worker_tokenizer: Any = None
+
+
+def _init_tokenizer_worker(model_path: str, max_length: int) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = fast_tokenizer(Path(model_path), max_length)
+
+
+def _tokenize_in_worker(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    return flat_token_ids(_worker_tokenizer, texts)
+
+
+def tokenizer_pool(model_path: Path, max_length: int, workers: int) -> Any:
+    """Processes that tokenise for `grouped_batches` (spawned, so a CUDA context is never forked): the tokenizer is
+    Rust, but turning its output into arrays is Python, which one process cannot do fast enough to feed a GPU."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_tokenizer_worker,
+        initargs=(str(model_path), max_length),
+    )
+
+
+def grouped_batches(
+    tokenizer: Any, texts: list[str], batch_size: int, pin: bool = False, group: int | None = None, pool: Any = None
+) -> Iterator[Batch]:
+    """`batches` of `texts` tokenised a group at a time (`group` texts, default 8 batches), by the processes of
+    `pool` when given (several groups at once), so that the model starts on the first group while the next ones
+    are tokenised; positions index `texts`."""
+    group = group or 8 * batch_size
+    starts = range(0, len(texts), group)
+    parts = [texts[start : start + group] for start in starts]
+    if pool is not None:
+        tokenised = pool.map(_tokenize_in_worker, parts)
+    else:
+        tokenised = (flat_token_ids(tokenizer, part) for part in parts)
+    for start, (flat, lengths) in zip(starts, tokenised, strict=True):
+        for positions, features in batches(flat, lengths, batch_size, pin):
+            yield positions + start, features
+
+
+def prefetch(items: Iterator[Batch], depth: int = PREFETCH) -> Iterator[Batch]:
+    """`items` produced by a thread up to `depth` ahead of the consumer (an error is raised in the consumer)."""
+    done = object()
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+
+    def produce() -> None:
+        try:
+            for item in items:
+                ahead.put(item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            ahead.put(exc)
+        ahead.put(done)
+
+    threading.Thread(target=produce, daemon=True, name="embed-prefetch").start()
+    while (item := ahead.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def dimension_of(model: Any) -> int:
+    """A sentence-transformers model's output dimension (the method was renamed in version 6)."""
+    method = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(method())
+
+
+def encode(
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    batch_size: int,
+    device: str,
+    overlap: bool | None = None,
+    pool: Any = None,
+) -> np.ndarray:
+    """Unit vectors (float32, one row per text, in order) of a sentence-transformers `model` on `device`.
+    `overlap` (default: on a GPU) prepares batches in a thread ahead of the model; `pool` (a `tokenizer_pool`)
+    tokenises in processes."""
+    import torch
+
+    if not texts:
+        return np.zeros((0, dimension_of(model)), dtype=np.float32)
+    on_gpu = device != "cpu"
+    items = grouped_batches(tokenizer, texts, batch_size, pin=on_gpu, pool=pool)
+    if on_gpu if overlap is None else overlap:
+        items = prefetch(items)
+    order: list[np.ndarray] = []
+    done: list[Any] = []
+    with torch.inference_mode():
+        for positions, features in items:
+            # Pinned memory: the copies are queued without waiting, and nothing here waits on the device until
+            # the end, so the host keeps the next batches coming while the model runs.
+            features = {name: tensor.to(device, non_blocking=on_gpu) for name, tensor in features.items()}
+            done.append(model(features)["sentence_embedding"])
+            order.append(positions)
+        # Normalised in float32 whatever the model's precision (bf16/fp16 norms are only good to about 1e-3).
+        vectors = torch.nn.functional.normalize(torch.cat(done).float(), dim=1).cpu().numpy()
+    out = np.empty_like(vectors)
+    out[np.concatenate(order)] = vectors
+    return out
+
+
+# -- the latency-first path -------------------------------------------------------------------------------------
+
+
+def _check_mean_pooling(model: Any) -> None:
+    modules = list(model)
+    pooling = modules[1] if len(modules) > 1 else None
+    config = pooling.get_config_dict() if pooling is not None and hasattr(pooling, "get_config_dict") else {}
+    mean = config.get("pooling_mode") == "mean" or (  # sentence-transformers 6, or the flags of earlier versions
+        config.get("pooling_mode_mean_tokens")
+        and not any(config.get(k) for k in ("pooling_mode_cls_token", "pooling_mode_max_tokens"))
+    )
+    if not mean:
+        raise ValueError("the ONNX query path handles mean-pooled models only")
+
+
+def export_onnx(model: Any, path: Path) -> None:
+    """The transformer of a (fp32) sentence-transformers model as ONNX at `path` (atomically)."""
+    import warnings
+
+    import torch
+
+    _check_mean_pooling(model)
+    transformer = model[0].auto_model
+
+    class Hidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = transformer
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    # A padded example, so that the traced graph handles masks of any batch and length.
+    example = torch.tensor([[101, 2023, 2003, 1037, 3231, 102], [101, 2023, 102, 0, 0, 0]])
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Hidden().eval(),
+            (example, (example > 0).long(), torch.zeros_like(example)),
+            str(tmp),
+            input_names=names,
+            output_names=["hidden"],
+            dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*names, "hidden"]},
+            opset_version=17,
+            dynamo=False,
+        )
+    os.replace(tmp, path)
+
+
+def onnx_session(model: Any, path: Path) -> Any:
+    """An ONNX Runtime session (one thread) over the model exported at `path`, exporting it first if missing."""
+    import onnxruntime as ort
+
+    if not path.exists():
+        export_onnx(model, path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_encode(session: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
+    """Unit vectors of `texts` from an ONNX session of `onnx_session`: mean pooling over the tokens, normalised."""
+    ids, lengths = token_ids(tokenizer, texts)
+    matrix = np.zeros((len(ids), int(lengths.max())), dtype=np.int64)
+    for row, row_ids in enumerate(ids):
+        matrix[row, : len(row_ids)] = row_ids
+    mask = (np.arange(matrix.shape[1]) < lengths[:, None]).astype(np.int64)
+    (hidden,) = session.run(None, {"input_ids": matrix, "attention_mask": mask, "token_type_ids": np.zeros_like(mask)})
+    pooled = (hidden * mask[..., None]).sum(axis=1) / lengths[:, None]
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return (pooled / np.where(norms > 0, norms, 1.0)).astype(np.float32)  # type: ignore[no-any-return]
