@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from openapi_spec_validator import validate
 from plugkit.plugins.retrieval.app import create_app as create_retrieval_app
 from plugkit.plugins.retrieval.settings import RetrievalSettings
 from plugkit.spec import iter_operations
-from tests.auth.cdp import chromium_page
+from tests.browser import chromium
 from tests.helpers import PluginServer, asgi_client
 
 HIDDEN_FROM_MODEL = {"upsertDocuments", "upsertFile", "deleteDocuments"}
@@ -46,26 +45,13 @@ async def test_the_full_spec_has_every_operation_and_the_models_spec_is_unchange
 
 
 @pytest.mark.slow
-async def test_swagger_ui_renders_every_operation_in_chromium_without_leaving_the_origin(tmp_path: Path) -> None:
-    with PluginServer("retrieval", "--data-dir", str(tmp_path)) as server:
-        async with chromium_page() as page:
-            await page.send("Network.enable")
-            await page.send("Page.enable")
-            await page.send("Page.navigate", url=f"{server.base_url}/docs")
-            requested: list[str] = []
-            shown: list[str] = []
-            async with asyncio.timeout(60):
-                while len(shown) < 6:
-                    while not page.events.empty():
-                        event = page.events.get_nowait()
-                        if event["method"] == "Network.requestWillBeSent":
-                            requested.append(event["params"]["request"]["url"])
-                    shown = (
-                        await page.evaluate(
-                            "Array.from(document.querySelectorAll('.opblock-summary-path')).map(e => e.textContent)"
-                        )
-                        or []
-                    )
-                    await asyncio.sleep(0.3)
+def test_swagger_ui_renders_every_operation_in_chromium_without_leaving_the_origin(tmp_path: Path) -> None:
+    with PluginServer("retrieval", "--data-dir", str(tmp_path)) as server, chromium() as browser:
+        page = browser.new_page()
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(f"{server.base_url}/docs")
+        page.locator(".opblock-summary-path").nth(5).wait_for(timeout=60_000)  # no eval: the page's CSP forbids it
+        shown = page.eval_on_selector_all(".opblock-summary-path", "elements => elements.map(e => e.textContent)")
     assert {"/upsert", "/upsert-file", "/delete", "/query"} <= {s.replace("\u200b", "") for s in shown}
     assert requested and all(url.startswith(server.base_url) for url in requested), requested
