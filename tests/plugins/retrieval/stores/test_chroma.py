@@ -18,10 +18,12 @@ import chromadb
 import httpx
 import pytest
 
+from plugkit.plugins.retrieval.filters import And, Equals, Not, Range
 from plugkit.plugins.retrieval.models import DocumentMetadataFilter, Source
 from plugkit.plugins.retrieval.stores.base import SearchRequest, StoreInfo, StoreMismatchError
 from plugkit.plugins.retrieval.stores.chroma import (
     bm25,
+    chroma_where,
     conditions_of,
     connect,
     create_store,
@@ -32,6 +34,7 @@ from plugkit.plugins.retrieval.stores.chroma import (
 from plugkit.plugins.retrieval.stores.common import StoreSettings
 from tests.contract.conftest import open_store, store  # noqa: F401 - the contract fixtures, for the suite below
 from tests.contract.contract_data import INFO, document, embed
+from tests.contract.test_filters import *  # noqa: F403 - the filter suite, run here against the server
 from tests.contract.test_vector_store import *  # noqa: F403 - the contract suite, run here against the server
 from tests.helpers import free_port
 
@@ -95,15 +98,37 @@ def test_where_of_one_condition_is_the_condition_and_of_several_an_and() -> None
     assert where_of(conditions_of("acme", DocumentMetadataFilter(author="ann", start_date="2024-01-01"))) == {
         "$and": [
             {"tenant": {"$eq": "acme"}},
-            {"author": {"$eq": "ann"}},
-            {"created_ts": {"$gte": 1704067200.0}},
+            {"$and": [{"author": {"$in": ["ann"]}}, {"created_ts": {"$gte": 1704067200.0}}]},
         ]
     }
 
 
 def test_filter_values_stay_values_whatever_they_hold() -> None:
     hostile = '{"$ne": 1} \' OR 1=1 --'
-    assert conditions_of(None, DocumentMetadataFilter(source_id=hostile))[1] == {"source_id": {"$eq": hostile}}
+    assert conditions_of(None, DocumentMetadataFilter(source_id=hostile))[1] == {"source_id": {"$in": [hostile]}}
+
+
+def test_a_custom_string_comparison_also_matches_list_fields_holding_the_value() -> None:
+    assert chroma_where(Equals("tags", "string", ("beta",))) == {
+        "$or": [{"c.tags": {"$in": ["beta"]}}, {"c.tags": {"$contains": "beta"}}]
+    }
+
+
+def test_a_negation_is_pushed_down_to_comparisons_that_match_chunks_lacking_the_key() -> None:
+    tree = Not(And((Equals("tags", "string", ("beta",)), Range("priority", "number", gte=2.0, lt=5.0))))
+    assert chroma_where(tree) == {
+        "$or": [
+            {"$and": [{"c.tags": {"$nin": ["beta"]}}, {"c.tags": {"$not_contains": "beta"}}]},
+            {
+                "$or": [
+                    {"ranged": {"$not_contains": "c.priority"}},
+                    {"c.priority": {"$lt": 2.0}},
+                    {"c.priority": {"$gte": 5.0}},
+                ]
+            },
+        ]
+    }
+    assert chroma_where(Not(Not(Equals("urgent", "bool", (True,))))) == {"c.urgent": {"$in": [True]}}
 
 
 def test_query_terms_are_distinct_lowercase_words_without_stopwords_unless_only_stopwords() -> None:
