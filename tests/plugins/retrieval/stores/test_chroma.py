@@ -18,8 +18,8 @@ import chromadb
 import httpx
 import pytest
 
-from plugkit.plugins.retrieval.filters import And, Equals, Not, Range
-from plugkit.plugins.retrieval.models import DocumentMetadataFilter, Source
+from plugkit.plugins.retrieval.filters import And, Equals, Not, Range, to_tree
+from plugkit.plugins.retrieval.models import DocumentMetadataFilter, Source, parse_filter
 from plugkit.plugins.retrieval.stores.base import SearchRequest, StoreInfo, StoreMismatchError
 from plugkit.plugins.retrieval.stores.chroma import (
     bm25,
@@ -33,7 +33,7 @@ from plugkit.plugins.retrieval.stores.chroma import (
 )
 from plugkit.plugins.retrieval.stores.common import StoreSettings
 from tests.contract.conftest import open_store, store  # noqa: F401 - the contract fixtures, for the suite below
-from tests.contract.contract_data import INFO, document, embed
+from tests.contract.contract_data import INFO, axis, document, embed
 from tests.contract.test_filters import *  # noqa: F403 - the filter suite, run here against the server
 from tests.contract.test_vector_store import *  # noqa: F403 - the contract suite, run here against the server
 from tests.helpers import free_port
@@ -216,3 +216,40 @@ async def test_the_server_store_refuses_another_dimension(chroma_server: str) ->
 
     with pytest.raises(StoreMismatchError):
         await create_store(settings).open(StoreInfo(INFO.embedding_model, INFO.dimension * 2))
+
+
+async def test_hybrid_weights_decide_which_ranking_leads(tmp_path: Path) -> None:
+    made = create_store(StoreSettings(store_url=str(tmp_path / "c"), collection="weights"))
+    await made.open(INFO)
+    await made.replace_documents(
+        [document("near", "zzz", vectors=[axis(0)]), document("word", "needle", vectors=[axis(3)])]
+    )
+
+    async def order(dense: float | None, keyword: float | None) -> list[str | None]:
+        request = SearchRequest("needle", axis(0), 2, "hybrid", dense_weight=dense, keyword_weight=keyword)
+        return [r.metadata.document_id for r in await made.search(request)]
+
+    assert await order(None, None) == ["word", "near"]  # in both rankings beats first in one
+    assert await order(1.0, 0.0) == ["near", "word"]
+    assert await order(0.0, 1.0) == ["word", "near"]
+    await made.close()
+
+
+@pytest.mark.parametrize("hostile", ['{"$ne": 1}', "x' OR '1'='1", "$contains", "a\x00b"])
+async def test_hostile_custom_values_match_only_themselves_and_their_negation_everything_else(
+    tmp_path: Path, hostile: str
+) -> None:
+    made = create_store(StoreSettings(store_url=str(tmp_path / "c"), collection="hostile"))
+    await made.open(INFO)
+    await made.replace_documents(
+        [document("mine", "text", team=hostile, tags=[hostile]), document("other", "text", team="x", tags=["x"])]
+    )
+
+    for key in ("team", "tags"):
+        for kind, expected in (("eq", ["mine"]), ("ne", ["other"])):
+            flt = to_tree(parse_filter({"key": key, "type": kind, "value": hostile}))
+            found = await made.search(SearchRequest("text", embed("text"), 10, "hybrid", filter=flt))
+            assert [r.metadata.document_id for r in found] == expected, (key, kind)
+    assert await made.delete(filter=to_tree(parse_filter({"key": "team", "type": "eq", "value": hostile}))) == 1
+    assert [c.text for c in await made.get_document("other")] == ["text"]
+    await made.close()

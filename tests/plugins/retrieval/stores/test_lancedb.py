@@ -31,7 +31,7 @@ from plugkit.plugins.retrieval.stores.lancedb import (
     token,
     where_of,
 )
-from tests.contract.contract_data import INFO, document, embed
+from tests.contract.contract_data import INFO, axis, document, embed
 
 HOSTILE = [
     "x' OR '1'='1",
@@ -265,3 +265,33 @@ async def test_two_stores_on_one_directory_see_each_others_writes_and_may_write_
     assert (await first.count(), await second.count()) == (41, 41)
     await first.close()
     await second.close()
+
+
+async def test_hybrid_weights_decide_which_ranking_leads(tmp_path: Path) -> None:
+    store = create_store(StoreSettings(store_url=str(tmp_path / "l")))
+    await store.open(INFO)
+    await store.replace_documents(
+        [document("near", "zzz", vectors=[axis(0)]), document("word", "needle", vectors=[axis(3)])]
+    )
+
+    async def order(dense: float | None, keyword: float | None) -> list[str | None]:
+        request = SearchRequest("needle", axis(0), 2, "hybrid", dense_weight=dense, keyword_weight=keyword)
+        return [r.metadata.document_id for r in await store.search(request)]
+
+    assert await order(None, None) == ["word", "near"]  # in both rankings beats first in one
+    assert await order(1.0, 0.0) == ["near", "word"]
+    assert await order(0.0, 1.0) == ["word", "near"]
+    await store.close()
+
+
+async def test_a_table_of_the_layout_before_custom_metadata_is_refused_naming_the_way_out(tmp_path: Path) -> None:
+    schema = lancedb_store.schema_of(INFO)
+    older = pa.schema(
+        [field for field in schema if field.name not in lancedb_store.ADDED_COLUMNS], metadata=schema.metadata
+    )
+    db = await lancedb.connect_async(str(tmp_path / "l"))
+    await db.create_table("plugkit_chunks", schema=older)
+    store = create_store(StoreSettings(store_url=str(tmp_path / "l")))
+
+    with pytest.raises(StoreMismatchError, match="re-ingest into a new collection"):
+        await store.open(INFO)
