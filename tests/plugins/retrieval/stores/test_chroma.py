@@ -253,3 +253,14 @@ async def test_hostile_custom_values_match_only_themselves_and_their_negation_ev
     assert await made.delete(filter=to_tree(parse_filter({"key": "team", "type": "eq", "value": hostile}))) == 1
     assert [c.text for c in await made.get_document("other")] == ["text"]
     await made.close()
+
+
+async def test_a_collection_of_the_layout_before_custom_metadata_is_refused_naming_the_way_out(tmp_path: Path) -> None:
+    made = create_store(StoreSettings(store_url=str(tmp_path / "c"), collection="older"))
+    await made.open(INFO)
+    await made.close()
+    raw = raw_client(tmp_path / "c").get_collection("older")
+    raw.add(ids=["r"], embeddings=[embed("old")], documents=["old"], metadatas=[{"tenant": "", "document_id": "d"}])
+
+    with pytest.raises(StoreMismatchError, match="re-ingest into a new collection"):
+        await create_store(StoreSettings(store_url=str(tmp_path / "c"), collection="older")).open(INFO)

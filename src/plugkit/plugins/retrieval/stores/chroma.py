@@ -274,6 +274,13 @@ class ChromaStore:
                 f"collection {self.settings.collection!r} was not made by plugkit (no embedding model recorded)"
             ) from None
         check_info(found, info, f"collection {self.settings.collection!r}")
+        sample = await self._run(self.collection.get, limit=1, include=["metadatas"])
+        first = list(sample.get("metadatas") or [])[:1]
+        if first and first[0] is not None and "chunk_count" not in first[0]:
+            raise StoreMismatchError(
+                f"collection {self.settings.collection!r} was made by an older plugkit, without custom metadata"
+                " filtering and the listing's fields: re-ingest into a new collection (PLUGKIT_COLLECTION)"
+            )
 
     async def close(self) -> None:
         # An embedded client's engine is shared by every client of its folder in the process: drop the references.
