@@ -264,3 +264,14 @@ async def test_a_collection_of_the_layout_before_custom_metadata_is_refused_nami
 
     with pytest.raises(StoreMismatchError, match="re-ingest into a new collection"):
         await create_store(StoreSettings(store_url=str(tmp_path / "c"), collection="older")).open(INFO)
+
+
+async def test_an_integer_beyond_64_bits_is_stored_and_compares_as_a_number(tmp_path: Path) -> None:
+    made = create_store(StoreSettings(store_url=str(tmp_path / "c"), collection="bigint"))
+    await made.open(INFO)
+    await made.replace_documents([document("big", "text", size=10**20), document("small", "text", size=3)])
+
+    flt = to_tree(parse_filter({"key": "size", "type": "gt", "value": 10**19}))
+    found = await made.search(SearchRequest("text", embed("text"), 10, "dense", filter=flt))
+    assert [(r.metadata.document_id, r.metadata.custom) for r in found] == [("big", {"size": 10**20})]
+    await made.close()

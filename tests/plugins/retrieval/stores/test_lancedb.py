@@ -295,3 +295,15 @@ async def test_a_table_of_the_layout_before_custom_metadata_is_refused_naming_th
 
     with pytest.raises(StoreMismatchError, match="re-ingest into a new collection"):
         await store.open(INFO)
+
+
+async def test_an_integer_beyond_64_bits_is_stored_and_compares_as_a_number(tmp_path: Path) -> None:
+    store = create_store(StoreSettings(store_url=str(tmp_path / "l")))
+    await store.open(INFO)
+    await store.replace_documents([document("big", "text", size=10**20), document("small", "text", size=3)])
+
+    for data in ({"key": "size", "type": "gt", "value": 10**19}, {"key": "size", "type": "eq", "value": 10**20}):
+        request = SearchRequest("text", embed("text"), 10, "dense", filter=to_tree(parse_filter(data)))
+        found = await store.search(request)
+        assert [(r.metadata.document_id, r.metadata.custom) for r in found] == [("big", {"size": 10**20})], data
+    await store.close()

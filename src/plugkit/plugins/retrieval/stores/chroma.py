@@ -156,10 +156,11 @@ def flat_custom(custom: dict[str, Any], instants: dict[str, float]) -> dict[str,
             kinds = {type(item) for item in value}
             if value and len(kinds) == 1:  # Chroma arrays are non-empty and of one type
                 flat[CUSTOM + key] = list(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[CUSTOM + key] = float(value)  # Chroma's integers are 64-bit; filters compare numbers as floats
+            ranged.append(CUSTOM + key)
         elif value is not None:
             flat[CUSTOM + key] = value
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                ranged.append(CUSTOM + key)
     for key, instant in instants.items():
         flat[INSTANT + key] = instant
         ranged.append(INSTANT + key)
