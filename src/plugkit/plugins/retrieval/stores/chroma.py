@@ -157,7 +157,7 @@ def flat_custom(custom: dict[str, Any], instants: dict[str, float]) -> dict[str,
             if value and len(kinds) == 1:  # Chroma arrays are non-empty and of one type
                 flat[CUSTOM + key] = list(value)
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            flat[CUSTOM + key] = float(value)  # Chroma's integers are 64-bit; filters compare numbers as floats
+            flat[CUSTOM + key] = float(value)  # filters compare numbers as floats
             ranged.append(CUSTOM + key)
         elif value is not None:
             flat[CUSTOM + key] = value
