@@ -65,9 +65,9 @@ from plugkit.plugins.retrieval.stores.common import (
     entry_of,
     page_of,
     rows_of,
-    rrf,
     tenant_key,
 )
+from plugkit.plugins.retrieval.stores.fusion import rrf
 
 T = TypeVar("T")
 MODEL_KEY = "plugkit_embedding_model"
@@ -367,8 +367,7 @@ class ChromaStore:
             self.settings.rrf_k,
             weights=[request.dense_weight, request.keyword_weight],
         )
-        best = sorted(fused, key=lambda key: (-fused[key], key))[: request.top_k]
-        return [self._result(found[key], fused[key]) for key in best]
+        return [self._result(found[key], score) for key, score in fused[: request.top_k]]
 
     async def _dense(
         self, embedding: list[float], where: Condition, limit: int, with_vectors: bool

@@ -81,9 +81,9 @@ from plugkit.plugins.retrieval.stores.common import (
     entry_of,
     page_of,
     rows_of,
-    rrf,
     tenant_key,
 )
+from plugkit.plugins.retrieval.stores.fusion import rrf
 
 MODEL_KEY = b"plugkit.embedding_model"
 DIMENSION_KEY = b"plugkit.dimension"
@@ -423,8 +423,7 @@ class LanceDBStore:
             self.settings.rrf_k,
             weights=[request.dense_weight, request.keyword_weight],
         )
-        best = sorted(fused, key=lambda key: (-fused[key], key))[: request.top_k]
-        return [self._result(found[key], fused[key]) for key in best]
+        return [self._result(found[key], score) for key, score in fused[: request.top_k]]
 
     @staticmethod
     def _values(hit: dict[str, Any]) -> dict[str, Any]:
