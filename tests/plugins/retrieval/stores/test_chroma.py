@@ -18,10 +18,12 @@ import chromadb
 import httpx
 import pytest
 
-from plugkit.plugins.retrieval.models import DocumentMetadataFilter, Source
+from plugkit.plugins.retrieval.filters import And, Equals, Not, Range, to_tree
+from plugkit.plugins.retrieval.models import DocumentMetadataFilter, Source, parse_filter
 from plugkit.plugins.retrieval.stores.base import SearchRequest, StoreInfo, StoreMismatchError
 from plugkit.plugins.retrieval.stores.chroma import (
     bm25,
+    chroma_where,
     conditions_of,
     connect,
     create_store,
@@ -31,7 +33,8 @@ from plugkit.plugins.retrieval.stores.chroma import (
 )
 from plugkit.plugins.retrieval.stores.common import StoreSettings
 from tests.contract.conftest import open_store, store  # noqa: F401 - the contract fixtures, for the suite below
-from tests.contract.contract_data import INFO, document, embed
+from tests.contract.contract_data import INFO, axis, document, embed
+from tests.contract.test_filters import *  # noqa: F403 - the filter suite, run here against the server
 from tests.contract.test_vector_store import *  # noqa: F403 - the contract suite, run here against the server
 from tests.helpers import free_port
 
@@ -95,15 +98,37 @@ def test_where_of_one_condition_is_the_condition_and_of_several_an_and() -> None
     assert where_of(conditions_of("acme", DocumentMetadataFilter(author="ann", start_date="2024-01-01"))) == {
         "$and": [
             {"tenant": {"$eq": "acme"}},
-            {"author": {"$eq": "ann"}},
-            {"created_ts": {"$gte": 1704067200.0}},
+            {"$and": [{"author": {"$in": ["ann"]}}, {"created_ts": {"$gte": 1704067200.0}}]},
         ]
     }
 
 
 def test_filter_values_stay_values_whatever_they_hold() -> None:
     hostile = '{"$ne": 1} \' OR 1=1 --'
-    assert conditions_of(None, DocumentMetadataFilter(source_id=hostile))[1] == {"source_id": {"$eq": hostile}}
+    assert conditions_of(None, DocumentMetadataFilter(source_id=hostile))[1] == {"source_id": {"$in": [hostile]}}
+
+
+def test_a_custom_string_comparison_also_matches_list_fields_holding_the_value() -> None:
+    assert chroma_where(Equals("tags", "string", ("beta",))) == {
+        "$or": [{"c.tags": {"$in": ["beta"]}}, {"c.tags": {"$contains": "beta"}}]
+    }
+
+
+def test_a_negation_is_pushed_down_to_comparisons_that_match_chunks_lacking_the_key() -> None:
+    tree = Not(And((Equals("tags", "string", ("beta",)), Range("priority", "number", gte=2.0, lt=5.0))))
+    assert chroma_where(tree) == {
+        "$or": [
+            {"$and": [{"c.tags": {"$nin": ["beta"]}}, {"c.tags": {"$not_contains": "beta"}}]},
+            {
+                "$or": [
+                    {"ranged": {"$not_contains": "c.priority"}},
+                    {"c.priority": {"$lt": 2.0}},
+                    {"c.priority": {"$gte": 5.0}},
+                ]
+            },
+        ]
+    }
+    assert chroma_where(Not(Not(Equals("urgent", "bool", (True,))))) == {"c.urgent": {"$in": [True]}}
 
 
 def test_query_terms_are_distinct_lowercase_words_without_stopwords_unless_only_stopwords() -> None:
@@ -191,3 +216,62 @@ async def test_the_server_store_refuses_another_dimension(chroma_server: str) ->
 
     with pytest.raises(StoreMismatchError):
         await create_store(settings).open(StoreInfo(INFO.embedding_model, INFO.dimension * 2))
+
+
+async def test_hybrid_weights_decide_which_ranking_leads(tmp_path: Path) -> None:
+    made = create_store(StoreSettings(store_url=str(tmp_path / "c"), collection="weights"))
+    await made.open(INFO)
+    await made.replace_documents(
+        [document("near", "zzz", vectors=[axis(0)]), document("word", "needle", vectors=[axis(3)])]
+    )
+
+    async def order(dense: float | None, keyword: float | None) -> list[str | None]:
+        request = SearchRequest("needle", axis(0), 2, "hybrid", dense_weight=dense, keyword_weight=keyword)
+        return [r.metadata.document_id for r in await made.search(request)]
+
+    assert await order(None, None) == ["word", "near"]  # in both rankings beats first in one
+    assert await order(1.0, 0.0) == ["near", "word"]
+    assert await order(0.0, 1.0) == ["word", "near"]
+    await made.close()
+
+
+@pytest.mark.parametrize("hostile", ['{"$ne": 1}', "x' OR '1'='1", "$contains", "a\x00b"])
+async def test_hostile_custom_values_match_only_themselves_and_their_negation_everything_else(
+    tmp_path: Path, hostile: str
+) -> None:
+    made = create_store(StoreSettings(store_url=str(tmp_path / "c"), collection="hostile"))
+    await made.open(INFO)
+    await made.replace_documents(
+        [document("mine", "text", team=hostile, tags=[hostile]), document("other", "text", team="x", tags=["x"])]
+    )
+
+    for key in ("team", "tags"):
+        for kind, expected in (("eq", ["mine"]), ("ne", ["other"])):
+            flt = to_tree(parse_filter({"key": key, "type": kind, "value": hostile}))
+            found = await made.search(SearchRequest("text", embed("text"), 10, "hybrid", filter=flt))
+            assert [r.metadata.document_id for r in found] == expected, (key, kind)
+    assert await made.delete(filter=to_tree(parse_filter({"key": "team", "type": "eq", "value": hostile}))) == 1
+    assert [c.text for c in await made.get_document("other")] == ["text"]
+    await made.close()
+
+
+async def test_a_collection_of_the_layout_before_custom_metadata_is_refused_naming_the_way_out(tmp_path: Path) -> None:
+    made = create_store(StoreSettings(store_url=str(tmp_path / "c"), collection="older"))
+    await made.open(INFO)
+    await made.close()
+    raw = raw_client(tmp_path / "c").get_collection("older")
+    raw.add(ids=["r"], embeddings=[embed("old")], documents=["old"], metadatas=[{"tenant": "", "document_id": "d"}])
+
+    with pytest.raises(StoreMismatchError, match="re-ingest into a new collection"):
+        await create_store(StoreSettings(store_url=str(tmp_path / "c"), collection="older")).open(INFO)
+
+
+async def test_an_integer_beyond_64_bits_is_stored_and_compares_as_a_number(tmp_path: Path) -> None:
+    made = create_store(StoreSettings(store_url=str(tmp_path / "c"), collection="bigint"))
+    await made.open(INFO)
+    await made.replace_documents([document("big", "text", size=10**20), document("small", "text", size=3)])
+
+    flt = to_tree(parse_filter({"key": "size", "type": "gt", "value": 10**19}))
+    found = await made.search(SearchRequest("text", embed("text"), 10, "dense", filter=flt))
+    assert [(r.metadata.document_id, r.metadata.custom) for r in found] == [("big", {"size": 10**20})]
+    await made.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,23 +14,89 @@ from typing import Any
 import lancedb
 import pyarrow as pa
 import pytest
+from lancedb.expr import Expr
 
-from plugkit.plugins.retrieval.models import DocumentMetadataFilter, Source
+from plugkit.plugins.retrieval.filters import And, Equals, Not, Range, to_tree
+from plugkit.plugins.retrieval.models import DocumentMetadataFilter, Source, parse_filter
 from plugkit.plugins.retrieval.stores import lancedb as lancedb_store
 from plugkit.plugins.retrieval.stores.base import SearchRequest, StoreMismatchError
 from plugkit.plugins.retrieval.stores.common import StoreSettings
-from plugkit.plugins.retrieval.stores.lancedb import conditions_of, connect_options, create_store, where_of
-from tests.contract.contract_data import INFO, document, embed
+from plugkit.plugins.retrieval.stores.lancedb import (
+    conditions_of,
+    connect_options,
+    create_store,
+    lance_where,
+    range_sql,
+    sql_string,
+    token,
+    where_of,
+)
+from tests.contract.contract_data import INFO, axis, document, embed
 
-HOSTILE = ["x' OR '1'='1", 'O\'Brien "the" \\ author', "a'); DROP TABLE t; --", "%", "_", "' OR tenant != '"]
+HOSTILE = [
+    "x' OR '1'='1",
+    'O\'Brien "the" \\ author',
+    "a'); DROP TABLE t; --",
+    "%",
+    "_",
+    "' OR tenant != '",
+    '\x01["s", "author", "x"]\x01',
+]
 
 
 def test_conditions_are_expressions_of_bound_values_whatever_they_hold() -> None:
     where = where_of(conditions_of("acme", DocumentMetadataFilter(author=HOSTILE[0], start_date="2024-01-01")))
     # The library renders its own expression tree; the value stays one quoted literal.
+    assert isinstance(where, Expr)
     assert where.to_sql() == (
-        "(((tenant = 'acme') AND (author = 'x'' OR ''1''=''1')) AND (created_ts >= 1704067200.0))"
+        "((tenant = 'acme') AND (contains(terms, '\x01[\"s\", \"author\", \"x'' OR ''1''=''1\"]\x01') AND"
+        ' (contains(terms, \'\x01["has", "created_at"]\x01\') AND (created_ts >= 1704067200.0))))'
     )
+
+
+def test_a_token_holds_no_delimiter_whatever_the_value_holds() -> None:
+    made = token("s", "team", '\x01["s", "team", "b"]\x01')
+    assert made.count("\x01") == 2 and made.startswith("\x01[") and made.endswith("]\x01")
+    assert token("n", "priority", 1.0) == "\x01" + '["n", "priority", 1.0]' + "\x01"
+
+
+def test_a_range_on_a_custom_key_is_sql_of_a_checked_key_and_a_finite_number() -> None:
+    assert range_sql(Range("priority", "number", gt=1.0, lte=2.5)) == (
+        "(array_has(range_keys, 'n:priority') AND range_values[CAST(array_position(range_keys, 'n:priority') AS"
+        " BIGINT)] > 1.0 AND range_values[CAST(array_position(range_keys, 'n:priority') AS BIGINT)] <= 2.5)"
+    )
+    with pytest.raises(ValueError, match="not a range key"):
+        range_sql(Range("x') OR true --", "number", gt=1.0))
+    with pytest.raises(ValueError, match="not a finite number"):
+        range_sql(Range("priority", "number", gt=math.inf))
+    assert sql_string("t:due.at") == "'t:due.at'"
+
+
+def test_a_tree_with_a_custom_range_is_sql_text_with_every_other_value_quoted_by_the_library() -> None:
+    tree = And((Equals("team", "string", ("it's",)), Not(Range("priority", "number", gte=2.0))))
+    where = lance_where(tree)
+    assert isinstance(where, str)
+    assert where.startswith('((contains(terms, \'\x01["s", "team", "it\'\'s"]\x01\')) AND ((NOT (')
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+async def test_hostile_custom_values_match_only_themselves_and_their_negation_everything_else(
+    tmp_path: Path, hostile: str
+) -> None:
+    store = create_store(StoreSettings(store_url=str(tmp_path / "l")))
+    await store.open(INFO)
+    await store.replace_documents(
+        [document("mine", "text", team=hostile, tags=[hostile]), document("other", "text", team="x", tags=["x"])]
+    )
+
+    for key in ("team", "tags"):
+        for kind, expected in (("eq", ["mine"]), ("ne", ["other"])):
+            flt = to_tree(parse_filter({"key": key, "type": kind, "value": hostile}))
+            found = await store.search(SearchRequest("text", embed("text"), 10, "hybrid", filter=flt))
+            assert [r.metadata.document_id for r in found] == expected, (key, kind)
+    assert await store.delete(filter=to_tree(parse_filter({"key": "team", "type": "eq", "value": hostile}))) == 1
+    assert [c.text for c in await store.get_document("other")] == ["text"]
+    await store.close()
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
@@ -198,3 +265,45 @@ async def test_two_stores_on_one_directory_see_each_others_writes_and_may_write_
     assert (await first.count(), await second.count()) == (41, 41)
     await first.close()
     await second.close()
+
+
+async def test_hybrid_weights_decide_which_ranking_leads(tmp_path: Path) -> None:
+    store = create_store(StoreSettings(store_url=str(tmp_path / "l")))
+    await store.open(INFO)
+    await store.replace_documents(
+        [document("near", "zzz", vectors=[axis(0)]), document("word", "needle", vectors=[axis(3)])]
+    )
+
+    async def order(dense: float | None, keyword: float | None) -> list[str | None]:
+        request = SearchRequest("needle", axis(0), 2, "hybrid", dense_weight=dense, keyword_weight=keyword)
+        return [r.metadata.document_id for r in await store.search(request)]
+
+    assert await order(None, None) == ["word", "near"]  # in both rankings beats first in one
+    assert await order(1.0, 0.0) == ["near", "word"]
+    assert await order(0.0, 1.0) == ["word", "near"]
+    await store.close()
+
+
+async def test_a_table_of_the_layout_before_custom_metadata_is_refused_naming_the_way_out(tmp_path: Path) -> None:
+    schema = lancedb_store.schema_of(INFO)
+    older = pa.schema(
+        [field for field in schema if field.name not in lancedb_store.ADDED_COLUMNS], metadata=schema.metadata
+    )
+    db = await lancedb.connect_async(str(tmp_path / "l"))
+    await db.create_table("plugkit_chunks", schema=older)
+    store = create_store(StoreSettings(store_url=str(tmp_path / "l")))
+
+    with pytest.raises(StoreMismatchError, match="re-ingest into a new collection"):
+        await store.open(INFO)
+
+
+async def test_an_integer_beyond_64_bits_is_stored_and_compares_as_a_number(tmp_path: Path) -> None:
+    store = create_store(StoreSettings(store_url=str(tmp_path / "l")))
+    await store.open(INFO)
+    await store.replace_documents([document("big", "text", size=10**20), document("small", "text", size=3)])
+
+    for data in ({"key": "size", "type": "gt", "value": 10**19}, {"key": "size", "type": "eq", "value": 10**20}):
+        request = SearchRequest("text", embed("text"), 10, "dense", filter=to_tree(parse_filter(data)))
+        found = await store.search(request)
+        assert [(r.metadata.document_id, r.metadata.custom) for r in found] == [("big", {"size": 10**20})], data
+    await store.close()

@@ -7,13 +7,20 @@ and database come from the URL's query (`?tenant=..&database=..`) or, for Chroma
 One collection per store (`StoreSettings.collection`, cosine HNSW): a record per chunk, its id a hash of tenant and
 chunk id, its document the chunk text, its metadata the flat row of stores/common.py (missing values left out) plus
 `metadata`, the chunk's whole metadata as JSON. The embedding model and dimension are kept in the collection's
-metadata and checked at open. Filters are Chroma `where` dicts (structured values, never text), built by
-`where_of` from a list of conditions.
+metadata and checked at open.
+
+Custom metadata is also flattened for filtering: each custom key as `c.<key>` (a list of strings as a Chroma array,
+an empty list left out), the instant of a custom ISO 8601 date value as `t.<key>`, and `ranged`, the array of the
+numeric fields a chunk has (`created_ts`, `c.<key>` of numbers, `t.<key>`), so that a negated range also matches the
+chunks that lack the key. Filter trees become Chroma `where` dicts (structured values, never text) in
+`chroma_where`: a negation is pushed down to the comparisons, where `$ne`/`$nin`/`$not_contains` match chunks
+lacking the key, as the filter language wants; `eq` on a custom string key is `$in` or `$contains` (a list field
+holding the value). The listing reads each document's first chunk (`position` 0), sorted in the client.
 
 Search modes: dense = cosine similarity (Chroma filters during the HNSW search). Keyword: the engine's full-text
 match (`where_document` `$regex`, case-insensitive whole words, over the filtered chunks) selects the chunks holding
 any query word, which are ranked by BM25 here, since local Chroma has no ranked text search (its `search()` runs on
-Chroma Cloud only). Hybrid: both rankings, `candidate_pool` each, fused by reciprocal rank fusion.
+Chroma Cloud only). Hybrid: both rankings, `candidate_pool` each, fused by (weighted) reciprocal rank fusion.
 
 Re-upsert: Chroma has no multi-record transactions, so a document's new chunks are upserted first (same ids
 overwrite in place), then its chunks that are not among them are deleted: a reader in between may see new chunks
@@ -39,14 +46,12 @@ from chromadb.api.models.Collection import Collection
 from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 from chromadb.utils.embedding_functions.chroma_bm25_embedding_function import DEFAULT_CHROMA_BM25_STOPWORDS
 
-from plugkit.plugins.retrieval.models import (
-    DocumentChunk,
-    DocumentChunkMetadata,
-    DocumentChunkWithScore,
-    DocumentMetadataFilter,
-)
+from plugkit.plugins.retrieval.filters import DATE_FIELD, And, Equals, Node, Not, Or, Range, is_standard, to_tree
+from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkMetadata, DocumentChunkWithScore
 from plugkit.plugins.retrieval.stores.base import (
+    DocumentPage,
     DocumentRecord,
+    FilterArg,
     SearchRequest,
     StoreInfo,
     StoreMismatchError,
@@ -57,11 +62,12 @@ from plugkit.plugins.retrieval.stores.common import (
     StoreSettings,
     check_info,
     chunk_of,
-    filter_terms,
+    entry_of,
+    page_of,
     rows_of,
-    rrf,
     tenant_key,
 )
+from plugkit.plugins.retrieval.stores.fusion import rrf
 
 T = TypeVar("T")
 MODEL_KEY = "plugkit_embedding_model"
@@ -80,21 +86,87 @@ def record_id(tenant: str, chunk_id: str) -> str:
     return hashlib.sha256(f"{tenant}\x00{chunk_id}".encode()).hexdigest()[:40]
 
 
-def conditions_of(tenant: str | None, filter: DocumentMetadataFilter | None) -> list[Condition]:
-    """The tenant and every field of the flat filter as Chroma comparisons; bad dates raise ValueError."""
-    equal, start, end = filter_terms(filter)
+CUSTOM = "c."  # the flattened custom keys
+INSTANT = "t."  # the instants of custom values written as ISO 8601 dates
+RANGED = "ranged"  # the numeric fields a chunk has
+_ALL: Condition = {"position": {"$gte": 0}}
+_NONE: Condition = {"position": {"$lt": 0}}
+_INVERSE = {"$gt": "$lte", "$gte": "$lt", "$lt": "$gte", "$lte": "$gt"}
+
+
+def _join(operator: str, parts: list[Condition]) -> Condition:
+    """`$and`/`$or` of the parts (Chroma wants two or more; none is always true / always false)."""
+    if not parts:
+        return _ALL if operator == "$and" else _NONE
+    return parts[0] if len(parts) == 1 else {operator: parts}
+
+
+def chroma_where(node: Node, negate: bool = False) -> Condition:
+    """The Chroma `where` dict of a filter tree (or of its negation): values stay structured values."""
+    if isinstance(node, Not):
+        return chroma_where(node.part, not negate)
+    if isinstance(node, And | Or):
+        operator = "$and" if isinstance(node, And) != negate else "$or"
+        return _join(operator, [chroma_where(part, negate) for part in node.parts])
+    if isinstance(node, Equals):
+        field = node.key if is_standard(node.key) else CUSTOM + node.key
+        values = [float(v) for v in node.values] if node.kind == "number" else list(node.values)
+        parts: list[Condition] = [{field: {"$nin" if negate else "$in": values}}]
+        if node.kind == "string" and not is_standard(node.key):  # a list field holding the value
+            parts += [{field: {"$not_contains" if negate else "$contains": value}} for value in values]
+        return _join("$and" if negate else "$or", parts)
+    assert isinstance(node, Range)
+    if node.key == DATE_FIELD:
+        field = "created_ts"
+    else:
+        field = (INSTANT if node.kind == "date" else CUSTOM) + node.key
+    bounds = [
+        (operator, float(bound))
+        for operator, bound in (("$gt", node.gt), ("$gte", node.gte), ("$lt", node.lt), ("$lte", node.lte))
+        if bound is not None
+    ]
+    if negate:
+        absent: Condition = {RANGED: {"$not_contains": field}}
+        return _join("$or", [absent, *({field: {_INVERSE[op]: bound}} for op, bound in bounds)])
+    if not bounds:
+        return {RANGED: {"$contains": field}}
+    return _join("$and", [{field: {op: bound}} for op, bound in bounds])
+
+
+def conditions_of(tenant: str | None, filter: FilterArg = None) -> list[Condition]:
+    """The tenant, and the filter (a tree or a flat filter) as a Chroma condition; bad dates raise ValueError."""
     found: list[Condition] = [{"tenant": {"$eq": tenant_key(tenant)}}]
-    found += [{name: {"$eq": value}} for name, value in equal.items()]
-    if start is not None:
-        found.append({"created_ts": {"$gte": start}})
-    if end is not None:
-        found.append({"created_ts": {"$lte": end}})
+    tree = to_tree(filter)
+    if tree is not None:
+        found.append(chroma_where(tree))
     return found
 
 
 def where_of(conditions: Sequence[Condition]) -> Condition:
     """A Chroma `where` dict that holds when all conditions do (`$and` wants two or more)."""
     return dict(conditions[0]) if len(conditions) == 1 else {"$and": list(conditions)}
+
+
+def flat_custom(custom: dict[str, Any], instants: dict[str, float]) -> dict[str, Any]:
+    """The filterable Chroma metadata of custom keys: `c.<key>`, `t.<key>` and `ranged` (see the module doc)."""
+    flat: dict[str, Any] = {}
+    ranged: list[str] = []
+    for key, value in custom.items():
+        if isinstance(value, list):
+            kinds = {type(item) for item in value}
+            if value and len(kinds) == 1:  # Chroma arrays are non-empty and of one type
+                flat[CUSTOM + key] = list(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[CUSTOM + key] = float(value)  # filters compare numbers as floats
+            ranged.append(CUSTOM + key)
+        elif value is not None:
+            flat[CUSTOM + key] = value
+    for key, instant in instants.items():
+        flat[INSTANT + key] = instant
+        ranged.append(INSTANT + key)
+    if ranged:
+        flat[RANGED] = ranged
+    return flat
 
 
 def query_terms(text: str) -> list[str]:
@@ -203,6 +275,13 @@ class ChromaStore:
                 f"collection {self.settings.collection!r} was not made by plugkit (no embedding model recorded)"
             ) from None
         check_info(found, info, f"collection {self.settings.collection!r}")
+        sample = await self._run(self.collection.get, limit=1, include=["metadatas"])
+        first = list(sample.get("metadatas") or [])[:1]
+        if first and first[0] is not None and "chunk_count" not in first[0]:
+            raise StoreMismatchError(
+                f"collection {self.settings.collection!r} was made by an older plugkit, without custom metadata"
+                " filtering and the listing's fields: re-ingest into a new collection (PLUGKIT_COLLECTION)"
+            )
 
     async def close(self) -> None:
         # An embedded client's engine is shared by every client of its folder in the process: drop the references.
@@ -211,8 +290,24 @@ class ChromaStore:
 
     @staticmethod
     def _metadata(row: Row, full: dict[str, Any]) -> dict[str, Any]:
-        values = {name: value for name, value in row.payload().items() if name != "text" and value is not None}
-        return {**values, "metadata": json.dumps(full, ensure_ascii=False)}
+        skipped = ("text", "metadata", "metadata_ts")
+        values = {name: value for name, value in row.payload().items() if name not in skipped and value is not None}
+        if row.created_ts is not None:
+            values[RANGED] = ["created_ts"]
+        flat = flat_custom(row.metadata, row.metadata_ts)
+        if RANGED in flat:
+            values[RANGED] = [*values.get(RANGED, []), *flat.pop(RANGED)]
+        return {**values, **flat, "metadata": json.dumps(full, ensure_ascii=False)}
+
+    async def _stored(self, tenant: str | None, document_ids: list[str]) -> dict[str, float]:
+        """When each of these documents was first stored (those that exist)."""
+        where = where_of([*conditions_of(tenant), {"document_id": {"$in": document_ids}}, {"position": {"$eq": 0}}])
+        found = await self._run(self._collection().get, where=where, include=["metadatas"])
+        stored: dict[str, float] = {}
+        for metadata in found.get("metadatas") or []:
+            if metadata and metadata.get("stored_ts") is not None:
+                stored[str(metadata["document_id"])] = float(metadata["stored_ts"])  # type: ignore[arg-type]
+        return stored
 
     async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
         latest = list({document.document_id: document for document in documents}.values())
@@ -223,8 +318,9 @@ class ChromaStore:
             texts: list[str] = []
             embeddings: list[list[float]] = []
             metadatas: list[dict[str, Any]] = []
+            stored = await self._stored(tenant, [document.document_id for document in batch])
             for document in batch:
-                rows = rows_of(document, tenant, self.dimension)
+                rows = rows_of(document, tenant, self.dimension, stored.get(document.document_id))
                 for row, record in zip(rows, document.chunks, strict=True):
                     ids.append(record_id(row.tenant, row.id))
                     texts.append(row.text)
@@ -266,9 +362,12 @@ class ChromaStore:
             self._keyword(request.text, where, pool, request.include_embeddings),
         )
         found = {hit["_id"]: hit for hit, _ in [*dense, *keyword]}
-        fused = rrf([[hit["_id"] for hit, _ in dense], [hit["_id"] for hit, _ in keyword]], self.settings.rrf_k)
-        best = sorted(fused, key=lambda key: fused[key], reverse=True)[: request.top_k]
-        return [self._result(found[key], fused[key]) for key in best]
+        fused = rrf(
+            [[hit["_id"] for hit, _ in dense], [hit["_id"] for hit, _ in keyword]],
+            self.settings.rrf_k,
+            weights=[request.dense_weight, request.keyword_weight],
+        )
+        return [self._result(found[key], score) for key, score in fused[: request.top_k]]
 
     async def _dense(
         self, embedding: list[float], where: Condition, limit: int, with_vectors: bool
@@ -325,18 +424,21 @@ class ChromaStore:
         ]
 
     @staticmethod
-    def _chunk(hit: dict[str, Any]) -> DocumentChunk:
-        chunk = chunk_of(hit, hit.get("_embedding"))
-        if hit.get("metadata"):  # the whole metadata, custom keys included, as it was given
-            full = {**json.loads(hit["metadata"]), "document_id": hit["document_id"]}
-            chunk.metadata = DocumentChunkMetadata.model_validate(full)
-        return chunk
+    def _values(hit: dict[str, Any]) -> dict[str, Any]:
+        """The stored values of a record with `metadata` its custom keys (the record keeps the whole metadata)."""
+        full = json.loads(hit["metadata"]) if hit.get("metadata") else {}
+        custom = {key: value for key, value in full.items() if key not in DocumentChunkMetadata.model_fields}
+        return {**hit, "metadata": custom}
+
+    @classmethod
+    def _chunk(cls, hit: dict[str, Any]) -> DocumentChunk:
+        return chunk_of(cls._values(hit), hit.get("_embedding"))
 
     def _result(self, hit: dict[str, Any], score: float) -> DocumentChunkWithScore:
         return DocumentChunkWithScore(**dict(self._chunk(hit)), score=float(score))
 
     async def get_document(self, document_id: str, tenant: str | None = None) -> list[DocumentChunk]:
-        where = where_of(conditions_of(tenant, DocumentMetadataFilter(document_id=document_id)))
+        where = where_of(conditions_of(tenant, Equals("document_id", "string", (document_id,))))
         found = await self._run(self._collection().get, where=where, include=["documents", "metadatas"])
         hits = sorted(self._hits(found, None), key=lambda hit: int(hit.get("position", 0)))
         return [self._chunk({**hit, "_embedding": None}) for hit in hits]
@@ -344,7 +446,7 @@ class ChromaStore:
     async def delete(
         self,
         ids: list[str] | None = None,
-        filter: DocumentMetadataFilter | None = None,
+        filter: FilterArg = None,
         delete_all: bool = False,
         tenant: str | None = None,
     ) -> int:
@@ -355,7 +457,7 @@ class ChromaStore:
             for start in range(0, len(ids or []), _BATCH):
                 batch = (ids or [])[start : start + _BATCH]
                 selectors.append(where_of([*conditions_of(tenant, None), {"document_id": {"$in": batch}}]))
-            if filter is not None and filter.model_dump(exclude_none=True):
+            if to_tree(filter) is not None:
                 selectors.append(where_of(conditions_of(tenant, filter)))
         deleted = 0
         for where in selectors:
@@ -363,6 +465,21 @@ class ChromaStore:
             await self._delete_ids(found)
             deleted += len(found)
         return deleted
+
+    async def list_documents(
+        self,
+        tenant: str | None = None,
+        filter: FilterArg = None,
+        limit: int = 20,
+        after: tuple[float, str] | None = None,
+    ) -> DocumentPage:
+        conditions = [*conditions_of(tenant, filter), {"position": {"$eq": 0}}]
+        if after is not None:
+            conditions.append({"updated_ts": {"$lte": after[0]}})
+        found = await self._run(self._collection().get, where=where_of(conditions), include=["metadatas"])
+        entries = [entry_of(self._values({**(metadata or {})})) for metadata in found.get("metadatas") or []]
+        kept = page_of(entries, limit, after)
+        return DocumentPage(kept[:limit], more=len(kept) > limit)
 
     async def count(self, tenant: str | None = None) -> int:
         """Chunks of the tenant; without a tenant, every chunk of the collection (all tenants)."""

@@ -7,13 +7,23 @@ URI's query pass through to the client).
 One table per store (`StoreSettings.collection`): a row per chunk, keyed by `pk` (a hash of tenant and chunk id),
 the flat row of stores/common.py, `metadata` (the chunk's whole metadata as JSON) and the embedding as a
 fixed-size float32 vector. The embedding model and dimension are kept in the table schema's metadata and checked at
-open. A native full-text index (BM25; English stemming and stop words) covers `text`. Filters are LanceDB `Expr`
-trees (`lancedb.expr.col`/`lit`: structured values, never SQL text), built by `where_of` from a list of conditions.
+open. A native full-text index (BM25; English stemming and stop words) covers `text`.
+
+Filters (`lance_where`): LanceDB `Expr` trees (`lancedb.expr.col`/`lit`, values bound as literals by the library)
+wherever the expression API reaches. Equality reads `terms`, a string of `\x01`-delimited JSON tokens
+`[kind, key, value]`, one per standard value, custom value and string of a custom list (JSON escapes every control
+character, so a token matches only itself: `contains` of a delimited token is exact), never null, so a negation
+also matches the chunks lacking the key. Date ranges on `created_at` compare `created_ts`, guarded by a `has` token
+(false, not null, where it is missing). Ranges on custom numbers and dates read `range_keys`/`range_values`
+(`n:<key>`, `t:<key>` for the instant of an ISO 8601 date value): the expression API has no array functions, so
+only that part is SQL text (`range_sql`), its key quoted by `sql_string` (checked against the key pattern, `'`
+doubled) and its bound a finite float; a tree holding one is rendered whole as SQL, its other parts by the
+library's own `to_sql`. The listing reads each document's first chunk (`position` 0), sorted in the client.
 
 Search modes: dense = exact cosine search with the filter applied before it (Lance scans vectors with SIMD; a table
 with no vector index is searched exhaustively, so results equal exact search); keyword = native BM25 full-text
-search; hybrid = both, `candidate_pool` each, fused by reciprocal rank fusion (what LanceDB's own hybrid query and
-RRF reranker do, which cannot yet name its score columns without a deprecation warning from Lance).
+search; hybrid = both, `candidate_pool` each, fused by (weighted) reciprocal rank fusion (what LanceDB's own hybrid
+query and RRF reranker do, which cannot yet name its score columns without a deprecation warning from Lance).
 
 Re-upsert is one Lance commit per batch of documents: a merge-insert on `pk` that updates and inserts the new chunks
 and deletes the batch's documents' other chunks, so a reader sees the old version of a document or the new one.
@@ -24,8 +34,12 @@ full-text index; until then they are searched unindexed).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
+import math
+import operator
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,34 +51,49 @@ from lancedb.expr import Expr, col, lit
 from lancedb.index import FTS
 from lancedb.query import FullTextOperator, MatchQuery
 
-from plugkit.plugins.retrieval.models import (
-    DocumentChunk,
-    DocumentChunkMetadata,
-    DocumentChunkWithScore,
-    DocumentMetadataFilter,
+from plugkit.plugins.retrieval.filters import (
+    DATE_FIELD,
+    KEY_PATTERN,
+    STRING_FIELDS,
+    And,
+    Equals,
+    Node,
+    Not,
+    Or,
+    Range,
+    to_tree,
 )
+from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkMetadata, DocumentChunkWithScore
 from plugkit.plugins.retrieval.stores.base import (
+    DocumentPage,
     DocumentRecord,
+    FilterArg,
     SearchRequest,
     StoreInfo,
     StoreMismatchError,
     search_each,
 )
 from plugkit.plugins.retrieval.stores.common import (
+    Row,
     StoreSettings,
     check_info,
     chunk_of,
-    filter_terms,
+    entry_of,
+    page_of,
     rows_of,
-    rrf,
     tenant_key,
 )
+from plugkit.plugins.retrieval.stores.fusion import rrf
 
 MODEL_KEY = b"plugkit.embedding_model"
 DIMENSION_KEY = b"plugkit.dimension"
 _BATCH = 500
 OPTIMIZE_ROWS = 1_000
 _COLUMNS = ["id", "document_id", "position", "text", "source", "source_id", "url", "author", "created_at", "metadata"]
+_LISTED = [*(name for name in _COLUMNS if name != "text"), "chunk_count", "stored_ts", "updated_ts"]
+ADDED_COLUMNS = ("terms", "range_keys", "range_values", "chunk_count", "stored_ts", "updated_ts")
+_KEY = re.compile(KEY_PATTERN)
+Where = Expr | str
 
 
 def primary_key(tenant: str, chunk_id: str) -> str:
@@ -85,30 +114,139 @@ def schema_of(info: StoreInfo) -> pa.Schema:
             *(pa.field(name, text) for name in ("source", "source_id", "url", "author", "created_at")),
             pa.field("created_ts", pa.float64()),
             pa.field("metadata", text),
+            pa.field("terms", text, nullable=False),
+            pa.field("range_keys", pa.list_(text), nullable=False),
+            pa.field("range_values", pa.list_(pa.float64()), nullable=False),
+            pa.field("chunk_count", pa.int64(), nullable=False),
+            pa.field("stored_ts", pa.float64(), nullable=False),
+            pa.field("updated_ts", pa.float64(), nullable=False),
             pa.field("vector", pa.list_(pa.float32(), info.dimension)),
         ],
         metadata={MODEL_KEY: info.embedding_model.encode(), DIMENSION_KEY: str(info.dimension).encode()},
     )
 
 
-def conditions_of(tenant: str | None, filter: DocumentMetadataFilter | None) -> list[Expr]:
-    """The tenant and every field of the flat filter as LanceDB expressions; bad dates raise ValueError."""
-    equal, start, end = filter_terms(filter)
-    found = [col("tenant") == lit(tenant_key(tenant))]
-    found += [col(name) == lit(value) for name, value in equal.items()]
-    if start is not None:
-        found.append(col("created_ts") >= lit(start))
-    if end is not None:
-        found.append(col("created_ts") <= lit(end))
+def token(kind: str, key: str, value: str | float | bool | None = None) -> str:
+    """One delimited `terms` token: `has` (the key holds a value), `s`, `n` (numbers as floats) or `b`."""
+    parts: list[Any] = [kind, key] if value is None else [kind, key, value]
+    return "\x01" + json.dumps(parts, ensure_ascii=False, allow_nan=False) + "\x01"
+
+
+def _value_tokens(key: str, value: Any) -> list[str]:
+    if isinstance(value, bool):
+        return [token("b", key, value)]
+    if isinstance(value, int | float):
+        return [token("n", key, float(value))]
+    if isinstance(value, str):
+        return [token("s", key, value)]
+    if isinstance(value, list):
+        return [found for item in value for found in _value_tokens(key, item)]
+    return []
+
+
+def terms_of(row: Row) -> str:
+    """The `terms` of a row: a token for each standard and custom value, and `has` for a `created_at` instant."""
+    standard = {name: getattr(row, name) for name in STRING_FIELDS}
+    found = [found for key, value in [*standard.items(), *row.metadata.items()] for found in _value_tokens(key, value)]
+    if row.created_ts is not None:
+        found.append(token("has", DATE_FIELD))
+    return "".join(dict.fromkeys(found))
+
+
+def ranges_of(row: Row) -> tuple[list[str], list[float]]:
+    """`range_keys` and `range_values` of a row: its custom numbers (`n:<key>`) and date instants (`t:<key>`)."""
+    keys: list[str] = []
+    values: list[float] = []
+    for key, value in row.metadata.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            keys.append(f"n:{key}")
+            values.append(float(value))
+    for key, instant in row.metadata_ts.items():
+        keys.append(f"t:{key}")
+        values.append(float(instant))
+    return keys, values
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal of a range key (`n:`/`t:` and a key of the filter language), `'` doubled; anything else
+    is refused."""
+    prefix, _, key = value.partition(":")
+    if prefix not in ("n", "t") or not _KEY.match(key):
+        raise ValueError(f"not a range key: {value!r}")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_number(value: float) -> str:
+    """A SQL literal of a finite float."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"not a finite number: {value!r}")
+    return repr(number)
+
+
+def range_sql(node: Range) -> str:
+    """SQL of a range on a custom key: false, never null, when the chunk lacks it."""
+    key = sql_string(f"{'t' if node.kind == 'date' else 'n'}:{node.key}")
+    value = f"range_values[CAST(array_position(range_keys, {key}) AS BIGINT)]"
+    bounds = [
+        f"{value} {op} {sql_number(bound)}"
+        for bound, op in ((node.gt, ">"), (node.gte, ">="), (node.lt, "<"), (node.lte, "<="))
+        if bound is not None
+    ]
+    return "(" + " AND ".join([f"array_has(range_keys, {key})", *bounds]) + ")"
+
+
+def _sql(where: Where) -> str:
+    return where if isinstance(where, str) else str(where.to_sql())
+
+
+def _combine(parts: list[Where], conjunction: bool) -> Where:
+    if not parts:
+        return lit(conjunction)
+    if all(isinstance(part, Expr) for part in parts):
+        return functools.reduce(operator.and_ if conjunction else operator.or_, parts)
+    joiner = " AND " if conjunction else " OR "
+    return "(" + joiner.join(f"({_sql(part)})" for part in parts) + ")"
+
+
+def lance_where(node: Node) -> Where:
+    """The LanceDB filter of a tree: an `Expr`, or SQL text when it holds a range on a custom key (module doc)."""
+    if isinstance(node, And | Or):
+        return _combine([lance_where(part) for part in node.parts], isinstance(node, And))
+    if isinstance(node, Not):
+        inner = lance_where(node.part)
+        return ~inner if isinstance(inner, Expr) else f"(NOT ({inner}))"
+    if isinstance(node, Equals):
+        kind = {"string": "s", "number": "n", "bool": "b"}[node.kind]
+        values = [float(v) if node.kind == "number" else v for v in node.values]
+        return _combine([col("terms").contains(lit(token(kind, node.key, value))) for value in values], False)
+    if node.key != DATE_FIELD:
+        return range_sql(node)
+    bounds = [
+        compare(col("created_ts"), lit(float(bound)))
+        for bound, compare in (
+            (node.gt, operator.gt),
+            (node.gte, operator.ge),
+            (node.lt, operator.lt),
+            (node.lte, operator.le),
+        )
+        if bound is not None
+    ]
+    return _combine([col("terms").contains(lit(token("has", DATE_FIELD))), *bounds], True)
+
+
+def conditions_of(tenant: str | None, filter: FilterArg = None) -> list[Where]:
+    """The tenant, and the filter (a tree or a flat filter) as a LanceDB filter; bad dates raise ValueError."""
+    found: list[Where] = [col("tenant") == lit(tenant_key(tenant))]
+    tree = to_tree(filter)
+    if tree is not None:
+        found.append(lance_where(tree))
     return found
 
 
-def where_of(conditions: list[Expr]) -> Expr:
-    """An expression that holds when all conditions do."""
-    where = conditions[0]
-    for condition in conditions[1:]:
-        where = where & condition
-    return where
+def where_of(conditions: list[Where]) -> Where:
+    """A filter that holds when all conditions do."""
+    return conditions[0] if len(conditions) == 1 else _combine(conditions, True)
 
 
 def connect_options(settings: StoreSettings) -> tuple[str, dict[str, Any]]:
@@ -165,6 +303,12 @@ class LanceDBStore:
                     f"table {name!r} was not made by plugkit (no embedding model recorded)"
                 ) from None
             check_info(found, info, f"table {name!r}")
+            missing = [column for column in ADDED_COLUMNS if column not in schema.names]
+            if missing:
+                raise StoreMismatchError(
+                    f"table {name!r} was made by an older plugkit, without the columns {', '.join(missing)}:"
+                    " re-ingest into a new collection (PLUGKIT_COLLECTION)"
+                )
         else:
             table = await db.create_table(name, schema=schema_of(info), exist_ok=True)
             schema = await table.schema()
@@ -187,12 +331,15 @@ class LanceDBStore:
             self.table.close()
             self.table = None
 
-    def _rows(self, document: DocumentRecord, tenant: str | None) -> list[dict[str, Any]]:
-        rows = rows_of(document, tenant, self.dimension)
+    def _rows(self, document: DocumentRecord, tenant: str | None, stored_ts: float | None) -> list[dict[str, Any]]:
+        rows = rows_of(document, tenant, self.dimension, stored_ts)
         return [
             {
                 **row.payload(),
                 "pk": primary_key(row.tenant, row.id),
+                "terms": terms_of(row),
+                "range_keys": ranges_of(row)[0],
+                "range_values": ranges_of(row)[1],
                 "metadata": json.dumps(
                     record.chunk.metadata.model_dump(mode="json", exclude_none=True), ensure_ascii=False
                 ),
@@ -201,12 +348,19 @@ class LanceDBStore:
             for row, record in zip(rows, document.chunks, strict=True)
         ]
 
+    async def _stored(self, tenant: str | None, document_ids: list[str]) -> dict[str, float]:
+        """When each of these documents was first stored (those that exist)."""
+        where = where_of([*conditions_of(tenant), col("document_id").isin(document_ids), col("position") == lit(0)])
+        hits = await self._table().query().where(where).select(["document_id", "stored_ts"]).to_list()
+        return {str(hit["document_id"]): float(hit["stored_ts"]) for hit in hits}
+
     async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
         latest = list({document.document_id: document for document in documents}.values())
         table = self._table()
         for start in range(0, len(latest), _BATCH):
             batch = latest[start : start + _BATCH]
-            rows = [row for document in batch for row in self._rows(document, tenant)]
+            stored = await self._stored(tenant, [document.document_id for document in batch])
+            rows = [row for document in batch for row in self._rows(document, tenant, stored.get(document.document_id))]
             stale = (col("tenant") == lit(tenant_key(tenant))) & col("document_id").isin(
                 [document.document_id for document in batch]
             )
@@ -264,46 +418,66 @@ class LanceDBStore:
         pool = max(self.settings.candidate_pool, request.top_k)
         by_vector, by_text = await asyncio.gather(dense.limit(pool).to_list(), keyword.limit(pool).to_list())
         found = {hit["pk"]: hit for hit in [*by_vector, *by_text]}
-        fused = rrf([[hit["pk"] for hit in by_vector], [hit["pk"] for hit in by_text]], self.settings.rrf_k)
-        best = sorted(fused, key=lambda key: fused[key], reverse=True)[: request.top_k]
-        return [self._result(found[key], fused[key]) for key in best]
+        fused = rrf(
+            [[hit["pk"] for hit in by_vector], [hit["pk"] for hit in by_text]],
+            self.settings.rrf_k,
+            weights=[request.dense_weight, request.keyword_weight],
+        )
+        return [self._result(found[key], score) for key, score in fused[: request.top_k]]
 
     @staticmethod
-    def _chunk(hit: dict[str, Any]) -> DocumentChunk:
-        chunk = chunk_of(hit, hit.get("vector"))
-        if hit.get("metadata"):  # the whole metadata, custom keys included, as it was given
-            full = {**json.loads(hit["metadata"]), "document_id": hit["document_id"]}
-            chunk.metadata = DocumentChunkMetadata.model_validate(full)
-        return chunk
+    def _values(hit: dict[str, Any]) -> dict[str, Any]:
+        """The stored values of a row with `metadata` its custom keys (the row keeps the whole metadata)."""
+        full = json.loads(hit["metadata"]) if hit.get("metadata") else {}
+        custom = {key: value for key, value in full.items() if key not in DocumentChunkMetadata.model_fields}
+        return {**hit, "metadata": custom}
+
+    @classmethod
+    def _chunk(cls, hit: dict[str, Any]) -> DocumentChunk:
+        return chunk_of(cls._values(hit), hit.get("vector"))
 
     def _result(self, hit: dict[str, Any], score: float) -> DocumentChunkWithScore:
         return DocumentChunkWithScore(**dict(self._chunk(hit)), score=float(score))
 
     async def get_document(self, document_id: str, tenant: str | None = None) -> list[DocumentChunk]:
-        where = where_of(conditions_of(tenant, DocumentMetadataFilter(document_id=document_id)))
+        where = where_of([*conditions_of(tenant), col("document_id") == lit(document_id)])
         hits = await self._table().query().where(where).select(_COLUMNS).to_list()
         return [self._chunk(hit) for hit in sorted(hits, key=lambda hit: hit["position"])]
 
     async def delete(
         self,
         ids: list[str] | None = None,
-        filter: DocumentMetadataFilter | None = None,
+        filter: FilterArg = None,
         delete_all: bool = False,
         tenant: str | None = None,
     ) -> int:
-        selectors: list[Expr] = []
+        selectors: list[Where] = []
         if delete_all:
             selectors.append(where_of(conditions_of(tenant, None)))
         else:
             for start in range(0, len(ids or []), _BATCH):
                 batch = (ids or [])[start : start + _BATCH]
                 selectors.append(where_of([*conditions_of(tenant, None), col("document_id").isin(batch)]))
-            if filter is not None and filter.model_dump(exclude_none=True):
+            if to_tree(filter) is not None:
                 selectors.append(where_of(conditions_of(tenant, filter)))
         deleted = 0
         for where in selectors:
             deleted += (await self._table().delete(where)).num_deleted_rows
         return deleted
+
+    async def list_documents(
+        self,
+        tenant: str | None = None,
+        filter: FilterArg = None,
+        limit: int = 20,
+        after: tuple[float, str] | None = None,
+    ) -> DocumentPage:
+        conditions = [*conditions_of(tenant, filter), col("position") == lit(0)]
+        if after is not None:
+            conditions.append(col("updated_ts") <= lit(after[0]))
+        hits = await self._table().query().where(where_of(conditions)).select(_LISTED).to_list()
+        kept = page_of([entry_of(self._values(hit)) for hit in hits], limit, after)
+        return DocumentPage(kept[:limit], more=len(kept) > limit)
 
     async def count(self, tenant: str | None = None) -> int:
         """Chunks of the tenant; without a tenant, every chunk of the table (all tenants)."""
