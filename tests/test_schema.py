@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData, create_engine, insert, inspect, make_url
 
+from plugkit.auth import tables as auth_tables
 from plugkit.auth.credentials import hash_secret, utcnow
 from plugkit.plugins.sports.app import create_app as sports_app
 from plugkit.plugins.sports.settings import SportsSettings
@@ -19,6 +21,7 @@ from plugkit.plugins.todo import store as todo_store
 from plugkit.plugins.todo.app import create_app as todo_app
 from plugkit.plugins.todo.settings import TodoSettings
 from plugkit.schema import SchemaTooNewError, upgrade, versioned
+from plugkit.storage import Database
 from tests.auth.oauth_flow import HOST_CALLBACK, PASSWORD, code_grant, sign_in
 from tests.auth.test_tables import earlier_schema
 from tests.helpers import asgi_client
@@ -229,3 +232,52 @@ async def test_a_release_0_1_0_public_layout_moves_todos_and_copies_the_shared_a
     finally:
         engine.dispose()
     assert counts == {"todo": 1, "sports_auth": 0, "public": 0}
+
+
+def scalars(url: str, *queries: str) -> list[object]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [conn.exec_driver_sql(query).scalar() for query in queries]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+async def test_workers_starting_at_once_on_a_release_0_1_0_layout_bring_its_tables_over_once(postgres_url: str) -> None:
+    url = release_0_1_0_public_layout(postgres_url)
+    databases = [Database(url, schema=name) for name in ("todo", "todo", "todo", "retrieval_auth", "retrieval_auth")]
+    try:
+        await asyncio.gather(*(db.create_all(auth_tables.metadata, todo_store.metadata) for db in databases))
+    finally:
+        for db in databases:
+            await db.dispose()
+    counts = scalars(
+        url,
+        "SELECT count(*) FROM todo.todos",
+        "SELECT count(*) FROM todo.auth_user_tokens",
+        "SELECT count(*) FROM retrieval_auth.auth_user_tokens",
+        "SELECT count(*) FROM public.auth_user_tokens",
+        "SELECT version_num FROM retrieval_auth.plugkit_schema_auth",
+        # each copy draws ids from a sequence of its own, past the copied rows
+        "SELECT pg_get_serial_sequence('retrieval_auth.auth_user_tokens', 'id')",
+        "INSERT INTO retrieval_auth.auth_user_tokens (user_id, token_hash, created_at) "
+        "VALUES ('bob', 'h', now()) RETURNING id",
+    )
+    assert counts == [2, 1, 1, 1, "auth_0002", "retrieval_auth.auth_user_tokens_id_seq", 2]
+
+
+@pytest.mark.slow
+async def test_a_plugin_schema_that_has_its_tables_is_never_touched_by_the_upgrade_path(postgres_url: str) -> None:
+    url = release_0_1_0_public_layout(postgres_url)
+    engine = create_engine(url, connect_args={"options": "-csearch_path=todo"})
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE SCHEMA todo")
+        todo_store.todos.create(conn)  # the schema has the todo group already, empty
+    engine.dispose()
+    database = Database(url, schema="todo")
+    try:
+        await database.create_all(todo_store.metadata)
+    finally:
+        await database.dispose()
+    assert scalars(url, "SELECT count(*) FROM public.todos", "SELECT count(*) FROM todo.todos") == [2, 0]
