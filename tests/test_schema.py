@@ -265,6 +265,12 @@ async def test_workers_starting_at_once_on_a_release_0_1_0_layout_bring_its_tabl
         "VALUES ('bob', 'h', now()) RETURNING id",
     )
     assert counts == [2, 1, 1, 1, "auth_0002", "retrieval_auth.auth_user_tokens_id_seq", 2]
+    index_names = (
+        "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes "
+        "WHERE schemaname = '{}' AND tablename = 'auth_user_tokens'"
+    )
+    copied, original = scalars(url, index_names.format("retrieval_auth"), index_names.format("public"))
+    assert copied == original and "ix_auth_user_tokens_user_id" in str(copied)  # the names migrations may use
 
 
 @pytest.mark.slow
