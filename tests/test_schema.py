@@ -287,3 +287,28 @@ async def test_a_plugin_schema_that_has_its_tables_is_never_touched_by_the_upgra
     finally:
         await database.dispose()
     assert scalars(url, "SELECT count(*) FROM public.todos", "SELECT count(*) FROM todo.todos") == [2, 0]
+
+
+@pytest.mark.slow
+async def test_a_public_auth_version_table_is_copied_along_so_the_copy_migrates_from_its_revision(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = release_0_1_0_public_layout(postgres_url)
+    engine = create_engine(url)
+    with engine.begin() as conn:  # versions recorded in public, as a plugkit between 0.1.0 and schemas did
+        conn.exec_driver_sql("CREATE TABLE plugkit_schema_auth (version_num varchar(32) PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO plugkit_schema_auth VALUES ('auth_0001')")
+    engine.dispose()
+    database = Database(url, schema="sports_auth")
+    try:
+        with caplog.at_level(logging.INFO, logger="plugkit.schema"):
+            await database.create_all(auth_tables.metadata)
+    finally:
+        await database.dispose()
+    assert "plugkit_schema_auth (1 rows)" in caplog.text
+    assert scalars(
+        url,
+        "SELECT version_num FROM sports_auth.plugkit_schema_auth",
+        "SELECT version_num FROM public.plugkit_schema_auth",
+        "SELECT kind FROM sports_auth.auth_oauth_clients WHERE client_id = 'pkc_old'",
+    ) == ["auth_0002", "auth_0001", "operator"]
