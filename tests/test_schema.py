@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import shutil
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, create_engine, inspect
+from sqlalchemy import MetaData, create_engine, insert, inspect, make_url
 
+from plugkit.auth import tables as auth_tables
+from plugkit.auth.credentials import hash_secret, utcnow
 from plugkit.plugins.sports.app import create_app as sports_app
 from plugkit.plugins.sports.settings import SportsSettings
 from plugkit.plugins.todo import store as todo_store
 from plugkit.plugins.todo.app import create_app as todo_app
 from plugkit.plugins.todo.settings import TodoSettings
 from plugkit.schema import SchemaTooNewError, upgrade, versioned
+from plugkit.storage import Database
+from tests.auth.oauth_flow import HOST_CALLBACK, PASSWORD, code_grant, sign_in
+from tests.auth.test_tables import earlier_schema
 from tests.helpers import asgi_client
 
 RELEASE_0_1_0 = Path(__file__).parent / "data" / "datadir-0.1.0"
@@ -119,3 +127,188 @@ async def test_postgresql_databases_record_their_versions_and_refuse_a_newer_one
     finally:
         engine.dispose()
     assert recorded == {"todo": "todo_0001", "auth": "auth_0002", "ratelimit": "ratelimit_0002"}
+
+
+def release_0_1_0_public_layout(url: str) -> str:
+    """A new database on the server at `url` laid out as release 0.1.0 left it: every table in `public` (one set of
+    auth tables for all plugins, no version tables), holding alice with a user token, an operator OAuth client and
+    two todos. Returns its URL."""
+    name = f"old_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    database_url = make_url(url).set(database=name).render_as_string(hide_password=False)
+    old, clients = earlier_schema()
+    todo_store.todos.to_metadata(old)  # the todo table has not changed since 0.1.0
+    engine = create_engine(database_url)
+    old.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(old.tables["auth_users"]).values(username="alice", password_hash="x", created_at=utcnow()))
+        conn.execute(
+            insert(old.tables["auth_user_tokens"]).values(
+                user_id="alice", token_hash=hash_secret(ALICE_TOKEN), label="laptop", created_at=utcnow()
+            )
+        )
+        conn.execute(
+            insert(clients).values(
+                client_id="pkc_old",
+                secret_hash=hash_secret("pks_old_secret"),
+                redirect_uris=json.dumps([HOST_CALLBACK]),
+                name="ChatGPT",
+                created_at=utcnow(),
+            )
+        )
+        for text in ("buy milk", "walk the dog"):
+            conn.execute(insert(old.tables["todos"]).values(username="alice", text=text, created_at=utcnow()))
+    engine.dispose()
+    return database_url
+
+
+ALICE_TOKEN = "pkt_" + "a" * 43
+
+
+def tables_by_schema(url: str) -> dict[str, set[str]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+            ).all()
+    finally:
+        engine.dispose()
+    found: dict[str, set[str]] = {}
+    for schema_name, table in rows:
+        found.setdefault(schema_name, set()).add(table)
+    return found
+
+
+@pytest.mark.slow
+async def test_a_release_0_1_0_public_layout_moves_todos_and_copies_the_shared_auth_tables_into_each_plugin(
+    postgres_url: str, old_data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = release_0_1_0_public_layout(postgres_url)
+    alice = {"Authorization": f"Bearer {ALICE_TOKEN}"}
+    todo = todo_app(TodoSettings(database_url=url, auth="user_http", data_dir=old_data_dir))
+    with caplog.at_level(logging.INFO, logger="plugkit.schema"):
+        async with asgi_client(todo) as client:
+            listed = await client.get("/todos/alice", headers=alice)
+            added = await client.post("/todos/alice", json={"todo": "water the plants"}, headers=alice)
+    assert listed.status_code == 200 and listed.json()["todos"] == ["buy milk", "walk the dog"]
+    assert added.status_code == 200, added.text
+    sports = sports_app(SportsSettings(database_url=url, auth="user_http", data_dir=old_data_dir))
+    async with asgi_client(sports) as client:
+        games = await client.get("/games", headers=alice)
+        refused = await client.get("/games", headers={"Authorization": "Bearer pkt_" + "b" * 43})
+    assert games.status_code == 200 and games.json()["data"]
+    assert refused.status_code == 401
+    found = tables_by_schema(url)
+    auth_tables = {"auth_users", "auth_user_tokens", "auth_oauth_clients", "auth_oauth_tokens", "auth_oauth_approvals"}
+    assert "todos" not in found["public"] and "todos" in found["todo"]  # moved: the todo plugin's own
+    assert auth_tables <= found["todo"] and auth_tables <= found["sports_auth"]  # copied, then migrated to auth_0002
+    assert "auth_failures" in found["public"] and "auth_failures" not in found["todo"]  # 0.1.0's own left as it was
+    messages = [r.getMessage() for r in caplog.records if r.name == "plugkit.schema"]
+    assert any("moved the todo tables" in m and "todos (2 rows)" in m for m in messages), messages
+    assert any("copied the auth tables" in m and "auth_user_tokens (1 rows)" in m for m in messages), messages
+    assert not any(ALICE_TOKEN in m or "pks_old_secret" in m for m in messages)
+
+    # A second start, and a new token in one plugin, leave the other's copy alone: the schemas are their own now.
+    signing_in = todo_app(TodoSettings(database_url=url, auth="oauth", data_dir=old_data_dir))
+    async with asgi_client(signing_in) as http:
+        await signing_in.state.auth.users.set_password("alice", PASSWORD)
+        query = await sign_in(http, "pkc_old")
+        answer = await code_grant(http, "pkc_old", "pks_old_secret", query["code"])
+        assert answer.status_code == 200, answer.text
+        bearer = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        assert (await http.get("/todos/alice", headers=bearer)).json()["todos"][-1] == "water the plants"
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            counts = {
+                schema_name: conn.exec_driver_sql(f"SELECT count(*) FROM {schema_name}.auth_oauth_tokens").scalar()
+                for schema_name in ("todo", "sports_auth", "public")
+            }
+    finally:
+        engine.dispose()
+    assert counts == {"todo": 1, "sports_auth": 0, "public": 0}
+
+
+def scalars(url: str, *queries: str) -> list[object]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [conn.exec_driver_sql(query).scalar() for query in queries]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+async def test_workers_starting_at_once_on_a_release_0_1_0_layout_bring_its_tables_over_once(postgres_url: str) -> None:
+    url = release_0_1_0_public_layout(postgres_url)
+    databases = [Database(url, schema=name) for name in ("todo", "todo", "todo", "retrieval_auth", "retrieval_auth")]
+    try:
+        await asyncio.gather(*(db.create_all(auth_tables.metadata, todo_store.metadata) for db in databases))
+    finally:
+        for db in databases:
+            await db.dispose()
+    counts = scalars(
+        url,
+        "SELECT count(*) FROM todo.todos",
+        "SELECT count(*) FROM todo.auth_user_tokens",
+        "SELECT count(*) FROM retrieval_auth.auth_user_tokens",
+        "SELECT count(*) FROM public.auth_user_tokens",
+        "SELECT version_num FROM retrieval_auth.plugkit_schema_auth",
+        # each copy draws ids from a sequence of its own, past the copied rows
+        "SELECT pg_get_serial_sequence('retrieval_auth.auth_user_tokens', 'id')",
+        "INSERT INTO retrieval_auth.auth_user_tokens (user_id, token_hash, created_at) "
+        "VALUES ('bob', 'h', now()) RETURNING id",
+    )
+    assert counts == [2, 1, 1, 1, "auth_0002", "retrieval_auth.auth_user_tokens_id_seq", 2]
+    index_names = (
+        "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes "
+        "WHERE schemaname = '{}' AND tablename = 'auth_user_tokens'"
+    )
+    copied, original = scalars(url, index_names.format("retrieval_auth"), index_names.format("public"))
+    assert copied == original and "ix_auth_user_tokens_user_id" in str(copied)  # the names migrations may use
+
+
+@pytest.mark.slow
+async def test_a_plugin_schema_that_has_its_tables_is_never_touched_by_the_upgrade_path(postgres_url: str) -> None:
+    url = release_0_1_0_public_layout(postgres_url)
+    engine = create_engine(url, connect_args={"options": "-csearch_path=todo"})
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE SCHEMA todo")
+        todo_store.todos.create(conn)  # the schema has the todo group already, empty
+    engine.dispose()
+    database = Database(url, schema="todo")
+    try:
+        await database.create_all(todo_store.metadata)
+    finally:
+        await database.dispose()
+    assert scalars(url, "SELECT count(*) FROM public.todos", "SELECT count(*) FROM todo.todos") == [2, 0]
+
+
+@pytest.mark.slow
+async def test_a_public_auth_version_table_is_copied_along_so_the_copy_migrates_from_its_revision(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = release_0_1_0_public_layout(postgres_url)
+    engine = create_engine(url)
+    with engine.begin() as conn:  # versions recorded in public, as a plugkit between 0.1.0 and schemas did
+        conn.exec_driver_sql("CREATE TABLE plugkit_schema_auth (version_num varchar(32) PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO plugkit_schema_auth VALUES ('auth_0001')")
+    engine.dispose()
+    database = Database(url, schema="sports_auth")
+    try:
+        with caplog.at_level(logging.INFO, logger="plugkit.schema"):
+            await database.create_all(auth_tables.metadata)
+    finally:
+        await database.dispose()
+    assert "plugkit_schema_auth (1 rows)" in caplog.text
+    assert scalars(
+        url,
+        "SELECT version_num FROM sports_auth.plugkit_schema_auth",
+        "SELECT version_num FROM public.plugkit_schema_auth",
+        "SELECT kind FROM sports_auth.auth_oauth_clients WHERE client_id = 'pkc_old'",
+    ) == ["auth_0002", "auth_0001", "operator"]

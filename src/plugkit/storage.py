@@ -115,13 +115,16 @@ class Database:
         """Create the tables that do not exist yet, and migrate a versioned group (plugkit.schema) to its newest
         revision (raising SchemaTooNewError for a database a newer plugkit wrote). Idempotent, and safe when several
         workers start at once: on SQLite the write lock serialises them; on PostgreSQL a worker that loses the race
-        finds the tables on retry."""
+        finds the tables on retry. A plugin's schema with none of a group's tables gets those release 0.1.0 wrote in
+        `public` first (plugkit.schema.adopt_public)."""
 
         def work(conn: Connection) -> None:
             if self.schema is not None:
                 conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             for metadata in metadatas:
                 if schema.INFO_KEY in metadata.info:
+                    if self.schema is not None:
+                        schema.adopt_public(conn, metadata, self.schema)  # release 0.1.0 kept them in public
                     schema.upgrade(conn, metadata)
                 else:
                     metadata.create_all(conn, checkfirst=True)

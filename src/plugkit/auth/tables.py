@@ -6,7 +6,11 @@ from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, 
 
 from plugkit.schema import versioned
 
-metadata = versioned(MetaData(), "auth", "plugkit.auth:migrations")
+# Release 0.1.0 kept one set of auth tables in PostgreSQL's public schema for every plugin: each plugin's schema gets
+# a copy, so every plugin keeps its users, tokens and OAuth clients.
+metadata = versioned(
+    MetaData(), "auth", "plugkit.auth:migrations", shared_in_0_1_0=True, earlier_tables=("auth_failures",)
+)
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
