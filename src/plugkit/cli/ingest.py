@@ -202,7 +202,10 @@ def _summary(plan: SyncPlan) -> str:
 
 
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files, folders, .zip archives, .json/.jsonl document lists.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(metavar="PATH", help="Files, folders, .zip archives, .json/.jsonl document lists."),
+    ],
     url: Annotated[
         str | None, typer.Option("--url", help="A running retrieval plugin, e.g. http://127.0.0.1:5003")
     ] = None,
