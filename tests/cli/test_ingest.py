@@ -13,8 +13,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from plugkit.cli import app
-from plugkit.cli.ingest import _run
-from plugkit.plugins.retrieval.embeddings.local import DIMENSION, MODEL_ID
+from plugkit.cli.ingest import DEFAULT_BATCH_SIZE, _local_target, _run, documents_per_write
+from plugkit.plugins.retrieval.embeddings.local import DIMENSION, MODEL_ID, LocalEmbedder
+from plugkit.plugins.retrieval.embeddings.openai import OpenAIEmbedder
 from plugkit.plugins.retrieval.ingest import Item
 from plugkit.plugins.retrieval.models import Document
 from plugkit.plugins.retrieval.stores.base import StoreInfo
@@ -181,3 +182,24 @@ def test_sync_into_a_running_server_only_sends_the_changes(tmp_path: Path) -> No
         assert [d["metadata"]["source_id"] for d in listed] == ["docs/notes.jsonl#n1"]
     finally:
         server.stop()
+
+
+def test_a_cuda_embedder_gets_writes_of_at_least_its_gpu_batch_and_others_keep_the_default() -> None:
+    assert documents_per_write(LocalEmbedder(device="cuda")) == 2048
+    assert documents_per_write(LocalEmbedder(device="cuda", batch_size=4096)) == 4096
+    assert documents_per_write(LocalEmbedder(device="cuda", batch_size=16)) == DEFAULT_BATCH_SIZE
+    assert documents_per_write(LocalEmbedder(device="cpu")) == DEFAULT_BATCH_SIZE == 128
+    openai = OpenAIEmbedder("http://127.0.0.1:9", None, "text-embedding-3-small", 1536)
+    assert documents_per_write(openai) == DEFAULT_BATCH_SIZE
+
+
+@pytest.mark.parametrize(("device", "per_write"), [("cpu", 128), ("cuda", 2048)])
+async def test_the_local_store_writes_as_many_documents_as_its_embedders_device_suits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str, per_write: int
+) -> None:
+    monkeypatch.setenv("PLUGKIT_EMBED_DEVICE", device)  # the model is not loaded: only the store opens
+    _send, close, _listing, _delete, found = await _local_target(tmp_path)
+    try:
+        assert found == per_write
+    finally:
+        await close()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from plugkit.cli import backup as backup_cmd
 from plugkit.cli import call as call_cmd
@@ -21,6 +22,20 @@ from plugkit.cli import sports as sports_cmd
 from plugkit.cli import tokens as tokens_cmd
 from plugkit.cli import tools as tools_cmd
 from plugkit.cli import users as users_cmd
+
+_argument_type = getattr(typer.core.TyperArgument, "display_type_rich", None)
+
+
+def _named_argument_type(self: typer.core.TyperArgument, ctx: Any) -> str | None:
+    # typer renders a list argument's type as <list[Path]>, and shows it even when a metavar names the argument;
+    # with a metavar, the name column says it all (as an option's metavar does in its type column)
+    if self.metavar is not None or _argument_type is None:
+        return None
+    return _argument_type(self, ctx)  # type: ignore[no-any-return]
+
+
+if _argument_type is not None:  # the typer versions that render types this way
+    typer.core.TyperArgument.display_type_rich = _named_argument_type  # type: ignore[method-assign,assignment]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Build, run, check and call LLM AI plugins.")
 

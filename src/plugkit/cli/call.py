@@ -65,7 +65,8 @@ def call(
     source: SourceArg,
     operation_id: Annotated[str, typer.Argument(help="The operationId to call.")],
     arg: Annotated[
-        list[str] | None, typer.Option("--arg", "-a", help="A parameter as name=value (repeatable).")
+        list[str] | None,
+        typer.Option("--arg", "-a", metavar="NAME=VALUE", help="A parameter as name=value (repeatable)."),
     ] = None,
     body: Annotated[str | None, typer.Option("--json", help="The request body as JSON.")] = None,
     token: Annotated[

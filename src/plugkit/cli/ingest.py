@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from plugkit.cli.common import DataDirOpt, fail
+from plugkit.plugins.retrieval.embeddings.base import Embedder
 from plugkit.plugins.retrieval.ingest import (
     HASH_KEY,
     Item,
@@ -31,6 +32,16 @@ Sender = Callable[[list[Document]], Awaitable[None]]
 # Documents per write: large batches let the model sort many chunks by length (less padding); bench/scale.py measured
 # 32 -> 128 taking ingest from 86% to 94% of the embedder's raw chunks/s.
 DEFAULT_BATCH_SIZE = 128
+
+
+def documents_per_write(embedder: Embedder) -> int:
+    """Documents per write when --batch-size is not given: DEFAULT_BATCH_SIZE, or on a CUDA embedder at least its
+    GPU batch size (every document is one chunk or more, so each write fills at least one batch of the GPU)."""
+    from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder
+
+    if isinstance(embedder, LocalEmbedder) and embedder.device.startswith("cuda"):
+        return max(DEFAULT_BATCH_SIZE, embedder.batch_size)
+    return DEFAULT_BATCH_SIZE
 
 
 def _parse_metadata(raw: str | None) -> dict[str, Any]:
@@ -109,11 +120,14 @@ LIST_PAGE = 100
 
 
 async def _local_sender(data_dir: Path | None) -> tuple[Sender, Callable[[], Awaitable[None]]]:
-    send, close, _, _ = await _local_target(data_dir)
+    send, close, _, _, _ = await _local_target(data_dir)
     return send, close
 
 
-async def _local_target(data_dir: Path | None) -> tuple[Sender, Callable[[], Awaitable[None]], Lister, Deleter]:
+Target = tuple[Sender, Callable[[], Awaitable[None]], Lister, Deleter, int]  # ..., the documents per write it suits
+
+
+async def _local_target(data_dir: Path | None) -> Target:
     from plugkit.plugins.retrieval.chunking import minilm_tokenizer
     from plugkit.plugins.retrieval.embeddings import build_embedder
     from plugkit.plugins.retrieval.service import Retriever
@@ -153,15 +167,15 @@ async def _local_target(data_dir: Path | None) -> tuple[Sender, Callable[[], Awa
         if ids:
             await retriever.store.delete(ids=ids)
 
-    return send, retriever.close, listing, delete
+    return send, retriever.close, listing, delete, documents_per_write(retriever.embedder)
 
 
 async def _remote_sender(url: str, token: str | None) -> tuple[Sender, Callable[[], Awaitable[None]]]:
-    send, close, _, _ = await _remote_target(url, token)
+    send, close, _, _, _ = await _remote_target(url, token)
     return send, close
 
 
-async def _remote_target(url: str, token: str | None) -> tuple[Sender, Callable[[], Awaitable[None]], Lister, Deleter]:
+async def _remote_target(url: str, token: str | None) -> Target:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     client = httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=300)
 
@@ -191,7 +205,8 @@ async def _remote_target(url: str, token: str | None) -> tuple[Sender, Callable[
         for start in range(0, len(ids), 500):
             check(await client.request("DELETE", "/delete", json={"ids": ids[start : start + 500]}))
 
-    return send, client.aclose, listing, delete
+    # the server's device is unknown from here: the CPU's size (the server batches its own GPU work)
+    return send, client.aclose, listing, delete, DEFAULT_BATCH_SIZE
 
 
 def _summary(plan: SyncPlan) -> str:
@@ -202,7 +217,10 @@ def _summary(plan: SyncPlan) -> str:
 
 
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files, folders, .zip archives, .json/.jsonl document lists.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(metavar="PATH", help="Files, folders, .zip archives, .json/.jsonl document lists."),
+    ],
     url: Annotated[
         str | None, typer.Option("--url", help="A running retrieval plugin, e.g. http://127.0.0.1:5003")
     ] = None,
@@ -211,7 +229,16 @@ def ingest(
     ] = None,
     data_dir: DataDirOpt = None,
     metadata: Annotated[str | None, typer.Option("--metadata", help="JSON metadata added to every document.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Documents per write.")] = DEFAULT_BATCH_SIZE,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help=f"Documents per write (default {DEFAULT_BATCH_SIZE}; into the local store on a CUDA embedder, its GPU"
+            " batch size).",
+            show_default=False,
+        ),
+    ] = None,
     sync: Annotated[
         bool,
         typer.Option(
@@ -232,9 +259,9 @@ def ingest(
     items = list(iter_documents(paths, extra))
 
     async def main() -> tuple[int, int]:
-        send, close = await (_remote_sender(url, token) if url else _local_sender(data_dir))
+        send, close, _, _, per_write = await (_remote_target(url, token) if url else _local_target(data_dir))
         try:
-            return await _run(items, send, batch_size, console)
+            return await _run(items, send, batch_size or per_write, console)
         finally:
             await close()
 
@@ -253,20 +280,20 @@ def _sync(
     url: str | None,
     token: str | None,
     data_dir: Path | None,
-    batch_size: int,
+    batch_size: int | None,
     console: Console,
 ) -> None:
     items = list(iter_documents(paths, extra))
     prefixes = [sync_prefix(p) for p in paths if p.exists()]
 
     async def main() -> SyncPlan:
-        send, close, listing, delete = await (_remote_target(url, token) if url else _local_target(data_dir))
+        send, close, listing, delete, per_write = await (_remote_target(url, token) if url else _local_target(data_dir))
         try:
             plan = plan_sync(items, await listing(), prefixes)
             for item in plan.failed:
                 console.print(f"[yellow]failed[/] {item.origin}: {item.error}")
             if plan.send:
-                await _run([Item(d.id or "", d) for d in plan.send], send, batch_size, console)
+                await _run([Item(d.id or "", d) for d in plan.send], send, batch_size or per_write, console)
             await delete(plan.delete)
             return plan
         finally:

@@ -20,6 +20,7 @@ def create(
         list[str] | None,
         typer.Option(
             "--redirect-uri",
+            metavar="URI",
             help="An allowed redirect URI, exact or with * for one path segment (repeatable). Default: "
             + ", ".join(DEFAULT_REDIRECT_URIS),
         ),

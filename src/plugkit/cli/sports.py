@@ -21,7 +21,9 @@ app = typer.Typer(no_args_is_help=True, help="The sports plugin's local dataset.
 def import_command(
     paths: Annotated[
         list[Path] | None,
-        typer.Argument(help="CSV or balldontlie JSON files, or directories of them.", show_default=False),
+        typer.Argument(
+            metavar="PATH", help="CSV or balldontlie JSON files, or directories of them.", show_default=False
+        ),
     ] = None,
     sample: Annotated[
         bool, typer.Option("--sample", help="Import the 2023-24 sample bundled in the package (nothing is fetched).")

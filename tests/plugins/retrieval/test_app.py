@@ -402,3 +402,50 @@ async def test_an_id_form_field_over_512_characters_is_a_422_naming_it(client: h
     files = {"file": ("a.txt", b"Some text.", "text/plain")}
     response = await client.post("/upsert-file", files=files, data={"id": "x" * 513})
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "id"]
+
+
+MARKDOWN_WITH_LINKS = b"""# Tides
+
+![build](https://img.example/badge.svg)
+
+The [moon](https://en.example/wiki/Moon) pulls the oceans into tides; see [the moon](https://en.example/wiki/Moon)
+again and [NOAA](https://tides.example/noaa).
+"""
+
+
+async def test_a_markdown_upload_keeps_its_links_as_filterable_metadata(client: httpx.AsyncClient) -> None:
+    response = await client.post("/upsert-file", files={"file": ("tides.md", MARKDOWN_WITH_LINKS, "text/markdown")})
+    assert response.status_code == 200, response.text
+    found = await query(
+        client, "moon tides", filter={"key": "links", "type": "eq", "value": "https://tides.example/noaa"}
+    )
+    assert [r["metadata"]["links"] for r in found] == [["https://en.example/wiki/Moon", "https://tides.example/noaa"]]
+    assert "https://en.example" not in found[0]["text"]
+    other = await query(
+        client, "moon tides", filter={"key": "links", "type": "eq", "value": "https://img.example/badge.svg"}
+    )
+    assert other == []
+
+
+async def test_links_given_as_metadata_win_over_those_of_the_markdown(client: httpx.AsyncClient) -> None:
+    body = {
+        "filename": "tides.md",
+        "content_base64": base64.b64encode(MARKDOWN_WITH_LINKS).decode(),
+        "metadata": {"links": ["https://mine.example/"]},
+    }
+    assert (await client.post("/upsert-file-json", json=body)).status_code == 200
+    found = await query(client, "moon tides", top_k=1)
+    assert [r["metadata"]["links"] for r in found] == [["https://mine.example/"]]
+
+
+async def test_a_markdown_upload_with_too_many_or_too_long_links_is_added_with_those_that_fit(
+    client: httpx.AsyncClient,
+) -> None:
+    long_url = "https://long.example/" + "a" * 2000
+    lines = [f"[page {n}](https://many.example/{n})" for n in range(150)]
+    markdown = f"Lighthouses guide ships. [long]({long_url})\n\n" + "\n\n".join(lines)
+    upload = {"file": ("lights.md", markdown.encode(), "text/markdown")}
+    response = await client.post("/upsert-file", files=upload)
+    assert response.status_code == 200, response.text
+    links = (await query(client, "lighthouses guide ships", top_k=1))[0]["metadata"]["links"]
+    assert links == [f"https://many.example/{n}" for n in range(100)]

@@ -82,3 +82,20 @@ def test_a_zip_bomb_is_refused(tmp_path: Path) -> None:
 def test_a_missing_path_is_reported(tmp_path: Path) -> None:
     (item,) = list(iter_documents([tmp_path / "nope"]))
     assert item.error == "no such file or folder"
+
+
+def test_a_markdown_files_links_become_its_links_metadata_unless_given(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("See [docs](https://docs.example/) and [docs again](https://docs.example/).\n")
+    (doc,) = [i.document for i in iter_documents([tmp_path / "a.md"], {})]
+    assert doc and doc.metadata and doc.metadata.custom["links"] == ["https://docs.example/"]
+    assert "https://" not in doc.text
+    (given,) = [i.document for i in iter_documents([tmp_path / "a.md"], {"links": ["mine"]})]
+    assert given and given.metadata and given.metadata.custom["links"] == ["mine"]
+
+
+def test_a_markdown_file_whose_metadata_is_full_is_read_without_its_links(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("See [docs](https://docs.example/).\n")
+    full = {f"k{n}": n for n in range(63)}  # one key is kept free for a sync's content hash
+    (item,) = list(iter_documents([tmp_path / "a.md"], full))
+    assert item.error is None and item.document and item.document.metadata
+    assert "links" not in item.document.metadata.custom and len(item.document.metadata.custom) == 63

@@ -46,8 +46,9 @@ from plugkit.plugins.retrieval.models import (
     UpsertRequest,
     UpsertResponse,
     parse_filter,
+    with_links,
 )
-from plugkit.plugins.retrieval.parsing import FileError, extract_text
+from plugkit.plugins.retrieval.parsing import FileError, extract
 from plugkit.plugins.retrieval.service import DocumentTooLongError, Retriever
 from plugkit.plugins.retrieval.settings import MB, RetrievalSettings
 from plugkit.plugins.retrieval.stores import build_store
@@ -146,21 +147,20 @@ async def _upsert_bytes(
     if not data:
         raise HTTPException(422, "the file is empty")
     try:
-        kind, text = await asyncio.to_thread(extract_text, data, filename, content_type)
+        found = await asyncio.to_thread(extract, data, filename, content_type)
     except FileError as exc:
         raise HTTPException(exc.status, f"{exc} (type found: {exc.kind})") from exc
-    if not text.strip():
-        raise HTTPException(422, f"the {kind} file holds no text to index")
+    if not found.text.strip():
+        raise HTTPException(422, f"the {found.kind} file holds no text to index")
     name = file_name(filename)
     if document_id is None:
         # name and content: uploading the same file again replaces it, and two files that share a name (uploads
         # carry no folder) do not overwrite each other
         document_id = stable_id("file", name or "", hashlib.sha256(data).hexdigest())
     defaults: dict[str, Any] = {"source": "file", "source_id": name}
-    metadata = DocumentMetadata.model_validate(
-        {**defaults, **(metadata.model_dump(exclude_none=True) if metadata else {})}
-    )
-    return await _upsert(retriever, [Document(id=document_id, text=text, metadata=metadata)], tenant)
+    given = {**defaults, **(metadata.model_dump(exclude_none=True) if metadata else {})}
+    metadata = DocumentMetadata.model_validate(with_links(given, found.links))
+    return await _upsert(retriever, [Document(id=document_id, text=found.text, metadata=metadata)], tenant)
 
 
 def file_name(filename: str | None) -> str | None:

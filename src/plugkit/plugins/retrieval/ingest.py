@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from plugkit.plugins.retrieval.models import Document, DocumentMetadata
-from plugkit.plugins.retrieval.parsing import FileError, extract_text
+from plugkit.plugins.retrieval.models import Document, DocumentMetadata, with_links
+from plugkit.plugins.retrieval.parsing import FileError, extract
 
 META_FIELDS = ("source", "source_id", "url", "created_at", "author")
 HASH_KEY = "content_hash"  # the custom metadata key a sync keeps each document's content hash in
@@ -118,11 +118,11 @@ def document_from_bytes(
             yield from documents_from_json(value, name, extra, name)
             return
     try:
-        _kind, text = extract_text(data, name)
+        found = extract(data, name)
     except FileError as exc:
         yield Item(name, error=f"{exc} (type found: {exc.kind})")
         return
-    if not text.strip():
+    if not found.text.strip():
         yield Item(name, error="no text to index")
         return
     defaults: dict[str, Any] = {"source": "file", "source_id": name}
@@ -130,10 +130,14 @@ def document_from_bytes(
         defaults["created_at"] = modified.isoformat()
     try:
         metadata = _merge(DocumentMetadata.model_validate(defaults), extra)
+        # one custom key kept free for the content hash a sync adds
+        metadata = DocumentMetadata.model_validate(
+            with_links(metadata.model_dump(exclude_none=True), found.links, spare_keys=1)
+        )
     except ValidationError as exc:
         yield Item(name, error=f"bad metadata: {exc.errors()[0]['msg']}")
         return
-    yield Item(name, Document(id=stable_id("file", name), text=text, metadata=metadata))
+    yield Item(name, Document(id=stable_id("file", name), text=found.text, metadata=metadata))
 
 
 def read_zip(path: Path, name: str, extra: dict[str, Any], limits: ZipLimits) -> Iterator[Item]:

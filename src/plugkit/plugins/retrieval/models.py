@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -132,6 +133,21 @@ class DocumentMetadata(BaseModel):
     def custom(self) -> dict[str, Any]:
         """The custom keys and their values."""
         return dict(self.__pydantic_extra__ or {})
+
+
+LINKS_KEY = "links"  # the custom metadata key a Markdown file's link URLs are kept in
+
+
+def with_links(metadata: dict[str, Any], links: Iterable[str], spare_keys: int = 0) -> dict[str, Any]:
+    """`metadata` with a file's link URLs added as the custom key `links`: deduplicated in order, a URL over
+    MAX_STRING characters skipped (a cut URL leads nowhere), at most MAX_LIST_ITEMS kept. Left out when the metadata
+    already has `links` (the caller's value wins), when there are none, or when it would leave fewer than
+    `spare_keys` custom keys free, so that a file never fails for its links."""
+    kept = [url for url in dict.fromkeys(links) if len(url) <= MAX_STRING][:MAX_LIST_ITEMS]
+    custom = [k for k in metadata if k not in DocumentMetadata.model_fields]
+    if not kept or LINKS_KEY in metadata or len(custom) + 1 + spare_keys > MAX_CUSTOM_KEYS:
+        return metadata
+    return {**metadata, LINKS_KEY: kept}
 
 
 class DocumentChunkMetadata(DocumentMetadata):
