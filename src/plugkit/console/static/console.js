@@ -442,6 +442,7 @@
     chunks: hasRoute("GET", "/documents/{document_id}"),
     delete: hasRoute("DELETE", "/delete"),
     known: new Map(), // documents uploaded in this session, for an API without a listing
+    generation: 0, // the newest listing request: older answers are dropped
     after: null,
   };
 
@@ -514,10 +515,10 @@
   async function listDocuments(reset) {
     const body = $("#documents tbody");
     const note = $("#doc-note");
-    if (reset) {
-      docs.after = null;
-      body.replaceChildren();
-    }
+    // Uploads finishing together each ask for a fresh list: only the newest request's answer is shown, and a fresh
+    // list replaces the rows in one step, so no row is shown twice.
+    const generation = ++docs.generation;
+    if (reset) docs.after = null;
     note.className = "note";
     if (!docs.listing) {
       note.textContent = "This API has no document listing (GET /documents): the documents uploaded in this session are shown.";
@@ -533,13 +534,16 @@
       return;
     }
     const answer = await call("GET", "/documents", { query: { limit: 20, after: docs.after, filter: filter && JSON.stringify(filter) } });
+    if (generation !== docs.generation) return;
     if (answer.status !== 200) {
       note.className = "error";
       note.textContent = `${answer.status}: ${errorText(answer)}`;
       return;
     }
     note.textContent = "";
-    body.append(...answer.data.documents.map(docRow));
+    const rows = answer.data.documents.map(docRow);
+    if (reset) body.replaceChildren(...rows);
+    else body.append(...rows);
     docs.after = answer.data.next || null;
     $("#doc-more").hidden = !docs.after;
     if (!body.children.length) note.textContent = "No documents.";
