@@ -50,11 +50,19 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def wrk(
-    url: str, threads: int, connections: int, duration: int, script: Path | None = None, timeout_s: int = 2
-) -> dict[str, float]:
+    url: str,
+    threads: int,
+    connections: int,
+    duration: int,
+    script: Path | None = None,
+    timeout_s: int = 2,
+    prefix: list[str] | None = None,
+) -> dict[str, Any]:
+    """One wrk run (after `prefix`, a taskset say): requests/s, requests, p99, non-2xx answers, socket errors."""
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", f"--timeout={timeout_s}s", "--latency", url]
     if script:
         args[1:1] = ["-s", str(script)]
+    args[:0] = prefix or []
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
@@ -63,6 +71,7 @@ def wrk(
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {
         "requests_per_s": rps,
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
         "p99_ms": round(float(p99.group(1)) * scale, 3),  # type: ignore[union-attr]
         "non_2xx": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "",

@@ -1,120 +1,223 @@
-"""Fast paths answer what they take, hand everything else to the app intact, and answer errors as the app would."""
+"""Fast paths are derived from the routes: they answer what validates exactly as FastAPI would, hand everything else to
+FastAPI intact, and answer errors with the app's own handlers."""
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
 
-from plugkit.fastpath import INTERNAL_ERROR, FastPath, FastPaths, is_json
+from plugkit.errors import INTERNAL_ERROR
+from plugkit.fastpath import FastPaths, derive, derive_all, is_json
 from tests.helpers import CountingApp
 
-PATH = re.compile(r"/items/(?P<name>[a-z]+)")
+
+class Item(BaseModel):
+    name: str = Field(min_length=1, max_length=20)
+    size: int = Field(default=1, ge=1, le=10)
 
 
-async def fast_get(request: Request, match: re.Match[str], _body: bytes) -> bytes | None:
-    if match["name"] == "forbidden":
+class Stored(BaseModel):
+    owner: str
+    item: Item
+    tags: list[str]
+
+
+class Refused(Exception):
+    """An error with a handler of its own in the app."""
+
+
+calls: list[str] = []
+
+
+async def owner_of(request: Request, owner: str) -> str:
+    calls.append(f"owner_of {owner}")
+    if owner == "forbidden":
         raise HTTPException(403, "not this one", headers={"X-Reason": "test"})
-    if match["name"] == "broken":
-        raise RuntimeError("the handler failed")
-    if request.scope["query_string"]:
-        return None
-    return b'{"fast": "%s"}' % match["name"].encode()
+    if owner == "refused":
+        raise Refused("refused by a dependency")
+    if owner == "broken":
+        raise RuntimeError("the dependency failed")
+    return owner.upper() if request.scope["route"].path == "/items/{owner}" else owner
 
 
-async def fast_post(_request: Request, _match: re.Match[str], body: bytes) -> bytes | None:
-    return b'{"fast": true}' if body == b'{"take": true}' else None
+async def counted() -> int:
+    calls.append("counted")
+    return len(calls)
 
 
-def build() -> tuple[FastPaths, CountingApp]:
+def sync_dependency() -> str:
+    return "sync"
+
+
+def build() -> FastAPI:
     app = FastAPI()
 
-    @app.get("/items/{name}")
-    async def get_item(name: str) -> dict[str, str]:
-        return {"route": name}
+    @app.get("/items/{owner}", response_model=Stored)
+    async def get_item(
+        owner: Annotated[str, Depends(owner_of)],
+        first: Annotated[int, Depends(counted)],
+        again: Annotated[int, Depends(counted)],  # cached: the same value, one call
+        size: Annotated[int, Query(ge=1, le=10)] = 1,
+        tags: Annotated[list[str] | None, Query()] = None,
+    ) -> Stored:
+        assert first == again
+        return Stored(owner=owner, item=Item(name="thing", size=size), tags=tags or [])
 
-    @app.post("/items/{name}")
-    async def post_item(name: str, request: Request) -> dict[str, str]:
-        return {"route": name, "body": (await request.body()).decode()}
+    @app.post("/items/{owner}", response_model=Stored, status_code=201)
+    async def post_item(owner: Annotated[str, Depends(owner_of)], item: Item) -> Stored:
+        return Stored(owner=owner, item=item, tags=[])
 
-    paths = [FastPath("GET", PATH, fast_get), FastPath("POST", PATH, fast_post, reads_body=True)]
-    counting = CountingApp(app)
-    return FastPaths(counting, paths), counting
+    @app.get("/plain/{name}")
+    async def plain(name: str) -> dict[str, Any]:
+        return {"name": name}
+
+    @app.get("/headers")
+    async def with_header(x_token: Annotated[str, Header()]) -> dict[str, str]:
+        return {"token": x_token}
+
+    @app.get("/sync")
+    async def with_sync(value: Annotated[str, Depends(sync_dependency)]) -> dict[str, str]:
+        return {"value": value}
+
+    @app.exception_handler(Refused)
+    async def refused(_request: Request, exc: Refused) -> Any:
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    return app
+
+
+def routes(app: FastAPI) -> list[APIRoute]:
+    return [r for r in app.routes if isinstance(r, APIRoute) and not r.path.startswith(("/docs", "/openapi", "/redoc"))]
 
 
 @pytest.fixture
 async def setup() -> AsyncIterator[tuple[httpx.AsyncClient, CountingApp]]:
-    fast, counting = build()
+    app = build()
+    counting = CountingApp(app)
+    fast = FastPaths(
+        counting, derive_all(routes(app)), handlers=app.exception_handlers, overrides=app.dependency_overrides
+    )
     transport = httpx.ASGITransport(app=fast, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client, counting
 
 
-async def test_a_request_the_fast_path_takes_never_reaches_the_app(
-    setup: tuple[httpx.AsyncClient, CountingApp],
-) -> None:
+REQUESTS: list[tuple[str, str, dict[str, str], bytes]] = [
+    ("GET", "/items/ann", {}, b""),
+    ("GET", "/items/ann?size=3&tags=a&tags=b", {}, b""),
+    ("GET", "/items/ann?size=0", {}, b""),
+    ("GET", "/items/ann?size=x", {}, b""),
+    ("GET", "/items/ann?unknown=1", {}, b""),
+    ("GET", "/items/a%20b", {}, b""),
+    ("GET", "/items/forbidden", {}, b""),
+    ("GET", "/items/refused", {}, b""),
+    ("POST", "/items/ann", {"content-type": "application/json"}, b'{"name": "cup", "size": 2}'),
+    ("POST", "/items/ann", {"content-type": "application/json"}, b'{"name": "", "size": 2}'),
+    ("POST", "/items/ann", {"content-type": "application/json"}, b'{"name": "cup", "size": "2"}'),
+    ("POST", "/items/ann", {"content-type": "application/json"}, b'{"name": "cup"'),
+    ("POST", "/items/ann", {"content-type": "application/json"}, b""),
+    ("POST", "/items/ann", {"content-type": "text/plain"}, b'{"name": "cup"}'),
+    ("POST", "/items/ann", {"content-type": "application/json"}, b'["cup"]'),
+    ("POST", "/items/ann", {"content-type": "application/json"}, b"[" * 5000 + b"]" * 5000),
+    ("POST", "/items/ann", {"content-type": "application/json"}, b'{"name": "\xff"}'),
+    ("PUT", "/items/ann", {}, b""),
+    ("GET", "/items/ann/more", {}, b""),
+    ("GET", "/plain/x", {}, b""),
+    ("GET", "/headers", {"x-token": "t"}, b""),
+    ("GET", "/sync", {}, b""),
+]
+
+
+async def test_every_request_is_answered_as_fastapi_alone_answers_it() -> None:
+    answers = []
+    for with_fast in (True, False):
+        app = build()
+        asgi: Any = app
+        if with_fast:
+            asgi = FastPaths(app, derive_all(routes(app)), handlers=app.exception_handlers)
+        transport = httpx.ASGITransport(app=asgi, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            answers.append(
+                [
+                    (r.status_code, r.headers.get("content-type"), r.headers.get("x-reason"), r.content)
+                    for r in [await client.request(m, u, headers=h, content=b) for m, u, h, b in REQUESTS]
+                ]
+            )
+    for request, fast, plain in zip(REQUESTS, answers[0], answers[1], strict=True):
+        assert fast == plain, request
+    assert answers[0][0][0] == 200 and answers[0][8][0] == 201  # the cases reach the endpoints
+
+
+async def test_requests_that_validate_never_reach_fastapi(setup: tuple[httpx.AsyncClient, CountingApp]) -> None:
     client, counting = setup
-    answer = await client.get("/items/apple")
-    assert answer.status_code == 200 and answer.json() == {"fast": "apple"}
+    answer = await client.get("/items/ann?size=3&tags=a&tags=b")
+    assert answer.json() == {"owner": "ANN", "item": {"name": "thing", "size": 3}, "tags": ["a", "b"]}
     assert answer.headers["content-type"] == "application/json"
     assert int(answer.headers["content-length"]) == len(answer.content)
+    posted = await client.post("/items/ann", json={"name": "cup", "size": 2})
+    assert posted.status_code == 201 and posted.json()["item"] == {"name": "cup", "size": 2}
+    assert (await client.get("/plain/x")).json() == {"name": "x"}
     assert counting.calls == 0
 
 
-async def test_a_declined_request_reaches_the_route(setup: tuple[httpx.AsyncClient, CountingApp]) -> None:
-    client, counting = setup
-    answer = await client.get("/items/apple?x=1")
-    assert answer.json() == {"route": "apple"}
-    assert counting.calls == 1
+async def test_a_cached_dependency_runs_once_per_request(setup: tuple[httpx.AsyncClient, CountingApp]) -> None:
+    client, _counting = setup
+    calls.clear()
+    assert (await client.get("/items/ann")).status_code == 200
+    assert calls == ["owner_of ann", "counted"]
 
 
-async def test_a_declined_request_reaches_the_route_with_its_body_intact(
+async def test_requests_with_errors_reach_fastapi_with_their_body_intact(
     setup: tuple[httpx.AsyncClient, CountingApp],
 ) -> None:
     client, counting = setup
-    taken = await client.post("/items/pear", content=b'{"take": true}')
-    declined = await client.post("/items/pear", content=b'{"take": false}')
-    assert taken.json() == {"fast": True}
-    assert declined.json() == {"route": "pear", "body": '{"take": false}'}
-    assert counting.calls == 1
+    answer = await client.post("/items/ann", json={"name": ""})
+    assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", "name"]
+    assert (await client.get("/items/ann?size=0")).status_code == 422
+    assert (await client.put("/items/ann")).status_code == 405
+    assert counting.calls == 3
 
 
 async def test_a_body_sent_in_chunks_is_read_whole(setup: tuple[httpx.AsyncClient, CountingApp]) -> None:
     client, counting = setup
 
     async def chunks() -> AsyncIterator[bytes]:
-        for part in (b'{"take"', b": ", b"true}"):
+        for part in (b'{"name"', b': "cup"', b"}"):
             yield part
 
-    answer = await client.post("/items/pear", content=chunks())
-    assert answer.json() == {"fast": True}
+    answer = await client.post("/items/ann", content=chunks(), headers={"content-type": "application/json"})
+    assert answer.json()["item"] == {"name": "cup", "size": 1}
     assert counting.calls == 0
 
 
-async def test_other_methods_and_paths_go_to_the_app(setup: tuple[httpx.AsyncClient, CountingApp]) -> None:
-    client, counting = setup
-    assert (await client.get("/items/Apple")).json() == {"route": "Apple"}  # the pattern takes lower case only
-    assert (await client.delete("/items/apple")).status_code == 405
-    assert (await client.get("/items/apple/more")).status_code == 404  # the pattern must match the whole path
-    assert counting.calls == 3
+def test_routes_declaring_what_a_fast_path_does_not_reproduce_have_none() -> None:
+    app = build()
+    derived = {r.path: bool(derive(r)) for r in routes(app)}
+    assert derived == {"/items/{owner}": True, "/plain/{name}": True, "/headers": False, "/sync": False}
 
 
-async def test_an_http_error_from_a_fast_handler_is_answered_as_json_with_its_headers(
+async def test_errors_raised_on_the_fast_path_are_answered_by_the_apps_handlers(
     setup: tuple[httpx.AsyncClient, CountingApp],
 ) -> None:
     client, counting = setup
-    answer = await client.get("/items/forbidden")
-    assert answer.status_code == 403
-    assert answer.json() == {"detail": "not this one"}
-    assert answer.headers["x-reason"] == "test"
+    forbidden = await client.get("/items/forbidden")
+    assert forbidden.status_code == 403 and forbidden.json() == {"detail": "not this one"}
+    assert forbidden.headers["x-reason"] == "test"
+    refused = await client.get("/items/refused")
+    assert refused.status_code == 409 and refused.json() == {"detail": "refused by a dependency"}
     assert counting.calls == 0
 
 
-async def test_an_unexpected_error_in_a_fast_handler_is_a_logged_json_500(
+async def test_an_unexpected_error_on_the_fast_path_is_a_logged_json_500(
     setup: tuple[httpx.AsyncClient, CountingApp], caplog: pytest.LogCaptureFixture
 ) -> None:
     client, _counting = setup
@@ -123,6 +226,23 @@ async def test_an_unexpected_error_in_a_fast_handler_is_a_logged_json_500(
     assert answer.status_code == 500
     assert answer.json() == {"detail": INTERNAL_ERROR}
     assert "RuntimeError" in caplog.text and "/items/broken" in caplog.text
+
+
+async def test_dependency_overrides_send_every_request_through_fastapi() -> None:
+    app = build()
+
+    async def override() -> str:
+        return "overridden"
+
+    app.dependency_overrides[owner_of] = override
+    counting = CountingApp(app)
+    fast = FastPaths(
+        counting, derive_all(routes(app)), handlers=app.exception_handlers, overrides=app.dependency_overrides
+    )
+    transport = httpx.ASGITransport(app=fast, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert (await client.get("/items/ann")).json()["owner"] == "overridden"
+    assert counting.calls == 1
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from plugkit.auth.base import AuthMethod
 from plugkit.docs import FULL_SPEC_PATH, docs_page, full_openapi, mount_docs
 from plugkit.edge import public_base_url
 from plugkit.errors import install_error_handlers, with_error_responses
-from plugkit.fastpath import FastPath, FastPaths
+from plugkit.fastpath import FastPaths, derive_all
 from plugkit.health import Health, HealthRoutes
 from plugkit.logo import render_logo
 from plugkit.manifest import Manifest
@@ -65,12 +65,11 @@ def create_plugin_app(
     database: Database | None = None,
     on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
-    fast_paths: Sequence[FastPath] = (),
 ) -> FastAPI:
     """Build a plugin's FastAPI app. Every route of `routers` requires the auth method's credential. `database` is
     where framework state shared by workers lives (the auth method's tables, the request rate counts), created at
-    start-up; it may be left out when neither needs one. `fast_paths` answer the plain requests of hot operations
-    ahead of FastAPI's routing (see plugkit.fastpath)."""
+    start-up; it may be left out when neither needs one. Each operation's well-formed requests take a fast path
+    derived from its route, ahead of FastAPI's routing (see plugkit.fastpath)."""
     framework_tables = [*auth.metadata(), *([ratelimit.metadata] if settings.rate_limit_per_minute > 0 else [])]
     if framework_tables and database is None:
         raise ValueError(f"auth {auth.kind} and the request rate limit keep tables: pass a database")
@@ -176,8 +175,10 @@ def create_plugin_app(
     if console_enabled(settings):
         mount_console(app, Console(info.title, settings, auth, manifest_for, spec_for, guarded))
     install_error_handlers(app)
-    if fast_paths and settings.fast_paths:
-        app.add_middleware(FastPaths, paths=fast_paths)
+    if settings.fast_paths and (fast_paths := derive_all(guarded)):
+        app.add_middleware(
+            FastPaths, paths=fast_paths, handlers=app.exception_handlers, overrides=app.dependency_overrides
+        )
     app.add_middleware(JsonBodyAnyContentType, routes=guarded)  # outside the fast paths, so they see the same body
     app.add_middleware(RequireCredential, auth=auth, routes=guarded)
     app.add_middleware(ResponseSizeLimit, max_chars=settings.max_response_chars)

@@ -15,8 +15,20 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
-from plugkit.fastpath import INTERNAL_ERROR, json_messages
 from plugkit.spec import iter_operations
+
+INTERNAL_ERROR = "internal error; the server log has the cause"
+
+
+def json_messages(status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> tuple[Message, Message]:
+    """The two ASGI messages of a JSON response."""
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
 
 log = logging.getLogger("plugkit")
 

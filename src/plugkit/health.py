@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from plugkit.fastpath import json_messages
+from plugkit.errors import json_messages
 from plugkit.storage import Database
 
 log = logging.getLogger("plugkit")

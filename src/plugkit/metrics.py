@@ -35,7 +35,7 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prometheus_multiprocess
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from plugkit.fastpath import json_messages
+from plugkit.errors import json_messages
 
 log = logging.getLogger("plugkit")
 

@@ -23,7 +23,6 @@ from starlette.types import ASGIApp
 from plugkit.app import PluginInfo, create_plugin_app
 from plugkit.auth.base import AuthMethod
 from plugkit.auth.factory import build_auth_method
-from plugkit.fastpath import FastPath
 from plugkit.health import ReadinessCheck, add_readiness_check
 from plugkit.manifest import PLUGIN_HOSTNAME, Api, Manifest
 from plugkit.metrics import MetricsHook, add_metrics_hook
@@ -57,7 +56,6 @@ class PluginContext:
         self.routers: list[APIRouter] = [*plugin.routers, plugin.router]
         self.startup: list[Hook] = []
         self.shutdown: list[Hook] = []
-        self.fast_paths: list[FastPath] = list(plugin.fast_paths)
         self.state: dict[str, Any] = {}
         self.middleware: list[tuple[type[Any], dict[str, Any]]] = []
         self.exception_handlers: dict[type[Exception], ExceptionHandler] = {}
@@ -118,7 +116,6 @@ class Plugin:
     logo_letter: str | None = None
     logo_rgb: tuple[int, int, int] = (52, 101, 164)
     legal_text: str = "This plugin stores only the data you send it, and shares it with no one."
-    fast_paths: Sequence[FastPath] = ()
     options: Mapping[str, str] = field(default_factory=dict)
     router: APIRouter = field(default_factory=APIRouter, repr=False)
 
@@ -230,7 +227,6 @@ class Plugin:
             database=database,
             on_startup=[startup],
             on_shutdown=[shutdown],
-            fast_paths=context.fast_paths,
         )
         for exc, handler in context.exception_handlers.items():
             app.add_exception_handler(exc, handler)

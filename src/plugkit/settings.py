@@ -66,7 +66,9 @@ class PluginSettings(BaseSettings):
         description="client addresses never limited (local tools; behind a proxy, trust its headers instead)",
     )
     fast_paths: bool = Field(
-        default=True, description="answer plain requests of hot operations ahead of FastAPI (plugkit.fastpath)"
+        default=True,
+        description="answer each operation's well-formed requests by a fast path derived from its route, ahead of "
+        "FastAPI's routing (plugkit.fastpath)",
     )
     console: Literal["auto", "on", "off"] = Field(
         default="auto", description="the /console page for people: auto serves it when listening on localhost only"

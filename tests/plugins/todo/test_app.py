@@ -255,6 +255,12 @@ FAST_PATH_CASES: list[tuple[str, str, dict[str, str], bytes]] = [
     ("GET", "/todos/alice/1", {}, b""),
     ("POST", "/todos/alice/1", {"content-type": "application/json"}, b'{"todo": "deeper"}'),
     ("GET", "/todos/alice/", {}, b""),
+    ("DELETE", "/todos/alice", {"content-type": "application/json"}, b'{"todo_idx": 99}'),
+    ("DELETE", "/todos/alice", {"content-type": "application/json"}, b'{"todo_idx": -1}'),
+    ("DELETE", "/todos/alice/999", {}, b""),
+    ("DELETE", "/todos/alice/abc", {}, b""),
+    ("DELETE", "/todos/alice", {"content-type": "application/json"}, b'{"todo_idx": 0}'),
+    ("GET", "/todos/alice?limit=2", {}, b""),
 ]
 
 
@@ -263,7 +269,8 @@ def comparable(answer: httpx.Response) -> tuple[int, str, Any]:
     if "json" not in answer.headers.get("content-type", ""):
         return answer.status_code, answer.headers.get("content-type", ""), answer.text
     body = answer.json()
-    for item in body.get("items", []) if isinstance(body, dict) else []:
+    items = [*body.get("items", []), body.get("deleted") or {}] if isinstance(body, dict) else []
+    for item in items:
         item["created_at"] = "T"
     if isinstance(body, dict) and "created_at" in body:
         body["created_at"] = "T"
@@ -287,7 +294,9 @@ async def test_the_fast_paths_answer_every_request_as_the_routes_do(tmp_path: Pa
     assert listed[2]["todos"] == ["buy milk", "café ☕", "wrong type", "no type"]  # the list the cases built
 
 
-async def test_plain_requests_are_answered_without_reaching_the_routes(tmp_path: Path) -> None:
+async def test_requests_that_validate_are_answered_without_reaching_fastapi_and_errors_come_from_the_routes(
+    tmp_path: Path,
+) -> None:
     app = create_app(TodoSettings(data_dir=tmp_path))
     async with asgi_client(app) as client:
         assert (await client.get("/todos/warm-up")).status_code == 200  # builds the middleware stack
@@ -298,10 +307,13 @@ async def test_plain_requests_are_answered_without_reaching_the_routes(tmp_path:
         layer.app = behind
         assert (await client.post("/todos/alice", json={"todo": "fast"})).status_code == 200
         assert (await client.get("/todos/alice")).json()["todos"] == ["fast"]
-        assert behind.calls == 0
         assert (await client.get("/todos/alice?limit=1")).json()["todos"] == ["fast"]
+        assert (await client.delete("/todos/alice/999")).status_code == 404  # the endpoint's own HTTPException
+        assert behind.calls == 0
         assert (await client.post("/todos/alice", json={"todo": ""})).status_code == 422
-        assert behind.calls == 2
+        assert (await client.get("/todos/alice?limit=0")).status_code == 422
+        assert (await client.put("/todos/alice")).status_code == 405
+        assert behind.calls == 3
 
 
 @pytest.mark.parametrize(

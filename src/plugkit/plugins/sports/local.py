@@ -28,10 +28,13 @@ HOME, VISITOR = T.alias("home"), T.alias("visitor")
 TEAM_COLUMNS = ("id", "conference", "division", "city", "name", "full_name", "abbreviation")
 
 
-def _team(row: Any, prefix: str) -> Team | None:
-    if getattr(row, f"{prefix}id") is None:
+TEAM_KEYS = {prefix: tuple((c, f"{prefix}{c}") for c in TEAM_COLUMNS) for prefix in ("", "tm_", "home_", "visitor_")}
+
+
+def _team(row: dict[str, Any], prefix: str) -> Team | None:
+    if row[f"{prefix}id"] is None:
         return None
-    return Team(**{c: getattr(row, f"{prefix}{c}") for c in TEAM_COLUMNS})
+    return Team(**{column: row[key] for column, key in TEAM_KEYS[prefix]})
 
 
 def _team_columns(table: Any, prefix: str) -> list[Any]:
@@ -55,20 +58,26 @@ class LocalBackend:
 
     def __init__(self, database: Database) -> None:
         self.db = database
+        self._teams: tuple[int, list[Team]] | None = None  # (the dataset's data_version, its teams)
 
-    async def _all(self, query: Select[Any]) -> list[Any]:
-        async with self.db.read() as session:
-            return list(await session.execute(query))
+    async def _all(self, query: Select[Any]) -> list[dict[str, Any]]:
+        # Core on the process's own SQLite connection (Database.run_read): no thread hop, no ORM session per query.
+        # Rows as dicts: one call per row, where a Row's attribute lookups cost a call per field.
+        return await self.db.run_read(lambda conn: [row._asdict() for row in conn.execute(query)])
 
     async def _count(self, query: Select[Any]) -> int:
-        async with self.db.read() as session:
-            sub: Subquery = query.order_by(None).subquery()
-            return int((await session.execute(select(func.count()).select_from(sub))).scalar_one())
+        sub: Subquery = query.order_by(None).subquery()
+        count = select(func.count()).select_from(sub)
+        return await self.db.run_read(lambda conn: int(conn.execute(count).scalar_one()))
 
     # teams
     async def teams(self) -> list[Team]:
-        rows = await self._all(select(*_team_columns(T, "")).order_by(T.c.id))
-        return [t for t in (_team(r, "") for r in rows) if t is not None]
+        """Every team; read once per version of the dataset (SQLite's data_version changes when an import writes)."""
+        version = await self.db.run_read(lambda conn: int(conn.exec_driver_sql("PRAGMA data_version").scalar_one()))
+        if self._teams is None or self._teams[0] != version:
+            rows = await self._all(select(*_team_columns(T, "")).order_by(T.c.id))
+            self._teams = (version, [t for t in (_team(r, "") for r in rows) if t is not None])
+        return list(self._teams[1])
 
     async def team(self, team_id: int) -> Team | None:
         rows = await self._all(select(*_team_columns(T, "")).where(T.c.id == team_id))
@@ -89,7 +98,7 @@ class LocalBackend:
     async def players(self, filters: PlayerFilter, limit: int, offset: int = 0) -> list[Player]:
         rows = await self._all(self._players_query(filters).limit(limit).offset(offset))
         fields = [c.name for c in P.columns if c.name not in ("search_name", "team_id", "last_seen")]
-        return [Player(**{f: getattr(r, f) for f in fields}, team=_team(r, "tm_")) for r in rows]
+        return [Player(**{f: r[f] for f in fields}, team=_team(r, "tm_")) for r in rows]
 
     async def count_players(self, filters: PlayerFilter) -> int:
         return await self._count(self._players_query(filters))
@@ -107,15 +116,15 @@ class LocalBackend:
         rows = await self._all(self._games_query(filters).limit(limit).offset(offset))
         return [
             Game(
-                id=r.id,
-                date=r.date,
-                season=r.season,
-                status=r.status,
-                period=r.period,
-                time=r.time,
-                postseason=bool(r.postseason),
-                home_team_score=r.home_team_score,
-                visitor_team_score=r.visitor_team_score,
+                id=r["id"],
+                date=r["date"],
+                season=r["season"],
+                status=r["status"],
+                period=r["period"],
+                time=r["time"],
+                postseason=bool(r["postseason"]),
+                home_team_score=r["home_team_score"],
+                visitor_team_score=r["visitor_team_score"],
                 home_team=_team(r, "home_"),
                 visitor_team=_team(r, "visitor_"),
             )
@@ -169,27 +178,27 @@ class LocalBackend:
         rows = await self._all(self._stats_query(filters).limit(limit).offset(offset))
         return [
             Stat(
-                id=r.id,
-                min=r.min,
-                **{f: getattr(r, f) for f in tables.STAT_FIELDS},
+                id=r["id"],
+                min=r["min"],
+                **{f: r[f] for f in tables.STAT_FIELDS},
                 player=PlayerRef(
-                    id=r.player_id,
-                    first_name=r.first_name,
-                    last_name=r.last_name,
-                    position=r.position,
-                    team_id=r.player_team_id,
+                    id=r["player_id"],
+                    first_name=r["first_name"],
+                    last_name=r["last_name"],
+                    position=r["position"],
+                    team_id=r["player_team_id"],
                 ),
                 team=_team(r, "tm_"),
                 game=GameRef(
-                    id=r.game_id,
-                    date=r.date,
-                    season=r.season,
-                    status=r.status,
-                    postseason=bool(r.postseason),
-                    home_team_id=r.home_team_id,
-                    visitor_team_id=r.visitor_team_id,
-                    home_team_score=r.home_team_score,
-                    visitor_team_score=r.visitor_team_score,
+                    id=r["game_id"],
+                    date=r["date"],
+                    season=r["season"],
+                    status=r["status"],
+                    postseason=bool(r["postseason"]),
+                    home_team_id=r["home_team_id"],
+                    visitor_team_id=r["visitor_team_id"],
+                    home_team_score=r["home_team_score"],
+                    visitor_team_score=r["visitor_team_score"],
                 ),
             )
             for r in rows
@@ -221,21 +230,21 @@ class LocalBackend:
         result = []
         for r in await self._all(query):
             values: dict[str, Any] = {
-                f: round(getattr(r, f), 2) for f in tables.COUNT_FIELDS if getattr(r, f) is not None
+                f: round(r[f], 2) for f in tables.COUNT_FIELDS if r[f] is not None
             }
             for made, attempted, pct in (
                 ("fgm", "fga", "fg_pct"),
                 ("fg3m", "fg3a", "fg3_pct"),
                 ("ftm", "fta", "ft_pct"),
             ):
-                a = getattr(r, f"sum_{attempted}")
-                values[pct] = round(getattr(r, f"sum_{made}") / a, 3) if a else None
+                a = r[f"sum_{attempted}"]
+                values[pct] = round(r[f"sum_{made}"] / a, 3) if a else None
             result.append(
                 SeasonAverage(
-                    player_id=r.player_id,
+                    player_id=r["player_id"],
                     season=season,
-                    games_played=r.games_played,
-                    min=_format_minutes(r.minutes),
+                    games_played=r["games_played"],
+                    min=_format_minutes(r["minutes"]),
                     **values,
                 )
             )

@@ -77,7 +77,7 @@ def check_dates(start_date: date | None, end_date: date | None) -> None:
         raise RequestValidationError([error])
 
 
-def game_filter(
+async def game_filter(
     seasons: Seasons = None,
     team_ids: TeamIds = None,
     game_ids: GameIds = None,
@@ -99,7 +99,7 @@ def game_filter(
     )
 
 
-def stat_filter(
+async def stat_filter(
     player_ids: PlayerIds = None,
     game_ids: GameIds = None,
     seasons: Seasons = None,

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
-from pydantic import TypeAdapter, ValidationError
 
 from plugkit.deps import get_principal
 from plugkit.errors import ErrorDetail
-from plugkit.fastpath import FastPath, is_json
 from plugkit.hints import tool_hints
 from plugkit.plugin import Plugin, PluginContext
 from plugkit.plugins.todo.models import (
@@ -167,46 +164,6 @@ async def delete_todo_by_id(
     return DeletedTodo(deleted=deleted)
 
 
-# Fast paths of the two hot operations (see plugkit.fastpath): a plain GET of a list and a well-formed POST are
-# answered without FastAPI's per-request machinery; anything else (paging parameters, a body or a name that does not
-# validate) takes the routes above, which give the errors.
-USER_PATH = re.compile(r"/todos/(?P<username>[^/]+)")
-USERNAME = TypeAdapter(UsernameText)
-
-
-def _username(match: re.Match[str]) -> str | None:
-    try:
-        return USERNAME.validate_python(match["username"])
-    except ValidationError:
-        return None
-
-
-async def fast_get_todos(request: Request, match: re.Match[str], _body: bytes) -> bytes | None:
-    username = _username(match)
-    if username is None or request.scope["query_string"]:
-        return None
-    page = await list_page(await user_todos(request, username), 0, PAGE_LIMIT)
-    return TodoList.__pydantic_serializer__.to_json(page)
-
-
-async def fast_add_todo(request: Request, match: re.Match[str], body: bytes) -> bytes | None:
-    username = _username(match)
-    if username is None or not is_json(request.headers.get("content-type")):
-        return None
-    try:
-        todo = AddTodoRequest.model_validate_json(body).todo
-    except ValidationError:
-        return None
-    todos = await user_todos(request, username)
-    return TodoItem.__pydantic_serializer__.to_json(await todos.store.add(todos.username, todo))
-
-
-FAST_PATHS = (
-    FastPath("GET", USER_PATH, fast_get_todos),
-    FastPath("POST", USER_PATH, fast_add_todo, reads_body=True),
-)
-
-
 def setup(context: PluginContext) -> None:
     """The store on the plugin's database; the manifest says "(no auth)" as the example's did, when there is none."""
     context.info.description = todo_description(context.settings.auth)
@@ -232,7 +189,6 @@ plugin = Plugin(
     logo_letter="T",
     logo_rgb=(46, 139, 87),
     legal_text="This plugin stores the todos you add, under the user name you give, until you delete them.",
-    fast_paths=FAST_PATHS,
 )
 
 
