@@ -229,9 +229,7 @@ class LocalBackend:
         )
         result = []
         for r in await self._all(query):
-            values: dict[str, Any] = {
-                f: round(r[f], 2) for f in tables.COUNT_FIELDS if r[f] is not None
-            }
+            values: dict[str, Any] = {f: round(r[f], 2) for f in tables.COUNT_FIELDS if r[f] is not None}
             for made, attempted, pct in (
                 ("fgm", "fga", "fg_pct"),
                 ("fg3m", "fg3a", "fg3_pct"),
