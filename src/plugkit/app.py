@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import html
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -116,34 +118,45 @@ def create_plugin_app(
 
     full: list[dict[str, Any]] = []  # built on first use, as app.openapi() is
 
-    def spec_for(request: Request, *, everything: bool = False) -> dict[str, Any]:
+    # The spec and the manifest depend only on the base URL the request names: rendered once per base URL (a few
+    # are kept: a proxy, localhost, an IP), not per request.
+    @functools.lru_cache(maxsize=16)
+    def rendered_spec(base: str, everything: bool) -> tuple[dict[str, Any], bytes]:
         if everything and not full:
             full.append(full_openapi(app, guarded))
-        base = full[0] if everything else app.openapi()
-        return render_spec(
-            with_error_responses(base, protected_ops, authenticated=auth.kind != "none"),
-            public_base_url(request, settings),
+        document = render_spec(
+            with_error_responses(
+                full[0] if everything else app.openapi(), protected_ops, authenticated=auth.kind != "none"
+            ),
+            base,
             security_scheme=auth.security_scheme(),
             protected_operations=protected_ops,
         )
+        return document, bytes(JSONResponse(document).body)
 
-    def manifest_for(request: Request) -> dict[str, Any]:
-        base = public_base_url(request, settings)
+    @functools.lru_cache(maxsize=16)
+    def rendered_manifest(base: str) -> tuple[dict[str, Any], bytes]:
         document = info.manifest.with_base_url(base).to_json()
         document["auth"] = auth.manifest_auth(base).model_dump(mode="json", exclude_none=True)
-        return document
+        return document, bytes(JSONResponse(document).body)
+
+    def spec_for(request: Request, *, everything: bool = False) -> dict[str, Any]:
+        return copy.deepcopy(rendered_spec(public_base_url(request, settings), everything)[0])
+
+    def manifest_for(request: Request) -> dict[str, Any]:
+        return copy.deepcopy(rendered_manifest(public_base_url(request, settings))[0])
 
     @app.get("/.well-known/ai-plugin.json", include_in_schema=False)
-    async def manifest(request: Request) -> JSONResponse:
-        return JSONResponse(manifest_for(request))
+    async def manifest(request: Request) -> Response:
+        return Response(rendered_manifest(public_base_url(request, settings))[1], media_type="application/json")
 
     @app.get("/openapi.json", include_in_schema=False)
-    async def openapi_json(request: Request) -> JSONResponse:
-        return JSONResponse(spec_for(request))
+    async def openapi_json(request: Request) -> Response:
+        return Response(rendered_spec(public_base_url(request, settings), False)[1], media_type="application/json")
 
     @app.get(FULL_SPEC_PATH, include_in_schema=False)
-    async def openapi_full_json(request: Request) -> JSONResponse:
-        return JSONResponse(spec_for(request, everything=True))
+    async def openapi_full_json(request: Request) -> Response:
+        return Response(rendered_spec(public_base_url(request, settings), True)[1], media_type="application/json")
 
     @app.get("/openapi.yaml", include_in_schema=False)
     async def openapi_yaml(request: Request) -> Response:
