@@ -138,6 +138,13 @@ class Database:
                     raise
                 await asyncio.sleep(0.1 * (attempt + 1))
 
+    async def data_version(self) -> int | None:
+        """On SQLite, a number that changes whenever another connection (another worker, an import) commits to the
+        file (PRAGMA data_version), to know when something derived from it is stale; None on PostgreSQL."""
+        if self.sync_engine is None:
+            return None
+        return int(_driver(self._sqlite_connection(write=False)).execute("PRAGMA data_version").fetchone()[0])
+
     async def ping(self) -> None:
         """Run a trivial statement: raises when the database does not answer (readiness checks use it)."""
         await self.run_read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())

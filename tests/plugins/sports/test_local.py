@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -62,3 +63,35 @@ async def test_postseason_filter_separates_playoff_games(tmp_path: Path) -> None
     finally:
         await local.close()
     assert playoffs > 70 and regular == 0
+
+
+async def test_a_repeated_question_is_answered_from_the_cache_until_the_dataset_changes(tmp_path: Path) -> None:
+    db = tmp_path / "sports.db"
+    import_files([PLAYOFF_TEAMS], db)
+    local = LocalBackend(Database(f"sqlite+aiosqlite:///{db}"))
+    try:
+        first = await local.teams()
+        assert await local.teams() == first and len(local.answers) == 1
+        with sqlite3.connect(db) as other:  # another process's write, as an import makes
+            other.execute("UPDATE teams SET city = 'Renamed' WHERE id = ?", (first[0].id,))
+        changed = await local.teams()
+        assert changed[0].city == "Renamed" and changed[1:] == first[1:]
+    finally:
+        await local.close()
+
+
+async def test_a_cache_of_size_zero_asks_the_dataset_every_time(tmp_path: Path) -> None:
+    db = tmp_path / "sports.db"
+    import_files([PLAYOFF_TEAMS], db)
+    local = LocalBackend(Database(f"sqlite+aiosqlite:///{db}"), cache_size=0)
+    try:
+        assert (await local.teams())[0].city != "Renamed"
+        assert len(local.answers) == 0
+    finally:
+        await local.close()
+
+
+async def test_a_cached_answer_is_a_list_of_its_own_for_each_caller(backend: LocalBackend) -> None:
+    first = await backend.games(GameFilter(team_ids=(2,)), 5)
+    first.clear()
+    assert len(await backend.games(GameFilter(team_ids=(2,)), 5)) == 5

@@ -65,6 +65,8 @@ L = TypeVar("L", TeamList, PlayerList, GameList, StatList, SeasonAverageList)
 def capped(request: Request, response: L) -> L:
     """Leave out the last results when the whole answer would pass the model host's size limit, and say so."""
     budget = request.app.state.settings.max_response_chars - RESPONSE_MARGIN
+    if len(response.__pydantic_serializer__.to_json(response)) <= budget:  # one pass in the usual case
+        return response
     items: list[BaseModel] = list(response.data)
     size, kept = 0, 0
     for item in items:
@@ -220,7 +222,7 @@ def build_backend(settings: SportsSettings) -> tuple[SportsBackend, list[Callabl
             log.warning("no balldontlie API key is set (PLUGKIT_BALLDONTLIE_API_KEY): the API will likely refuse")
         return BalldontlieBackend.from_settings(settings), []
     path = settings.dataset_path()
-    local = LocalBackend(Database(f"sqlite+aiosqlite:///{path}"))
+    local = LocalBackend(Database(f"sqlite+aiosqlite:///{path}"), cache_size=settings.cache_size)
 
     async def prepare() -> None:
         if await asyncio.to_thread(ensure_dataset, path):

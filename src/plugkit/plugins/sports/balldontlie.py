@@ -11,8 +11,6 @@ import asyncio
 import email.utils
 import logging
 import random
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import httpx
 
 from plugkit.plugins.sports.backend import SportsBackendError
+from plugkit.plugins.sports.cache import TTLCache
 from plugkit.plugins.sports.models import (
     Game,
     GameFilter,
@@ -36,32 +35,6 @@ log = logging.getLogger("plugkit.sports.balldontlie")
 
 Params = tuple[tuple[str, str], ...]
 MAX_PER_PAGE = 100
-
-
-class TTLCache:
-    """Answers kept for `ttl_s` seconds, at most `size` of them (the oldest go first)."""
-
-    def __init__(self, ttl_s: float, size: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s, self.size, self.clock = ttl_s, size, clock
-        self._items: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
-
-    def get(self, key: Any) -> Any | None:
-        found = self._items.get(key)
-        if found is None:
-            return None
-        expires, value = found
-        if expires <= self.clock():
-            del self._items[key]
-            return None
-        return value
-
-    def put(self, key: Any, value: Any) -> None:
-        if self.ttl_s <= 0:
-            return
-        self._items[key] = (self.clock() + self.ttl_s, value)
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.sql import Subquery
 
 from plugkit.plugins.sports import tables
+from plugkit.plugins.sports.cache import TTLCache
 from plugkit.plugins.sports.importer import normalise_name
 from plugkit.plugins.sports.models import (
     Game,
@@ -53,12 +57,41 @@ def _format_minutes(minutes: float | None) -> str | None:
     return f"{total // 60}:{total % 60:02d}"
 
 
+Answer = TypeVar("Answer")
+Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
+
+
+def _answer_cached(method: Method) -> Method:
+    """The method's answers kept in the backend's answer cache, keyed by its arguments."""
+
+    @functools.wraps(method)
+    async def cached(self: LocalBackend, *args: Any, **kwargs: Any) -> Any:
+        key = (method.__name__, *args, *sorted(kwargs.items()))
+        return await self._cached(key, lambda: method(self, *args, **kwargs))
+
+    return cached  # type: ignore[return-value]
+
+
 class LocalBackend:
     """Answers from the local dataset; `offset` and the `count_*` methods serve the upstream API's paging."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, cache_size: int = 2048) -> None:
         self.db = database
-        self._teams: tuple[int, list[Team]] | None = None  # (the dataset's data_version, its teams)
+        # Answers are kept until the dataset changes (SQLite's data_version moves when an import commits): a
+        # repeated question costs one PRAGMA, not a query and the models built from it.
+        self.answers = TTLCache(math.inf, cache_size)
+        self._version: int | None = -1
+
+    async def _cached(self, key: tuple[Any, ...], compute: Callable[[], Awaitable[Answer]]) -> Answer:
+        version = await self.db.data_version()
+        if version != self._version:
+            self.answers.clear()
+            self._version = version
+        found = self.answers.get(key)
+        if found is None:
+            found = await compute()
+            self.answers.put(key, found)
+        return list(found) if isinstance(found, list) else found  # type: ignore[return-value]
 
     async def _all(self, query: Select[Any]) -> list[dict[str, Any]]:
         # Core on the process's own SQLite connection (Database.run_read): no thread hop, no ORM session per query.
@@ -71,14 +104,12 @@ class LocalBackend:
         return await self.db.run_read(lambda conn: int(conn.execute(count).scalar_one()))
 
     # teams
+    @_answer_cached
     async def teams(self) -> list[Team]:
-        """Every team; read once per version of the dataset (SQLite's data_version changes when an import writes)."""
-        version = await self.db.run_read(lambda conn: int(conn.exec_driver_sql("PRAGMA data_version").scalar_one()))
-        if self._teams is None or self._teams[0] != version:
-            rows = await self._all(select(*_team_columns(T, "")).order_by(T.c.id))
-            self._teams = (version, [t for t in (_team(r, "") for r in rows) if t is not None])
-        return list(self._teams[1])
+        rows = await self._all(select(*_team_columns(T, "")).order_by(T.c.id))
+        return [t for t in (_team(r, "") for r in rows) if t is not None]
 
+    @_answer_cached
     async def team(self, team_id: int) -> Team | None:
         rows = await self._all(select(*_team_columns(T, "")).where(T.c.id == team_id))
         return _team(rows[0], "") if rows else None
@@ -95,11 +126,13 @@ class LocalBackend:
             query = query.where(P.c.team_id.in_(filters.team_ids))
         return query.order_by(P.c.last_name, P.c.first_name, P.c.id)
 
+    @_answer_cached
     async def players(self, filters: PlayerFilter, limit: int, offset: int = 0) -> list[Player]:
         rows = await self._all(self._players_query(filters).limit(limit).offset(offset))
         fields = [c.name for c in P.columns if c.name not in ("search_name", "team_id", "last_seen")]
         return [Player(**{f: r[f] for f in fields}, team=_team(r, "tm_")) for r in rows]
 
+    @_answer_cached
     async def count_players(self, filters: PlayerFilter) -> int:
         return await self._count(self._players_query(filters))
 
@@ -112,6 +145,7 @@ class LocalBackend:
         )
         return query.where(*_game_conditions(filters)).order_by(G.c.date, G.c.id)
 
+    @_answer_cached
     async def games(self, filters: GameFilter, limit: int, offset: int = 0) -> list[Game]:
         rows = await self._all(self._games_query(filters).limit(limit).offset(offset))
         return [
@@ -131,6 +165,7 @@ class LocalBackend:
             for r in rows
         ]
 
+    @_answer_cached
     async def count_games(self, filters: GameFilter) -> int:
         return await self._count(self._games_query(filters))
 
@@ -174,6 +209,7 @@ class LocalBackend:
             conditions.append(S.c.team_id.in_(filters.team_ids))
         return query.where(*conditions).order_by(G.c.date, S.c.game_id, S.c.team_id, S.c.id)
 
+    @_answer_cached
     async def stats(self, filters: StatFilter, limit: int, offset: int = 0) -> list[Stat]:
         rows = await self._all(self._stats_query(filters).limit(limit).offset(offset))
         return [
@@ -204,10 +240,12 @@ class LocalBackend:
             for r in rows
         ]
 
+    @_answer_cached
     async def count_stats(self, filters: StatFilter) -> int:
         return await self._count(self._stats_query(filters))
 
     # season averages
+    @_answer_cached
     async def season_averages(
         self, season: int, player_ids: tuple[int, ...], postseason: bool = False
     ) -> list[SeasonAverage]:

@@ -24,7 +24,12 @@ class SportsSettings(PluginSettings):
     upstream_backoff_s: float = 0.5
     upstream_max_backoff_s: float = 20.0
     cache_ttl_s: float = Field(default=300.0, description="Seconds an upstream answer is reused; 0: no cache")
-    cache_size: int = 2048
+    cache_size: int = Field(
+        default=2048,
+        ge=0,
+        description="answers kept: from the upstream API for cache_ttl_s, from the local dataset until it changes; "
+        "0: none",
+    )
 
     def dataset_path(self) -> Path:
         return (self.sports_db or self.data_dir / "sports.db").resolve()
