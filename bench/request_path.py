@@ -58,10 +58,18 @@ CASES = (
     Case("sports", "GET", "/games?team_ids[]=2&limit=25"),
     Case("sports", "GET", "/stats?player_ids[]=237&limit=25"),
     Case("sports", "GET", "/season_averages?season=2023&player_ids[]=237&player_ids[]=115"),
+    Case("sports-uncached", "GET", "/teams"),
+    Case("sports-uncached", "GET", "/players?query=james"),
+    Case("sports-uncached", "GET", "/games?team_ids[]=2&limit=25"),
+    Case("sports-uncached", "GET", "/stats?player_ids[]=237&limit=25"),
+    Case("sports-uncached", "GET", "/season_averages?season=2023&player_ids[]=237&player_ids[]=115"),
     Case("retrieval", "GET", "/documents?limit=20"),
     Case("retrieval", "GET", "/fetch?id=doc-7"),
     Case("retrieval", "GET", "/documents/doc-7"),
 )
+# A label of CASES: the plugin it serves and its environment. sports-uncached: the sports plugin with its answer
+# cache off (PLUGKIT_CACHE_SIZE=0), every request a query: the figure for questions not asked before.
+SERVED: dict[str, tuple[str, dict[str, str]]] = {"sports-uncached": ("sports", {"PLUGKIT_CACHE_SIZE": "0"})}
 SPORTS_LOAD = ("/players?query=james", "/teams", "/games?team_ids[]=14&limit=25", "/stats?player_ids[]=237&limit=25")
 
 
@@ -154,8 +162,9 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def measure_plugin(plugin: str, args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
     cases = [c for c in CASES if c.plugin == plugin]
     rows = []
-    with plugkit_server(plugin, root / plugin) as base:
-        seed(plugin, base)
+    served, env = SERVED.get(plugin, (plugin, {}))
+    with plugkit_server(served, root / plugin, env) as base:
+        seed(served, base)
         payload_file = root / f"{plugin}-payloads.json"
         payload_file.write_text(json.dumps(record(cases, base)))
         bare_port = free_port()
@@ -240,7 +249,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=4, help="seconds of load per measurement")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--plugins", default="todo,sports,retrieval")
+    parser.add_argument("--plugins", default="todo,sports,sports-uncached,retrieval")
     parser.add_argument("--load-duration", type=int, default=60, help="seconds of the sports load (0: skip)")
     parser.add_argument("--skip-rate-limit", action="store_true")
     args = parser.parse_args()

@@ -136,6 +136,7 @@ class EmbeddedStore:
         self.fusion, self.candidate_pool = fusion, candidate_pool
         self._keywords = KeywordIndex(self.directory / "keywords")
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None  # the event loop's own, for bounded reads
         self._lock = threading.Lock()
         self.ann = (ann_min_chunks, ann_nprobe, ann_filtered_nprobe, ann_k_factor)
         self._index: ExactIndex | AutoIndex | None = None
@@ -154,6 +155,17 @@ class EmbeddedStore:
                 return fn(self._conn)
 
         return await asyncio.to_thread(locked)
+
+    def _read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a bounded read (an index lookup, a page) on the event loop, on a read-only connection of its own: a
+        thread hop costs more than such a read, and WAL lets it read beside a write in progress on the other."""
+        if self._conn is None:
+            raise RuntimeError("the store is not open")
+        if self._reader is None:
+            uri = f"{self.db_path.resolve().as_uri()}?mode=ro"
+            self._reader = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+            self._reader.execute("PRAGMA busy_timeout=30000")
+        return fn(self._reader)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -331,6 +343,9 @@ class EmbeddedStore:
             conn.close()
             self._conn = None
 
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._conn is not None:
             await self._run(close_sync)
 
@@ -579,7 +594,7 @@ class EmbeddedStore:
                 for r in rows
             ]
 
-        return await self._run(read)
+        return self._read_now(read)  # an index lookup (tenant, document_id)
 
     async def count(self, tenant: str | None = None) -> int:
         def read(conn: sqlite3.Connection) -> int:
@@ -626,7 +641,8 @@ class EmbeddedStore:
                 )
             return DocumentPage(entries, more=len(rows) > limit)
 
-        return await self._run(read)
+        # A page in the listing index's order is a bounded read; a filter may scan, off the event loop.
+        return self._read_now(read) if tree is None else await self._run(read)
 
     async def all_embeddings(self) -> tuple[list[str], np.ndarray]:
         """Every chunk id with its stored embedding (for checks and benchmarks)."""
