@@ -93,3 +93,59 @@ async def test_a_write_gives_up_with_the_lock_error_after_the_busy_timeout(
     other.execute("ROLLBACK")
     other.close()
     await database.dispose()
+
+
+async def test_a_prepared_write_commits_and_a_failed_one_leaves_nothing(tmp_path: Path) -> None:
+    database = await opened(tmp_path / "db.sqlite")
+
+    def half_then_fail(raw: sqlite3.Connection) -> None:
+        raw.execute("INSERT INTO notes (text) VALUES ('half')")
+        raise ValueError("the work failed")
+
+    with pytest.raises(ValueError, match="the work failed"):
+        await database.run_sqlite_write(half_then_fail)
+    added = await database.run_sqlite_write(
+        lambda raw: raw.execute("INSERT INTO notes (text) VALUES ('whole') RETURNING id").fetchone()[0]
+    )
+    reader = database.sqlite_reader()
+    assert reader is not None
+    assert reader.execute("SELECT id, text FROM notes").fetchall() == [(added, "whole")]
+    await database.run_write(add("through SQLAlchemy"))  # the two write paths share the connection and its state
+    texts = await database.run_read(lambda conn: [r[0] for r in conn.execute(select(notes.c.text))])
+    assert texts == ["whole", "through SQLAlchemy"]
+    await database.dispose()
+
+
+async def test_a_prepared_write_waits_for_another_workers_lock(tmp_path: Path) -> None:
+    database = await opened(tmp_path / "db.sqlite")
+    other = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    write = asyncio.create_task(
+        database.run_sqlite_write(lambda raw: raw.execute("INSERT INTO notes (text) VALUES ('mine')"))
+    )
+    await asyncio.sleep(0.05)
+    assert not write.done()
+    other.execute("COMMIT")
+    await asyncio.wait_for(write, 5)
+    assert await database.run_read(lambda conn: conn.execute(select(notes.c.text)).scalar_one()) == "mine"
+    other.close()
+    await database.dispose()
+
+
+async def test_postgresql_has_no_sqlite_reader_and_refuses_prepared_sqlite_writes() -> None:
+    database = Database("postgresql://nobody@127.0.0.1:1/none")  # never connected
+    assert database.sqlite_reader() is None
+    assert await database.data_version() is None
+    with pytest.raises(RuntimeError, match="run_write"):
+        await database.run_sqlite_write(lambda raw: None)
+    await database.dispose()
+
+
+async def test_the_data_version_moves_when_another_connection_commits(tmp_path: Path) -> None:
+    database = await opened(tmp_path / "db.sqlite")
+    before = await database.data_version()
+    assert before == await database.data_version()
+    with sqlite3.connect(tmp_path / "db.sqlite") as other:
+        other.execute("INSERT INTO notes (text) VALUES ('elsewhere')")
+    assert await database.data_version() != before
+    await database.dispose()

@@ -101,6 +101,7 @@ def create_plugin_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.auth = auth

@@ -70,6 +70,11 @@ class PluginSettings(BaseSettings):
         description="answer each operation's well-formed requests by a fast path derived from its route, ahead of "
         "FastAPI's routing (plugkit.fastpath)",
     )
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry (traces, metrics, logs through the global providers); off, each "
+        "request would look the providers up; plugkit's own Prometheus metrics are at /metrics",
+    )
     console: Literal["auto", "on", "off"] = Field(
         default="auto", description="the /console page for people: auto serves it when listening on localhost only"
     )

@@ -94,6 +94,24 @@ class Database:
         async with self.engine.begin() as conn:
             return await conn.run_sync(work)
 
+    async def run_sqlite_write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """On SQLite only: run `work` on the driver connection this process writes through, in one write transaction
+        taken as `run_write` takes it (BEGIN IMMEDIATE, waiting for another worker's lock on the event loop), committed
+        when it returns and rolled back when it raises. For a hot one-statement write as a prepared statement."""
+        if self.sync_engine is None:
+            raise RuntimeError("run_sqlite_write is for SQLite databases; use run_write")
+        sqlite = self._sqlite_connection(write=True)
+        await _begin_immediate(sqlite)
+        raw = _driver(sqlite)
+        try:
+            result = work(raw)
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        raw.execute("COMMIT")
+        self._after_commit()
+        return result
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reads."""
@@ -138,12 +156,19 @@ class Database:
                     raise
                 await asyncio.sleep(0.1 * (attempt + 1))
 
+    def sqlite_reader(self) -> sqlite3.Connection | None:
+        """On SQLite, the driver connection this process reads through, for a hot read as a plain prepared statement
+        (sqlite3 keeps them compiled per connection): no thread hop, no SQLAlchemy execution. None on PostgreSQL,
+        where `run_read` is the way."""
+        if self.sync_engine is None:
+            return None
+        return _driver(self._sqlite_connection(write=False))
+
     async def data_version(self) -> int | None:
         """On SQLite, a number that changes whenever another connection (another worker, an import) commits to the
         file (PRAGMA data_version), to know when something derived from it is stale; None on PostgreSQL."""
-        if self.sync_engine is None:
-            return None
-        return int(_driver(self._sqlite_connection(write=False)).execute("PRAGMA data_version").fetchone()[0])
+        reader = self.sqlite_reader()
+        return None if reader is None else int(reader.execute("PRAGMA data_version").fetchone()[0])
 
     async def ping(self) -> None:
         """Run a trivial statement: raises when the database does not answer (readiness checks use it)."""

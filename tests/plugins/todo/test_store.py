@@ -85,3 +85,11 @@ async def test_concurrent_deletes_of_the_same_index_remove_exactly_as_many_items
     remaining = await store.list(name)
     assert len(deleted) + len(remaining) == 10
     assert {d.todo for d in deleted}.isdisjoint({r.todo for r in remaining})
+
+
+async def test_a_todo_reads_back_with_the_time_it_was_added_on_every_read_path(store: SqlTodoStore) -> None:
+    added = await store.add("alice", "dated")
+    (listed,) = await store.list("alice")
+    assert listed == added
+    deleted = await store.delete_by_id("alice", added.id)  # read back through SQLAlchemy's own types
+    assert deleted == added

@@ -50,6 +50,11 @@ LIST = (
 )
 COUNT = select(func.count()).select_from(todos).where(todos.c.username == bindparam("username"))
 ADD = insert(todos).returning(todos.c.id)
+# The list on SQLite, as one prepared statement on the worker's read connection (see Database.sqlite_reader); the
+# column order is the one _item reads, created_at as SQLAlchemy stores it ("YYYY-MM-DD HH:MM:SS.ffffff", UTC).
+LIST_SQLITE = "SELECT id, text, created_at FROM todos WHERE username = ? ORDER BY id LIMIT ? OFFSET ?"
+ADD_SQLITE = "INSERT INTO todos (username, text, created_at) VALUES (?, ?, ?) RETURNING id"
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 
 
 class TodoStore(Protocol):
@@ -76,6 +81,12 @@ class SqlTodoStore:
 
     async def add(self, username: str, text: str) -> TodoItem:
         now = datetime.now(UTC)
+        if self.db.is_sqlite:  # the hot write as one prepared statement (Database.run_sqlite_write)
+            stored = now.strftime(SQLITE_TIME)
+            added = await self.db.run_sqlite_write(
+                lambda raw: int(raw.execute(ADD_SQLITE, (username, text, stored)).fetchone()[0])
+            )
+            return TodoItem(id=added, todo=text, created_at=now)
 
         def work(conn: Connection) -> int:
             return int(conn.execute(ADD, {"username": username, "text": text, "created_at": now}).scalar_one())
@@ -83,6 +94,10 @@ class SqlTodoStore:
         return TodoItem(id=await self.db.run_write(work), todo=text, created_at=now)
 
     async def list(self, username: str, offset: int = 0, limit: int | None = None) -> list[TodoItem]:
+        reader = self.db.sqlite_reader()
+        if reader is not None:
+            rows = reader.execute(LIST_SQLITE, (username, NO_LIMIT if limit is None else limit, offset)).fetchall()
+            return [_item((i, text, datetime.fromisoformat(created))) for i, text, created in rows]
         params = {"username": username, "offset": offset, "limit": NO_LIMIT if limit is None else limit}
         return await self.db.run_read(lambda conn: [_item(r) for r in conn.execute(LIST, params)])
 
