@@ -4,7 +4,9 @@ FastAPI intact, and answer errors with the app's own handlers."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -13,6 +15,8 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
+from plugkit.cli.registry import load
+from plugkit.docs import FULL_SPEC_PATH
 from plugkit.errors import INTERNAL_ERROR
 from plugkit.fastpath import FastPaths, derive, derive_all, is_json
 from tests.helpers import CountingApp
@@ -257,3 +261,27 @@ async def test_dependency_overrides_send_every_request_through_fastapi() -> None
 )
 def test_only_plain_application_json_counts_as_json(content_type: str | None, expected: bool) -> None:
     assert is_json(content_type) is expected
+
+
+@pytest.mark.parametrize("name", ["todo", "sports", "retrieval"])
+async def test_every_operation_of_the_reference_plugins_takes_a_fast_path_but_file_uploads(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLUGKIT_DATA_DIR", str(tmp_path))
+    app = load(name).create_app()
+    layer: Any = app.build_middleware_stack()
+    while not isinstance(layer, FastPaths):
+        layer = layer.app
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        spec = (await client.get(FULL_SPEC_PATH)).json()
+    operations = [
+        (method.upper(), re.sub(r"\{[^}]+\}", "x", path), operation)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+    ]
+    assert operations
+    for method, path, operation in operations:
+        upload = "multipart/form-data" in operation.get("requestBody", {}).get("content", {})
+        fast = any(f.method == method and f.path.fullmatch(path) for f in layer.paths)
+        assert fast is not upload, (method, path)

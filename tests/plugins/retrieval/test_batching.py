@@ -27,6 +27,22 @@ async def test_concurrent_callers_share_one_batch() -> None:
     assert results == [[2 * n] for n in range(12)]
 
 
+async def test_a_lone_caller_is_answered_without_waiting_for_company() -> None:
+    batcher = QueryBatcher(Doubler(), max_wait_s=5.0)
+    assert await asyncio.wait_for(batcher.submit([4]), 1.0) == [8]  # far sooner than the 5 s wait
+
+
+async def test_callers_arriving_during_a_batch_gather_into_the_next_one() -> None:
+    work = Doubler()
+    batcher = QueryBatcher(work, max_wait_s=0.01)
+    first = asyncio.create_task(batcher.submit([0]))
+    await asyncio.sleep(0)  # the first batch starts
+    await asyncio.sleep(0)
+    later = [asyncio.create_task(batcher.submit([n])) for n in range(1, 6)]
+    await asyncio.gather(first, *later)
+    assert work.batches == [[0], [1, 2, 3, 4, 5]]
+
+
 async def test_each_caller_gets_the_results_of_its_own_items() -> None:
     batcher = QueryBatcher(Doubler(), max_wait_s=0.01)
     requests = [[1], [2, 3, 4], [5, 6]]

@@ -95,7 +95,7 @@ async def get_retriever(request: Request) -> Retriever:
     return retriever
 
 
-def get_tenant(request: Request, principal: CurrentPrincipal) -> str | None:
+async def get_tenant(request: Request, principal: CurrentPrincipal) -> str | None:
     """Under per-user tenancy, the signed-in user; otherwise None (the shared space)."""
     settings: RetrievalSettings = request.app.state.settings
     if settings.tenancy != "per-user":

@@ -1,7 +1,8 @@
 """Query micro-batching: the queries of concurrent /query requests answered together, as one batch.
 
-A request's queries wait at most `max_wait_s` (a couple of milliseconds) for company before a batch starts; while a
-batch is being answered, the requests that arrive meanwhile gather into the next one. The batch's work function
+A lone request starts its batch at once (with the requests already on their way in the event loop); while a batch is
+being answered, the requests that arrive meanwhile gather into the next one, which waits at most `max_wait_s` (a
+couple of milliseconds) for more company unless it is full. The batch's work function
 (`Retriever.answer`) embeds all its texts in one forward pass, which costs a model on a CPU little more than a
 single text, and runs all its searches in one call to the store (one hop to the store's thread, not one each).
 """
@@ -73,8 +74,12 @@ class QueryBatcher(Generic[T, R]):
         return taken
 
     async def _drain(self) -> None:
+        idle = True  # no batch ran just before: nobody is queueing behind one, so waiting would only add latency
         while self._waiting:
-            if self._pending_items() < self.max_batch and self.max_wait_s > 0:
+            if idle:
+                await asyncio.sleep(0)  # let the requests already in the event loop's queue join
+                idle = False
+            elif self._pending_items() < self.max_batch and self.max_wait_s > 0:
                 await asyncio.sleep(self.max_wait_s)
             batch = [w for w in self._take() if not w.future.done()]  # a cancelled caller no longer waits
             if not batch:
