@@ -189,7 +189,10 @@ def create_plugin_app(
     if console_enabled(settings):
         mount_console(app, Console(info.title, settings, auth, manifest_for, spec_for, guarded))
     install_error_handlers(app)
-    if settings.fast_paths and (fast_paths := derive_all(guarded)):
+    # The plugin's operations first, as FastAPI matches them (its routers come first), then the app's own routes
+    # (manifest, specs, pages) where they qualify.
+    own = [r for r in app.routes if isinstance(r, APIRoute)]
+    if settings.fast_paths and (fast_paths := derive_all([*guarded, *own])):
         app.add_middleware(
             FastPaths, paths=fast_paths, handlers=app.exception_handlers, overrides=app.dependency_overrides
         )

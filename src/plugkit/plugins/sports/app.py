@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from plugkit.errors import ErrorDetail
@@ -62,38 +62,38 @@ BackendDep = Annotated[SportsBackend, Depends(get_backend)]
 L = TypeVar("L", TeamList, PlayerList, GameList, StatList, SeasonAverageList)
 
 
-def capped(request: Request, response: L) -> L:
-    """Leave out the last results when the whole answer would pass the model host's size limit, and say so."""
-    budget = request.app.state.settings.max_response_chars - RESPONSE_MARGIN
-    if len(response.__pydantic_serializer__.to_json(response)) <= budget:  # one pass in the usual case
-        return response
-    items: list[BaseModel] = list(response.data)
-    size, kept = 0, 0
-    for item in items:
-        size += len(item.model_dump_json()) + 1
-        if size > budget:
-            break
-        kept += 1
-    if kept < len(items):
-        response.data = response.data[:kept]
-        response.meta.truncated = True
-        response.meta.note = (
-            f"Showing {kept} of {len(items)} results: the rest were left out to keep the response under "
-            f"{request.app.state.settings.max_response_chars} characters. Ask for fewer or narrow the filters."
-        )
-    return response
-
-
-def paged(request: Request, response: L, offset: int, limit: int) -> L:
-    """`response` holds up to limit + 1 results from `offset`: keep `limit`, cap the size, and set meta.next_cursor
-    (balldontlie's paging) when more follow."""
-    more = len(response.data) > limit
-    response.data = response.data[:limit]
-    response = capped(request, response)
-    if more or response.meta.truncated:
+def answered(request: Request, response: L, offset: int | None = None, limit: int | None = None) -> Response:
+    """The answer as JSON, serialised once (the route returns it as is). With `limit`, `response` holds up to
+    limit + 1 results from `offset`: `limit` are kept and meta.next_cursor (balldontlie's paging) is set when more
+    follow. The last results are left out, and the answer says so, when the whole would pass the model host's size
+    limit."""
+    more = False
+    if limit is not None:
+        more = len(response.data) > limit
+        response.data = response.data[:limit]
+        response.meta.per_page = limit
+    body = response.__pydantic_serializer__.to_json(response)
+    max_chars = request.app.state.settings.max_response_chars
+    if len(body) > max_chars - RESPONSE_MARGIN:  # bytes: never fewer than characters
+        items: list[BaseModel] = list(response.data)
+        size, kept = 0, 0
+        for item in items:
+            size += len(item.model_dump_json()) + 1
+            if size > max_chars - RESPONSE_MARGIN:
+                break
+            kept += 1
+        if kept < len(items):
+            response.data = response.data[:kept]
+            response.meta.truncated = True
+            response.meta.note = (
+                f"Showing {kept} of {len(items)} results: the rest were left out to keep the response under "
+                f"{max_chars} characters. Ask for fewer or narrow the filters."
+            )
+    if limit is not None and offset is not None and (more or response.meta.truncated):
         response.meta.next_cursor = offset + len(response.data)
-    response.meta.per_page = limit
-    return response
+    if more or response.meta.truncated:
+        body = response.__pydantic_serializer__.to_json(response)
+    return Response(body, media_type="application/json")
 
 
 router = APIRouter(dependencies=[Depends(known_query_only)])
@@ -131,12 +131,12 @@ async def get_players(
     limit: Limit = 25,
     per_page: PerPage = None,
     cursor: Cursor = None,
-) -> PlayerList:
+) -> Response:
     """Find players whose first or last name contains the query, with their ids and latest team."""
     text = (query or search or "").strip() or None
     filters = PlayerFilter(search=text, team_ids=tuple(team_ids or ()), player_ids=tuple(player_ids or ()))
     limit, offset = per_page or limit, cursor or 0
-    return paged(request, PlayerList(data=await backend.players(filters, limit + 1, offset)), offset, limit)
+    return answered(request, PlayerList(data=await backend.players(filters, limit + 1, offset)), offset, limit)
 
 
 @router.get(
@@ -147,9 +147,9 @@ async def get_players(
     responses=UPSTREAM_ERRORS,
     openapi_extra=tool_hints(title="List teams", read_only=True),
 )
-async def get_teams(request: Request, backend: BackendDep) -> TeamList:
+async def get_teams(request: Request, backend: BackendDep) -> Response:
     """List every team with its id, city, conference and division."""
-    return capped(request, TeamList(data=await backend.teams()))
+    return answered(request, TeamList(data=await backend.teams()))
 
 
 @router.get(
@@ -167,10 +167,10 @@ async def get_games(
     limit: Limit = 25,
     per_page: PerPage = None,
     cursor: Cursor = None,
-) -> GameList:
+) -> Response:
     """Get games, oldest first, with home and visitor teams and final scores."""
     limit, offset = per_page or limit, cursor or 0
-    return paged(request, GameList(data=await backend.games(filters, limit + 1, offset)), offset, limit)
+    return answered(request, GameList(data=await backend.games(filters, limit + 1, offset)), offset, limit)
 
 
 @router.get(
@@ -188,10 +188,10 @@ async def get_stats(
     limit: Limit = 25,
     per_page: PerPage = None,
     cursor: Cursor = None,
-) -> StatList:
+) -> Response:
     """Get box-score lines (points, rebounds, assists and more) per player per game, oldest game first."""
     limit, offset = per_page or limit, cursor or 0
-    return paged(request, StatList(data=await backend.stats(filters, limit + 1, offset)), offset, limit)
+    return answered(request, StatList(data=await backend.stats(filters, limit + 1, offset)), offset, limit)
 
 
 @router.get(
@@ -210,9 +210,9 @@ async def get_season_averages(
         list[Annotated[int, Query(ge=1, le=MAX_ID)]],
         Query(min_length=1, max_length=MAX_IDS, description="Player ids, as /players finds them."),
     ],
-) -> SeasonAverageList:
+) -> Response:
     """Get each player's games played and per-game averages (points, rebounds, assists...) in a regular season."""
-    return capped(request, SeasonAverageList(data=await backend.season_averages(season, tuple(player_ids))))
+    return answered(request, SeasonAverageList(data=await backend.season_averages(season, tuple(player_ids))))
 
 
 def build_backend(settings: SportsSettings) -> tuple[SportsBackend, list[Callable[[], Awaitable[None]]]]:
