@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import time
@@ -276,6 +277,7 @@ def page_of(entries: Iterable[DocumentEntry], limit: int, after: tuple[float, st
     return kept[: limit + 1]
 
 
+@functools.lru_cache(maxsize=8192)  # a listing shows the same documents' times request after request
 def iso_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
