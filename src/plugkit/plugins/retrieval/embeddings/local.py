@@ -2,8 +2,9 @@
 any sentence-transformers model directory on disk (`PLUGKIT_LOCAL_MODEL`: the user's bge-small, gte-small, e5...).
 
 Two paths to the same model's vectors. Batches (documents, and queries that arrive together) go through the
-throughput-first pipeline (embeddings/pipeline.py): fast-tokenizer in Rust threads, length-sorted batches, and on a GPU
-fp16 with pinned, asynchronous transfers prepared by a thread ahead of the model. A lone query goes through the
+throughput-first pipeline (embeddings/pipeline.py): fast-tokenizer in Rust threads, length-sorted batches, on a CPU
+batches of 8 run side by side on one-core worker threads, and on a GPU fp16 with pinned, asynchronous transfers
+prepared by a thread ahead of the model. A lone query goes through the
 latency-first path: the same weights exported once to ONNX and run by ONNX Runtime on one thread (fp32, so its
 vectors match the model's; bench/retrieval.py measures the cosine), falling back to the batch path when ONNX Runtime
 is not installed or the model cannot be exported.

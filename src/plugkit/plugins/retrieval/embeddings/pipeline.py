@@ -3,7 +3,8 @@
 Throughput-first (`encode`): texts tokenised a group at a time by the fast tokenizer (Rust, on all cores), sorted by
 length and cut into batches padded only to their longest text; on a GPU a thread tokenises and prepares the next
 batches (padding, pinned host memory) while the model runs, their copies to the device are asynchronous, and the
-vectors stay on the device until the end, so the host never waits for the device mid-way. Latency-first
+vectors stay on the device until the end, so the host never waits for the device mid-way; on a CPU, threads that
+each hold one core run whole batches side by side (`cpu_workers`). Latency-first
 (`onnx_session`, `onnx_encode`): the model's transformer exported to ONNX once and run by ONNX Runtime on one thread,
 mean-pooled and normalised in numpy, for a lone query.
 """
