@@ -20,7 +20,7 @@ from plugkit.plugins.retrieval.chunking import HFTokenizer
 from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder
 from plugkit.plugins.retrieval.embeddings.openai import OpenAIEmbedder
 from plugkit.plugins.retrieval.settings import RetrievalSettings
-from tests.helpers import asgi_client, assert_response_matches_spec
+from tests.helpers import SHARED_DATA, asgi_client, assert_response_matches_spec
 from tests.plugins.retrieval.conftest import EmbeddingsServer
 from tests.plugins.retrieval.files import PNG_BYTES, docx_bytes, pdf_bytes
 
@@ -449,3 +449,22 @@ async def test_a_markdown_upload_with_too_many_or_too_long_links_is_added_with_t
     assert response.status_code == 200, response.text
     links = (await query(client, "lighthouses guide ships", top_k=1))[0]["metadata"]["links"]
     assert links == [f"https://many.example/{n}" for n in range(100)]
+
+
+async def test_a_file_of_many_batches_stores_each_chunk_with_its_own_vector_and_the_same_ids_again(
+    client: httpx.AsyncClient,
+) -> None:
+    with (SHARED_DATA / "scifact" / "corpus.jsonl").open() as lines:
+        abstracts = [json.loads(line)["text"] for line, _ in zip(lines, range(30), strict=False)]
+    upload = {"file": ("abstracts.md", "\n\n".join(abstracts).encode(), "text/markdown")}
+    first = (await client.post("/upsert-file", files=upload)).json()["ids"]
+    again = (await client.post("/upsert-file", files=upload)).json()["ids"]
+    assert first == again
+    chunks = await chunks_with_source_id(client, "abstracts.md")
+    assert len(chunks) > 16  # more than one batch of the test embedder, so the CPU workers embed it
+    found = []
+    for start in range(0, len(chunks), 8):  # a few queries a request keep each answer under the size limit
+        queries = [{"query": chunk["text"], "top_k": 1, "mode": "dense"} for chunk in chunks[start : start + 8]]
+        answer = (await client.post("/query", json={"queries": queries})).json()["results"]
+        found += [result["results"][0]["id"] if result["results"] else None for result in answer]
+    assert found == [chunk["id"] for chunk in chunks]

@@ -35,14 +35,20 @@ class RetrievalSettings(PluginSettings):
 
     embedder: Literal["local", "openai"] = Field(default="local", description="the embedding model")
     embed_batch_size: int | None = Field(
-        default=None, ge=1, le=4096, description="texts per forward pass (default: 32 on a CPU, 2048 on a GPU)"
+        default=None, ge=1, le=4096, description="texts per forward pass (default: 8 on a CPU, 2048 on a GPU)"
+    )
+    embed_cpu_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="local model on a CPU: threads that each run whole batches on one core (default: one per core)",
     )
     embed_device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="local model: auto (cuda when torch sees a GPU, else cpu), cpu or cuda"
     )
     embed_precision: Literal["auto", "int8", "bf16", "fp16", "fp32"] = Field(
         default="auto",
-        description="local model: auto (CPU: bf16 where it has it, else int8; GPU: fp16), int8, bf16, fp16 or fp32",
+        description="local model: auto (CPU: bf16 where it has it, else fp32; GPU: fp16), int8, bf16, fp16 or fp32",
     )
     embed_query_backend: Literal["auto", "onnx", "torch"] = Field(
         default="auto",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from plugkit.plugins.retrieval.embeddings import build_embedder, pipeline
 from plugkit.plugins.retrieval.embeddings.local import (
+    CPU_BATCH,
     DIMENSION,
     LocalEmbedder,
     model_dir,
@@ -16,6 +18,7 @@ from plugkit.plugins.retrieval.embeddings.local import (
     resolve_precision,
 )
 from plugkit.plugins.retrieval.settings import RetrievalSettings
+from tests.helpers import SHARED_DATA
 
 
 def test_the_model_ships_inside_the_package() -> None:
@@ -104,11 +107,11 @@ def test_an_unknown_precision_is_refused() -> None:
         LocalEmbedder(precision="fp8")  # type: ignore[arg-type]
 
 
-def test_auto_precision_picks_bf16_where_the_cpu_has_it_else_int8() -> None:
+def test_auto_precision_picks_bf16_where_the_cpu_has_it_else_fp32() -> None:
     import torch
 
     native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    assert resolve_precision("auto") == ("bf16" if native else "int8")
+    assert resolve_precision("auto") == ("bf16" if native else "fp32")
     assert LocalEmbedder().precision == resolve_precision("auto")
     assert resolve_precision("auto", device="cuda") == "fp16"
     assert resolve_precision("fp32") == "fp32"
@@ -182,7 +185,7 @@ def test_the_device_setting_reaches_the_embedder_and_auto_means_cpu_without_a_gp
     settings = RetrievalSettings(data_dir=tmp_path, embed_device="cpu", embed_query_backend="torch")
     built = build_embedder(settings)
     assert isinstance(built, LocalEmbedder)
-    assert (built.device, built.query_backend, built.batch_size) == ("cpu", "torch", 32)
+    assert (built.device, built.query_backend, built.batch_size) == ("cpu", "torch", CPU_BATCH)
     assert built.cache_dir == tmp_path / "models"
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="device"):
@@ -257,3 +260,29 @@ def test_the_torch_query_backend_answers_lone_queries_with_the_batch_path() -> N
     embedder.load()
     assert not embedder.wait_for_query_path()
     assert np.allclose(embedder._encode_lone(["Paris"]), embedder._encode(["Paris"]), atol=1e-6)
+
+
+def scifact_abstracts(count: int) -> list[str]:
+    with (SHARED_DATA / "scifact" / "corpus.jsonl").open() as lines:
+        return [json.loads(line)["text"] for line, _ in zip(lines, range(count), strict=False)]
+
+
+def test_the_default_cpu_path_gives_the_vectors_of_the_fp32_model(fp32_model: LocalEmbedder) -> None:
+    texts = scifact_abstracts(48)
+    default = LocalEmbedder(device="cpu")  # the precision, batch size and workers a CPU server uses
+    cosines = np.sum(np.asarray(default._encode(texts)) * np.asarray(fp32_model._encode(texts)), axis=1)
+    assert len(cosines) == 48 and cosines.min() >= 0.99
+
+
+def test_one_core_workers_give_the_same_vectors_as_batches_split_over_the_cores() -> None:
+    texts = scifact_abstracts(40)
+    side_by_side = LocalEmbedder(device="cpu", precision="fp32", batch_size=4, cpu_workers=2)
+    split = LocalEmbedder(device="cpu", precision="fp32", batch_size=4, cpu_workers=1)
+    split._model = side_by_side.load()
+    assert side_by_side._cpu_workers(len(texts)) is not None and split._cpu_workers(len(texts)) is None
+    assert np.allclose(side_by_side._encode(texts), split._encode(texts), atol=1e-5)
+
+
+def test_a_worker_count_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="cpu_workers"):
+        LocalEmbedder(device="cpu", cpu_workers=0)

@@ -29,6 +29,7 @@ def build_embedder(settings: RetrievalSettings) -> Embedder:
             query_backend=settings.embed_query_backend,
             cache_dir=Path(settings.data_dir) / "models",
             model_path=settings.local_model,
+            cpu_workers=settings.embed_cpu_workers,
         )
     from plugkit.plugins.retrieval.embeddings.openai import OpenAIEmbedder
 

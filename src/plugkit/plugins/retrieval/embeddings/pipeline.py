@@ -3,7 +3,8 @@
 Throughput-first (`encode`): texts tokenised a group at a time by the fast tokenizer (Rust, on all cores), sorted by
 length and cut into batches padded only to their longest text; on a GPU a thread tokenises and prepares the next
 batches (padding, pinned host memory) while the model runs, their copies to the device are asynchronous, and the
-vectors stay on the device until the end, so the host never waits for the device mid-way. Latency-first
+vectors stay on the device until the end, so the host never waits for the device mid-way; on a CPU, threads that
+each hold one core run whole batches side by side (`cpu_workers`). Latency-first
 (`onnx_session`, `onnx_encode`): the model's transformer exported to ONNX once and run by ONNX Runtime on one thread,
 mean-pooled and normalised in numpy, for a lone query.
 """
@@ -14,6 +15,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -143,6 +145,24 @@ def dimension_of(model: Any) -> int:
     return int(method())
 
 
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # OpenMP's thread count is per calling thread: this worker runs its batches alone
+
+
+def cpu_workers(threads: int) -> ThreadPoolExecutor:
+    """Threads that each run whole batches on one core (`encode`'s `workers`), for the CPU."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="embed-cpu", initializer=_one_thread)
+
+
+def _forward(model: Any, features: dict[str, Any]) -> Any:
+    import torch
+
+    with torch.inference_mode():  # per thread
+        return model(features)["sentence_embedding"]
+
+
 def encode(
     model: Any,
     tokenizer: Any,
@@ -151,10 +171,13 @@ def encode(
     device: str,
     overlap: bool | None = None,
     pool: Any = None,
+    workers: ThreadPoolExecutor | None = None,
 ) -> np.ndarray:
     """Unit vectors (float32, one row per text, in order) of a sentence-transformers `model` on `device`.
     `overlap` (default: on a GPU) prepares batches in a thread ahead of the model; `pool` (a `tokenizer_pool`)
-    tokenises in processes."""
+    tokenises in processes; `workers` (a `cpu_workers` pool, CPU only) runs the batches side by side, one per core,
+    instead of splitting each batch over the cores: no core then waits at a barrier for another, which on a busy
+    machine wasted most of the time (bench/upload.py)."""
     import torch
 
     if not texts:
@@ -166,12 +189,17 @@ def encode(
     order: list[np.ndarray] = []
     done: list[Any] = []
     with torch.inference_mode():
-        for positions, features in items:
-            # Pinned memory: the copies are queued without waiting, and nothing here waits on the device until
-            # the end, so the host keeps the next batches coming while the model runs.
-            features = {name: tensor.to(device, non_blocking=on_gpu) for name, tensor in features.items()}
-            done.append(model(features)["sentence_embedding"])
-            order.append(positions)
+        if workers is not None and not on_gpu:
+            listed = list(items)  # tokenising is a small part of the time on a CPU
+            done = list(workers.map(lambda item: _forward(model, item[1]), listed))
+            order = [positions for positions, _ in listed]
+        else:
+            for positions, features in items:
+                # Pinned memory: the copies are queued without waiting, and nothing here waits on the device
+                # until the end, so the host keeps the next batches coming while the model runs.
+                features = {name: tensor.to(device, non_blocking=on_gpu) for name, tensor in features.items()}
+                done.append(model(features)["sentence_embedding"])
+                order.append(positions)
         # Normalised in float32 whatever the model's precision (bf16/fp16 norms are only good to about 1e-3).
         vectors = torch.nn.functional.normalize(torch.cat(done).float(), dim=1).cpu().numpy()
     out = np.empty_like(vectors)
