@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH := torch==2.13.0
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test`: most tests wait on real servers, so two share two cores well. Each file (or
+# folder sharing session servers, tests/conftest.py) runs on one worker, in collection order; PYTEST_WORKERS=0: none.
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test venv venv-dev lint bench-todo bench-retrieval bench-stores bench-scale check-reliability clean chromium
 
@@ -34,7 +37,7 @@ chromium:
 		|| { echo "chromium is missing: run 'apt-get install -y chromium' as root" >&2; exit 1; }
 
 test: venv-dev chromium lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: venv-dev
 	$(VENV)/bin/ruff check src tests bench

@@ -48,18 +48,21 @@ class PluginServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> PluginServer:
+        """Start the process and wait until it serves its manifest and is ready (`/readyz`: a retrieval server whose
+        model loads past its start-up wait answers before it can embed, which a busy machine makes common)."""
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                output = self.proc.stdout.read().decode() if self.proc.stdout else ""
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{output}")
-            try:
-                if httpx.get(f"{self.base_url}/.well-known/ai-plugin.json", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        with httpx.Client(base_url=self.base_url, timeout=1) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    output = self.proc.stdout.read().decode() if self.proc.stdout else ""
+                    raise RuntimeError(f"server exited with {self.proc.returncode}:\n{output}")
+                try:
+                    if all(client.get(path).status_code == 200 for path in ("/.well-known/ai-plugin.json", "/readyz")):
+                        return self
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"server on port {self.port} did not start within {timeout} s")
 

@@ -3,7 +3,7 @@ every reference plugin: its parser reads each spec, and its callable's requests 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +58,30 @@ def test_langchains_callable_adds_a_todo(tmp_path: Path, body_as: str) -> None:
         assert listed.json()["todos"] == ["buy milk"]
 
 
+@pytest.fixture(scope="module")
+def memory_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PluginServer]:
+    """One retrieval --memory server for the body variants below; each stores and finds a document of its own."""
+    with PluginServer("retrieval", "--data-dir", str(tmp_path_factory.mktemp("memory")), "--memory") as server:
+        yield server
+
+
+# A document and a question that finds it first, per body variant, so that neither finds the other's document.
+MEMORIES = {
+    "json": ("The mitochondria is the powerhouse of the cell.", "what produces energy in cells?"),
+    "data": ("Volcanoes erupt when molten rock rises through the crust.", "why do volcanoes erupt?"),
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("body_as", ["json", "data"])
-def test_langchains_callable_queries_documents(tmp_path: Path, body_as: str) -> None:
-    with PluginServer("retrieval", "--data-dir", str(tmp_path), "--memory") as server:
-        call = call_api(server)
-        text = "The mitochondria is the powerhouse of the cell."
-        upserted = call("upsertDocuments", {body_as: {"documents": [{"id": "doc1", "text": text}]}})
-        assert upserted.status_code == 200, upserted.text
-        found = call("queryDocuments", {body_as: {"queries": [{"query": "what produces energy in cells?"}]}})
-        assert found.status_code == 200, found.text
-        assert found.json()["results"][0]["results"][0]["text"] == text
+def test_langchains_callable_queries_documents(memory_server: PluginServer, body_as: str) -> None:
+    call = call_api(memory_server)
+    text, question = MEMORIES[body_as]
+    upserted = call("upsertDocuments", {body_as: {"documents": [{"id": f"doc-{body_as}", "text": text}]}})
+    assert upserted.status_code == 200, upserted.text
+    found = call("queryDocuments", {body_as: {"queries": [{"query": question}]}})
+    assert found.status_code == 200, found.text
+    assert found.json()["results"][0]["results"][0]["text"] == text
 
 
 @pytest.mark.slow

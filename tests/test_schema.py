@@ -246,9 +246,12 @@ def scalars(url: str, *queries: str) -> list[object]:
 @pytest.mark.slow
 async def test_workers_starting_at_once_on_a_release_0_1_0_layout_bring_its_tables_over_once(postgres_url: str) -> None:
     url = release_0_1_0_public_layout(postgres_url)
-    databases = [Database(url, schema=name) for name in ("todo", "todo", "todo", "retrieval_auth", "retrieval_auth")]
+    # Three todo workers (the todo tables and the auth tables) and two retrieval workers (the auth tables only).
+    groups = {"todo": (auth_tables.metadata, todo_store.metadata), "retrieval_auth": (auth_tables.metadata,)}
+    workers = [(Database(url, schema=name), groups[name]) for name in ["todo"] * 3 + ["retrieval_auth"] * 2]
+    databases = [db for db, _ in workers]
     try:
-        await asyncio.gather(*(db.create_all(auth_tables.metadata, todo_store.metadata) for db in databases))
+        await asyncio.gather(*(db.create_all(*metadata) for db, metadata in workers))
     finally:
         for db in databases:
             await db.dispose()

@@ -43,9 +43,12 @@ def serve(name: str, data_dir: Path, env: dict[str, str] | None = None) -> Plugi
     return server.start(timeout=target.start_timeout)
 
 
-@pytest.fixture(params=list(CALLS))
-def plugin(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, PluginServer]]:
-    server = serve(request.param, tmp_path)
+@pytest.fixture(scope="module", params=list(CALLS))
+def plugin(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, PluginServer]]:
+    """One server per plugin for the module: each test registers a client of its own, which alice has not allowed."""
+    server = serve(request.param, tmp_path_factory.mktemp(request.param))
     try:
         yield request.param, server
     finally:

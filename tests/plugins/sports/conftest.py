@@ -60,7 +60,7 @@ class UpstreamServer(PluginServer):
                     return self
             except httpx.HTTPError:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"upstream on port {self.port} did not start within {timeout} s")
 
