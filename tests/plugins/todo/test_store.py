@@ -91,5 +91,7 @@ async def test_a_todo_reads_back_with_the_time_it_was_added_on_every_read_path(s
     added = await store.add("alice", "dated")
     (listed,) = await store.list("alice")
     assert listed == added
-    deleted = await store.delete_by_id("alice", added.id)  # read back through SQLAlchemy's own types
-    assert deleted == added
+    assert await store.delete_at("alice", 0) == added  # read back through SQLAlchemy's own types
+    again = await store.add("alice", "dated again")
+    assert await store.delete_by_id("alice", again.id) == again
+    assert await store.delete_by_id("alice", again.id) is None

@@ -70,6 +70,12 @@ class RetrievalSettings(PluginSettings):
     local_model: Path | None = Field(
         default=None, description="A sentence-transformers model directory on disk, instead of the bundled MiniLM"
     )
+    model_cache_dir: Path | None = Field(
+        default=None,
+        description="where the local model's ONNX export for lone queries is kept (derived from the weights, so data "
+        "directories share it): default $XDG_CACHE_HOME/plugkit (~/.cache/plugkit), else <data_dir>/models when that "
+        "cannot be written",
+    )
 
     chunk_tokens: int = Field(default=200, ge=16, le=256, description="chunk size in model tokens")
     chunk_overlap: int = Field(default=20, ge=0, description="tokens of the previous chunk repeated in the next")

@@ -54,6 +54,7 @@ ADD = insert(todos).returning(todos.c.id)
 # column order is the one _item reads, created_at as SQLAlchemy stores it ("YYYY-MM-DD HH:MM:SS.ffffff", UTC).
 LIST_SQLITE = "SELECT id, text, created_at FROM todos WHERE username = ? ORDER BY id LIMIT ? OFFSET ?"
 ADD_SQLITE = "INSERT INTO todos (username, text, created_at) VALUES (?, ?, ?) RETURNING id"
+DELETE_BY_ID_SQLITE = "DELETE FROM todos WHERE username = ? AND id = ? RETURNING id, text, created_at"
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 
 
@@ -129,6 +130,11 @@ class SqlTodoStore:
         return await self.db.run_write(work)
 
     async def delete_by_id(self, username: str, todo_id: int) -> TodoItem | None:
+        if self.db.is_sqlite:  # one prepared statement (Database.run_sqlite_write)
+            row = await self.db.run_sqlite_write(
+                lambda raw: raw.execute(DELETE_BY_ID_SQLITE, (username, todo_id)).fetchone()
+            )
+            return None if row is None else _item((row[0], row[1], datetime.fromisoformat(row[2])))
         query = delete(todos).where(todos.c.username == username, todos.c.id == todo_id).returning(*ITEM_COLUMNS)
 
         def work(conn: Connection) -> TodoItem | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plugkit.plugins.retrieval.embeddings import build_embedder, pipeline
+from plugkit.plugins.retrieval.embeddings import build_embedder, model_cache_dir, pipeline
 from plugkit.plugins.retrieval.embeddings.local import (
     CPU_BATCH,
     DIMENSION,
@@ -186,7 +186,7 @@ def test_the_device_setting_reaches_the_embedder_and_auto_means_cpu_without_a_gp
     built = build_embedder(settings)
     assert isinstance(built, LocalEmbedder)
     assert (built.device, built.query_backend, built.batch_size) == ("cpu", "torch", CPU_BATCH)
-    assert built.cache_dir == tmp_path / "models"
+    assert built.cache_dir == model_cache_dir(settings)
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="device"):
         resolve_device("tpu")
@@ -286,3 +286,24 @@ def test_one_core_workers_give_the_same_vectors_as_batches_split_over_the_cores(
 def test_a_worker_count_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="cpu_workers"):
         LocalEmbedder(device="cpu", cpu_workers=0)
+
+
+def test_the_onnx_export_is_kept_where_every_data_directory_finds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = RetrievalSettings(data_dir=tmp_path / "one")
+    second = RetrievalSettings(data_dir=tmp_path / "two")
+    assert model_cache_dir(first) == model_cache_dir(second) == tmp_path / "cache" / "plugkit"
+    chosen = RetrievalSettings(data_dir=tmp_path / "one", model_cache_dir=tmp_path / "mine")
+    assert model_cache_dir(chosen) == tmp_path / "mine"
+
+
+def test_an_unwritable_user_cache_leaves_the_export_in_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    settings = RetrievalSettings(data_dir=tmp_path / "data")
+    assert model_cache_dir(settings) == tmp_path / "data" / "models"

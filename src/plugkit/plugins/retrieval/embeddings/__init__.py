@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,21 @@ KNOWN_OPENAI_DIMENSIONS = {
 }
 
 
+def model_cache_dir(settings: RetrievalSettings) -> Path:
+    """Where the local model's derived files (the ONNX export) are kept: the setting, else the user's cache, which
+    every data directory shares (a fresh one then starts without exporting again), else the data directory."""
+    if settings.model_cache_dir is not None:
+        return Path(settings.model_cache_dir)
+    shared = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "plugkit"
+    try:
+        shared.mkdir(parents=True, exist_ok=True)
+        if os.access(shared, os.W_OK):
+            return shared
+    except OSError:
+        pass
+    return Path(settings.data_dir) / "models"
+
+
 def build_embedder(settings: RetrievalSettings) -> Embedder:
     """The embedder named by `settings.embedder` (imported lazily: `local` pulls in torch)."""
     if settings.embedder == "local":
@@ -27,7 +43,7 @@ def build_embedder(settings: RetrievalSettings) -> Embedder:
             device=settings.embed_device,
             precision=settings.embed_precision,
             query_backend=settings.embed_query_backend,
-            cache_dir=Path(settings.data_dir) / "models",
+            cache_dir=model_cache_dir(settings),
             model_path=settings.local_model,
             cpu_workers=settings.embed_cpu_workers,
         )
