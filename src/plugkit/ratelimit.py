@@ -3,12 +3,12 @@ the request rate limit per client address, the failed-secret limit of the auth m
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Sequence
 
 from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from plugkit.schema import versioned
 from plugkit.storage import Database
@@ -23,6 +23,15 @@ counts = Table(
     Column("ends", BigInteger, nullable=False, index=True),
     Column("count", Integer, nullable=False),
 )
+
+
+# On SQLite the count is one prepared statement on the worker's write connection (Database.run_sqlite_write): the
+# rate limit runs it on every request of a counted address.
+ADD_SQLITE = (
+    'INSERT INTO plugkit_counts ("key", "window", "ends", "count") VALUES (?, ?, ?, 1) '
+    'ON CONFLICT ("key", "window") DO UPDATE SET "count" = "count" + 1 RETURNING "count"'
+)
+CLEAR_SQLITE = 'DELETE FROM plugkit_counts WHERE "ends" <= ?'
 
 
 class WindowedCounter:
@@ -44,7 +53,19 @@ class WindowedCounter:
         """Count one event against each key; the counts in the current window, this one included."""
         now = time.time()
         window = self._window(now)
-        insert = sqlite_insert if self.db.is_sqlite else pg_insert
+        if self.db.is_sqlite:
+
+            def prepared(raw: sqlite3.Connection) -> list[int]:
+                found = [
+                    int(raw.execute(ADD_SQLITE, (key[:300], window, window + self.window_s)).fetchone()[0])
+                    for key in keys
+                ]
+                if found and found[0] == 1:  # the first event of a window clears the windows that have ended
+                    raw.execute(CLEAR_SQLITE, (int(now),))
+                return found
+
+            return await self.db.run_sqlite_write(prepared)
+        insert = pg_insert
 
         def work(conn: Connection) -> list[int]:
             found = []

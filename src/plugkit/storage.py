@@ -68,6 +68,7 @@ class Database:
         # SQLite work runs on the event loop's thread, one call at a time, so each process keeps one connection
         # for reads and one for writes instead of checking one out of the pool per call.
         self._sqlite_connections: dict[bool, Connection] = {}
+        self._sqlite_raw: dict[bool, tuple[Connection, sqlite3.Connection]] = {}
         self._commits = 0
         self._checkpoint: asyncio.Task[None] | None = None
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -86,7 +87,7 @@ class Database:
         """Run `work` in one write transaction: committed when it returns, rolled back when it raises."""
         if self.sync_engine is not None:
             sqlite = self._sqlite_connection(write=True)
-            await _begin_immediate(sqlite)
+            await _begin_immediate(self._raw(sqlite, write=True))
             with sqlite.begin():  # joins the transaction just opened; commits or rolls it back
                 result = work(sqlite)
             self._after_commit()
@@ -100,9 +101,8 @@ class Database:
         when it returns and rolled back when it raises. For a hot one-statement write as a prepared statement."""
         if self.sync_engine is None:
             raise RuntimeError("run_sqlite_write is for SQLite databases; use run_write")
-        sqlite = self._sqlite_connection(write=True)
-        await _begin_immediate(sqlite)
-        raw = _driver(sqlite)
+        raw = self._raw(self._sqlite_connection(write=True), write=True)
+        await _begin_immediate(raw)
         try:
             result = work(raw)
         except BaseException:
@@ -162,7 +162,15 @@ class Database:
         where `run_read` is the way."""
         if self.sync_engine is None:
             return None
-        return _driver(self._sqlite_connection(write=False))
+        return self._raw(self._sqlite_connection(write=False), write=False)
+
+    def _raw(self, conn: Connection, *, write: bool) -> sqlite3.Connection:
+        """The driver connection under one of the process's SQLAlchemy connections, looked up once (SQLAlchemy's
+        lookup through its pool costs more than a short statement)."""
+        cached = self._sqlite_raw.get(write)
+        if cached is None or cached[0] is not conn:
+            cached = self._sqlite_raw[write] = (conn, _driver(conn))
+        return cached[1]
 
     async def data_version(self) -> int | None:
         """On SQLite, a number that changes whenever another connection (another worker, an import) commits to the
@@ -209,6 +217,7 @@ class Database:
         for conn in self._sqlite_connections.values():
             conn.close()
         self._sqlite_connections.clear()
+        self._sqlite_raw.clear()
         if self.sync_engine is not None:
             self.sync_engine.dispose()
 
@@ -224,11 +233,10 @@ def _driver(conn: Connection) -> sqlite3.Connection:
     return raw
 
 
-async def _begin_immediate(conn: Connection) -> None:
+async def _begin_immediate(raw: sqlite3.Connection) -> None:
     """Open a write transaction on a SQLite connection whose busy timeout is 0. While another process holds the
     write lock, wait on the event loop and try again: SQLite's own busy handler would sleep in the loop's thread,
     a millisecond or more at a time, stalling every other request of the worker."""
-    raw = _driver(conn)
     attempt, deadline = 0, time.monotonic() + SQLITE_BUSY_TIMEOUT_S
     while True:
         try:
