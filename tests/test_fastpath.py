@@ -33,6 +33,13 @@ class Stored(BaseModel):
     tags: list[str]
 
 
+class Filter(BaseModel):
+    """A query parameter model: FastAPI reads its fields from the query string."""
+
+    limit: int = Field(default=5, ge=1, le=10)
+    tag: str | None = None
+
+
 class Refused(Exception):
     """An error with a handler of its own in the app."""
 
@@ -77,6 +84,10 @@ def build() -> FastAPI:
     @app.post("/items/{owner}", response_model=Stored, status_code=201)
     async def post_item(owner: Annotated[str, Depends(owner_of)], item: Item) -> Stored:
         return Stored(owner=owner, item=item, tags=[])
+
+    @app.get("/filtered")
+    async def filtered(query: Annotated[Filter, Query()]) -> dict[str, Any]:
+        return query.model_dump()
 
     @app.get("/plain/{name}")
     async def plain(name: str) -> dict[str, Any]:
@@ -136,6 +147,8 @@ REQUESTS: list[tuple[str, str, dict[str, str], bytes]] = [
     ("PUT", "/items/ann", {}, b""),
     ("GET", "/items/ann/more", {}, b""),
     ("GET", "/plain/x", {}, b""),
+    ("GET", "/filtered?limit=3&tag=x", {}, b""),
+    ("GET", "/filtered?limit=0", {}, b""),
     ("GET", "/headers", {"x-token": "t"}, b""),
     ("GET", "/sync", {}, b""),
 ]
@@ -170,6 +183,7 @@ async def test_requests_that_validate_never_reach_fastapi(setup: tuple[httpx.Asy
     posted = await client.post("/items/ann", json={"name": "cup", "size": 2})
     assert posted.status_code == 201 and posted.json()["item"] == {"name": "cup", "size": 2}
     assert (await client.get("/plain/x")).json() == {"name": "x"}
+    assert (await client.get("/filtered?limit=3")).json() == {"limit": 3, "tag": None}  # a parameter model
     assert counting.calls == 0
 
 
@@ -206,7 +220,13 @@ async def test_a_body_sent_in_chunks_is_read_whole(setup: tuple[httpx.AsyncClien
 def test_routes_declaring_what_a_fast_path_does_not_reproduce_have_none() -> None:
     app = build()
     derived = {r.path: bool(derive(r)) for r in routes(app)}
-    assert derived == {"/items/{owner}": True, "/plain/{name}": True, "/headers": False, "/sync": False}
+    assert derived == {
+        "/items/{owner}": True,
+        "/filtered": True,
+        "/plain/{name}": True,
+        "/headers": False,
+        "/sync": False,
+    }
 
 
 async def test_errors_raised_on_the_fast_path_are_answered_by_the_apps_handlers(

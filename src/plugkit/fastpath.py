@@ -26,6 +26,7 @@ import inspect
 import json
 import logging
 import re
+import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
@@ -121,9 +122,10 @@ def _plain_params(fields: Sequence[Any]) -> tuple[_Param, ...] | None:
     for field in fields:
         info = field.field_info
         annotation = info.annotation
-        model = annotation if inspect.isclass(annotation) else None
+        candidates = [annotation, *typing.get_args(annotation)]  # a model, or a model | None
+        model = any(inspect.isclass(c) and issubclass(c, BaseModel) for c in candidates)
         json_param = any(type(item).__name__ == "Json" for item in info.metadata)
-        if info.validation_alias is not None or json_param or (model is not None and issubclass(model, BaseModel)):
+        if info.validation_alias is not None or json_param or model:
             return None
         alias = getattr(field, "validation_alias", None) or field.alias
         many = bool(field_annotation_is_sequence(annotation))
