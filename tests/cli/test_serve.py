@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -57,11 +58,18 @@ def test_a_signal_to_serve_all_stops_every_plugin_and_frees_its_ports(tmp_path: 
             line = parent.stdout.readline()
             assert line, "serve all exited before the plugins were up:\n" + "".join(lines)
             lines.append(line)
+        # Keep reading: the plugins write to the same pipe as they stop, and one left full would block them.
+        reader = threading.Thread(target=lambda: lines.extend(parent.stdout), daemon=True)  # type: ignore[arg-type]
+        reader.start()
         children = psutil.Process(parent.pid).children(recursive=True)
         assert len(children) >= 3
         assert not any(port_is_free(port + offset) for port in DEFAULT_PORTS)
         parent.send_signal(sig)
-        assert parent.wait(timeout=60) == 0
+        try:
+            code = parent.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("serve all did not stop within 60 s; its last output:\n" + "".join(lines[-50:]))
+        assert code == 0
         gone, alive = psutil.wait_procs(children, timeout=10)
         assert alive == [], f"left running: {alive}"
         assert all(port_is_free(port + offset) for port in DEFAULT_PORTS)
