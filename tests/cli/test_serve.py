@@ -48,7 +48,16 @@ def test_a_signal_to_serve_all_stops_every_plugin_and_frees_its_ports(tmp_path: 
     offset = free_offset()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
     args = [sys.executable, "-m", "plugkit", "serve", "all", "--data-dir", str(tmp_path), "--port-offset", str(offset)]
-    parent = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Started with SIGINT ignored, as a shell starts a background job (and pytest-xdist its workers): Ctrl-C and
+    # SIGTERM must still stop everything.
+    parent = subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # before the reader thread starts
+    )
     children: list[psutil.Process] = []
     try:
         assert parent.stdout is not None

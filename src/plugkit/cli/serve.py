@@ -198,7 +198,7 @@ def serve_all(
     ] = 0,
 ) -> None:
     """Every reference plugin on its default port, each in its own process; Ctrl-C or SIGTERM stops them all."""
-    interrupt_on_sigterm()
+    interrupt_on_signals()
     procs: dict[str, subprocess.Popen[bytes]] = {}
     env = dict(os.environ)
     if data_dir is not None:
@@ -224,14 +224,17 @@ def serve_all(
         stop_children(list(procs.values()))
 
 
-def interrupt_on_sigterm() -> None:
+def interrupt_on_signals() -> None:
     """Take SIGTERM (what systemd and `docker stop` send) as Ctrl-C, so the parent stops its children before it exits
-    (by default SIGTERM ends the parent at once and leaves them running, holding their ports)."""
+    (by default SIGTERM ends the parent at once and leaves them running, holding their ports); and take SIGINT as
+    Ctrl-C even when the process was started with it ignored (a background job of a shell, a test runner's worker),
+    which Python would otherwise keep."""
 
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def stop_children(procs: list[subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None:
