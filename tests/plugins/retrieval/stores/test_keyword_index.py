@@ -114,6 +114,48 @@ async def test_a_keyword_index_left_behind_by_a_crash_is_caught_up(tmp_path: Pat
     await again.close()
 
 
+async def test_a_keyword_index_killed_in_the_middle_of_a_commit_opens_and_catches_up(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "s")
+    await store.open(INFO)
+    await store.replace_documents([document("a", ["heron by the lake"])])
+    keywords = tmp_path / "s" / "keywords"
+    committed = {name: (keywords / name).read_bytes() for name in ("meta.json", ".managed.json")}
+    await store.replace_documents([document("a", ["kingfisher by the river"]), document("b", ["owl in the barn"])])
+    # Killed after writing the next commit's files but before meta.json named them: the files are there, the
+    # index still says the older commit; replaying the same changes wants the same file names again.
+    store._conn.close()  # type: ignore[union-attr]
+    for name, content in committed.items():
+        (keywords / name).write_bytes(content)
+    again = EmbeddedStore(tmp_path / "s")
+    await again.open(INFO)
+    assert await again.search(keyword("heron")) == []
+    assert [h.id for h in await again.search(keyword("kingfisher owl", top_k=5))] in (["a_0", "b_0"], ["b_0", "a_0"])
+    await again.close()
+
+
+async def test_a_keyword_index_that_cannot_catch_up_is_rebuilt_from_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EmbeddedStore(tmp_path / "s")
+    await store.open(INFO)
+    await store.replace_documents([document("a", ["heron by the lake"])])
+    store._conn.close()  # type: ignore[union-attr]
+    failures = iter([ValueError("Failed to open file for write: FileAlreadyExists")])
+    original = KeywordIndex.catch_up
+
+    def failing_once(self: KeywordIndex, conn: sqlite3.Connection) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        original(self, conn)
+
+    monkeypatch.setattr(KeywordIndex, "catch_up", failing_once)
+    again = EmbeddedStore(tmp_path / "s")
+    await again.open(INFO)
+    assert [h.id for h in await again.search(keyword("heron"))] == ["a_0"]
+    await again.close()
+
+
 async def test_a_keyword_index_of_another_database_is_rebuilt(tmp_path: Path) -> None:
     first = EmbeddedStore(tmp_path / "s")
     await first.open(INFO)

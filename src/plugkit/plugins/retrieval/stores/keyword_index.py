@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -57,6 +58,9 @@ def _schema() -> tantivy.Schema:
     return builder.build()
 
 
+log = logging.getLogger("plugkit.retrieval")
+
+
 class KeywordIndex:
     """BM25 search over chunk texts by SQLite rowid. The caller serialises calls within a process."""
 
@@ -82,7 +86,20 @@ class KeywordIndex:
                 self._rebuild(conn)
             else:
                 self.applied = int(marker["seq"])
-        self.catch_up(conn)
+                # A process killed in the middle of a commit leaves that commit's files behind, and the next commit
+                # may want the same names ("FileAlreadyExists"): drop every file the last commit does not use.
+                assert self._index is not None
+                writer = self._index.writer(WRITER_HEAP, 1)
+                writer.garbage_collect_files()
+                writer.wait_merging_threads()
+        try:
+            self.catch_up(conn)
+        except ValueError as exc:  # tantivy's I/O errors; the index is derived data: start it again from SQLite
+            log.warning("the keyword index could not catch up (%s): rebuilding it from the database", exc)
+            with self._writer_lock():
+                self._wipe()
+                self._open_index()
+                self._rebuild(conn)
 
     def _open_index(self) -> dict[str, str] | None:
         """The index at `directory` and its marker (None: a new, empty or foreign-schema index, made empty)."""
@@ -96,10 +113,15 @@ class KeywordIndex:
                 if attempt:
                     raise
                 # Unreadable or built with another schema: derived data, so start it again.
-                for entry in self.directory.iterdir():
-                    if entry.name != ".plugkit-writer.lock":
-                        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                self._wipe()
         return None
+
+    def _wipe(self) -> None:
+        """Every file of the index gone (the writer lock file stays: other processes may hold it)."""
+        self._index = None
+        for entry in self.directory.iterdir():
+            if entry.name != ".plugkit-writer.lock":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
     def _marker(self) -> dict[str, str] | None:
         assert self._index is not None
