@@ -34,17 +34,12 @@ from typing import Any
 
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
-from pydantic import BaseModel
-
-try:  # FastAPI's own test of a list parameter; without it every parameter is read by request_params_to_args
-    from fastapi._compat import field_annotation_is_sequence
-except ImportError:  # pragma: no cover - another FastAPI
-    field_annotation_is_sequence = None  # type: ignore[assignment]
 from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
 from fastapi.encoders import jsonable_encoder
 from fastapi.routing import APIRoute, serialize_response
 from fastapi.security.base import SecurityBase
 from fastapi.utils import is_body_allowed_for_status_code
+from pydantic import BaseModel
 from starlette.convertors import StringConvertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -52,6 +47,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plugkit.errors import INTERNAL_ERROR
+
+try:  # FastAPI's own test of a list parameter; without it every parameter is read by request_params_to_args
+    from fastapi._compat import field_annotation_is_sequence
+except ImportError:  # pragma: no cover - another FastAPI
+    field_annotation_is_sequence = None  # type: ignore[assignment]
 
 log = logging.getLogger("plugkit")
 
