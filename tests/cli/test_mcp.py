@@ -42,7 +42,6 @@ def test_an_unknown_plugin_is_bad_usage() -> None:
     assert result.exit_code == 2 and "no plugin 'nosuch'; installed: retrieval, sports, todo" in result.output
 
 
-
 @pytest.fixture(autouse=True)
 def restored_environment() -> Iterator[None]:
     """`plugkit mcp` run in-process exports its options as PLUGKIT_* variables: keep them from later tests."""

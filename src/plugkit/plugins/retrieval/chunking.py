@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+|\n\s*\n|\n(?=\s*[-*•#\d])")
 
@@ -24,12 +24,17 @@ class HFTokenizer:
     def __init__(self, path: Path) -> None:
         from tokenizers import Tokenizer as _Tokenizer
 
+        self.path = path
         self._tok = _Tokenizer.from_file(str(path))
         self._tok.no_truncation()
         self._tok.no_padding()
 
+    def encode(self, text: str) -> Any:
+        """The tokenizers `Encoding` of `text` (ids, offsets, word_ids), special tokens excluded."""
+        return self._tok.encode(text, add_special_tokens=False)
+
     def token_spans(self, text: str) -> list[tuple[int, int]]:
-        return list(self._tok.encode(text, add_special_tokens=False).offsets)
+        return list(self.encode(text).offsets)
 
 
 @lru_cache(maxsize=1)
@@ -64,9 +69,30 @@ def _sentences(text: str) -> list[tuple[int, int]]:
 def chunk_text(text: str, tokenizer: Tokenizer, chunk_tokens: int = 200, overlap: int = 0) -> list[Chunk]:
     """Split `text` into chunks of at most `chunk_tokens` tokens. A chunk ends at a sentence end unless one sentence
     alone is longer than a chunk, which is then cut between tokens. The next chunk repeats up to `overlap` tokens."""
+    tokens = tokenizer.token_spans(text)
+    return [chunk for chunk, _, _ in _chunks(text, tokens, chunk_tokens, overlap)]
+
+
+def chunk_token_ids(
+    text: str, tokenizer: HFTokenizer, chunk_tokens: int = 200, overlap: int = 0
+) -> list[tuple[Chunk, list[int] | None]]:
+    """`chunk_text`'s chunks, each with its token ids (special tokens excluded) taken from the one tokenisation of
+    the whole text, where that is what tokenising the chunk's own text gives: when both of its ends fall between
+    words (a chunk cut inside a word, e.g. "##ing" first, would tokenise differently on its own); else None."""
+    encoding = tokenizer.encode(text)
+    ids, words = encoding.ids, encoding.word_ids
+    n = len(ids)
+    out: list[tuple[Chunk, list[int] | None]] = []
+    for chunk, first, last in _chunks(text, encoding.offsets, chunk_tokens, overlap):
+        clean = (first == 0 or words[first - 1] != words[first]) and (last == n or words[last - 1] != words[last])
+        out.append((chunk, ids[first:last] if clean else None))
+    return out
+
+
+def _chunks(text: str, tokens: list[tuple[int, int]], chunk_tokens: int, overlap: int) -> list[tuple[Chunk, int, int]]:
+    """The chunks of `text` given its tokens' character spans, each with its first token and the token after it."""
     if chunk_tokens < 1 or not 0 <= overlap < chunk_tokens:
         raise ValueError("need chunk_tokens >= 1 and 0 <= overlap < chunk_tokens")
-    tokens = tokenizer.token_spans(text)
     if not tokens:
         return []
     # Each token's sentence; a cut between tokens i-1 and i is a sentence end when their sentences differ.
@@ -79,7 +105,7 @@ def chunk_text(text: str, tokenizer: Tokenizer, chunk_tokens: int = 200, overlap
             if i > 0:
                 sentence_start[i] = True
             j += 1
-    chunks: list[Chunk] = []
+    chunks: list[tuple[Chunk, int, int]] = []
     first = 0
     n = len(tokens)
     while first < n:
@@ -90,7 +116,7 @@ def chunk_text(text: str, tokenizer: Tokenizer, chunk_tokens: int = 200, overlap
             if cut is not None and cut - first >= max(1, chunk_tokens // 4):
                 last = cut
         start_char, end_char = tokens[first][0], tokens[last - 1][1]
-        chunks.append(Chunk(text[start_char:end_char].strip(), start_char, end_char, last - first))
+        chunks.append((Chunk(text[start_char:end_char].strip(), start_char, end_char, last - first), first, last))
         if last >= n:
             break
         nxt = max(last - overlap, first + 1)
@@ -99,7 +125,7 @@ def chunk_text(text: str, tokenizer: Tokenizer, chunk_tokens: int = 200, overlap
             aligned = next((k for k in range(nxt, last) if sentence_start[k]), None)
             nxt = aligned if aligned is not None else nxt
         first = nxt
-    return [c for c in chunks if c.text]
+    return [c for c in chunks if c[0].text]
 
 
 def chunk_id(document_id: str, n: int) -> str:

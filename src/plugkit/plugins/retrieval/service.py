@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from plugkit.plugins.retrieval import metrics
 from plugkit.plugins.retrieval.batching import QueryBatcher
-from plugkit.plugins.retrieval.chunking import Tokenizer, chunk_id, chunk_text
+from plugkit.plugins.retrieval.chunk_pool import ChunkPool
+from plugkit.plugins.retrieval.chunking import Chunk, HFTokenizer, Tokenizer, chunk_id, chunk_text
 from plugkit.plugins.retrieval.embeddings.base import Embedder
 from plugkit.plugins.retrieval.filters import to_tree
 from plugkit.plugins.retrieval.models import (
@@ -53,8 +54,15 @@ class Retriever:
         max_chunks_per_document: int = 10_000,
         query_batch_wait_s: float | None = None,
         query_batch_max: int = 64,
+        chunk_workers: int = 0,
     ) -> None:
+        """`chunk_workers` > 0: documents are chunked and tokenised by that many processes (`ChunkPool`) and embedded
+        from their token ids, when the embedder takes ids (the local model) and the tokenizer is a file's; for an
+        embedder that outruns one chunking core (a GPU)."""
         self.store, self.embedder, self.tokenizer = store, embedder, tokenizer
+        self.chunk_workers = chunk_workers
+        self._chunk_pool: ChunkPool | None = None
+        self._chunk_pool_lock = asyncio.Lock()
         # None: each request's queries are answered on their own
         self.query_batcher: QueryBatcher[QueryJob, QueryResult] | None = (
             None
@@ -103,13 +111,18 @@ class Retriever:
             await asyncio.wait({self._opening})
         if self.query_batcher is not None:
             await self.query_batcher.drain()
+        if self._chunk_pool is not None:
+            self._chunk_pool.close()
         await self.store.close()
 
     def chunk_document(self, document: Document, document_id: str) -> list[DocumentChunk]:
+        chunks = chunk_text(document.text, self.tokenizer, self.chunk_tokens, self.chunk_overlap)
+        return self._document_chunks(document, document_id, chunks)
+
+    def _document_chunks(self, document: Document, document_id: str, chunks: list[Chunk]) -> list[DocumentChunk]:
         metadata = DocumentChunkMetadata(
             **(document.metadata or DocumentMetadata()).model_dump(), document_id=document_id
         )
-        chunks = chunk_text(document.text, self.tokenizer, self.chunk_tokens, self.chunk_overlap)
         if len(chunks) > self.max_chunks:
             raise DocumentTooLongError(
                 f"document {document_id!r} makes {len(chunks)} chunks, over the limit of {self.max_chunks}"
@@ -118,15 +131,42 @@ class Retriever:
             DocumentChunk(id=chunk_id(document_id, n), text=c.text, metadata=metadata) for n, c in enumerate(chunks)
         ]
 
+    async def _pool(self) -> ChunkPool | None:
+        """The chunking processes, started on first use, when `chunk_workers` asks for them and they can serve."""
+        if self.chunk_workers < 1:
+            return None
+        async with self._chunk_pool_lock:
+            spec, tokenizer = getattr(self.embedder, "token_spec", None), self.tokenizer
+            takes_ids = hasattr(self.embedder, "embed_token_ids")
+            if self._chunk_pool is None and callable(spec) and takes_ids and isinstance(tokenizer, HFTokenizer):
+                self._chunk_pool = ChunkPool(
+                    tokenizer,
+                    await asyncio.to_thread(spec),  # loads the model
+                    self.chunk_tokens,
+                    self.chunk_overlap,
+                    self.chunk_workers,
+                )
+        return self._chunk_pool
+
     async def upsert(self, documents: list[Document], tenant: str | None = None) -> list[str]:
         """Store the documents (replacing the chunks of ids that exist) and return their ids, in order."""
         ids = [d.id or uuid.uuid4().hex for d in documents]
-        chunked = await asyncio.to_thread(
-            lambda: [self.chunk_document(d, i) for d, i in zip(documents, ids, strict=True)]
-        )
-        texts = [c.text for chunks in chunked for c in chunks]
-        with metrics.embedding("document", len(texts)):
-            vectors = await self.embedder.embed_documents(texts)
+        pool = await self._pool()
+        if pool is not None:
+            prepared = await pool.prepare([d.text for d in documents])
+            chunked = [
+                self._document_chunks(d, i, chunks)
+                for d, i, chunks in zip(documents, ids, prepared.chunks, strict=True)
+            ]
+            with metrics.embedding("document", len(prepared.lengths)):
+                vectors = await self.embedder.embed_token_ids(prepared.flat, prepared.lengths)  # type: ignore[attr-defined]
+        else:
+            chunked = await asyncio.to_thread(
+                lambda: [self.chunk_document(d, i) for d, i in zip(documents, ids, strict=True)]
+            )
+            texts = [c.text for chunks in chunked for c in chunks]
+            with metrics.embedding("document", len(texts)):
+                vectors = await self.embedder.embed_documents(texts)
         records, position = [], 0
         for document_id, chunks in zip(ids, chunked, strict=True):
             records.append(

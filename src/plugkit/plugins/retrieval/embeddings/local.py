@@ -20,10 +20,14 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from plugkit.plugins.retrieval.chunk_pool import TokenSpec
 from plugkit.plugins.retrieval.embeddings import pipeline
 from plugkit.plugins.retrieval.embeddings.base import EmbeddingError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DIMENSION = 384
@@ -250,6 +254,26 @@ class LocalEmbedder:
                 workers=self._cpu_workers(len(texts)),
             )
         return vectors.tolist()  # type: ignore[no-any-return]
+
+    def token_spec(self) -> TokenSpec:
+        """The model's tokenizer file and the tokens it reads at most: what a `ChunkPool` tokenises chunks for."""
+        model = self.load()
+        return TokenSpec((self.model_path or model_dir()) / "tokenizer.json", int(model.max_seq_length))
+
+    def _encode_ids(self, flat: np.ndarray, lengths: np.ndarray) -> list[list[float]]:
+        model = self.load()
+        with self._lock:
+            vectors = pipeline.encode_ids(
+                model, flat, lengths, self.batch_size, self.device, workers=self._cpu_workers(len(lengths))
+            )
+        return vectors.tolist()  # type: ignore[no-any-return]
+
+    async def embed_token_ids(self, flat: np.ndarray, lengths: np.ndarray) -> list[list[float]]:
+        """`embed_documents` of texts already tokenised for this model (`token_spec`): ids end to end, special
+        tokens included, and each text's length (a `ChunkPool`'s output)."""
+        if not len(lengths):
+            return []
+        return await asyncio.to_thread(self._encode_ids, flat, lengths)
 
     def _cpu_workers(self, texts: int) -> ThreadPoolExecutor | None:
         """The pool of one-core workers, on a CPU with several cores, for texts that make more than one batch."""

@@ -178,12 +178,49 @@ def encode(
     tokenises in processes; `workers` (a `cpu_workers` pool, CPU only) runs the batches side by side, one per core,
     instead of splitting each batch over the cores: no core then waits at a barrier for another, which on a busy
     machine wasted most of the time (bench/upload.py)."""
-    import torch
-
     if not texts:
         return np.zeros((0, dimension_of(model)), dtype=np.float32)
+    items = grouped_batches(tokenizer, texts, batch_size, pin=device != "cpu", pool=pool)
+    return run_batches(model, items, len(texts), device, overlap, workers)
+
+
+def encode_ids(
+    model: Any,
+    flat: np.ndarray,
+    lengths: np.ndarray,
+    batch_size: int,
+    device: str,
+    workers: ThreadPoolExecutor | None = None,
+) -> np.ndarray:
+    """`encode` of texts already tokenised (`flat_token_ids`: ids end to end, special tokens included, and each
+    text's length): the same groups and batches, so the same vectors, as `encode` of the texts."""
+    if not len(lengths):
+        return np.zeros((0, dimension_of(model)), dtype=np.float32)
+    group = 8 * batch_size  # as grouped_batches
+    ends = np.cumsum(lengths)
+
+    def items() -> Iterator[Batch]:
+        for start in range(0, len(lengths), group):
+            stop = min(start + group, len(lengths))
+            first, last = int(ends[start] - lengths[start]), int(ends[stop - 1])
+            for positions, features in batches(flat[first:last], lengths[start:stop], batch_size, device != "cpu"):
+                yield positions + start, features
+
+    return run_batches(model, items(), len(lengths), device, None, workers)
+
+
+def run_batches(
+    model: Any,
+    items: Iterator[Batch],
+    count: int,
+    device: str,
+    overlap: bool | None = None,
+    workers: ThreadPoolExecutor | None = None,
+) -> np.ndarray:
+    """The model over `items` (positions, features) on `device`: `count` unit vectors in the positions' order."""
+    import torch
+
     on_gpu = device != "cpu"
-    items = grouped_batches(tokenizer, texts, batch_size, pin=on_gpu, pool=pool)
     if on_gpu if overlap is None else overlap:
         items = prefetch(items)
     order: list[np.ndarray] = []
@@ -202,7 +239,7 @@ def encode(
                 order.append(positions)
         # Normalised in float32 whatever the model's precision (bf16/fp16 norms are only good to about 1e-3).
         vectors = torch.nn.functional.normalize(torch.cat(done).float(), dim=1).cpu().numpy()
-    out = np.empty_like(vectors)
+    out = np.empty((count, vectors.shape[1]), dtype=vectors.dtype)
     out[np.concatenate(order)] = vectors
     return out
 
