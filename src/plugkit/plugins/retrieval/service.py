@@ -159,7 +159,9 @@ class Retriever:
                 for d, i, chunks in zip(documents, ids, prepared.chunks, strict=True)
             ]
             with metrics.embedding("document", len(prepared.lengths)):
-                vectors = await self.embedder.embed_token_ids(prepared.flat, prepared.lengths)  # type: ignore[attr-defined]
+                matrix = await self.embedder.embed_token_ids(prepared.flat, prepared.lengths)  # type: ignore[attr-defined]
+            # A list of floats costs about 35 us a vector to make: only for a store that needs one.
+            vectors = matrix if getattr(self.store, "takes_arrays", False) else matrix.tolist()
         else:
             chunked = await asyncio.to_thread(
                 lambda: [self.chunk_document(d, i) for d, i in zip(documents, ids, strict=True)]

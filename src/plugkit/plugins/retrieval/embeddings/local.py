@@ -260,19 +260,16 @@ class LocalEmbedder:
         model = self.load()
         return TokenSpec((self.model_path or model_dir()) / "tokenizer.json", int(model.max_seq_length))
 
-    def _encode_ids(self, flat: np.ndarray, lengths: np.ndarray) -> list[list[float]]:
+    def _encode_ids(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         model = self.load()
         with self._lock:
-            vectors = pipeline.encode_ids(
+            return pipeline.encode_ids(
                 model, flat, lengths, self.batch_size, self.device, workers=self._cpu_workers(len(lengths))
             )
-        return vectors.tolist()  # type: ignore[no-any-return]
 
-    async def embed_token_ids(self, flat: np.ndarray, lengths: np.ndarray) -> list[list[float]]:
-        """`embed_documents` of texts already tokenised for this model (`token_spec`): ids end to end, special
-        tokens included, and each text's length (a `ChunkPool`'s output)."""
-        if not len(lengths):
-            return []
+    async def embed_token_ids(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """`embed_documents` of texts already tokenised for this model (`token_spec`: ids end to end, special
+        tokens included, and each text's length, as a `ChunkPool` gives them), as one float32 array of unit rows."""
         return await asyncio.to_thread(self._encode_ids, flat, lengths)
 
     def _cpu_workers(self, texts: int) -> ThreadPoolExecutor | None:

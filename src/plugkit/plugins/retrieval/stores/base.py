@@ -28,6 +28,9 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
 from plugkit.plugins.retrieval.filters import Node
 from plugkit.plugins.retrieval.models import (
     DocumentChunk,
@@ -43,10 +46,11 @@ FilterArg = Node | DocumentMetadataFilter | None
 
 @dataclass(frozen=True)
 class ChunkRecord:
-    """A chunk as stored: its text, metadata (with document_id) and embedding."""
+    """A chunk as stored: its text, metadata (with document_id) and embedding (a list of floats; or a row of a
+    float32 array, given only to a store whose class sets `takes_arrays = True`)."""
 
     chunk: DocumentChunk
-    embedding: list[float]
+    embedding: list[float] | NDArray[np.float32]
 
 
 @dataclass(frozen=True)

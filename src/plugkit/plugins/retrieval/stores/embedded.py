@@ -108,6 +108,7 @@ class EmbeddedStore:
     See the module docstring."""
 
     name = "embedded"
+    takes_arrays = True  # ChunkRecord embeddings may be rows of a float32 array (no list of floats made for it)
 
     def __init__(
         self,
