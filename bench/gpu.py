@@ -99,6 +99,42 @@ def baseline(model_dir: Path, texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
+def profile(embedder: Any, flat: Any, lengths: Any) -> None:
+    """Where the model's time goes on the GPU (a diagnosis printed to stderr): one forward pass of one full batch
+    timed alone at several sizes, then torch's profiler over the batches of 8 * 2048 chunks."""
+    import torch
+
+    from plugkit.plugins.retrieval.embeddings import pipeline
+
+    model = embedder.load()
+    for size in (512, 1024, 2048, 4096):
+        (positions, features), *_ = pipeline.batches(flat, lengths, size, pin=True)
+        features = {k: v.to("cuda") for k, v in features.items()}
+        with torch.inference_mode():
+            model(features)
+            torch.cuda.synchronize()
+            begun = time.perf_counter()
+            for _ in range(5):
+                model(features)
+            torch.cuda.synchronize()
+        width = features["input_ids"].shape[1]
+        per = (time.perf_counter() - begun) / 5
+        print(
+            f"forward alone: batch {size} x {width} tokens: {per * 1000:.1f} ms, {size / per:,.0f} texts/s",
+            file=sys.stderr,
+        )
+    count = min(len(lengths), 8 * 2048)
+    ends = int(lengths[:count].sum())
+    activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=activities) as prof:
+        begun = time.perf_counter()
+        pipeline.encode_ids(model, flat[:ends], lengths[:count], embedder.batch_size, "cuda")
+        torch.cuda.synchronize()
+    print(f"encode_ids of {count} chunks under the profiler: {time.perf_counter() - begun:.2f} s", file=sys.stderr)
+    for key in ("self_cpu_time_total", "self_cuda_time_total"):
+        print(prof.key_averages().table(sort_by=key, row_limit=18), file=sys.stderr)
+
+
 async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from rich.console import Console
 
@@ -167,6 +203,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     await embedder.embed_token_ids(prepared.flat, prepared.lengths)  # the model alone, on every copy
     embed_rate = len(prepared.lengths) / (time.perf_counter() - begun)
     texts = [c.text for document in prepared.chunks[: len(prepared.chunks) // args.repeat] for c in document]
+    if args.profile and embedder.device == "cuda":
+        profile(embedder, prepared.flat, prepared.lengths)
     base = None if args.no_baseline or embedder.device != "cuda" else baseline(args.model_dir or model_dir(), texts)
 
     rate = chunks / seconds
@@ -211,6 +249,7 @@ def main() -> None:
     parser.add_argument("--chunk-workers", type=int, default=None, help="default: what plugkit ingest picks")
     parser.add_argument("--gpu-batch", type=int, default=None, help="texts per forward pass (default: plugkit's)")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print where the model's GPU time goes")
     args = parser.parse_args()
     if args.model_dir is not None:
         try:
