@@ -434,3 +434,17 @@ async def test_chunks_of_one_document_with_different_metadata_each_keep_their_ow
         filter_ = Comparison(key=key, type="eq", value=value)
         hits = await store.search(SearchRequest(text="text", embedding=unit(0), top_k=10, filter=filter_))
         assert sorted(h.id for h in hits) == wanted
+
+
+async def test_writes_reach_the_database_file_from_the_wal_before_the_store_closes(store: EmbeddedStore) -> None:
+    import asyncio
+
+    empty = store.db_path.stat().st_size
+    await store.replace_documents([document(f"d{i}", ["words " * 300] * 4, seed=i) for i in range(50)])
+    wal = store.db_path.with_name(store.db_path.name + "-wal")
+    assert wal.stat().st_size > 200 * 1800  # the write itself went to the WAL only
+    for _ in range(100):  # the background checkpoint copies it into the database file
+        if store.db_path.stat().st_size > empty + 200 * 1800:
+            break
+        await asyncio.sleep(0.05)
+    assert store.db_path.stat().st_size > empty + 200 * 1800

@@ -6,7 +6,8 @@ several), with one statement per kind of row, so a reader sees each document all
 the keyword index (tantivy BM25, stores/keyword_index.py, on disk in `keywords/`) are derived data. The writer hands
 the vectors it wrote to the vector index directly when the change log shows no other writer came in between; the
 keyword index is caught up by a background thread after each write (tantivy's indexing and commit cost about as much
-as the write, and release the GIL) and before every search. The vector index is kept in memory,
+as the write, and release the GIL) and before every search; the same thread checkpoints the WAL (the writer's own
+automatic checkpoints are off: they took about half of a large commit). The vector index is kept in memory,
 snapshotted to `vectors.npz` on close, and caught up from SQLite's change log (`changes`) before every search, so
 it is rebuilt when missing, caught up when behind (after a crash, or writes by another worker process), and a crash
 never loses an acknowledged write nor shows half a document. Past `ann_min_chunks` chunks, dense search goes through
@@ -202,6 +203,8 @@ class EmbeddedStore:
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
         conn.execute("PRAGMA mmap_size=268435456")
+        # The background thread checkpoints the WAL after each write instead (about half of a large commit's time).
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             conn.close()
@@ -320,11 +323,12 @@ class EmbeddedStore:
         self._keyword_wake.set()
 
     def _keyword_loop(self) -> None:
-        """The background catch-up of the keyword index, on a read-only connection of its own."""
-        uri = f"{self.db_path.resolve().as_uri()}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+        """The background work after writes, on a connection of its own: the keyword index caught up, then the WAL
+        checkpointed (passive: it never waits for readers or writers)."""
+        conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30)
         try:
             conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             while True:
                 self._keyword_wake.wait()
                 self._keyword_wake.clear()
@@ -333,6 +337,7 @@ class EmbeddedStore:
                 try:
                     with self._keyword_lock:
                         self._keywords.catch_up(conn)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except Exception:  # the next search or close catches up again, and raises there
                     log.exception("the keyword index could not catch up in the background")
         finally:
@@ -549,7 +554,9 @@ class EmbeddedStore:
             self._catch_up(conn)
             return len(rowids)
 
-        return await self._run(delete_sync)
+        deleted = await self._run(delete_sync)
+        self._keywords_behind()  # the checkpoint
+        return deleted
 
     # -- reads ------------------------------------------------------------------------------------------------
 
