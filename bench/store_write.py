@@ -7,8 +7,11 @@ the timed part; each chunk gets a random unit 384-d vector (a list of floats, as
 opens an empty store, then times `--calls` calls of `replace_documents` of `--docs-per-call` documents each
 (`write`), then one keyword search, which brings the keyword index up to date first (`settle`: work a write may
 leave to the next search). Each run is its own process, so the baseline's code (the store's package from `git
-archive REV`) and this tree's run side by side, alternately, on the same data. Figures are chunks per second of one
-thread; the machine is shared, so the load average is recorded beside them. Writes bench/results/store_write.json.
+archive REV`) and this tree's run side by side, alternately, on the same data; this tree runs three ways: as it is
+(the keyword index caught up by the store's background thread), with that catch-up left to the search in the same
+thread (the whole work on one core), and with numpy rows as vectors. Figures are chunks per second of the writing
+thread (wall clock) and chunks per CPU-second of the whole process; the machine is shared, so the load average is
+recorded beside them. Writes bench/results/store_write.json.
 """
 
 from __future__ import annotations
@@ -51,9 +54,10 @@ def prepare(data: Path, documents: int, out: Path) -> int:
     return sum(len(texts) for _, texts in rows)
 
 
-def worker(chunks_file: Path, calls: int, per_call: int, one_thread: bool) -> dict[str, Any]:
+def worker(chunks_file: Path, calls: int, per_call: int, one_thread: bool, arrays: bool) -> dict[str, Any]:
     """One run against whatever plugkit is first on sys.path (this tree's, or the baseline's). `one_thread`: the
-    keyword index is not caught up in the background but by the search after the writes, in the same thread."""
+    keyword index is not caught up in the background but by the search after the writes, in the same thread.
+    `arrays`: each chunk's vector is a float32 numpy row instead of a list of floats."""
     import numpy as np
 
     from plugkit.plugins.retrieval.chunking import chunk_id
@@ -73,7 +77,7 @@ def worker(chunks_file: Path, calls: int, per_call: int, one_thread: bool) -> di
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             chunks = [
                 ChunkRecord(DocumentChunk(id=chunk_id(document_id, n), text=t, metadata=metadata), v)
-                for n, (t, v) in enumerate(zip(texts, vectors.tolist(), strict=True))
+                for n, (t, v) in enumerate(zip(texts, list(vectors) if arrays else vectors.tolist(), strict=True))
             ]
             records.append(DocumentRecord(document_id, chunks))
         batches.append(records)
@@ -120,11 +124,11 @@ def baseline_tree(rev: str, into: Path) -> Path:
     return into / "src"
 
 
-def run_one(src: Path, chunks_file: Path, calls: int, per_call: int, one_thread: bool) -> dict[str, Any]:
+def run_one(src: Path, chunks_file: Path, calls: int, per_call: int, flags: list[str]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     args = ["--worker", str(chunks_file), "--calls", str(calls), "--docs-per-call", str(per_call)]
     out = subprocess.run(
-        [sys.executable, __file__, *args, *(["--one-thread"] if one_thread else [])],
+        [sys.executable, __file__, *args, *flags],
         env=env,
         capture_output=True,
         text=True,
@@ -182,20 +186,25 @@ def main() -> None:
     parser.add_argument("--note", default="")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--one-thread", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--arrays", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
-        print(json.dumps(worker(args.worker, args.calls, args.docs_per_call, args.one_thread)))
+        print(json.dumps(worker(args.worker, args.calls, args.docs_per_call, args.one_thread, args.arrays)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         chunks_file = Path(tmp) / "chunks.json"
         chunks = prepare(args.data, args.calls * args.docs_per_call, chunks_file)
         old_src = baseline_tree(args.baseline, Path(tmp) / "baseline")
-        runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "current": [], "current_one_thread": []}
-        variants = (("baseline", old_src, False), ("current", ROOT / "src", False))
-        variants += (("current_one_thread", ROOT / "src", True),)
+        variants: dict[str, tuple[Path, list[str]]] = {
+            "baseline": (old_src, []),
+            "current": (ROOT / "src", []),
+            "current_one_thread": (ROOT / "src", ["--one-thread"]),
+            "current_array_vectors": (ROOT / "src", ["--arrays"]),
+        }
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
         for _ in range(args.repeats):
-            for name, src, one_thread in variants:
-                runs[name].append(run_one(src, chunks_file, args.calls, args.docs_per_call, one_thread))
+            for name, (src, flags) in variants.items():
+                runs[name].append(run_one(src, chunks_file, args.calls, args.docs_per_call, flags))
                 print(name, json.dumps(runs[name][-1]["write_s"]), file=sys.stderr)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     results = {
@@ -212,11 +221,14 @@ def main() -> None:
         "baseline": summary(runs["baseline"]),
         "current": summary(runs["current"]),
         "current_one_thread": summary(runs["current_one_thread"]),
+        "current_array_vectors": summary(runs["current_array_vectors"]),
         "variants": {
             "baseline": "the baseline commit's store: the keyword index caught up inside each write",
             "current": "this tree: the keyword index caught up by the store's background thread (another core)",
             "current_one_thread": "this tree with the background catch-up off: the writes, then the search catches"
             " the keyword index up in the same thread; write_and_settle is the whole work on one core",
+            "current_array_vectors": "as current, each chunk's vector a float32 numpy row (as an embedder could hand"
+            " them over) instead of a list of floats",
         },
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "note": args.note
