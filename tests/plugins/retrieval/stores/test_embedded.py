@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from plugkit.plugins.retrieval.filters import Comparison
 from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkMetadata, DocumentMetadataFilter, Source
 from plugkit.plugins.retrieval.stores.base import (
     ChunkRecord,
@@ -305,3 +306,145 @@ async def test_readers_never_see_a_mix_of_old_and_new_chunks(store: EmbeddedStor
 
     await asyncio.gather(writer(), reader(), reader())
     assert all(len(versions) == 1 for versions in seen)
+
+
+def refuse_document(store: EmbeddedStore, document_id: str) -> None:
+    """Make SQLite itself fail the insert of `document_id`'s chunks, on the store's writing connection."""
+    store.conn.execute(
+        f"CREATE TEMP TRIGGER refuse BEFORE INSERT ON chunks WHEN NEW.document_id = '{document_id}'"
+        " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+
+
+async def test_a_call_of_many_documents_writes_all_or_nothing_when_sqlite_fails_mid_way(store: EmbeddedStore) -> None:
+    await store.replace_documents([document("d1", ["old one"], seed=1)])
+    with sqlite3.connect(store.db_path) as other:
+        log_before = other.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
+    refuse_document(store, "d3")
+    call = [document(f"d{i}", [f"new {i} a", f"new {i} b"], seed=10 + i) for i in range(1, 6)]
+    with pytest.raises(sqlite3.IntegrityError, match="refused"):
+        await store.replace_documents(call)
+    assert await store.count() == 1
+    assert [c.text for c in await store.get_document("d1")] == ["old one"]
+    with sqlite3.connect(store.db_path) as other:
+        assert other.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == log_before
+    hits = await store.search(SearchRequest(text="new", embedding=unit(11000), top_k=10, mode="hybrid"))
+    assert [h.id for h in hits] == ["d1_0"]
+    store.conn.execute("DROP TRIGGER refuse")
+    await store.replace_documents(call)
+    assert await store.count() == 10
+    for i in range(1, 6):
+        hits = await store.search(SearchRequest(text="", embedding=unit((10 + i) * 1000), top_k=1, mode="dense"))
+        assert [h.id for h in hits] == [f"d{i}_0"]
+
+
+async def test_a_call_larger_than_one_transaction_commits_whole_documents_only(
+    store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("plugkit.plugins.retrieval.stores.embedded.WRITE_BATCH_CHUNKS", 3)
+    refuse_document(store, "d4")
+    call = [document(f"d{i}", [f"part {i} a", f"part {i} b"], seed=i) for i in range(1, 6)]
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.replace_documents(call)
+    # Two chunks a document, three at most a transaction: d1, d2 and d3 went in before d4's transaction failed.
+    for i in range(1, 6):
+        assert len(await store.get_document(f"d{i}")) == (2 if i < 4 else 0)
+    store.conn.execute("DROP TRIGGER refuse")
+    await store.replace_documents(call)
+    hits = await store.search(SearchRequest(text="part", embedding=None, top_k=20, mode="keyword"))
+    assert sorted(h.id for h in hits) == sorted(f"d{i}_{n}" for i in range(1, 6) for n in range(2))
+
+
+async def test_two_stores_on_one_file_writing_alternately_index_every_chunk_once(tmp_path: Path) -> None:
+    first, second = EmbeddedStore(tmp_path / "s"), EmbeddedStore(tmp_path / "s")
+    await first.open(INFO)
+    await second.open(INFO)
+    expected: dict[str, int] = {}  # document id -> the seed of its current vectors
+    for round_ in range(6):
+        writer = first if round_ % 2 == 0 else second
+        # Each round replaces one document the other store wrote and adds two new ones.
+        ids = [f"r{round_}a", f"r{round_}b"] + ([f"r{round_ - 1}a"] if round_ else [])
+        await writer.replace_documents([document(i, [f"{i} text", f"{i} more"], seed=100 + round_) for i in ids])
+        expected.update(dict.fromkeys(ids, 100 + round_))
+    for store in (first, second):
+        assert await store.count() == 2 * len(expected)
+        every = await store.search(SearchRequest(text="", embedding=unit(0), top_k=100, mode="dense"))
+        assert sorted(h.id for h in every) == sorted(f"{i}_{n}" for i in expected for n in range(2))
+        for document_id, seed in expected.items():
+            hits = await store.search(SearchRequest(text="", embedding=unit(seed * 1000), top_k=len(expected) * 2))
+            assert f"{document_id}_0" in {h.id for h in hits[: 2 * len(ids)]}
+            found = await store.search(SearchRequest(text=f"{document_id}", embedding=None, top_k=2, mode="keyword"))
+            assert {h.id for h in found} == {f"{document_id}_0", f"{document_id}_1"}
+    with sqlite3.connect(tmp_path / "s" / "retrieval.db") as conn:
+        added = conn.execute("SELECT chunk_rowid FROM changes WHERE op = 1 ORDER BY seq").fetchall()
+        rowids = conn.execute("SELECT rowid FROM chunks ORDER BY rowid").fetchall()
+        # Every stored chunk was logged as added exactly once, and rowids are never reused.
+        assert set(rowids) <= set(added) and len(added) == len(set(added))
+    await first.close()
+    await second.close()
+
+
+async def test_the_keyword_index_finds_documents_right_after_they_are_written(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "s")
+    await store.open(INFO)
+    for i in range(5):
+        await store.replace_documents([document(f"d{i}", [f"walrus number {i}"], seed=i)])
+        hits = await store.search(SearchRequest(text="walrus", embedding=None, top_k=10, mode="keyword"))
+        assert sorted(h.id for h in hits) == [f"d{j}_0" for j in range(i + 1)]
+    await store.close()
+    reopened = EmbeddedStore(tmp_path / "s")
+    await reopened.open(INFO)
+    hits = await reopened.search(SearchRequest(text="walrus", embedding=None, top_k=10, mode="keyword"))
+    assert len(hits) == 5
+    await reopened.close()
+
+
+async def test_a_document_given_twice_in_one_call_is_stored_as_its_last_version(store: EmbeddedStore) -> None:
+    await store.replace_documents([document("d", ["first version"], seed=1), document("d", ["second", "third"])])
+    assert [c.text for c in await store.get_document("d")] == ["second", "third"]
+    assert await store.count() == 2
+
+
+async def test_a_replaced_document_keeps_the_time_it_was_first_stored(store: EmbeddedStore) -> None:
+    await store.replace_documents([document("d", ["v1"], seed=1)])
+    first = (await store.list_documents()).documents[0]
+    await store.replace_documents([document("d", ["v2", "v2 more"], seed=2), document("e", ["new"], seed=3)])
+    entries = {e.document_id: e for e in (await store.list_documents()).documents}
+    assert entries["d"].stored_ts == first.stored_ts
+    assert entries["d"].updated_ts >= first.updated_ts and entries["d"].chunk_count == 2
+    assert entries["e"].stored_ts == entries["e"].updated_ts
+
+
+async def test_chunks_of_one_document_with_different_metadata_each_keep_their_own(store: EmbeddedStore) -> None:
+    chunks = [
+        ChunkRecord(
+            DocumentChunk(id=f"d_{n}", text=f"text {n}", metadata=DocumentChunkMetadata(author=author, team=team)),
+            unit(n),
+        )
+        for n, (author, team) in enumerate([("ada", "infra"), ("ada", "infra"), ("bob", "web")])
+    ]
+    await store.replace_documents([DocumentRecord("d", chunks)])
+    stored = await store.get_document("d")
+    assert [(c.metadata.author, c.metadata.custom, c.metadata.document_id) for c in stored] == [
+        ("ada", {"team": "infra"}, "d"),
+        ("ada", {"team": "infra"}, "d"),
+        ("bob", {"team": "web"}, "d"),
+    ]
+    for key, value, wanted in (("author", "bob", ["d_2"]), ("team", "infra", ["d_0", "d_1"])):
+        filter_ = Comparison(key=key, type="eq", value=value)
+        hits = await store.search(SearchRequest(text="text", embedding=unit(0), top_k=10, filter=filter_))
+        assert sorted(h.id for h in hits) == wanted
+
+
+async def test_writes_reach_the_database_file_from_the_wal_before_the_store_closes(store: EmbeddedStore) -> None:
+    import asyncio
+
+    empty = store.db_path.stat().st_size
+    await store.replace_documents([document(f"d{i}", ["words " * 300] * 4, seed=i) for i in range(50)])
+    wal = store.db_path.with_name(store.db_path.name + "-wal")
+    assert wal.stat().st_size > 200 * 1800  # the write itself went to the WAL only
+    for _ in range(100):  # the background checkpoint copies it into the database file
+        if store.db_path.stat().st_size > empty + 200 * 1800:
+            break
+        await asyncio.sleep(0.05)
+    assert store.db_path.stat().st_size > empty + 200 * 1800

@@ -1,8 +1,13 @@
 """The embedded default store: one data directory, no service to run.
 
-SQLite is the system of record: documents' chunks with their metadata and embeddings, written in one transaction
-per document. The vector index and the keyword index (tantivy BM25, stores/keyword_index.py, on disk in
-`keywords/`) are derived data. The vector index is kept in memory,
+SQLite is the system of record: documents' chunks with their metadata and embeddings. A `replace_documents` call
+is written in one transaction (whole documents, at most WRITE_BATCH_CHUNKS chunks a transaction; a larger call takes
+several), with one statement per kind of row, so a reader sees each document all old or all new. The vector index and
+the keyword index (tantivy BM25, stores/keyword_index.py, on disk in `keywords/`) are derived data. The writer hands
+the vectors it wrote to the vector index directly when the change log shows no other writer came in between; the
+keyword index is caught up by a background thread after each write (tantivy's indexing and commit cost about as much
+as the write, and release the GIL) and before every search; the same thread checkpoints the WAL (the writer's own
+automatic checkpoints are off: they took about half of a large commit). The vector index is kept in memory,
 snapshotted to `vectors.npz` on close, and caught up from SQLite's change log (`changes`) before every search, so
 it is rebuilt when missing, caught up when behind (after a crash, or writes by another worker process), and a crash
 never loses an acknowledged write nor shows half a document. Past `ann_min_chunks` chunks, dense search goes through
@@ -22,12 +27,15 @@ selects, as a mask; both cached until the next change.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import logging
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,6 +77,7 @@ from plugkit.plugins.retrieval.stores.keyword_index import KeywordIndex
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
 T = TypeVar("T")
+log = logging.getLogger("plugkit.retrieval")
 ADD, DEL = 1, 0
 
 FIELD_COLUMNS = "rowid, tenant, document_id, source, source_id, author, url, created_ts"  # FilterColumns' rows
@@ -99,6 +108,15 @@ CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_rowid INTEGER NOT NULL, op INTEGER NOT NULL
 );
 """
+INSERT_CHUNK = (
+    "INSERT INTO chunks (tenant, document_id, n, chunk_id, text, metadata, source, source_id, author, url, created_ts,"
+    " custom_ts, chunk_count, stored_ts, updated_ts, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+STORED = 13  # the position of stored_ts in INSERT_CHUNK's values
+# The most chunks one write transaction holds (whole documents; a larger document is its own transaction): a call
+# larger than this is written in several transactions, so that other workers' writers never wait long.
+WRITE_BATCH_CHUNKS = 8192
+
 # Added after the first release: an older database gets them at open (listing and custom-date columns).
 ADDED_COLUMNS = {"custom_ts": "TEXT", "chunk_count": "INTEGER", "stored_ts": "REAL", "updated_ts": "REAL"}
 
@@ -136,6 +154,11 @@ class EmbeddedStore:
         self.dense_weight, self.keyword_weight, self.rrf_k = dense_weight, keyword_weight, rrf_k
         self.fusion, self.candidate_pool = fusion, candidate_pool
         self._keywords = KeywordIndex(self.directory / "keywords")
+        # The keyword index is used under this lock only: searches and the background catch-up share it.
+        self._keyword_lock = threading.Lock()
+        self._keyword_wake = threading.Event()
+        self._keyword_thread: threading.Thread | None = None
+        self._closing = False
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # the event loop's own, for bounded reads
         self._lock = threading.Lock()
@@ -181,6 +204,8 @@ class EmbeddedStore:
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
         conn.execute("PRAGMA mmap_size=268435456")
+        # The background thread checkpoints the WAL after each write instead (about half of a large commit's time).
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             conn.close()
@@ -287,7 +312,45 @@ class EmbeddedStore:
     def _catch_up(self, conn: sqlite3.Connection) -> None:
         """Bring both derived indexes up to SQLite's change log."""
         self._catch_up_vectors(conn)
-        self._keywords.catch_up(conn)
+        with self._keyword_lock:
+            self._keywords.catch_up(conn)
+
+    def _keywords_behind(self) -> None:
+        """Have the background thread bring the keyword index up to the change log (a write does not wait for it:
+        tantivy's indexing and commit cost about as much as the write itself, and release the GIL)."""
+        if self._keyword_thread is None:
+            self._keyword_thread = threading.Thread(target=self._keyword_loop, name="plugkit-keywords", daemon=True)
+            self._keyword_thread.start()
+        self._keyword_wake.set()
+
+    def _keyword_loop(self) -> None:
+        """The background work after writes, on a connection of its own: the keyword index caught up, then the WAL
+        checkpointed (passive: it never waits for readers or writers)."""
+        conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30)
+        try:
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            while True:
+                self._keyword_wake.wait()
+                self._keyword_wake.clear()
+                if self._closing:
+                    return
+                try:
+                    with self._keyword_lock:
+                        self._keywords.catch_up(conn)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except Exception:  # the next search or close catches up again, and raises there
+                    log.exception("the keyword index could not catch up in the background")
+        finally:
+            conn.close()
+
+    def _stop_keyword_thread(self) -> None:
+        if self._keyword_thread is not None:
+            self._closing = True
+            self._keyword_wake.set()
+            self._keyword_thread.join()
+            self._keyword_thread = None
+            self._closing = False
 
     def _catch_up_vectors(self, conn: sqlite3.Connection) -> None:
         """Apply the change log past what the vector index reflects (writes of this process or of another one)."""
@@ -344,6 +407,7 @@ class EmbeddedStore:
             conn.close()
             self._conn = None
 
+        await asyncio.to_thread(self._stop_keyword_thread)
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -365,6 +429,11 @@ class EmbeddedStore:
     # -- writes -----------------------------------------------------------------------------------------------
 
     async def replace_documents(self, documents: list[DocumentRecord], tenant: str | None = None) -> None:
+        """Replace the chunks of each document. The documents are written in transactions of whole documents of up
+        to WRITE_BATCH_CHUNKS chunks together (one transaction, all or nothing, for a call up to that size), so that
+        a reader sees each document's chunks all old or all new, and other workers' writers wait no longer than
+        that. The vector index takes the written vectors directly; the keyword index catches up in the background
+        (and before any search, which thus never misses an acknowledged write)."""
         assert self._info is not None
         dimension = self._info.dimension
         for document in documents:
@@ -374,58 +443,72 @@ class EmbeddedStore:
                         f"chunk {record.chunk.id} has an embedding of dimension {len(record.embedding)}, "
                         f"the store holds {dimension}"
                     )
+        if not documents:
+            return
+        key = tenant or SHARED_TENANT
+        # The last of several documents with one id wins, as if they were written one after the other.
+        unique = list({d.document_id: d for d in documents}.values())
+        batches = await asyncio.to_thread(lambda: [_Batch.of(part, key, dimension) for part in _parts(unique)])
 
         def write(conn: sqlite3.Connection) -> None:
-            for document in documents:
-                self._write_document(conn, document, tenant or SHARED_TENANT)
-            self._catch_up(conn)
+            for batch in batches:
+                self._write_batch(conn, batch, key)
 
         await self._run(write)
+        self._keywords_behind()
 
-    def _write_document(self, conn: sqlite3.Connection, document: DocumentRecord, tenant: str) -> None:
+    def _write_batch(self, conn: sqlite3.Connection, batch: _Batch, tenant: str) -> None:
+        """One write transaction: the batch's documents' old chunks out, the new ones in, both logged; then the
+        vector index and filter columns updated from memory when no other writer came in between."""
         conn.execute("BEGIN IMMEDIATE")
         try:
-            old = conn.execute(
-                "SELECT rowid, stored_ts FROM chunks WHERE tenant = ? AND document_id = ?",
-                (tenant, document.document_id),
-            ).fetchall()
-            self._delete_rows(conn, [r[0] for r in old])
-            now = time.time()
-            stored = min((r[1] for r in old if r[1] is not None), default=now)
-            for n, record in enumerate(document.chunks):
-                meta = record.chunk.metadata.model_copy(update={"document_id": document.document_id})
-                created = parse_instant(meta.created_at) if meta.created_at else None
-                cursor = conn.execute(
-                    "INSERT INTO chunks (tenant, document_id, n, chunk_id, text, metadata, source, source_id, author,"
-                    " url, created_ts, custom_ts, chunk_count, stored_ts, updated_ts, embedding)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        tenant,
-                        document.document_id,
-                        n,
-                        record.chunk.id or f"{document.document_id}_{n}",
-                        record.chunk.text,
-                        meta.model_dump_json(exclude_none=True),
-                        meta.source.value if meta.source else None,
-                        meta.source_id,
-                        meta.author,
-                        meta.url,
-                        created,
-                        json.dumps(custom_instants(meta.custom)),
-                        len(document.chunks),
-                        stored,
-                        now,
-                        np.asarray(record.embedding, dtype=np.float32).tobytes(),
-                    ),
+            head = self._head(conn)
+            old: list[tuple[int, str, float | None]] = []
+            for i in range(0, len(batch.document_ids), 500):
+                part = batch.document_ids[i : i + 500]
+                marks = ",".join("?" * len(part))
+                old += conn.execute(
+                    f"SELECT rowid, document_id, stored_ts FROM chunks WHERE tenant = ? AND document_id IN ({marks})",
+                    [tenant, *part],
+                ).fetchall()
+            removed = [r[0] for r in old]
+            self._delete_rows(conn, removed)
+            batch.keep_stored_times(old)
+            # AUTOINCREMENT: each new rowid is above every rowid ever used, and this transaction holds the write
+            # lock, so the rows inserted below are exactly those above `base`, in insertion order.
+            row = conn.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'chunks'), 0),"
+                " COALESCE((SELECT MAX(rowid) FROM chunks), 0))"
+            ).fetchone()
+            base = int(row[0])
+            conn.executemany(INSERT_CHUNK, batch.rows)
+            last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+            if last - base == len(batch.rows):
+                rowids = np.arange(base + 1, last + 1, dtype=np.int64)
+            else:  # not expected with AUTOINCREMENT; read them back rather than guess
+                rowids = np.fromiter(
+                    (r[0] for r in conn.execute("SELECT rowid FROM chunks WHERE rowid > ? ORDER BY rowid", (base,))),
+                    dtype=np.int64,
                 )
-                rowid = cursor.lastrowid
-                conn.execute("INSERT INTO changes (chunk_rowid, op) VALUES (?, ?)", (rowid, ADD))
+            conn.execute(
+                "INSERT INTO changes (chunk_rowid, op) SELECT rowid, ? FROM chunks WHERE rowid > ? ORDER BY rowid",
+                (ADD, base),
+            )
             if tenant != SHARED_TENANT:
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('tenanted', '1')")
+            written = self._head(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if self._applied != head or self._index is None:  # another process wrote since: read the log
+            self._catch_up_vectors(conn)
+            return
+        self._index.remove(removed)
+        self._columns.remove(removed)
+        self._index.add(rowids, batch.vectors)
+        self._columns.add(batch.field_rows(rowids.tolist()))
+        self._applied = written
 
     @staticmethod
     def _delete_rows(conn: sqlite3.Connection, rowids: list[int]) -> None:
@@ -472,7 +555,9 @@ class EmbeddedStore:
             self._catch_up(conn)
             return len(rowids)
 
-        return await self._run(delete_sync)
+        deleted = await self._run(delete_sync)
+        self._keywords_behind()  # the checkpoint
+        return deleted
 
     # -- reads ------------------------------------------------------------------------------------------------
 
@@ -493,7 +578,8 @@ class EmbeddedStore:
             if request.mode == "dense":
                 scored = self._dense(request, request.top_k, allowed)
             elif request.mode == "keyword":
-                scored = self._keywords.search(request.text, request.top_k, allowed)
+                with self._keyword_lock:
+                    scored = self._keywords.search(request.text, request.top_k, allowed)
             else:
                 scored = self._hybrid(request, allowed)
             return self._fetch(conn, scored, request.include_embeddings)
@@ -540,7 +626,8 @@ class EmbeddedStore:
 
     def _fuse(self, request: SearchRequest, pool: int, allowed: np.ndarray | None) -> list[tuple[int, float]]:
         dense = self._dense(request, pool, allowed)
-        keyword = self._keywords.search(request.text, pool, allowed)
+        with self._keyword_lock:
+            keyword = self._keywords.search(request.text, pool, allowed)
         weights = (
             self.dense_weight if request.dense_weight is None else request.dense_weight,
             self.keyword_weight if request.keyword_weight is None else request.keyword_weight,
@@ -656,6 +743,94 @@ class EmbeddedStore:
             return [r[0] for r in rows], np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
 
         return await self._run(read)
+
+
+def _parts(documents: list[DocumentRecord]) -> Iterator[list[DocumentRecord]]:
+    """The documents in runs of whole documents of at most WRITE_BATCH_CHUNKS chunks (at least one document)."""
+    part: list[DocumentRecord] = []
+    size = 0
+    for document in documents:
+        if part and size + len(document.chunks) > WRITE_BATCH_CHUNKS:
+            yield part
+            part, size = [], 0
+        part.append(document)
+        size += len(document.chunks)
+    if part:
+        yield part
+
+
+def _matrix(embeddings: list[Any], dimension: int) -> np.ndarray:
+    """The embeddings as one float32 matrix: lists of floats through one flat iterator (a quarter faster than
+    np.asarray of the lists), arrays stacked."""
+    if embeddings and not isinstance(embeddings[0], np.ndarray):
+        flat = itertools.chain.from_iterable(embeddings)
+        return np.fromiter(flat, dtype=np.float32, count=len(embeddings) * dimension).reshape(-1, dimension)
+    return np.asarray(embeddings, dtype=np.float32).reshape(len(embeddings), dimension)
+
+
+def _metadata_columns(meta: DocumentChunkMetadata, document_id: str) -> tuple[Any, ...]:
+    """The stored metadata JSON, the standard columns and the custom instants of a chunk's metadata."""
+    if meta.document_id != document_id:
+        meta = meta.model_copy(update={"document_id": document_id})
+    return (
+        meta.model_dump_json(exclude_none=True),
+        meta.source.value if meta.source else None,
+        meta.source_id,
+        meta.author,
+        meta.url,
+        parse_instant(meta.created_at) if meta.created_at else None,
+        json.dumps(custom_instants(meta.custom)) if meta.__pydantic_extra__ else "{}",
+    )
+
+
+@dataclass
+class _Batch:
+    """The rows of one write transaction, prepared before it starts (INSERT_CHUNK's values, in order), and their
+    vectors as one float32 matrix."""
+
+    document_ids: list[str]
+    rows: list[list[Any]]
+    spans: dict[str, tuple[int, int]]  # document id -> its rows
+    vectors: np.ndarray
+
+    @classmethod
+    def of(cls, documents: list[DocumentRecord], tenant: str, dimension: int) -> _Batch:
+        now = time.time()
+        rows: list[list[Any]] = []
+        spans: dict[str, tuple[int, int]] = {}
+        embeddings: list[Any] = []
+        for document in documents:
+            start, count = len(rows), len(document.chunks)
+            seen: DocumentChunkMetadata | None = None
+            columns: tuple[Any, ...] = ()
+            for n, record in enumerate(document.chunks):
+                # The chunks of a document usually share one metadata object: its columns are computed once.
+                if record.chunk.metadata is not seen:
+                    seen = record.chunk.metadata
+                    columns = _metadata_columns(seen, document.document_id)
+                chunk_id = record.chunk.id or f"{document.document_id}_{n}"
+                rows.append([tenant, document.document_id, n, chunk_id, record.chunk.text, *columns, count, now, now])
+                embeddings.append(record.embedding)
+            spans[document.document_id] = (start, len(rows))
+        vectors = _matrix(embeddings, dimension)
+        for row, vector in zip(rows, vectors, strict=True):
+            row.append(vector.tobytes())
+        return cls(list(spans), rows, spans, vectors)
+
+    def keep_stored_times(self, old: list[tuple[int, str, float | None]]) -> None:
+        """A replaced document keeps the time it was first stored (the earliest of its old chunks')."""
+        first: dict[str, float] = {}
+        for _rowid, document_id, stored in old:
+            if stored is not None:
+                first[document_id] = min(stored, first.get(document_id, stored))
+        for document_id, stored in first.items():
+            start, end = self.spans[document_id]
+            for row in self.rows[start:end]:
+                row[STORED] = stored
+
+    def field_rows(self, rowids: list[int]) -> list[tuple[Any, ...]]:
+        """The rows FilterColumns takes (FIELD_COLUMNS) for the inserted rowids."""
+        return [(rowid, r[0], r[1], r[6], r[7], r[8], r[9], r[10]) for rowid, r in zip(rowids, self.rows, strict=True)]
 
 
 def filter_sql(tree: Node | None, tenant: str | None) -> tuple[str, list[Any]]:
