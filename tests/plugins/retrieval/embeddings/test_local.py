@@ -215,6 +215,24 @@ def test_batches_are_sorted_by_length_and_padded_to_their_longest_text() -> None
             assert features["input_ids"][row, : lengths[position]].tolist() == ids[position]
 
 
+def test_gpu_batches_are_padded_to_a_multiple_of_the_width_step_but_never_past_the_longest_text(
+    fp32_model: LocalEmbedder,
+) -> None:
+    tokenizer = pipeline.fast_tokenizer(model_dir(), 256)
+    texts = [f"text number {i} " + "word " * (i * 3) for i in range(12)]
+    flat, lengths = pipeline.flat_token_ids(tokenizer, texts)
+    made = list(pipeline.batches(flat, lengths, 4, width_multiple=8))
+    longest = int(lengths.max())
+    for positions, features in made:
+        width = features["input_ids"].shape[1]
+        assert width == min(-(-int(max(lengths[positions])) // 8) * 8, longest)
+        assert features["attention_mask"].sum(dim=1).tolist() == lengths[positions].tolist()
+    model = fp32_model.load()
+    padded = pipeline.run_batches(model, iter(made), len(texts), "cpu")
+    plain = pipeline.run_batches(model, pipeline.batches(flat, lengths, 4), len(texts), "cpu")
+    assert np.allclose(padded, plain, atol=1e-5)  # the padding is masked out
+
+
 def test_a_failure_while_preparing_batches_reaches_the_consumer() -> None:
     def broken() -> Iterator[pipeline.Batch]:
         yield np.zeros(1, dtype=np.int64), {}

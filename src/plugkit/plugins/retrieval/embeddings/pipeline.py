@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 
 PREFETCH = 4  # batches prepared ahead of the model on a GPU
+# On a GPU each new batch shape costs a new attention plan (cuDNN's, about 6 ms of CPU a layer on an H200, with
+# the GIL held: bench/results/gpu.json): widths rounded up to a multiple of this keep the shapes few.
+GPU_WIDTH_MULTIPLE = 32
 Batch = tuple[np.ndarray, dict[str, Any]]  # positions in the input, model features
 
 
@@ -50,17 +53,22 @@ def flat_token_ids(tokenizer: Any, texts: list[str]) -> tuple[np.ndarray, np.nda
     return np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum())), lengths
 
 
-def batches(flat: np.ndarray, lengths: np.ndarray, batch_size: int, pin: bool = False) -> Iterator[Batch]:
-    """Length-sorted batches (longest first) of texts given as `flat_token_ids`, each padded to its longest text,
-    as torch tensors; positions index the texts."""
+def batches(
+    flat: np.ndarray, lengths: np.ndarray, batch_size: int, pin: bool = False, width_multiple: int = 1
+) -> Iterator[Batch]:
+    """Length-sorted batches (longest first) of texts given as `flat_token_ids`, each padded to its longest text
+    (rounded up to `width_multiple`, never past the longest text of all), as torch tensors; positions index the
+    texts."""
     import torch
 
     starts = np.cumsum(lengths) - lengths
     order = np.argsort(-lengths, kind="stable")
+    longest = int(lengths[order[0]]) if len(order) else 0
     for start in range(0, len(order), batch_size):
         positions = order[start : start + batch_size]
         widths = lengths[positions]
-        mask = np.arange(int(widths[0])) < widths[:, None]
+        width = min(-(-int(widths[0]) // width_multiple) * width_multiple, longest)
+        mask = np.arange(width) < widths[:, None]
         # Where each row's ids lie in `flat`: its start, then consecutive (gathered at once, filled row by row).
         within = np.arange(int(widths.sum())) - np.repeat(np.cumsum(widths) - widths, widths)
         matrix = np.zeros(mask.shape, dtype=np.int64)
@@ -73,6 +81,10 @@ def batches(flat: np.ndarray, lengths: np.ndarray, batch_size: int, pin: bool = 
         if pin:
             features = {name: tensor.pin_memory() for name, tensor in features.items()}
         yield positions, features
+
+
+def _multiple(on_gpu: bool) -> int:
+    return GPU_WIDTH_MULTIPLE if on_gpu else 1
 
 
 _worker_tokenizer: Any = None
@@ -115,7 +127,7 @@ def grouped_batches(
     else:
         tokenised = (flat_token_ids(tokenizer, part) for part in parts)
     for start, (flat, lengths) in zip(starts, tokenised, strict=True):
-        for positions, features in batches(flat, lengths, batch_size, pin):
+        for positions, features in batches(flat, lengths, batch_size, pin, _multiple(pin)):
             yield positions + start, features
 
 
@@ -203,7 +215,10 @@ def encode_ids(
         for start in range(0, len(lengths), group):
             stop = min(start + group, len(lengths))
             first, last = int(ends[start] - lengths[start]), int(ends[stop - 1])
-            for positions, features in batches(flat[first:last], lengths[start:stop], batch_size, device != "cpu"):
+            on_gpu = device != "cpu"
+            for positions, features in batches(
+                flat[first:last], lengths[start:stop], batch_size, on_gpu, _multiple(on_gpu)
+            ):
                 yield positions + start, features
 
     return run_batches(model, items(), len(lengths), device, None, workers)
