@@ -48,6 +48,17 @@ async def measure(base: str, calls: int) -> dict[str, object]:
             start = time.perf_counter()
             (await http.get("/todos/bench")).raise_for_status()
             rest.append(time.perf_counter() - start)
+        # The same tool call as one plain JSON-RPC POST (stateless server, JSON response): the server's side of an
+        # MCP call without the SDK client's own work.
+        headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+        body["params"] = {"name": "getTodos", "arguments": {"username": "bench"}}
+        raw: list[float] = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            answer = await http.post("/mcp", json=body, headers=headers)
+            raw.append(time.perf_counter() - start)
+            assert answer.status_code == 200 and "result" in answer.json(), answer.text
     tool: list[float] = []
     async with Client(f"{base}/mcp") as client:
         for _ in range(calls):
@@ -55,7 +66,11 @@ async def measure(base: str, calls: int) -> dict[str, object]:
             result = await client.call_tool("getTodos", {"username": "bench"})
             tool.append(time.perf_counter() - start)
             assert not result.is_error
-    return {"rest_get_todos": summary(rest), "mcp_call_get_todos": summary(tool)}
+    return {
+        "rest_get_todos": summary(rest),
+        "mcp_json_rpc_post_get_todos": summary(raw),
+        "mcp_call_get_todos": summary(tool),
+    }
 
 
 def main() -> None:
@@ -92,7 +107,8 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=20)
     report = {
-        "what": "sequential getTodos (20 todos) on one `plugkit serve todo --mcp` process: REST vs MCP tool call",
+        "what": "sequential getTodos (20 todos) on one `plugkit serve todo --mcp` process: REST, the MCP tools/call as "
+        "one plain JSON-RPC POST (the server's side), and the official SDK client's call_tool (the client's work too)",
         "calls": args.calls,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         **results,
