@@ -106,6 +106,9 @@ class KeywordIndex:
         for attempt in range(2):
             try:
                 self._index = tantivy.Index(self._schema, path=str(self.directory), reuse=True)
+                # The searcher moves only when this process reloads it (after a catch-up), so it shows the state
+                # `applied` names, never another worker's later commit ahead of the caller's SQLite snapshot.
+                self._index.config_reader("Manual")
                 self._index.register_tokenizer(ANALYZER, analyzer(self.stopwords))
                 self._index.reload()
                 return self._marker()
