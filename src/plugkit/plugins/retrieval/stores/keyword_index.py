@@ -82,7 +82,8 @@ class KeywordIndex:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self._writer_lock():
             marker = self._open_index()
-            if marker is None or marker.get("instance") != instance:
+            # An index ahead of the database (a restored older copy of it) holds rows the database does not.
+            if marker is None or marker.get("instance") != instance or int(marker["seq"]) > self._head(conn):
                 self._rebuild(conn)
             else:
                 self.applied = int(marker["seq"])
