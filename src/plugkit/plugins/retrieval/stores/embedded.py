@@ -30,6 +30,7 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -116,6 +117,7 @@ STORED = 13  # the position of stored_ts in INSERT_CHUNK's values
 # The most chunks one write transaction holds (whole documents; a larger document is its own transaction): a call
 # larger than this is written in several transactions, so that other workers' writers never wait long.
 WRITE_BATCH_CHUNKS = 8192
+KEYWORD_THREAD_NICE = 5  # the background keyword catch-up yields the cores to the writes on a busy host
 SNAPSHOT_TRIES = 5  # catch-ups a search tries for indexes that match its read snapshot, under other workers' writes
 
 # Added after the first release: an older database gets them at open (listing and custom-date columns).
@@ -327,6 +329,10 @@ class EmbeddedStore:
     def _keyword_loop(self) -> None:
         """The background work after writes, on a connection of its own: the keyword index caught up, then the WAL
         checkpointed (passive: it never waits for readers or writers)."""
+        try:  # below the writers (Linux: per thread, and inherited by the tantivy threads it starts)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), KEYWORD_THREAD_NICE)
+        except (AttributeError, OSError):
+            pass
         conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30)
         try:
             conn.execute("PRAGMA busy_timeout=30000")
