@@ -232,8 +232,11 @@ def main() -> None:
         },
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "note": args.note
-        or "one thread per run (chunks/s is per core); runs alternate baseline/current; the machine is shared with"
-        " other engineers' tests, so load_avg_1m is recorded per run",
+        or "write_chunks_per_s: chunks over the wall time of the writes, one thread writing (`current` also runs the"
+        " store's background keyword thread, on another core; `current_one_thread` does all the work in the writing"
+        " thread); write_and_settle adds the search that waits for the keyword index; chunks_per_cpu_s counts the CPU"
+        " of every thread. The variants' runs alternate; the machine (2 cores) is shared with other engineers' tests,"
+        " so load_avg_1m is recorded per run",
     }
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     for name in runs:

@@ -448,3 +448,33 @@ async def test_writes_reach_the_database_file_from_the_wal_before_the_store_clos
             break
         await asyncio.sleep(0.05)
     assert store.db_path.stat().st_size > empty + 200 * 1800
+
+
+async def test_readers_see_every_document_of_a_call_in_the_same_version(tmp_path: Path) -> None:
+    import asyncio
+
+    def call(v: int) -> list[DocumentRecord]:
+        return [document(name, [f"version {v} of {name} part {n}" for n in range(2 + v % 3)], seed=v) for name in "ab"]
+
+    writing, reading = EmbeddedStore(tmp_path / "s"), EmbeddedStore(tmp_path / "s")  # as two workers
+    await writing.open(INFO)
+    await reading.open(INFO)
+    await writing.replace_documents(call(0))
+    seen: list[set[str]] = []
+
+    async def writer() -> None:
+        for v in range(1, 25):
+            await writing.replace_documents(call(v))
+
+    async def reader() -> None:
+        for _ in range(40):
+            for mode in ("keyword", "dense"):
+                request = SearchRequest(text="version", embedding=unit(0), top_k=20, mode=mode)  # type: ignore[arg-type]
+                hits = await reading.search(request)
+                assert {h.text.split(" of ")[1].split()[0] for h in hits} == {"a", "b"}
+                seen.append({h.text.split(" of ")[0] for h in hits})
+
+    await asyncio.gather(writer(), reader(), reader())
+    assert all(len(versions) == 1 for versions in seen)
+    await writing.close()
+    await reading.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sqlite3
 from pathlib import Path
@@ -20,6 +21,17 @@ from tests.plugins.retrieval.stores.test_embedded import INFO, document, unit
 def keyword(text: str, top_k: int = 10, **filters: object) -> SearchRequest:
     flt = DocumentMetadataFilter(**filters) if filters else None  # type: ignore[arg-type]
     return SearchRequest(text=text, embedding=None, top_k=top_k, mode="keyword", filter=flt)
+
+
+async def die(store: EmbeddedStore) -> None:
+    """The process dies here: its background keyword thread and its connection go with it (no close())."""
+    await asyncio.to_thread(store._stop_keyword_thread)
+    store._conn.close()  # type: ignore[union-attr]
+
+
+async def settle(store: EmbeddedStore) -> None:
+    """A search, which brings the keyword index up to the writes first (they leave it to the background)."""
+    await store.search(keyword("settle"))
 
 
 def test_query_terms_are_stemmed_lower_cased_folded_and_stop_words_dropped(tmp_path: Path) -> None:
@@ -100,11 +112,13 @@ async def test_a_keyword_index_left_behind_by_a_crash_is_caught_up(tmp_path: Pat
     store = EmbeddedStore(tmp_path / "s")
     await store.open(INFO)
     await store.replace_documents([document("a", ["heron by the lake"])])
+    await settle(store)
     old = tmp_path / "old-keywords"
     shutil.copytree(tmp_path / "s" / "keywords", old)
     await store.replace_documents([document("a", ["kingfisher by the river"]), document("b", ["owl in the barn"])])
+    await settle(store)
     # The process dies here: SQLite has the writes, the keyword index on disk is the older copy.
-    store._conn.close()  # type: ignore[union-attr]
+    await die(store)
     shutil.rmtree(tmp_path / "s" / "keywords")
     shutil.copytree(old, tmp_path / "s" / "keywords")
     again = EmbeddedStore(tmp_path / "s")
@@ -118,12 +132,14 @@ async def test_a_keyword_index_killed_in_the_middle_of_a_commit_opens_and_catche
     store = EmbeddedStore(tmp_path / "s")
     await store.open(INFO)
     await store.replace_documents([document("a", ["heron by the lake"])])
+    await settle(store)
     keywords = tmp_path / "s" / "keywords"
     committed = {name: (keywords / name).read_bytes() for name in ("meta.json", ".managed.json")}
     await store.replace_documents([document("a", ["kingfisher by the river"]), document("b", ["owl in the barn"])])
+    await settle(store)
     # Killed after writing the next commit's files but before meta.json named them: the files are there, the
     # index still says the older commit; replaying the same changes wants the same file names again.
-    store._conn.close()  # type: ignore[union-attr]
+    await die(store)
     for name, content in committed.items():
         (keywords / name).write_bytes(content)
     again = EmbeddedStore(tmp_path / "s")
@@ -139,7 +155,7 @@ async def test_a_keyword_index_that_cannot_catch_up_is_rebuilt_from_sqlite(
     store = EmbeddedStore(tmp_path / "s")
     await store.open(INFO)
     await store.replace_documents([document("a", ["heron by the lake"])])
-    store._conn.close()  # type: ignore[union-attr]
+    await die(store)
     failures = iter([ValueError("Failed to open file for write: FileAlreadyExists")])
     original = KeywordIndex.catch_up
 
@@ -197,6 +213,7 @@ async def test_a_keyword_index_behind_a_trimmed_change_log_is_rebuilt(tmp_path: 
     store = EmbeddedStore(tmp_path / "s")
     await store.open(INFO)
     await store.replace_documents([document("a", ["heron by the lake"])])
+    await settle(store)
     old = tmp_path / "old-keywords"
     shutil.copytree(tmp_path / "s" / "keywords", old)
     await store.replace_documents([document("b", ["owl in the barn"])])
@@ -254,3 +271,25 @@ def test_a_mask_with_no_allowed_rows_finds_nothing(tmp_path: Path) -> None:
         assert index.search("zebra", 5) == [(1, pytest.approx(index.search("zebra", 5)[0][1]))]
         assert index.search("zebra", 5, np.zeros(2, dtype=bool)) == []
         assert index.search("zebra", 5, np.array([False, True])) == index.search("zebra", 5)
+
+
+async def test_a_keyword_index_ahead_of_a_restored_older_database_is_rebuilt(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "s")
+    await store.open(INFO)
+    await store.replace_documents([document("a", ["heron by the lake"])])
+    await store.close()
+    database = tmp_path / "s" / "retrieval.db"
+    shutil.copy(database, tmp_path / "older.db")
+    store = EmbeddedStore(tmp_path / "s")
+    await store.open(INFO)
+    await store.replace_documents([document("b", ["owl in the barn"])])
+    await store.close()
+    shutil.copy(tmp_path / "older.db", database)  # the database restored from the older copy, the index kept
+    (tmp_path / "s" / "vectors.npz").unlink()
+    again = EmbeddedStore(tmp_path / "s")
+    await again.open(INFO)
+    await again.replace_documents([document("c", ["crane at dawn"])])  # may take the rowid b had
+    assert await again.search(keyword("owl")) == []
+    assert [h.id for h in await again.search(keyword("crane"))] == ["c_0"]
+    assert [h.id for h in await again.search(keyword("heron"))] == ["a_0"]
+    await again.close()

@@ -30,6 +30,7 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -116,6 +117,8 @@ STORED = 13  # the position of stored_ts in INSERT_CHUNK's values
 # The most chunks one write transaction holds (whole documents; a larger document is its own transaction): a call
 # larger than this is written in several transactions, so that other workers' writers never wait long.
 WRITE_BATCH_CHUNKS = 8192
+KEYWORD_THREAD_NICE = 5  # the background keyword catch-up yields the cores to the writes on a busy host
+SNAPSHOT_TRIES = 5  # catch-ups a search tries for indexes that match its read snapshot, under other workers' writes
 
 # Added after the first release: an older database gets them at open (listing and custom-date columns).
 ADDED_COLUMNS = {"custom_ts": "TEXT", "chunk_count": "INTEGER", "stored_ts": "REAL", "updated_ts": "REAL"}
@@ -154,8 +157,9 @@ class EmbeddedStore:
         self.dense_weight, self.keyword_weight, self.rrf_k = dense_weight, keyword_weight, rrf_k
         self.fusion, self.candidate_pool = fusion, candidate_pool
         self._keywords = KeywordIndex(self.directory / "keywords")
-        # The keyword index is used under this lock only: searches and the background catch-up share it.
-        self._keyword_lock = threading.Lock()
+        # The keyword index is used under this lock only: a search holds it from its catch-up to its last keyword
+        # lookup (so the background catch-up never moves the index under it), the background catch-up takes it too.
+        self._keyword_lock = threading.RLock()
         self._keyword_wake = threading.Event()
         self._keyword_thread: threading.Thread | None = None
         self._closing = False
@@ -326,6 +330,10 @@ class EmbeddedStore:
     def _keyword_loop(self) -> None:
         """The background work after writes, on a connection of its own: the keyword index caught up, then the WAL
         checkpointed (passive: it never waits for readers or writers)."""
+        try:  # below the writers (Linux: per thread, and inherited by the tantivy threads it starts)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), KEYWORD_THREAD_NICE)
+        except (AttributeError, OSError):
+            pass
         conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30)
         try:
             conn.execute("PRAGMA busy_timeout=30000")
@@ -571,8 +579,19 @@ class EmbeddedStore:
         return await self._run(lambda conn: [self._search_sync(conn, request) for request in requests])
 
     def _search_sync(self, conn: sqlite3.Connection, request: SearchRequest) -> list[DocumentChunkWithScore]:
-        self._catch_up(conn)
-        conn.execute("BEGIN")
+        with self._keyword_lock:
+            return self._search_locked(conn, request)
+
+    def _search_locked(self, conn: sqlite3.Connection, request: SearchRequest) -> list[DocumentChunkWithScore]:
+        for attempt in range(SNAPSHOT_TRIES):
+            self._catch_up(conn)
+            conn.execute("BEGIN")
+            # Another worker may commit between the catch-up and this snapshot: the indexes would then name rows the
+            # snapshot no longer holds (a document's new chunks missing from the results). Catch up again then.
+            head = self._head(conn)
+            if head == self._applied == self._keywords.applied or attempt == SNAPSHOT_TRIES - 1:
+                break
+            conn.execute("COMMIT")
         try:
             allowed = self._allowed(conn, request, to_tree(request.filter))
             if request.mode == "dense":

@@ -82,7 +82,8 @@ class KeywordIndex:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self._writer_lock():
             marker = self._open_index()
-            if marker is None or marker.get("instance") != instance:
+            # An index ahead of the database (a restored older copy of it) holds rows the database does not.
+            if marker is None or marker.get("instance") != instance or int(marker["seq"]) > self._head(conn):
                 self._rebuild(conn)
             else:
                 self.applied = int(marker["seq"])
@@ -106,6 +107,9 @@ class KeywordIndex:
         for attempt in range(2):
             try:
                 self._index = tantivy.Index(self._schema, path=str(self.directory), reuse=True)
+                # The searcher moves only when this process reloads it (after a catch-up), so it shows the state
+                # `applied` names, never another worker's later commit ahead of the caller's SQLite snapshot.
+                self._index.config_reader("Manual")
                 self._index.register_tokenizer(ANALYZER, analyzer(self.stopwords))
                 self._index.reload()
                 return self._marker()
