@@ -95,3 +95,26 @@ async def test_a_todo_reads_back_with_the_time_it_was_added_on_every_read_path(s
     again = await store.add("alice", "dated again")
     assert await store.delete_by_id("alice", again.id) == again
     assert await store.delete_by_id("alice", again.id) is None
+
+
+async def test_a_list_read_again_sees_every_write_of_this_or_another_store_on_the_same_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first, second = Database(url), Database(url)  # two workers' databases on one file
+    await first.create_all(metadata)
+    mine, other = SqlTodoStore(first), SqlTodoStore(second)
+    try:
+        await mine.add("ada", "one")
+        assert [i.todo for i in await mine.list("ada")] == ["one"]
+        assert len(mine.pages) == 1  # the page is kept
+        await other.add("ada", "two")  # another process's commit
+        assert [i.todo for i in await mine.list("ada")] == ["one", "two"]
+        added = await mine.add("ada", "three")
+        assert [i.todo for i in await mine.list("ada")] == ["one", "two", "three"]
+        await other.delete_by_id("ada", added.id)
+        assert [i.todo for i in await mine.list("ada")] == ["one", "two"]
+        page = await mine.list("ada")
+        page.clear()  # a caller's change to its answer is not the next caller's
+        assert [i.todo for i in await mine.list("ada")] == ["one", "two"]
+    finally:
+        await first.dispose()
+        await second.dispose()

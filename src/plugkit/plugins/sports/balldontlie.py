@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
+from plugkit.cache import TTLCache
 from plugkit.plugins.sports.backend import SportsBackendError
-from plugkit.plugins.sports.cache import TTLCache
 from plugkit.plugins.sports.models import (
     Game,
     GameFilter,

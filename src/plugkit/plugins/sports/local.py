@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.sql import Subquery
 
+from plugkit.cache import DatabaseCache
 from plugkit.plugins.sports import tables
-from plugkit.plugins.sports.cache import TTLCache
 from plugkit.plugins.sports.importer import normalise_name
 from plugkit.plugins.sports.models import (
     Game,
@@ -79,19 +78,10 @@ class LocalBackend:
         self.db = database
         # Answers are kept until the dataset changes (SQLite's data_version moves when an import commits): a
         # repeated question costs one PRAGMA, not a query and the models built from it.
-        self.answers = TTLCache(math.inf, cache_size)
-        self._version: int | None = -1
+        self.answers = DatabaseCache(database, cache_size)
 
     async def _cached(self, key: tuple[Any, ...], compute: Callable[[], Awaitable[Answer]]) -> Answer:
-        version = await self.db.data_version()
-        if version != self._version:
-            self.answers.clear()
-            self._version = version
-        found = self.answers.get(key)
-        if found is None:
-            found = await compute()
-            self.answers.put(key, found)
-        return list(found) if isinstance(found, list) else found  # type: ignore[return-value]
+        return await self.answers.get(key, compute)
 
     async def _all(self, query: Select[Any]) -> list[dict[str, Any]]:
         # Core on the process's own SQLite connection (Database.run_read): no thread hop, no ORM session per query.

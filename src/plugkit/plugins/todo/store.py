@@ -23,6 +23,7 @@ from sqlalchemy import (
     select,
 )
 
+from plugkit.cache import DatabaseCache
 from plugkit.plugins.todo.models import TodoItem
 from plugkit.schema import versioned
 from plugkit.storage import Database
@@ -75,10 +76,12 @@ def _item(row: Sequence[Any]) -> TodoItem:
 
 
 class SqlTodoStore:
-    """Todos in a relational database; every write is one transaction."""
+    """Todos in a relational database; every write is one transaction. Pages of lists read from SQLite are kept
+    until the database changes (`DatabaseCache`: a repeated read costs one PRAGMA, not a query and its items)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, cache_size: int = 1024) -> None:
         self.db = database
+        self.pages = DatabaseCache(database, cache_size)
 
     async def add(self, username: str, text: str) -> TodoItem:
         now = datetime.now(UTC)
@@ -97,8 +100,12 @@ class SqlTodoStore:
     async def list(self, username: str, offset: int = 0, limit: int | None = None) -> list[TodoItem]:
         reader = self.db.sqlite_reader()
         if reader is not None:
-            rows = reader.execute(LIST_SQLITE, (username, NO_LIMIT if limit is None else limit, offset)).fetchall()
-            return [_item((i, text, datetime.fromisoformat(created))) for i, text, created in rows]
+
+            async def read() -> list[TodoItem]:
+                rows = reader.execute(LIST_SQLITE, (username, NO_LIMIT if limit is None else limit, offset)).fetchall()
+                return [_item((i, text, datetime.fromisoformat(created))) for i, text, created in rows]
+
+            return await self.pages.get((username, offset, limit), read)
         params = {"username": username, "offset": offset, "limit": NO_LIMIT if limit is None else limit}
         return await self.db.run_read(lambda conn: [_item(r) for r in conn.execute(LIST, params)])
 
