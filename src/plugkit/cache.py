@@ -1,5 +1,5 @@
 """Answer caches for plugins: `TTLCache` keeps answers for a while (an upstream API's), `DatabaseCache` until the
-database they were read from changes (`Database.data_version`: SQLite's, which moves whenever any connection of any
+database they were read from changes (`data_version`: SQLite's, which moves whenever another connection of any
 process commits)."""
 
 from __future__ import annotations
@@ -8,12 +8,15 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
-
-if TYPE_CHECKING:
-    from plugkit.storage import Database
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class Versioned(Protocol):
+    async def data_version(self) -> int | None:
+        """A number that changes whenever the data changes; None where there is none (nothing is then kept)."""
+        ...
 
 
 class TTLCache:
@@ -49,11 +52,12 @@ class TTLCache:
 
 
 class DatabaseCache:
-    """Answers read from `database`, at most `size` of them, kept until it changes: each lookup first reads the
-    database's data_version (one PRAGMA on SQLite) and drops every answer when it moved. On a database without a
-    data_version (PostgreSQL) nothing is kept. A list answer is handed out as a copy."""
+    """Answers read from `database` (a `plugkit.Database`, or any store with a `data_version`), at most `size` of
+    them, kept until it changes: each lookup first reads its data_version (one PRAGMA on SQLite) and drops every
+    answer when it moved. On a database without a data_version (PostgreSQL) nothing is kept. A list answer is handed
+    out as a copy."""
 
-    def __init__(self, database: Database, size: int) -> None:
+    def __init__(self, database: Versioned, size: int) -> None:
         self.db = database
         self._answers = TTLCache(math.inf, size)
         self._version: int | None = -1
@@ -61,7 +65,9 @@ class DatabaseCache:
     def __len__(self) -> int:
         return len(self._answers)
 
-    async def get(self, key: Any, compute: Callable[[], Awaitable[T]]) -> T:
+    async def get(self, key: Any, compute: Callable[[], Awaitable[T]], keep: Callable[[T], bool] | None = None) -> T:
+        """The answer for `key`, computed when not kept; `keep` says whether a computed answer is kept (e.g. not a
+        large one)."""
         version = await self.db.data_version()
         if version is None:
             return await compute()
@@ -71,5 +77,6 @@ class DatabaseCache:
         found = self._answers.get(key)
         if found is None:
             found = await compute()
-            self._answers.put(key, found)
+            if keep is None or keep(found):
+                self._answers.put(key, found)
         return list(found) if isinstance(found, list) else found  # type: ignore[return-value]

@@ -478,3 +478,42 @@ async def test_readers_see_every_document_of_a_call_in_the_same_version(tmp_path
     assert all(len(versions) == 1 for versions in seen)
     await writing.close()
     await reading.close()
+
+
+async def test_kept_listings_and_documents_follow_every_write_of_this_or_another_store_on_the_directory(
+    tmp_path: Path,
+) -> None:
+    mine, other = EmbeddedStore(tmp_path / "shared"), EmbeddedStore(tmp_path / "shared")
+    await mine.open(INFO)
+    await other.open(INFO)
+    try:
+        await mine.replace_documents([document("d1", ["first"])])
+        assert [e.document_id for e in (await mine.list_documents()).documents] == ["d1"]
+        assert [c.text for c in await mine.get_document("d1")] == ["first"]
+        await other.replace_documents([document("d2", ["second"]), document("d1", ["changed"], seed=3)])
+        assert sorted(e.document_id for e in (await mine.list_documents()).documents) == ["d1", "d2"]
+        assert [c.text for c in await mine.get_document("d1")] == ["changed"]
+        await mine.delete(ids=["d1"])
+        assert await mine.get_document("d1") == [] and await other.get_document("d1") == []
+        assert [e.document_id for e in (await mine.list_documents()).documents] == ["d2"]
+        chunks = await mine.get_document("d2")
+        chunks.clear()  # a caller's change to its answer is not the next caller's
+        assert [c.text for c in await mine.get_document("d2")] == ["second"]
+    finally:
+        await mine.close()
+        await other.close()
+
+
+async def test_a_reopened_store_keeps_nothing_from_before(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "store")
+    await store.open(INFO)
+    await store.replace_documents([document("d1", ["first"])])
+    assert [c.text for c in await store.get_document("d1")] == ["first"]
+    await store.close()
+    with sqlite3.connect(tmp_path / "store" / "retrieval.db") as conn:  # changed while closed, by hand
+        conn.execute("UPDATE chunks SET text = 'edited' WHERE document_id = 'd1'")
+    await store.open(INFO)
+    try:
+        assert [c.text for c in await store.get_document("d1")] == ["edited"]
+    finally:
+        await store.close()

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from plugkit.cache import DatabaseCache
 from plugkit.plugins.retrieval.filters import (
     DATE_FIELD,
     And,
@@ -118,6 +119,8 @@ STORED = 13  # the position of stored_ts in INSERT_CHUNK's values
 # larger than this is written in several transactions, so that other workers' writers never wait long.
 WRITE_BATCH_CHUNKS = 8192
 KEYWORD_THREAD_NICE = 5  # the background keyword catch-up yields the cores to the writes on a busy host
+ANSWERS_KEPT = 1024  # listing pages and documents kept until the store changes
+CACHED_CHUNKS = 64  # a document of more chunks is read each time, not kept
 SNAPSHOT_TRIES = 5  # catch-ups a search tries for indexes that match its read snapshot, under other workers' writes
 
 # Added after the first release: an older database gets them at open (listing and custom-date columns).
@@ -165,6 +168,9 @@ class EmbeddedStore:
         self._closing = False
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # the event loop's own, for bounded reads
+        # Listing pages and documents read on the event loop, kept until the file changes (a new one per opening:
+        # a new read connection's data_version starts afresh).
+        self._answers = DatabaseCache(self, ANSWERS_KEPT)
         self._lock = threading.Lock()
         self.ann = (ann_min_chunks, ann_nprobe, ann_filtered_nprobe, ann_k_factor)
         self._index: ExactIndex | AutoIndex | None = None
@@ -419,6 +425,7 @@ class EmbeddedStore:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        self._answers = DatabaseCache(self, ANSWERS_KEPT)
         if self._conn is not None:
             await self._run(close_sync)
 
@@ -690,6 +697,11 @@ class EmbeddedStore:
             )
         return results
 
+    async def data_version(self) -> int:
+        """SQLite's data_version on the read connection: it moves whenever another connection commits (this store's
+        writes included, made on its own connection)."""
+        return self._read_now(lambda conn: int(conn.execute("PRAGMA data_version").fetchone()[0]))
+
     async def get_document(self, document_id: str, tenant: str | None = None) -> list[DocumentChunk]:
         def read(conn: sqlite3.Connection) -> list[DocumentChunk]:
             rows = conn.execute(
@@ -701,7 +713,11 @@ class EmbeddedStore:
                 for r in rows
             ]
 
-        return self._read_now(read)  # an index lookup (tenant, document_id)
+        async def compute() -> list[DocumentChunk]:
+            return self._read_now(read)  # an index lookup (tenant, document_id)
+
+        key = ("document", tenant or SHARED_TENANT, document_id)
+        return await self._answers.get(key, compute, keep=lambda chunks: len(chunks) <= CACHED_CHUNKS)
 
     async def count(self, tenant: str | None = None) -> int:
         def read(conn: sqlite3.Connection) -> int:
@@ -748,8 +764,15 @@ class EmbeddedStore:
                 )
             return DocumentPage(entries, more=len(rows) > limit)
 
-        # A page in the listing index's order is a bounded read; a filter may scan, off the event loop.
-        return self._read_now(read) if tree is None else await self._run(read)
+        # A page in the listing index's order is a bounded read, kept until the store changes; a filter may scan,
+        # off the event loop.
+        if tree is not None:
+            return await self._run(read)
+
+        async def compute() -> DocumentPage:
+            return self._read_now(read)
+
+        return await self._answers.get(("page", tenant or SHARED_TENANT, limit, after), compute)
 
     async def all_embeddings(self) -> tuple[list[str], np.ndarray]:
         """Every chunk id with its stored embedding (for checks and benchmarks)."""
