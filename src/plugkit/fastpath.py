@@ -111,6 +111,10 @@ class _Param:
     loc: tuple[str, str]
     many: bool  # a list parameter, read with getlist
     required: bool
+    shared_default: bool = False  # its default cannot be changed in place: handed out as is, not deep-copied
+
+
+IMMUTABLE = (type(None), bool, int, float, str, bytes, frozenset)
 
 
 def _plain_params(fields: Sequence[Any]) -> tuple[_Param, ...] | None:
@@ -129,7 +133,11 @@ def _plain_params(fields: Sequence[Any]) -> tuple[_Param, ...] | None:
             return None
         alias = getattr(field, "validation_alias", None) or field.alias
         many = bool(field_annotation_is_sequence(annotation))
-        plain.append(_Param(field, field.name, alias, (info.in_.value, alias), many, info.is_required()))
+        default = None if info.is_required() else field.default
+        shared = isinstance(default, IMMUTABLE) or (
+            isinstance(default, tuple) and all(isinstance(v, IMMUTABLE) for v in default)
+        )
+        plain.append(_Param(field, field.name, alias, (info.in_.value, alias), many, info.is_required(), shared))
     return tuple(plain)
 
 
@@ -160,7 +168,7 @@ class _Reader:
                 if value is None or (param.many and len(value) == 0):
                     if param.required:
                         raise Declined
-                    value = deepcopy(param.field.default)
+                    value = param.field.default if param.shared_default else deepcopy(param.field.default)
                     if not param.field.field_info.validate_default:
                         values[param.name] = value
                         continue

@@ -26,5 +26,7 @@ async def test_bracket_and_plain_arrays_merge_and_other_params_survive() -> None
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         mixed = await client.get("/echo?ids[]=1&ids=2&ids%5b%5d=3&name=Nikola%20Joki%C4%87")
         plain = await client.get("/echo?ids=4")
+        in_value = await client.get("/echo?name=a[]b[]&ids%5B]=5&ids%5b%5D=6")
     assert mixed.json() == {"ids": [1, 2, 3], "name": "Nikola Jokić"}
     assert plain.json() == {"ids": [4], "name": None}
+    assert in_value.json() == {"ids": [5, 6], "name": "a[]b[]"}  # brackets in a value are the value's

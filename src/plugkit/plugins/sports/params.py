@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Annotated
-from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -134,12 +133,16 @@ async def known_query_only(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    known: set[str] = set()
-    pending = [dependant]
-    while pending:
-        current = pending.pop()
-        known.update(param.alias for param in current.query_params)
-        pending.extend(current.dependencies)
+    known: frozenset[str] | None = getattr(route, "_known_query", None)  # the route's names, found once
+    if known is None:
+        names: set[str] = set()
+        pending = [dependant]
+        while pending:
+            current = pending.pop()
+            names.update(param.alias for param in current.query_params)
+            pending.extend(current.dependencies)
+        known = frozenset(names)
+        route._known_query = known  # type: ignore[union-attr]
     unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in known]
     if unknown:
         takes = ", ".join(sorted(known)) or "no query parameters"
@@ -155,6 +158,9 @@ async def known_query_only(request: Request) -> None:
         )
 
 
+KEY_BRACKETS = re.compile(rb"(^|&)([^&=]*?)(?:\[|%5[Bb])(?:\]|%5[Dd])(?=[=&]|$)")
+
+
 class BracketArrays:
     """Rewrites `seasons[]=2023` (and `seasons%5B%5D=2023`) to `seasons=2023`, so both array styles reach the
     same parameter."""
@@ -164,8 +170,8 @@ class BracketArrays:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         query = scope.get("query_string", b"") if scope["type"] == "http" else b""
-        if b"[]" in query or b"%5B%5D" in query.upper():
-            pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-            folded = [(k[:-2] if k.endswith("[]") else k, v) for k, v in pairs]
-            scope = {**scope, "query_string": urlencode(folded).encode("latin-1")}
+        if b"[]" in query or b"%5" in query:
+            # The brackets at the end of each key (a key runs from the start or an & to the next = or &), cut out of
+            # the raw query: values and the rest of each key stay as sent.
+            scope = {**scope, "query_string": KEY_BRACKETS.sub(rb"\1\2", query)}
         await self.app(scope, receive, send)
