@@ -90,13 +90,19 @@ class RetrievalSettings(PluginSettings):
     ann_filtered_nprobe: int = Field(default=1024, ge=1, description="IVF lists scanned per filtered query")
     ann_k_factor: int = Field(default=100, ge=1, le=1000, description="IVF candidates per wanted result, re-ranked")
 
-    hybrid_dense_weight: float = Field(default=1.0, ge=0)
-    hybrid_keyword_weight: float = Field(default=1.0, ge=0)
+    hybrid_dense_weight: float | None = Field(
+        default=None, ge=0, description="embedded store: the dense side's weight (default: the fusion's, 0.7 scaled)"
+    )
+    hybrid_keyword_weight: float | None = Field(
+        default=None, ge=0, description="embedded store: the keyword side's weight (default: the fusion's, 0.3 scaled)"
+    )
     # 10, not the customary 60: on the SciFact training queries (embedded store) hybrid nDCG@10 went 0.7202 (k 100),
     # 0.7222 (60), 0.7239 (30), 0.7262 (10); bench/results/retrieval.json keeps the sweep.
     rrf_k: int = Field(default=10, ge=1, description="the k of reciprocal rank fusion")
-    fusion: Literal["rrf", "convex"] = Field(
-        default="rrf", description="embedded store: reciprocal rank fusion, or a convex sum of min-max scores"
+    fusion: Literal["scaled", "rrf", "convex"] = Field(
+        default="scaled",
+        description="embedded store: cosine plus BM25 over the query's best, weighted (chosen on SciFact's training"
+        " queries: bench/results/fusion_sweep.json); reciprocal rank fusion; or a convex sum of min-max scores",
     )
 
     memory: bool = Field(default=False, description="expose upsert to the model, to save information for later")

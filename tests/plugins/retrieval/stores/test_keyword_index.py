@@ -254,6 +254,46 @@ async def test_convex_fusion_ranks_an_item_strong_on_both_sides_first(tmp_path: 
     await store.close()
 
 
+async def test_the_default_scaled_fusion_adds_cosine_and_bm25_over_the_best_with_weights_0_7_and_0_3(
+    tmp_path: Path,
+) -> None:
+    store = EmbeddedStore(tmp_path / "s")
+    await store.open(INFO)
+    await store.replace_documents(
+        [document("both", ["zebra stripes"], seed=1), document("kw", ["zebra zebra"], seed=2), document("x", ["y"], 3)]
+    )
+    hits = await store.search(SearchRequest(text="zebra stripes", embedding=unit(1000), top_k=3))
+    dense = {
+        h.id: h.score for h in await store.search(SearchRequest(text="", embedding=unit(1000), top_k=3, mode="dense"))
+    }
+    words = {
+        h.id: h.score
+        for h in await store.search(SearchRequest(text="zebra stripes", embedding=None, top_k=3, mode="keyword"))
+    }
+    assert hits[0].id == "both_0"
+    best = max(words.values())
+    for hit in hits:
+        expected = 0.7 * dense.get(hit.id or "", 0.0) + 0.3 * words.get(hit.id or "", 0.0) / best
+        assert hit.score == pytest.approx(expected)
+    weighted = await store.search(
+        SearchRequest(text="zebra stripes", embedding=unit(1000), top_k=1, dense_weight=1.0, keyword_weight=1.0)
+    )
+    assert weighted[0].score == pytest.approx(dense["both_0"] + words["both_0"] / best)
+    await store.close()
+
+
+async def test_rrf_brings_up_the_one_keyword_match_even_over_chunks_identical_to_the_query(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "s", fusion="rrf")
+    await store.open(INFO)
+    await store.replace_documents(  # seed 1: the fillers' vectors are unit(1000), the query's
+        [document(f"filler{i}", ["filler text"], seed=1) for i in range(10)]
+        + [document("needle", ["the quokka is a marsupial"], seed=4)]
+    )
+    hits = await store.search(SearchRequest(text="quokka", embedding=unit(1000), top_k=3))
+    assert "needle_0" in [h.id for h in hits]
+    await store.close()
+
+
 def test_an_unknown_fusion_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fusion"):
         EmbeddedStore(tmp_path, fusion="max")

@@ -53,7 +53,7 @@ class StoreSettings:
     lite_flush_rows: Milvus Lite only: written rows it may hold unindexed before a search flushes them (it scans
       unflushed rows exhaustively, in Python); a Milvus server seals its segments itself.
     api_key: Qdrant Cloud API key or Milvus/Zilliz token.
-    rrf_k: the k of reciprocal rank fusion in hybrid search; fusion (rrf | convex), hybrid_dense_weight,
+    rrf_k: the k of reciprocal rank fusion in hybrid search; fusion (scaled | rrf | convex), hybrid_dense_weight,
       hybrid_keyword_weight: read by the embedded store (the engine-backed stores fuse with plain, unweighted RRF).
     vector_index, ann_*: the embedded store's dense index: `exact`, or `auto` (an IVF index from ann_min_chunks
       chunks on, scanning ann_nprobe lists, ann_filtered_nprobe under a filter, re-ranking ann_k_factor candidates
@@ -73,9 +73,9 @@ class StoreSettings:
     lite_flush_rows: int = 1024
     api_key: str | None = field(default=None, repr=False)
     rrf_k: int = RRF_K
-    fusion: str = "rrf"
-    hybrid_dense_weight: float = 1.0
-    hybrid_keyword_weight: float = 1.0
+    fusion: str = "scaled"
+    hybrid_dense_weight: float | None = None
+    hybrid_keyword_weight: float | None = None
     vector_index: str = "auto"
     ann_min_chunks: int = 50_000
     ann_nprobe: int = 512

@@ -74,7 +74,7 @@ from plugkit.plugins.retrieval.stores.base import (
 )
 from plugkit.plugins.retrieval.stores.common import StoreSettings, custom_instants
 from plugkit.plugins.retrieval.stores.filter_columns import FilterColumns
-from plugkit.plugins.retrieval.stores.fusion import convex, rrf
+from plugkit.plugins.retrieval.stores.fusion import DEFAULT_WEIGHTS, convex, rrf, scaled
 from plugkit.plugins.retrieval.stores.keyword_index import KeywordIndex
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
@@ -138,10 +138,10 @@ class EmbeddedStore:
         self,
         directory: Path,
         *,
-        dense_weight: float = 1.0,
-        keyword_weight: float = 1.0,
+        dense_weight: float | None = None,
+        keyword_weight: float | None = None,
         rrf_k: int = 60,
-        fusion: str = "rrf",
+        fusion: str = "scaled",
         candidate_pool: int = 100,
         ann_min_chunks: int | None = None,
         ann_nprobe: int = 32,
@@ -149,11 +149,12 @@ class EmbeddedStore:
         ann_k_factor: int = 40,
     ) -> None:
         """`ann_min_chunks`: from this many chunks on, dense search goes through an IVF index (persisted beside
-        the exact snapshot); None keeps exact search at every size. `fusion`: "rrf" (weighted reciprocal rank
-        fusion) or "convex" (min-max normalised scores, weighted); each side contributes `candidate_pool`
-        candidates (or top_k, when larger)."""
-        if fusion not in ("rrf", "convex"):
-            raise ValueError(f"fusion must be rrf or convex, not {fusion!r}")
+        the exact snapshot); None keeps exact search at every size. `fusion`: "scaled" (the default: cosine and
+        BM25 over the query's best, weighted, fusion.scaled), "rrf" (weighted reciprocal rank fusion) or "convex"
+        (min-max normalised scores, weighted); each side contributes `candidate_pool` candidates (or top_k, when
+        larger). `dense_weight`, `keyword_weight`: None takes the fusion's own (fusion.DEFAULT_WEIGHTS)."""
+        if fusion not in DEFAULT_WEIGHTS:
+            raise ValueError(f"fusion must be one of {', '.join(DEFAULT_WEIGHTS)}, not {fusion!r}")
         self.directory = Path(directory)
         self.db_path = self.directory / "retrieval.db"
         self.index_path = self.directory / "vectors.npz"
@@ -654,10 +655,13 @@ class EmbeddedStore:
         dense = self._dense(request, pool, allowed)
         with self._keyword_lock:
             keyword = self._keywords.search(request.text, pool, allowed)
+        base = DEFAULT_WEIGHTS[self.fusion]
         weights = (
-            self.dense_weight if request.dense_weight is None else request.dense_weight,
-            self.keyword_weight if request.keyword_weight is None else request.keyword_weight,
+            _first(request.dense_weight, self.dense_weight, base[0]),
+            _first(request.keyword_weight, self.keyword_weight, base[1]),
         )
+        if self.fusion == "scaled":
+            return scaled(dense, keyword, weights)
         if self.fusion == "convex":
             return convex([dense, keyword], weights)
         return rrf([[r for r, _ in dense], [r for r, _ in keyword]], self.rrf_k, weights)
@@ -799,6 +803,10 @@ def _parts(documents: list[DocumentRecord]) -> Iterator[list[DocumentRecord]]:
         size += len(document.chunks)
     if part:
         yield part
+
+
+def _first(*values: float | None) -> float:
+    return next(v for v in values if v is not None)
 
 
 def _matrix(embeddings: list[Any], dimension: int) -> np.ndarray:
