@@ -4,9 +4,10 @@ Every SQLite database (found by its header, whatever its name) is copied with SQ
 consistent snapshot per database, taken without stopping writers (WAL mode lets them go on). Every other file is
 copied as it is, before the databases: an index derived from a database (the embedded store's vector snapshot)
 records the last change it reflects, and a store that finds its snapshot ahead of or apart from its database
-rebuilds it from the database, so a snapshot copied at any moment is safe. SQLite's own side files (-wal, -shm,
--journal) are never copied: the backup API reads what they hold. Databases outside the directory (PostgreSQL,
-Milvus or Qdrant servers) have their own backup tools.
+rebuilds it from the database, so a snapshot copied at any moment is safe; a file gone between the listing and its
+copy (an index replacing or merging its files meanwhile) is left out, as it would be from a backup taken a moment
+later. SQLite's own side files (-wal, -shm, -journal) are never copied: the backup API reads what they hold.
+Databases outside the directory (PostgreSQL, Milvus or Qdrant servers) have their own backup tools.
 """
 
 from __future__ import annotations
@@ -69,7 +70,12 @@ def copy_tree(source: Path, target: Path) -> CopyReport:
     for path in plain:
         destination = target / path.relative_to(source)
         destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, destination)
+        try:
+            shutil.copy2(path, destination)
+        except FileNotFoundError:
+            if path.exists():  # the destination's fault, not a file that went away
+                raise
+            continue
         report.files.append(str(path.relative_to(source)))
         report.bytes += destination.stat().st_size
     for path in databases:

@@ -1,0 +1,37 @@
+"""The data-directory copy itself (plugkit.backup.copy_tree): files that go away while it runs."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugkit import backup
+
+
+def test_a_file_gone_between_the_listing_and_its_copy_is_left_out_and_the_rest_is_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "data"
+    (source / "keywords").mkdir(parents=True)
+    (source / "keywords" / "a.seg").write_bytes(b"segment a")
+    (source / "keywords" / "b.seg").write_bytes(b"segment b")
+    with sqlite3.connect(source / "store.db") as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    copy = shutil.copy2
+
+    def merging_index(path: Any, destination: Any) -> Any:
+        if Path(path).name == "a.seg":  # an index merging its segments while the copy runs
+            (source / "keywords" / "b.seg").unlink()
+        return copy(path, destination)
+
+    monkeypatch.setattr(backup.shutil, "copy2", merging_index)
+    report = backup.copy_tree(source, tmp_path / "copy")
+    assert report.files == ["keywords/a.seg"] and report.databases == ["store.db"]
+    assert (tmp_path / "copy" / "keywords" / "a.seg").read_bytes() == b"segment a"
+    with sqlite3.connect(tmp_path / "copy" / "store.db") as conn:
+        assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
