@@ -1,10 +1,12 @@
-"""The embedding pipeline of the local model, kept free of plugkit's web dependencies (bench/gpu.py imports it alone).
+"""The embedding pipeline of the local model, kept free of plugkit's web dependencies (the chunk pool's worker
+processes import it alone).
 
-Throughput-first (`encode`): texts tokenised a group at a time by the fast tokenizer (Rust, on all cores), sorted by
-length and cut into batches padded only to their longest text; on a GPU a thread tokenises and prepares the next
-batches (padding, pinned host memory) while the model runs, their copies to the device are asynchronous, and the
-vectors stay on the device until the end, so the host never waits for the device mid-way; on a CPU, threads that
-each hold one core run whole batches side by side (`cpu_workers`). Latency-first
+Throughput-first (`encode`; `encode_ids` for texts a `ChunkPool` already tokenised): texts tokenised a group at a time
+by the fast tokenizer (Rust, on all cores), sorted by length and cut into batches padded to their longest text (on a
+GPU rounded up to a multiple of GPU_WIDTH_MULTIPLE tokens, so few shapes reach the attention kernels); on a GPU a
+thread tokenises and prepares the next batches (padding, pinned host memory) while the model runs, their copies to the
+device are asynchronous, and the vectors stay on the device until the end, so the host never waits for the device
+mid-way; on a CPU, threads that each hold one core run whole batches side by side (`cpu_workers`). Latency-first
 (`onnx_session`, `onnx_encode`): the model's transformer exported to ONNX once and run by ONNX Runtime on one thread,
 mean-pooled and normalised in numpy, for a lone query.
 """
