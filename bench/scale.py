@@ -834,6 +834,8 @@ def hybrid1m(args: argparse.Namespace) -> dict[str, Any]:
                 "(trained), the filter columns, the tantivy keyword index, from SQLite"
             ),
             "keyword_index_mb": round(keyword_mb, 1),
+            "lone_query_embedding": f"ONNX Runtime, {warm.query_precision} (the server's default)",
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "startup": "the server process from exec to its first answered /query (model, snapshot, IVF, columns)",
             "memory": "resident memory of the server process after the run (psutil RSS)",
         },
