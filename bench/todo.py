@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8, help="seconds of load per measurement")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--peers", type=Path, default=PEER_DIR, help="the folder holding the example (seed_todo.py)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -133,7 +134,7 @@ def main() -> None:
         servers[name] = (cmd, ROOT, {**base_env, "PLUGKIT_FAST_PATHS": fast}, port)
     port = free_port()
     example = [sys.executable, "-m", "uvicorn", "seed_todo:app", "--port", str(port), "--no-access-log"]
-    servers["example"] = ([*example, "--log-level", "warning"], PEER_DIR, dict(os.environ), port)
+    servers["example"] = ([*example, "--log-level", "warning"], args.peers, dict(os.environ), port)
     load_average = [round(x, 2) for x in os.getloadavg()]
     procs = {name: start(*spec) for name, spec in servers.items()}
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {"get": [], "post": []} for name in servers}
