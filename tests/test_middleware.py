@@ -14,7 +14,7 @@ import pytest
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Message, Receive, Scope, Send
 
-from plugkit.middleware import Cors
+from plugkit.middleware import BodySizeLimit, Cors
 from plugkit.plugins.retrieval.app import create_app as create_retrieval_app
 from plugkit.plugins.retrieval.settings import RetrievalSettings
 from plugkit.plugins.todo.app import create_app as create_todo_app
@@ -157,3 +157,32 @@ async def test_cors_answers_with_the_same_headers_as_starlettes_cors_middleware(
         answers.append(sent)
     assert answers[0] == answers[1]
     assert any(name == b"vary" and value.endswith(b"Origin") for name, value in answers[0][0]["headers"])
+
+
+@pytest.mark.parametrize(
+    ("http_version", "headers"),
+    [("2", []), ("1.1", [(b"transfer-encoding", b"chunked")]), ("1.1", [(b"content-length", b"x")])],
+)
+async def test_a_body_not_framed_by_a_declared_length_is_counted_and_refused_past_the_limit(
+    http_version: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Only an HTTP/1 body of a declared length within the limit goes uncounted: the server reads no more than that."""
+    parts = [b"x" * 600, b"x" * 600, b""]
+    sent: list[Message] = []
+
+    async def app(_scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"read"})
+
+    async def receive() -> Message:
+        body = parts.pop(0)
+        return {"type": "http.request", "body": body, "more_body": bool(parts)}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "http_version": http_version, "method": "POST", "path": "/", "headers": headers}
+    await BodySizeLimit(app, default=1000)(scope, receive, send)
+    assert sent[0]["status"] == 413

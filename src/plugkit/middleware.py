@@ -210,6 +210,9 @@ class RequestTimeout:
                 await send(message)
 
 
+FRAMED_BY_LENGTH = ("1.1", "1.0")  # HTTP versions whose request body is chunked or as long as declared (RFC 9112 6.3)
+
+
 class BodySizeLimit:
     """Refuses a request body over the limit with 413, whether it announces its length or streams in chunks.
 
@@ -266,6 +269,11 @@ class BodySizeLimit:
             # A client that waits for "100 Continue" sends no body after a final answer: nothing to drain.
             drain = int(declared) <= self.drain_bytes and headers.get(b"expect", b"").lower() != b"100-continue"
             await self.refuse(receive, send, detail, more_body=drain, received=0)
+            return
+        framed = declared is None or declared.isdigit()
+        if framed and b"transfer-encoding" not in headers and scope.get("http_version") in FRAMED_BY_LENGTH:
+            # HTTP/1 reads a body only by its declared length, within the limit here (none declared: no body)
+            await self.app(scope, receive, send)
             return
         received = 0
         started = refused = False
