@@ -88,9 +88,14 @@ def pinned(core: int) -> list[str]:
 def start(cmd: list[str], cwd: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([*pinned(0), *cmd], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    wait_up(f"{base}/todos/warmup", proc)
-    for i in range(10):
-        httpx.post(f"{base}/todos/reader", json={"todo": f"item {i}"}, timeout=10).raise_for_status()
+    try:
+        wait_up(f"{base}/todos/warmup", proc)
+        for i in range(10):
+            httpx.post(f"{base}/todos/reader", json={"todo": f"item {i}"}, timeout=10).raise_for_status()
+    except BaseException:
+        proc.terminate()
+        proc.wait(timeout=30)
+        raise
     return proc
 
 
@@ -136,11 +141,13 @@ def main() -> None:
     example = [sys.executable, "-m", "uvicorn", "seed_todo:app", "--port", str(port), "--no-access-log"]
     servers["example"] = ([*example, "--log-level", "warning"], args.peers, dict(os.environ), port)
     load_average = [round(x, 2) for x in os.getloadavg()]
-    procs = {name: start(*spec) for name, spec in servers.items()}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {"get": [], "post": []} for name in servers}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(POST_SCRIPT)
     try:
+        for name, spec in servers.items():  # inside the try: a server that fails to start stops the others
+            procs[name] = start(*spec)
         for _name, (_, _, _, port) in servers.items():  # warm-up
             wrk(f"http://127.0.0.1:{port}/todos/reader", 1, args.connections, 2, prefix=pinned(1))
         for _ in range(args.rounds):
