@@ -1,13 +1,13 @@
 """Throughput of plugkit's todo server against the original example (Quart, in memory), under the same wrk load.
 
-Per core: each server is one process pinned to core 0 (taskset), wrk runs on core 1. Three servers run side by side,
+Per core: each server is one process pinned to core 0 (taskset), wrk runs on core 1. The servers run side by side,
 measured in alternating rounds: plugkit as served (the fast paths derived from its routes), plugkit with
-PLUGKIT_FAST_PATHS=false (FastAPI's own request handling), and the example. Both plugkit servers run without access
-logs, as the example's uvicorn does, and write every todo to their SQLite file (WAL, synchronous=NORMAL); the example
-keeps them in a dict. Results: bench/results/todo.json (medians and spread of the rounds, ratios of the medians).
-Beside requests/s, each server's CPU time per request it answered (from /proc): on a shared machine requests/s
-moves with what else runs on the cores, CPU time per request much less (ratio_*_per_cpu_second: requests per second
-of a core, against the example's).
+PLUGKIT_FAST_PATHS=false (FastAPI's own request handling), the example, and with --before an older plugkit. Every
+server runs without its access log (--access-log: with it, as each runs by default). The plugkit servers write every
+todo to their SQLite file (WAL, synchronous=NORMAL); the example keeps them in a dict. Results:
+bench/results/todo.json (medians and spread of the rounds, ratios of the medians). Beside requests/s, each server's
+CPU time per request it answered (from /proc): on a shared machine requests/s moves with what else runs on the
+cores, CPU time per request much less (ratio_*_per_cpu_second: requests per second of a core, against the example's).
 """
 
 from __future__ import annotations
@@ -144,6 +144,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8, help="seconds of load per measurement")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--access-log", action="store_true", help="every server writes its access log (their defaults; to /dev/null)"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--before", type=Path, help="the src folder of an older plugkit, measured beside this one")
     parser.add_argument("--peers", type=Path, default=PEER_DIR, help="the folder holding the example (seed_todo.py)")
     args = parser.parse_args()
@@ -151,8 +155,8 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk")
 
     data_dir = Path(tempfile.mkdtemp(prefix="plugkit-bench-todo-"))
-    base_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PLUGKIT_ACCESS_LOG": "false"}
-    base_env["PLUGKIT_LOG_LEVEL"] = "warning"
+    base_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PLUGKIT_ACCESS_LOG": str(args.access_log).lower()}
+    base_env["PLUGKIT_LOG_LEVEL"] = "info" if args.access_log else "warning"  # request lines are at info
     servers: dict[str, tuple[list[str], Path, dict[str, str], int]] = {}
     for name, fast in (("plugkit", "true"), ("plugkit_without_fast_paths", "false")):
         port = free_port()
@@ -183,8 +187,10 @@ def main() -> None:
         ]
         servers["plugkit_before"] = (cmd, ROOT, {**base_env, "PYTHONPATH": str(args.before)}, port)
     port = free_port()
-    example = [sys.executable, "-m", "uvicorn", "seed_todo:app", "--port", str(port), "--no-access-log"]
-    servers["example"] = ([*example, "--log-level", "warning"], args.peers, dict(os.environ), port)
+    example = [sys.executable, "-m", "uvicorn", "seed_todo:app", "--port", str(port)]
+    example += [] if args.access_log else ["--no-access-log"]
+    example += ["--log-level", "info" if args.access_log else "warning"]
+    servers["example"] = (example, args.peers, dict(os.environ), port)
     load_average = [round(x, 2) for x in os.getloadavg()]
     procs: dict[str, subprocess.Popen[bytes]] = {}
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {"get": [], "post": []} for name in servers}
@@ -218,6 +224,7 @@ def main() -> None:
         "how": f"each server one process pinned to core 0, `taskset -c 1 wrk -t1 -c{args.connections} "
         f"-d{args.duration}s`, {args.rounds} rounds alternating the servers; medians and [min, max]",
         "cores": os.cpu_count(),
+        "access_logs": "written (to /dev/null)" if args.access_log else "off on every server",
         "load_average_at_start": load_average,
         "plugkit_storage": "SQLite file (WAL), every todo written to disk",
         "example_storage": "in-memory dict, one process (its state cannot be shared by workers)",
@@ -233,8 +240,8 @@ def main() -> None:
             if "cpu_us_per_request" in result[name][kind] and "cpu_us_per_request" in result["example"][kind]:
                 per_cpu = result["example"][kind]["cpu_us_per_request"] / result[name][kind]["cpu_us_per_request"]
                 result[f"ratio_{kind}_{name}_per_cpu_second"] = round(per_cpu, 3)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
