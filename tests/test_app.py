@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,10 +11,12 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from openapi_spec_validator import validate
 from pydantic import BaseModel
+from starlette.types import Message, Receive, Scope, Send
 
 from plugkit.app import PluginInfo, create_plugin_app
 from plugkit.auth.none import NoAuthMethod
 from plugkit.manifest import Api, Manifest, validate_manifest
+from plugkit.middleware import RequestTimeout
 from plugkit.settings import PluginSettings
 from plugkit.storage import Database
 from tests.helpers import asgi_client
@@ -261,3 +264,45 @@ async def test_a_request_past_the_timeout_gets_504_naming_the_limit() -> None:
         response = await c.get("/slow", params={"seconds": 5})
     assert response.status_code == 504
     assert response.json() == {"detail": "the request took longer than 0.2 s and was stopped"}
+
+
+async def test_requests_past_the_timeout_get_504_each_at_its_own_deadline_and_the_others_their_answers() -> None:
+    """Deadlines share one timer: it fires for the oldest request and re-arms for the next one still running."""
+    async with asgi_client(sample_app(request_timeout_s=0.4)) as c:
+        started = time.monotonic()
+
+        async def after(delay: float, seconds: float) -> tuple[int, float]:
+            await asyncio.sleep(delay)
+            response = await c.get("/slow", params={"seconds": seconds})
+            return response.status_code, time.monotonic() - started
+
+        answers = await asyncio.gather(after(0, 5), after(0.05, 0), after(0.2, 5), after(0.25, 0.1), after(0.5, 0))
+    (first, first_at), (fast, _), (second, second_at), (short, _), (late, _) = answers
+    assert (first, fast, second, short, late) == (504, 200, 504, 200, 200)
+    assert 0.4 <= first_at < 1.0  # well before the 5 s it asked for
+    assert 0.6 <= second_at < 1.2
+
+
+async def test_a_request_cancelled_from_outside_is_cancelled_not_answered_504() -> None:
+    """Only the deadline's own cancellation becomes a 504; the server's (a shutdown) goes on up."""
+    entered = asyncio.Event()
+    sent: list[Message] = []
+
+    async def waits(_scope: Scope, _receive: Receive, _send: Send) -> None:
+        entered.set()
+        await asyncio.sleep(5)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    timeout = RequestTimeout(waits, timeout_s=10)
+    task = asyncio.ensure_future(timeout({"type": "http", "method": "GET", "path": "/x", "headers": []}, receive, send))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sent == []
+    assert timeout.deadlines().running == {}

@@ -3,6 +3,7 @@ FastAPI intact, and answer errors with the app's own handlers."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -63,6 +64,9 @@ async def counted() -> int:
     return len(calls)
 
 
+stamps = itertools.count(1)  # a default factory's values (reset by the tests that count them)
+
+
 def sync_dependency() -> str:
     return "sync"
 
@@ -100,6 +104,12 @@ def build() -> FastAPI:
     @app.get("/sync")
     async def with_sync(value: Annotated[str, Depends(sync_dependency)]) -> dict[str, str]:
         return {"value": value}
+
+    @app.get("/stamped")
+    async def stamped(
+        stamp: Annotated[int, Query(default_factory=lambda: next(stamps))], page: int = 1
+    ) -> dict[str, int]:
+        return {"stamp": stamp, "page": page}
 
     @app.exception_handler(Refused)
     async def refused(_request: Request, exc: Refused) -> Any:
@@ -151,12 +161,17 @@ REQUESTS: list[tuple[str, str, dict[str, str], bytes]] = [
     ("GET", "/filtered?limit=0", {}, b""),
     ("GET", "/headers", {"x-token": "t"}, b""),
     ("GET", "/sync", {}, b""),
+    ("GET", "/stamped", {}, b""),
+    ("GET", "/stamped?page=2", {}, b""),
+    ("GET", "/stamped?stamp=7&page=x", {}, b""),
 ]
 
 
 async def test_every_request_is_answered_as_fastapi_alone_answers_it() -> None:
+    global stamps
     answers = []
     for with_fast in (True, False):
+        stamps = itertools.count(1)
         app = build()
         asgi: Any = app
         if with_fast:
@@ -184,6 +199,24 @@ async def test_requests_that_validate_never_reach_fastapi(setup: tuple[httpx.Asy
     assert posted.status_code == 201 and posted.json()["item"] == {"name": "cup", "size": 2}
     assert (await client.get("/plain/x")).json() == {"name": "x"}
     assert (await client.get("/filtered?limit=3")).json() == {"limit": 3, "tag": None}  # a parameter model
+    assert counting.calls == 0
+
+
+async def test_a_default_factory_is_drawn_on_every_request_with_or_without_a_query_string(
+    setup: tuple[httpx.AsyncClient, CountingApp],
+) -> None:
+    global stamps
+    stamps = itertools.count(1)
+    client, counting = setup
+    answers = [
+        (await client.get(url)).json() for url in ("/stamped", "/stamped", "/stamped?page=3", "/stamped?stamp=9")
+    ]
+    assert answers == [
+        {"stamp": 1, "page": 1},
+        {"stamp": 2, "page": 1},
+        {"stamp": 3, "page": 3},
+        {"stamp": 9, "page": 1},
+    ]
     assert counting.calls == 0
 
 
@@ -226,6 +259,7 @@ def test_routes_declaring_what_a_fast_path_does_not_reproduce_have_none() -> Non
         "/plain/{name}": True,
         "/headers": False,
         "/sync": False,
+        "/stamped": True,
     }
 
 

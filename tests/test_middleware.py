@@ -7,10 +7,14 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Message, Receive, Scope, Send
 
+from plugkit.middleware import BodySizeLimit, Cors
 from plugkit.plugins.retrieval.app import create_app as create_retrieval_app
 from plugkit.plugins.retrieval.settings import RetrievalSettings
 from plugkit.plugins.todo.app import create_app as create_todo_app
@@ -111,3 +115,74 @@ def test_urllib_reads_the_413_of_a_101_mb_upload(tmp_path: Path) -> None:
             f"{server.base_url}/upsert-file", body, f"multipart/form-data; boundary={boundary}"
         )
     assert status == 413 and "request body is larger than the limit" in answer["detail"]
+
+
+RESPONSE_HEADERS = [
+    [],
+    [(b"content-type", b"application/json")],
+    [(b"vary", b"Accept-Encoding"), (b"content-type", b"text/plain")],
+    [(b"vary", b"Accept"), (b"x-a", b"1"), (b"vary", b"Cookie"), (b"x-b", b"2")],
+]
+
+
+@pytest.mark.parametrize("response_headers", RESPONSE_HEADERS)
+@pytest.mark.parametrize("request_headers", [[], [(b"origin", b"https://chatgpt.com")], [(b"origin", b"https://x.io")]])
+async def test_cors_answers_with_the_same_headers_as_starlettes_cors_middleware(
+    response_headers: list[tuple[bytes, bytes]], request_headers: list[tuple[bytes, bytes]]
+) -> None:
+    """The shorter path for requests without Origin changes nothing that Starlette's middleware would send."""
+
+    async def inner(_scope: Scope, _receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": list(response_headers)})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    options: dict[str, Any] = {
+        "allow_origins": ["https://chatgpt.com"],
+        "allow_methods": ["*"],
+        "allow_headers": ["*"],
+        "allow_credentials": True,
+    }
+    answers = []
+    for middleware in (Cors(inner, **options), CORSMiddleware(inner, **options)):
+        sent: list[Message] = []
+
+        async def send(message: Message, sent: list[Message] = sent) -> None:
+            sent.append(message)
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""}
+
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": list(request_headers)}
+        await middleware(scope, receive, send)
+        answers.append(sent)
+    assert answers[0] == answers[1]
+    assert any(name == b"vary" and value.endswith(b"Origin") for name, value in answers[0][0]["headers"])
+
+
+@pytest.mark.parametrize(
+    ("http_version", "headers"),
+    [("2", []), ("1.1", [(b"transfer-encoding", b"chunked")]), ("1.1", [(b"content-length", b"x")])],
+)
+async def test_a_body_not_framed_by_a_declared_length_is_counted_and_refused_past_the_limit(
+    http_version: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Only an HTTP/1 body of a declared length within the limit goes uncounted: the server reads no more than that."""
+    parts = [b"x" * 600, b"x" * 600, b""]
+    sent: list[Message] = []
+
+    async def app(_scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"read"})
+
+    async def receive() -> Message:
+        body = parts.pop(0)
+        return {"type": "http.request", "body": body, "more_body": bool(parts)}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "http_version": http_version, "method": "POST", "path": "/", "headers": headers}
+    await BodySizeLimit(app, default=1000)(scope, receive, send)
+    assert sent[0]["status"] == 413

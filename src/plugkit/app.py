@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
-from starlette.middleware.cors import CORSMiddleware
 
 from plugkit import metrics, ratelimit
 from plugkit.auth.base import AuthMethod
@@ -28,6 +27,7 @@ from plugkit.manifest import Manifest
 from plugkit.metrics import MetricsRoute
 from plugkit.middleware import (
     BodySizeLimit,
+    Cors,
     JsonBodyAnyContentType,
     RateLimit,
     RequestTimeout,
@@ -208,7 +208,7 @@ def create_plugin_app(
         drain_s=settings.body_drain_s,
     )
     app.add_middleware(
-        CORSMiddleware,
+        Cors,
         allow_origins=settings.cors_origins,
         allow_origin_regex=settings.cors_origin_regex,
         allow_methods=["*"],

@@ -41,6 +41,7 @@ from fastapi.security.base import SecurityBase
 from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import BaseModel
 from starlette.convertors import StringConvertor
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -112,9 +113,11 @@ class _Param:
     many: bool  # a list parameter, read with getlist
     required: bool
     shared_default: bool = False  # its default cannot be changed in place: handed out as is, not deep-copied
+    default: Any = None  # the field's default, read once (FastAPI's field.default works it out on each read)
 
 
 IMMUTABLE = (type(None), bool, int, float, str, bytes, frozenset)
+NO_QUERY = QueryParams()
 
 
 def _plain_params(fields: Sequence[Any]) -> tuple[_Param, ...] | None:
@@ -133,11 +136,15 @@ def _plain_params(fields: Sequence[Any]) -> tuple[_Param, ...] | None:
             return None
         alias = getattr(field, "validation_alias", None) or field.alias
         many = bool(field_annotation_is_sequence(annotation))
-        default = None if info.is_required() else field.default
-        shared = isinstance(default, IMMUTABLE) or (
-            isinstance(default, tuple) and all(isinstance(v, IMMUTABLE) for v in default)
+        factory = info.default_factory is not None  # its value is drawn on each request, never at start-up
+        default = None if info.is_required() or factory else field.default
+        shared = not factory and (
+            isinstance(default, IMMUTABLE)
+            or (isinstance(default, tuple) and all(isinstance(v, IMMUTABLE) for v in default))
         )
-        plain.append(_Param(field, field.name, alias, (info.in_.value, alias), many, info.is_required(), shared))
+        plain.append(
+            _Param(field, field.name, alias, (info.in_.value, alias), many, info.is_required(), shared, default)
+        )
     return tuple(plain)
 
 
@@ -156,7 +163,12 @@ class _Reader:
     def read(self, path: Mapping[str, str], request: Request) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for fields, plain, source in self.groups:
-            received: Any = path if source == "path" else request.query_params
+            if source == "path":
+                received: Any = path
+            elif plain is not None and not request.scope.get("query_string"):
+                received = NO_QUERY  # none to parse
+            else:
+                received = request.query_params
             if plain is None:
                 found, errors = request_params_to_args(fields, received)
                 if errors:
@@ -168,7 +180,7 @@ class _Reader:
                 if value is None or (param.many and len(value) == 0):
                     if param.required:
                         raise Declined
-                    value = param.field.default if param.shared_default else deepcopy(param.field.default)
+                    value = param.default if param.shared_default else deepcopy(param.field.default)
                     if not param.field.field_info.validate_default:
                         values[param.name] = value
                         continue

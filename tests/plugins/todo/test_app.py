@@ -6,10 +6,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 from openapi_spec_validator import validate
 
 from plugkit.fastpath import FastPaths
 from plugkit.manifest import validate_manifest
+from plugkit.observe import flatten
 from plugkit.plugins.todo.app import create_app
 from plugkit.plugins.todo.settings import TodoSettings
 from tests.helpers import CountingApp, asgi_client, assert_response_matches_spec
@@ -331,3 +333,23 @@ async def test_the_spec_offers_the_shared_global_list_only_where_any_name_is_rea
     assert ('"global"' in description) is shared_name_offered
     if not shared_name_offered:
         assert "signed in as" in description
+
+
+async def test_a_kept_page_is_the_bytes_fastapi_serialises_from_the_response_model_and_follows_every_write(
+    tmp_path: Path,
+) -> None:
+    """The list's page is rendered once per change of the database: the same bytes as the route's response model
+    gives, and a write is in the next read."""
+    app = create_app(TodoSettings(data_dir=tmp_path))
+    (route,) = [r for r in flatten(app.routes) if isinstance(r, APIRoute) and r.operation_id == "getTodos"]
+    async with asgi_client(app) as client:
+        await client.post("/todos/ada", json={"todo": "one"})
+        for expected in (["one"], ["one"], ["one", "two"]):
+            if expected == ["one", "two"]:
+                await client.post("/todos/ada", json={"todo": "two"})
+            answer = await client.get("/todos/ada")
+            assert answer.json()["todos"] == expected
+            model, errors = route.response_field.validate(answer.json(), {}, loc=("response",))
+            assert errors == []
+            assert answer.content == route.response_field.serialize_json(model)
+            assert answer.headers["content-type"] == "application/json"

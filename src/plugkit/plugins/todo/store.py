@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -58,6 +58,8 @@ ADD_SQLITE = "INSERT INTO todos (username, text, created_at) VALUES (?, ?, ?) RE
 DELETE_BY_ID_SQLITE = "DELETE FROM todos WHERE username = ? AND id = ? RETURNING id, text, created_at"
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 
+T = TypeVar("T")
+
 
 class TodoStore(Protocol):
     async def add(self, username: str, text: str) -> TodoItem: ...
@@ -66,6 +68,7 @@ class TodoStore(Protocol):
     async def user_exists(self, username: str) -> bool: ...
     async def delete_at(self, username: str, index: int) -> TodoItem | None: ...
     async def delete_by_id(self, username: str, todo_id: int) -> TodoItem | None: ...
+    async def kept(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T: ...
 
 
 def _item(row: Sequence[Any]) -> TodoItem:
@@ -82,6 +85,12 @@ class SqlTodoStore:
     def __init__(self, database: Database, cache_size: int = 1024) -> None:
         self.db = database
         self.pages = DatabaseCache(database, cache_size)
+
+    async def kept(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
+        """`compute`'s answer (derived from the todos: a rendered page, say), kept until the database changes;
+        computed every time on PostgreSQL. A key names what it is for, apart from the store's own (username, offset,
+        limit) pages: a tuple led by a string."""
+        return await self.pages.get(key, compute)
 
     async def add(self, username: str, text: str) -> TodoItem:
         now = datetime.now(UTC)
