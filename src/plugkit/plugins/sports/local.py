@@ -30,7 +30,6 @@ from plugkit.plugins.sports.models import (
 from plugkit.storage import Database
 
 T, P, G, S = tables.teams, tables.players, tables.games, tables.stats
-HOME, VISITOR = T.alias("home"), T.alias("visitor")
 TEAM_COLUMNS = tuple(Team.model_fields)
 PLAYER_COLUMNS = tuple(f for f in Player.model_fields if f != "team")
 GAME_COLUMNS = tuple(f for f in Game.model_fields if f not in ("home_team", "visitor_team"))
@@ -85,15 +84,6 @@ def _bind(values: dict[str, Any], name: str, items: Iterable[Any]) -> None:
         values[f"{name}_{i}"] = item
 
 
-def _team_columns(table: Any, prefix: str) -> list[Any]:
-    return [table.c[c].label(f"{prefix}{c}") for c in TEAM_COLUMNS]
-
-
-def _team(row: Sequence[Any], at: int) -> dict[str, Any] | None:
-    """The team whose columns start at `at` (as _team_columns selects them); None for a missing one."""
-    return None if row[at] is None else dict(zip(TEAM_COLUMNS, row[at : at + len(TEAM_COLUMNS)], strict=False))
-
-
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -133,6 +123,9 @@ class LocalBackend:
         # Answers are kept until the dataset changes (SQLite's data_version moves when an import commits): a
         # repeated question costs one PRAGMA, not a query and the models built from it.
         self.answers = DatabaseCache(database, cache_size)
+        # The teams, every answer's nested team taken from them by id (a join in Python, where SQLite's would fetch
+        # the same 30 rows' columns again for each row): read again when the dataset changes.
+        self.team_table: DatabaseCache = DatabaseCache(database, 1)
 
     async def _cached(self, key: tuple[Any, ...], compute: Callable[[], Awaitable[Answer]]) -> Answer:
         return await self.answers.get(key, compute)
@@ -147,23 +140,33 @@ class LocalBackend:
         return int((await self._rows(query, values))[0][0])
 
     # teams
+    async def _teams(self) -> dict[int, Team]:
+        """Every team by id, in the order of ids (one Team each, shared by the answers that hold it)."""
+
+        async def read() -> dict[int, Team]:
+            rows = await self._rows(TEAMS_QUERY, {})
+            return {
+                team.id: team for team in TEAMS.validate_python([dict(zip(TEAM_COLUMNS, r, strict=True)) for r in rows])
+            }
+
+        return await self.team_table.get("teams", read)
+
     @_answer_cached
     async def teams(self) -> list[Team]:
-        return TEAMS.validate_python([_team(r, 0) for r in await self._rows(TEAMS_QUERY, {})])
+        return list((await self._teams()).values())
 
     @_answer_cached
     async def team(self, team_id: int) -> Team | None:
-        rows = await self._rows(TEAM_QUERY, {"team_id": team_id})
-        return Team.model_validate(_team(rows[0], 0)) if rows else None
+        return (await self._teams()).get(team_id)
 
     # players
     @_answer_cached
     async def players(self, filters: PlayerFilter, limit: int, offset: int = 0) -> list[Player]:
         shape, values = _players(filters)
         rows = await self._rows(shape.page, {**values, "limit": limit, "offset": offset})
-        n = len(PLAYER_COLUMNS)
+        teams, n = await self._teams(), len(PLAYER_COLUMNS)
         return PLAYERS.validate_python(
-            [{**dict(zip(PLAYER_COLUMNS, r, strict=False)), "team": _team(r, n)} for r in rows]
+            [{**dict(zip(PLAYER_COLUMNS, r, strict=False)), "team": teams.get(r[n])} for r in rows]
         )
 
     @_answer_cached
@@ -176,10 +179,14 @@ class LocalBackend:
     async def games(self, filters: GameFilter, limit: int, offset: int = 0) -> list[Game]:
         shape, values = _games(filters)
         rows = await self._rows(shape.page, {**values, "limit": limit, "offset": offset})
-        n, t = len(GAME_COLUMNS), len(TEAM_COLUMNS)
+        teams, n = await self._teams(), len(GAME_COLUMNS)
         return GAMES.validate_python(
             [
-                {**dict(zip(GAME_COLUMNS, r, strict=False)), "home_team": _team(r, n), "visitor_team": _team(r, n + t)}
+                {
+                    **dict(zip(GAME_COLUMNS, r, strict=False)),
+                    "home_team": teams.get(r[n]),
+                    "visitor_team": teams.get(r[n + 1]),
+                }
                 for r in rows
             ]
         )
@@ -194,8 +201,8 @@ class LocalBackend:
     async def stats(self, filters: StatFilter, limit: int, offset: int = 0) -> list[Stat]:
         shape, values = _stats(filters)
         rows = await self._rows(shape.page, {**values, "limit": limit, "offset": offset})
-        line, ref = 2 + len(tables.STAT_FIELDS), len(PLAYER_REF_COLUMNS)
-        game = line + ref + len(TEAM_COLUMNS)
+        teams, line, ref = await self._teams(), 2 + len(tables.STAT_FIELDS), len(PLAYER_REF_COLUMNS)
+        game = line + ref + 1
         return STATS.validate_python(
             [
                 {
@@ -203,7 +210,7 @@ class LocalBackend:
                     "min": r[1],
                     **dict(zip(tables.STAT_FIELDS, r[2:line], strict=True)),
                     "player": dict(zip(PLAYER_REF_COLUMNS, r[line : line + ref], strict=True)),
-                    "team": _team(r, line + ref),
+                    "team": teams.get(r[line + ref]),
                     "game": dict(zip(GAME_REF_COLUMNS, r[game:], strict=True)),
                 }
                 for r in rows
@@ -251,8 +258,7 @@ class LocalBackend:
         await self.db.dispose()
 
 
-TEAMS_QUERY = Prepared.of(select(*_team_columns(T, "")).order_by(T.c.id))
-TEAM_QUERY = Prepared.of(select(*_team_columns(T, "")).where(T.c.id == bindparam("team_id")))
+TEAMS_QUERY = Prepared.of(select(*(T.c[c] for c in TEAM_COLUMNS)).order_by(T.c.id))
 
 
 def _players(filters: PlayerFilter) -> tuple[Shape, dict[str, Any]]:
@@ -267,7 +273,7 @@ def _players(filters: PlayerFilter) -> tuple[Shape, dict[str, Any]]:
 
 @functools.lru_cache(maxsize=SHAPES)
 def _players_shape(words: int, player_ids: int, team_ids: int) -> Shape:
-    query = select(*(P.c[c] for c in PLAYER_COLUMNS), *_team_columns(T, "tm_")).outerjoin(T, T.c.id == P.c.team_id)
+    query = select(*(P.c[c] for c in PLAYER_COLUMNS), P.c.team_id)
     query = query.where(*(P.c.search_name.like(bindparam(f"word_{i}"), escape="\\") for i in range(words)))
     if player_ids:
         query = query.where(_in(P.c.id, "player_id", player_ids))
@@ -340,11 +346,7 @@ def _games(filters: GameFilter) -> tuple[Shape, dict[str, Any]]:
 
 @functools.lru_cache(maxsize=SHAPES)
 def _games_shape(shape: GameShape) -> Shape:
-    query = (
-        select(*(G.c[c] for c in GAME_COLUMNS), *_team_columns(HOME, "home_"), *_team_columns(VISITOR, "visitor_"))
-        .outerjoin(HOME, HOME.c.id == G.c.home_team_id)
-        .outerjoin(VISITOR, VISITOR.c.id == G.c.visitor_team_id)
-    )
+    query = select(*(G.c[c] for c in GAME_COLUMNS), G.c.home_team_id, G.c.visitor_team_id)
     return Shape.of(query.where(*_game_conditions(shape)).order_by(G.c.date, G.c.id))
 
 
@@ -366,12 +368,11 @@ def _stats_shape(games: GameShape, player_ids: int, game_ids: int, team_ids: int
             S.c.min,
             *(S.c[f] for f in tables.STAT_FIELDS),
             *(S.c.player_id if c == "id" else P.c[c].label(f"player_{c}") for c in PLAYER_REF_COLUMNS),
-            *_team_columns(T, "tm_"),
+            S.c.team_id,
             *(S.c.game_id if c == "id" else G.c[c] for c in GAME_REF_COLUMNS),
         )
         .join(P, P.c.id == S.c.player_id)
         .join(G, G.c.id == S.c.game_id)
-        .outerjoin(T, T.c.id == S.c.team_id)
     )
     conditions = _game_conditions(games)
     if player_ids:
