@@ -185,3 +185,20 @@ async def test_sqlite_reads_answer_as_the_sqlalchemy_path_does(dataset: str, sea
         await prepared.close()
         await reference.close()
     assert nonempty > 20  # the spread reaches real rows, not only empty answers
+
+
+@pytest.mark.parametrize("cache_size", [0, 2048])
+async def test_the_teams_inside_answers_follow_a_change_to_the_dataset(tmp_path: Path, cache_size: int) -> None:
+    db = tmp_path / "sports.db"
+    import_files([PLAYOFF_TEAMS], db)
+    local = LocalBackend(Database(f"sqlite+aiosqlite:///{db}"), cache_size=cache_size)
+    try:
+        game = (await local.games(GameFilter(postseason=True), 1))[0]
+        assert game.home_team is not None
+        with sqlite3.connect(db) as other:  # another process's write, as an import makes
+            other.execute("UPDATE teams SET city = 'Renamed' WHERE id = ?", (game.home_team.id,))
+        again = (await local.games(GameFilter(postseason=True), 1))[0]
+        assert again.home_team is not None and again.home_team.city == "Renamed"
+        assert (await local.team(game.home_team.id)) == again.home_team
+    finally:
+        await local.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -50,11 +49,13 @@ class Prepared:
     statement: Select[Any]
     sql: str
     names: tuple[str, ...]
+    keys: tuple[str, ...]  # the names of the columns it selects, in order
 
     @classmethod
     def of(cls, statement: Select[Any]) -> Prepared:
         compiled = statement.compile(dialect=SQLITE)
-        return cls(statement, compiled.string, tuple(compiled.positiontup or ()))
+        keys = tuple(statement.selected_columns.keys())
+        return cls(statement, compiled.string, tuple(compiled.positiontup or ()), keys)
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,8 @@ class LocalBackend:
         # repeated question costs one PRAGMA, not a query and the models built from it.
         self.answers = DatabaseCache(database, cache_size)
         # The teams, every answer's nested team taken from them by id (a join in Python, where SQLite's would fetch
-        # the same 30 rows' columns again for each row): read again when the dataset changes.
-        self.team_table: DatabaseCache = DatabaseCache(database, 1)
+        # the same 30 rows' columns again for each row), with the data_version they were read at.
+        self._team_table: tuple[int | None, dict[int, Team]] | None = None
 
     async def _cached(self, key: tuple[Any, ...], compute: Callable[[], Awaitable[Answer]]) -> Answer:
         return await self.answers.get(key, compute)
@@ -141,15 +142,15 @@ class LocalBackend:
 
     # teams
     async def _teams(self) -> dict[int, Team]:
-        """Every team by id, in the order of ids (one Team each, shared by the answers that hold it)."""
-
-        async def read() -> dict[int, Team]:
-            rows = await self._rows(TEAMS_QUERY, {})
-            return {
-                team.id: team for team in TEAMS.validate_python([dict(zip(TEAM_COLUMNS, r, strict=True)) for r in rows])
-            }
-
-        return await self.team_table.get("teams", read)
+        """Every team by id, in the order of ids (one Team each, shared by the answers that hold it); read again when
+        the dataset changed. Only called within an answer-cached method, whose lookup has just read data_version."""
+        version, kept = self.answers.version, self._team_table
+        if kept is not None and version is not None and kept[0] == version:
+            return kept[1]
+        rows = await self._rows(TEAMS_QUERY, {})
+        teams = TEAMS.validate_python([dict(zip(TEAM_COLUMNS, r, strict=True)) for r in rows])
+        self._team_table = (version, {team.id: team for team in teams})
+        return self._team_table[1]
 
     @_answer_cached
     async def teams(self) -> list[Team]:
@@ -231,10 +232,9 @@ class LocalBackend:
         query = _averages_query(len(player_ids), postseason)
         values: dict[str, Any] = {"season": season}
         _bind(values, "player_id", player_ids)
-        keys = tuple(query.statement.selected_columns.keys())
         result = []
         for row in await self._rows(query, values):
-            r = dict(zip(keys, row, strict=True))
+            r = dict(zip(query.keys, row, strict=True))
             averages: dict[str, Any] = {f: round(r[f], 2) for f in tables.COUNT_FIELDS if r[f] is not None}
             for made, attempted, pct in (
                 ("fgm", "fga", "fg_pct"),
@@ -304,17 +304,18 @@ def _game_shape(filters: GameFilter | StatFilter, teams_and_games: bool) -> tupl
         values["start_date"] = filters.start_date.isoformat()
     if filters.end_date:
         values["end_date"] = filters.end_date.isoformat()
+    if teams_and_games:  # on games; stats filter their own team and game columns
+        _bind(values, "game_team_id", filters.team_ids)
+        _bind(values, "game_id", filters.game_ids)
     shape = GameShape(
         seasons=len(filters.seasons),
+        team_ids=len(filters.team_ids) if teams_and_games else 0,
+        game_ids=len(filters.game_ids) if teams_and_games else 0,
         dates=len(filters.dates),
         start_date=filters.start_date is not None,
         end_date=filters.end_date is not None,
         postseason=filters.postseason,
     )
-    if teams_and_games:  # on games; stats filter their own team and game columns
-        _bind(values, "game_team_id", filters.team_ids)
-        _bind(values, "game_id", filters.game_ids)
-        shape = dataclasses.replace(shape, team_ids=len(filters.team_ids), game_ids=len(filters.game_ids))
     return shape, values
 
 
