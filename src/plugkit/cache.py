@@ -65,6 +65,12 @@ class DatabaseCache:
     def __len__(self) -> int:
         return len(self._answers)
 
+    @property
+    def version(self) -> int | None:
+        """The data_version the latest lookup read (None on a database without one, -1 before any lookup): what
+        was derived from the database at this version is still current."""
+        return self._version
+
     async def get(self, key: Any, compute: Callable[[], Awaitable[T]], keep: Callable[[T], bool] | None = None) -> T:
         """The answer for `key`, computed when not kept; `keep` says whether a computed answer is kept (e.g. not a
         large one)."""

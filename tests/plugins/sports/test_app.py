@@ -181,6 +181,26 @@ async def test_large_answers_are_capped_and_say_so(season_db: Path) -> None:
     assert "left out" in body["meta"]["note"]
 
 
+async def test_a_capped_page_goes_on_at_its_first_left_out_result(season_db: Path) -> None:
+    settings = SportsSettings(data_dir=season_db, max_response_chars=20_000)
+    async with asgi_client(create_app(settings)) as client:
+        capped = (await client.get("/stats", params={"limit": 100, "cursor": 5})).json()
+        kept = len(capped["data"])
+        assert capped["meta"]["truncated"] is True and 0 < kept < 100
+        assert capped["meta"]["next_cursor"] == 5 + kept
+        following = (await client.get("/stats", params={"limit": 1, "cursor": 5 + kept})).json()
+        listed = (await client.get("/stats", params={"limit": 1, "cursor": 5 + kept - 1})).json()
+    assert following["data"][0]["id"] not in {s["id"] for s in capped["data"]}
+    assert listed["data"][0]["id"] == capped["data"][-1]["id"]
+
+
+async def test_a_page_with_more_after_it_names_the_next_cursor(client: httpx.AsyncClient) -> None:
+    answer = (await client.get("/games", params={"team_ids": LAKERS, "limit": 25, "cursor": 10})).json()
+    assert len(answer["data"]) == 25 and answer["meta"]["next_cursor"] == 35 and answer["meta"]["truncated"] is False
+    last = (await client.get("/games", params={"team_ids": LAKERS, "limit": 100, "cursor": 35})).json()
+    assert 0 < len(last["data"]) < 100 and last["meta"]["next_cursor"] is None
+
+
 async def test_a_full_page_of_stats_stays_under_the_model_hosts_limit(client: httpx.AsyncClient) -> None:
     response = await client.get("/stats", params={"limit": 100})
     assert response.status_code == 200

@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from plugkit.plugins.sports.importer import import_files, player_id_for
 from plugkit.plugins.sports.local import LocalBackend
@@ -95,3 +96,109 @@ async def test_a_cached_answer_is_a_list_of_its_own_for_each_caller(backend: Loc
     first = await backend.games(GameFilter(team_ids=(2,)), 5)
     first.clear()
     assert len(await backend.games(GameFilter(team_ids=(2,)), 5)) == 5
+
+
+class SqlAlchemyReads(Database):
+    """The same SQLite file read through SQLAlchemy (`run_read`), as on PostgreSQL: no driver connection to hand."""
+
+    def sqlite_reader(self) -> sqlite3.Connection | None:
+        return None
+
+
+PAGES = ((25, 0), (101, 0), (7, 13), (10, 10_000))
+
+
+def answer_spread(db: Path) -> list[tuple[str, tuple[object, ...]]]:
+    """Calls over every filter kind, alone and together, with paging and empty results, drawn from the dataset."""
+    with sqlite3.connect(db) as con:
+        players = [r[0] for r in con.execute("SELECT id FROM players ORDER BY id")][::50][:8] or [5, 6]
+        games = [r[0] for r in con.execute("SELECT id FROM games ORDER BY id")][::97][:6]
+        days = [date.fromisoformat(r[0]) for r in con.execute("SELECT DISTINCT date FROM games ORDER BY date")][::23]
+    spread: list[tuple[str, tuple[object, ...]]] = [("teams", ())]
+    spread += [("team", (team_id,)) for team_id in (1, 14, 30, 31)]
+    player_filters = [
+        PlayerFilter(),
+        PlayerFilter(search="james"),
+        PlayerFilter(search="le bron"),
+        PlayerFilter(search="%_"),
+        PlayerFilter(search="."),
+        PlayerFilter(search="zzzz"),
+        PlayerFilter(player_ids=tuple(players[:3])),
+        PlayerFilter(team_ids=(14, 2, 7)),
+        PlayerFilter(search="a", team_ids=(2, 3), player_ids=tuple(players)),
+    ]
+    game_filters = [
+        GameFilter(),
+        GameFilter(seasons=(2023,)),
+        GameFilter(seasons=(2022,)),
+        GameFilter(team_ids=(2, 14, 7)),
+        GameFilter(game_ids=tuple(games)),
+        GameFilter(dates=tuple(days[:5])),
+        GameFilter(start_date=date(2024, 1, 1), end_date=date(2024, 1, 31), team_ids=(2,)),
+        GameFilter(end_date=date(2023, 11, 1)),
+        GameFilter(postseason=True),
+        GameFilter(seasons=(2023, 2024), postseason=False, team_ids=(9,)),
+    ]
+    stat_filters = [
+        StatFilter(),
+        StatFilter(player_ids=tuple(players[:2])),
+        StatFilter(game_ids=tuple(games[:2])),
+        StatFilter(seasons=(2023,), team_ids=(14,)),
+        StatFilter(dates=tuple(days[:2])),
+        StatFilter(start_date=date(2024, 3, 1), end_date=date(2024, 3, 3)),
+        StatFilter(postseason=True),
+        StatFilter(postseason=False, player_ids=tuple(players)),
+        StatFilter(team_ids=(2, 3), game_ids=tuple(games), seasons=(2023,)),
+    ]
+    for method, filters in (("players", player_filters), ("games", game_filters), ("stats", stat_filters)):
+        for one in filters:
+            spread += [(method, (one, limit, offset)) for limit, offset in PAGES]
+            spread.append((f"count_{method}", (one,)))
+    for season in (2023, 2022):
+        for ids in ((), players[:1], tuple(players), (1,)):
+            spread += [("season_averages", (season, tuple(ids), postseason)) for postseason in (False, True)]
+    return spread
+
+
+def as_json(answer: object) -> object:
+    if isinstance(answer, list):
+        return [item.model_dump_json() for item in answer]
+    return answer.model_dump_json() if isinstance(answer, BaseModel) else answer
+
+
+@pytest.mark.parametrize("dataset", ["season", "playoffs"])
+async def test_sqlite_reads_answer_as_the_sqlalchemy_path_does(dataset: str, season_db: Path, tmp_path: Path) -> None:
+    db = season_db / "sports.db"
+    if dataset == "playoffs":  # postseason games, teams without players
+        db = tmp_path / "sports.db"
+        import_files([PLAYOFF_TEAMS], db)
+    prepared = LocalBackend(Database(f"sqlite+aiosqlite:///{db}"), cache_size=0)
+    reference = LocalBackend(SqlAlchemyReads(f"sqlite+aiosqlite:///{db}"), cache_size=0)
+    assert prepared.db.sqlite_reader() is not None and reference.db.sqlite_reader() is None
+    nonempty = 0
+    try:
+        for method, args in answer_spread(db):
+            mine = as_json(await getattr(prepared, method)(*args))
+            assert mine == as_json(await getattr(reference, method)(*args)), (method, args)
+            nonempty += bool(mine)
+    finally:
+        await prepared.close()
+        await reference.close()
+    assert nonempty > 20  # the spread reaches real rows, not only empty answers
+
+
+@pytest.mark.parametrize("cache_size", [0, 2048])
+async def test_the_teams_inside_answers_follow_a_change_to_the_dataset(tmp_path: Path, cache_size: int) -> None:
+    db = tmp_path / "sports.db"
+    import_files([PLAYOFF_TEAMS], db)
+    local = LocalBackend(Database(f"sqlite+aiosqlite:///{db}"), cache_size=cache_size)
+    try:
+        game = (await local.games(GameFilter(postseason=True), 1))[0]
+        assert game.home_team is not None
+        with sqlite3.connect(db) as other:  # another process's write, as an import makes
+            other.execute("UPDATE teams SET city = 'Renamed' WHERE id = ?", (game.home_team.id,))
+        again = (await local.games(GameFilter(postseason=True), 1))[0]
+        assert again.home_team is not None and again.home_team.city == "Renamed"
+        assert (await local.team(game.home_team.id)) == again.home_team
+    finally:
+        await local.close()

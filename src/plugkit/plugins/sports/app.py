@@ -67,12 +67,13 @@ def answered(request: Request, response: L, offset: int | None = None, limit: in
     limit + 1 results from `offset`: `limit` are kept and meta.next_cursor (balldontlie's paging) is set when more
     follow. The last results are left out, and the answer says so, when the whole would pass the model host's size
     limit."""
-    more = False
     if limit is not None:
-        more = len(response.data) > limit
-        response.data = response.data[:limit]
+        if len(response.data) > limit:
+            response.data = response.data[:limit]
+            if offset is not None:
+                response.meta.next_cursor = offset + limit
         response.meta.per_page = limit
-    body = response.__pydantic_serializer__.to_json(response)
+    body = response.__pydantic_serializer__.to_json(response)  # once, unless the answer is cut below
     max_chars = request.app.state.settings.max_response_chars
     if len(body) > max_chars - RESPONSE_MARGIN:  # bytes: never fewer than characters
         items: list[BaseModel] = list(response.data)
@@ -89,10 +90,9 @@ def answered(request: Request, response: L, offset: int | None = None, limit: in
                 f"Showing {kept} of {len(items)} results: the rest were left out to keep the response under "
                 f"{max_chars} characters. Ask for fewer or narrow the filters."
             )
-    if limit is not None and offset is not None and (more or response.meta.truncated):
-        response.meta.next_cursor = offset + len(response.data)
-    if more or response.meta.truncated:
-        body = response.__pydantic_serializer__.to_json(response)
+            if limit is not None and offset is not None:
+                response.meta.next_cursor = offset + kept
+            body = response.__pydantic_serializer__.to_json(response)
     return Response(body, media_type="application/json")
 
 

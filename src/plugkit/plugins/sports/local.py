@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
-from sqlalchemy.sql import Subquery
+from pydantic import TypeAdapter
+from sqlalchemy import ColumnElement, Select, bindparam, false, func, or_, select
+from sqlalchemy.dialects import sqlite
 
 from plugkit.cache import DatabaseCache
 from plugkit.plugins.sports import tables
@@ -27,21 +29,61 @@ from plugkit.plugins.sports.models import (
 from plugkit.storage import Database
 
 T, P, G, S = tables.teams, tables.players, tables.games, tables.stats
-HOME, VISITOR = T.alias("home"), T.alias("visitor")
-TEAM_COLUMNS = ("id", "conference", "division", "city", "name", "full_name", "abbreviation")
+TEAM_COLUMNS = tuple(Team.model_fields)
+PLAYER_COLUMNS = tuple(f for f in Player.model_fields if f != "team")
+GAME_COLUMNS = tuple(f for f in Game.model_fields if f not in ("home_team", "visitor_team"))
+PLAYER_REF_COLUMNS, GAME_REF_COLUMNS = tuple(PlayerRef.model_fields), tuple(GameRef.model_fields)
+STAT_LINE_COLUMNS = ("id", "min", *tables.STAT_FIELDS)  # a stat row's first columns
+SHAPES = 256  # query shapes kept compiled (each: which filters are present, how many values each list holds)
+SQLITE = sqlite.dialect()  # the dialect of Database's SQLite reads (pysqlite)
+
+TEAMS, PLAYERS, GAMES = TypeAdapter(list[Team]), TypeAdapter(list[Player]), TypeAdapter(list[Game])
+STATS, AVERAGES = TypeAdapter(list[Stat]), TypeAdapter(list[SeasonAverage])
 
 
-TEAM_KEYS = {prefix: tuple((c, f"{prefix}{c}") for c in TEAM_COLUMNS) for prefix in ("", "tm_", "home_", "visitor_")}
+@dataclass(frozen=True)
+class Prepared:
+    """A query of one shape: the SQLAlchemy statement (run as is on PostgreSQL) and its SQLite text, compiled from it
+    once and run as a prepared statement on the worker's read connection; `names` are the statement's parameters in
+    the order of the text's placeholders."""
+
+    statement: Select[Any]
+    sql: str
+    names: tuple[str, ...]
+    keys: tuple[str, ...]  # the names of the columns it selects, in order
+
+    @classmethod
+    def of(cls, statement: Select[Any]) -> Prepared:
+        compiled = statement.compile(dialect=SQLITE)
+        keys = tuple(statement.selected_columns.keys())
+        return cls(statement, compiled.string, tuple(compiled.positiontup or ()), keys)
 
 
-def _team(row: dict[str, Any], prefix: str) -> Team | None:
-    if row[f"{prefix}id"] is None:
-        return None
-    return Team(**{column: row[key] for column, key in TEAM_KEYS[prefix]})
+@dataclass(frozen=True)
+class Shape:
+    """A filtered listing's page (LIMIT :limit OFFSET :offset) and its count."""
+
+    page: Prepared
+    count: Prepared
+
+    @classmethod
+    def of(cls, query: Select[Any]) -> Shape:
+        page = query.limit(bindparam("limit")).offset(bindparam("offset"))
+        count = select(func.count()).select_from(query.order_by(None).subquery())
+        return cls(Prepared.of(page), Prepared.of(count))
 
 
-def _team_columns(table: Any, prefix: str) -> list[Any]:
-    return [table.c[c].label(f"{prefix}{c}") for c in TEAM_COLUMNS]
+def _in(column: Any, name: str, n: int) -> ColumnElement[bool]:
+    """`column IN (:name_0, ..., :name_<n-1>)`, the values bound by `_bind`; false for none (SQLAlchemy's own empty IN
+    would add a parameter named as ours are)."""
+    if n == 0:
+        return false()
+    return column.in_([bindparam(f"{name}_{i}") for i in range(n)])  # type: ignore[no-any-return]
+
+
+def _bind(values: dict[str, Any], name: str, items: Iterable[Any]) -> None:
+    for i, item in enumerate(items):
+        values[f"{name}_{i}"] = item
 
 
 def _like(text: str) -> str:
@@ -72,167 +114,109 @@ def _answer_cached(method: Method) -> Method:
 
 
 class LocalBackend:
-    """Answers from the local dataset; `offset` and the `count_*` methods serve the upstream API's paging."""
+    """Answers from the local dataset; `offset` and the `count_*` methods serve the upstream API's paging.
+
+    Each query is a SQLAlchemy statement built once per shape. On SQLite it runs as its compiled text on the worker's
+    own read connection (`Database.sqlite_reader`), rows read by position and validated into the answer's models in
+    one call; on PostgreSQL the same statement runs through SQLAlchemy (`Database.run_read`)."""
 
     def __init__(self, database: Database, cache_size: int = 2048) -> None:
         self.db = database
         # Answers are kept until the dataset changes (SQLite's data_version moves when an import commits): a
         # repeated question costs one PRAGMA, not a query and the models built from it.
         self.answers = DatabaseCache(database, cache_size)
+        # The teams, every answer's nested team taken from them by id (a join in Python, where SQLite's would fetch
+        # the same 30 rows' columns again for each row), with the data_version they were read at.
+        self._team_table: tuple[int | None, dict[int, Team]] | None = None
 
     async def _cached(self, key: tuple[Any, ...], compute: Callable[[], Awaitable[Answer]]) -> Answer:
         return await self.answers.get(key, compute)
 
-    async def _all(self, query: Select[Any]) -> list[dict[str, Any]]:
-        # Core on the process's own SQLite connection (Database.run_read): no thread hop, no ORM session per query.
-        # Rows as dicts: one call per row, where a Row's attribute lookups cost a call per field.
-        return await self.db.run_read(lambda conn: [row._asdict() for row in conn.execute(query)])
+    async def _rows(self, query: Prepared, values: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        reader = self.db.sqlite_reader()
+        if reader is not None:  # microseconds on the event loop's thread, as Database.run_read runs SQLite work
+            return reader.execute(query.sql, [values[name] for name in query.names]).fetchall()
+        return await self.db.run_read(lambda conn: conn.execute(query.statement, values).all())
 
-    async def _count(self, query: Select[Any]) -> int:
-        sub: Subquery = query.order_by(None).subquery()
-        count = select(func.count()).select_from(sub)
-        return await self.db.run_read(lambda conn: int(conn.execute(count).scalar_one()))
+    async def _count(self, query: Prepared, values: dict[str, Any]) -> int:
+        return int((await self._rows(query, values))[0][0])
 
     # teams
+    async def _teams(self) -> dict[int, Team]:
+        """Every team by id, in the order of ids (one Team each, shared by the answers that hold it); read again when
+        the dataset changed. Only called within an answer-cached method, whose lookup has just read data_version."""
+        version, kept = self.answers.version, self._team_table
+        if kept is not None and version is not None and kept[0] == version:
+            return kept[1]
+        rows = await self._rows(TEAMS_QUERY, {})
+        teams = TEAMS.validate_python([dict(zip(TEAM_COLUMNS, r, strict=True)) for r in rows])
+        self._team_table = (version, {team.id: team for team in teams})
+        return self._team_table[1]
+
     @_answer_cached
     async def teams(self) -> list[Team]:
-        rows = await self._all(select(*_team_columns(T, "")).order_by(T.c.id))
-        return [t for t in (_team(r, "") for r in rows) if t is not None]
+        return list((await self._teams()).values())
 
     @_answer_cached
     async def team(self, team_id: int) -> Team | None:
-        rows = await self._all(select(*_team_columns(T, "")).where(T.c.id == team_id))
-        return _team(rows[0], "") if rows else None
+        return (await self._teams()).get(team_id)
 
     # players
-    def _players_query(self, filters: PlayerFilter) -> Select[Any]:
-        query = select(P, *_team_columns(T, "tm_")).outerjoin(T, T.c.id == P.c.team_id)
-        if filters.search:
-            words = normalise_name(filters.search).split()
-            query = query.where(*(P.c.search_name.like(_like(w), escape="\\") for w in words))
-        if filters.player_ids:
-            query = query.where(P.c.id.in_(filters.player_ids))
-        if filters.team_ids:
-            query = query.where(P.c.team_id.in_(filters.team_ids))
-        return query.order_by(P.c.last_name, P.c.first_name, P.c.id)
-
     @_answer_cached
     async def players(self, filters: PlayerFilter, limit: int, offset: int = 0) -> list[Player]:
-        rows = await self._all(self._players_query(filters).limit(limit).offset(offset))
-        fields = [c.name for c in P.columns if c.name not in ("search_name", "team_id", "last_seen")]
-        return [Player(**{f: r[f] for f in fields}, team=_team(r, "tm_")) for r in rows]
+        shape, values = _players(filters)
+        rows = await self._rows(shape.page, {**values, "limit": limit, "offset": offset})
+        team, n = (await self._teams()).get, len(PLAYER_COLUMNS)
+        players = []
+        for r in rows:  # each row's fields filled in place: a dict merged into another costs a third more
+            player = dict(zip(PLAYER_COLUMNS, r, strict=False))
+            player["team"] = team(r[n])
+            players.append(player)
+        return PLAYERS.validate_python(players)
 
     @_answer_cached
     async def count_players(self, filters: PlayerFilter) -> int:
-        return await self._count(self._players_query(filters))
+        shape, values = _players(filters)
+        return await self._count(shape.count, values)
 
     # games
-    def _games_query(self, filters: GameFilter) -> Select[Any]:
-        query = (
-            select(G, *_team_columns(HOME, "home_"), *_team_columns(VISITOR, "visitor_"))
-            .outerjoin(HOME, HOME.c.id == G.c.home_team_id)
-            .outerjoin(VISITOR, VISITOR.c.id == G.c.visitor_team_id)
-        )
-        return query.where(*_game_conditions(filters)).order_by(G.c.date, G.c.id)
-
     @_answer_cached
     async def games(self, filters: GameFilter, limit: int, offset: int = 0) -> list[Game]:
-        rows = await self._all(self._games_query(filters).limit(limit).offset(offset))
-        return [
-            Game(
-                id=r["id"],
-                date=r["date"],
-                season=r["season"],
-                status=r["status"],
-                period=r["period"],
-                time=r["time"],
-                postseason=bool(r["postseason"]),
-                home_team_score=r["home_team_score"],
-                visitor_team_score=r["visitor_team_score"],
-                home_team=_team(r, "home_"),
-                visitor_team=_team(r, "visitor_"),
-            )
-            for r in rows
-        ]
+        shape, values = _games(filters)
+        rows = await self._rows(shape.page, {**values, "limit": limit, "offset": offset})
+        team, n = (await self._teams()).get, len(GAME_COLUMNS)
+        games = []
+        for r in rows:
+            game = dict(zip(GAME_COLUMNS, r, strict=False))
+            game["home_team"], game["visitor_team"] = team(r[n]), team(r[n + 1])
+            games.append(game)
+        return GAMES.validate_python(games)
 
     @_answer_cached
     async def count_games(self, filters: GameFilter) -> int:
-        return await self._count(self._games_query(filters))
+        shape, values = _games(filters)
+        return await self._count(shape.count, values)
 
     # stats
-    def _stats_query(self, filters: StatFilter) -> Select[Any]:
-        query = (
-            select(
-                S,
-                P.c.first_name,
-                P.c.last_name,
-                P.c.position,
-                P.c.team_id.label("player_team_id"),
-                G.c.date,
-                G.c.season,
-                G.c.status,
-                G.c.postseason,
-                G.c.home_team_id,
-                G.c.visitor_team_id,
-                G.c.home_team_score,
-                G.c.visitor_team_score,
-                *_team_columns(T, "tm_"),
-            )
-            .join(P, P.c.id == S.c.player_id)
-            .join(G, G.c.id == S.c.game_id)
-            .outerjoin(T, T.c.id == S.c.team_id)
-        )
-        conditions = _game_conditions(
-            GameFilter(
-                seasons=filters.seasons,
-                dates=filters.dates,
-                start_date=filters.start_date,
-                end_date=filters.end_date,
-                postseason=filters.postseason,
-            )
-        )
-        if filters.player_ids:
-            conditions.append(S.c.player_id.in_(filters.player_ids))
-        if filters.game_ids:
-            conditions.append(S.c.game_id.in_(filters.game_ids))
-        if filters.team_ids:
-            conditions.append(S.c.team_id.in_(filters.team_ids))
-        return query.where(*conditions).order_by(G.c.date, S.c.game_id, S.c.team_id, S.c.id)
-
     @_answer_cached
     async def stats(self, filters: StatFilter, limit: int, offset: int = 0) -> list[Stat]:
-        rows = await self._all(self._stats_query(filters).limit(limit).offset(offset))
-        return [
-            Stat(
-                id=r["id"],
-                min=r["min"],
-                **{f: r[f] for f in tables.STAT_FIELDS},
-                player=PlayerRef(
-                    id=r["player_id"],
-                    first_name=r["first_name"],
-                    last_name=r["last_name"],
-                    position=r["position"],
-                    team_id=r["player_team_id"],
-                ),
-                team=_team(r, "tm_"),
-                game=GameRef(
-                    id=r["game_id"],
-                    date=r["date"],
-                    season=r["season"],
-                    status=r["status"],
-                    postseason=bool(r["postseason"]),
-                    home_team_id=r["home_team_id"],
-                    visitor_team_id=r["visitor_team_id"],
-                    home_team_score=r["home_team_score"],
-                    visitor_team_score=r["visitor_team_score"],
-                ),
-            )
-            for r in rows
-        ]
+        shape, values = _stats(filters)
+        rows = await self._rows(shape.page, {**values, "limit": limit, "offset": offset})
+        team, line, ref = (await self._teams()).get, len(STAT_LINE_COLUMNS), len(PLAYER_REF_COLUMNS)
+        game = line + ref + 1
+        stats = []
+        for r in rows:
+            stat = dict(zip(STAT_LINE_COLUMNS, r, strict=False))
+            stat["player"] = dict(zip(PLAYER_REF_COLUMNS, r[line : line + ref], strict=True))
+            stat["team"] = team(r[line + ref])
+            stat["game"] = dict(zip(GAME_REF_COLUMNS, r[game:], strict=True))
+            stats.append(stat)
+        return STATS.validate_python(stats)
 
     @_answer_cached
     async def count_stats(self, filters: StatFilter) -> int:
-        return await self._count(self._stats_query(filters))
+        shape, values = _stats(filters)
+        return await self._count(shape.count, values)
 
     # season averages
     @_answer_cached
@@ -240,63 +224,182 @@ class LocalBackend:
         self, season: int, player_ids: tuple[int, ...], postseason: bool = False
     ) -> list[SeasonAverage]:
         """Per-game averages from the stat lines; percentages are made over attempted, on the season's totals."""
-        sums = {f: func.sum(S.c[f]).label(f"sum_{f}") for f in ("fgm", "fga", "fg3m", "fg3a", "ftm", "fta")}
-        averages = [func.avg(S.c[f]).label(f) for f in tables.COUNT_FIELDS]
-        query = (
-            select(
-                S.c.player_id,
-                func.count(S.c.id).label("games_played"),
-                func.avg(S.c.minutes).label("minutes"),
-                *averages,
-                *sums.values(),
-            )
-            .join(G, G.c.id == S.c.game_id)
-            .where(G.c.season == season, G.c.postseason.is_(postseason), S.c.player_id.in_(player_ids))
-            .group_by(S.c.player_id)
-            .order_by(S.c.player_id)
-        )
+        query = _averages_query(len(player_ids), postseason)
+        values: dict[str, Any] = {"season": season}
+        _bind(values, "player_id", player_ids)
         result = []
-        for r in await self._all(query):
-            values: dict[str, Any] = {f: round(r[f], 2) for f in tables.COUNT_FIELDS if r[f] is not None}
+        for row in await self._rows(query, values):
+            r = dict(zip(query.keys, row, strict=True))
+            averages: dict[str, Any] = {f: round(r[f], 2) for f in tables.COUNT_FIELDS if r[f] is not None}
             for made, attempted, pct in (
                 ("fgm", "fga", "fg_pct"),
                 ("fg3m", "fg3a", "fg3_pct"),
                 ("ftm", "fta", "ft_pct"),
             ):
                 a = r[f"sum_{attempted}"]
-                values[pct] = round(r[f"sum_{made}"] / a, 3) if a else None
+                averages[pct] = round(r[f"sum_{made}"] / a, 3) if a else None
             result.append(
-                SeasonAverage(
-                    player_id=r["player_id"],
-                    season=season,
-                    games_played=r["games_played"],
-                    min=_format_minutes(r["minutes"]),
-                    **values,
-                )
+                {
+                    "player_id": r["player_id"],
+                    "season": season,
+                    "games_played": r["games_played"],
+                    "min": _format_minutes(r["minutes"]),
+                    **averages,
+                }
             )
-        return result
+        return AVERAGES.validate_python(result)
 
     async def close(self) -> None:
         await self.db.dispose()
 
 
-def _game_conditions(filters: GameFilter) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if filters.seasons:
-        conditions.append(G.c.season.in_(filters.seasons))
-    if filters.team_ids:
-        conditions.append(or_(G.c.home_team_id.in_(filters.team_ids), G.c.visitor_team_id.in_(filters.team_ids)))
-    if filters.game_ids:
-        conditions.append(G.c.id.in_(filters.game_ids))
-    if filters.dates:
-        conditions.append(G.c.date.in_([d.isoformat() for d in filters.dates]))
+TEAMS_QUERY = Prepared.of(select(*(T.c[c] for c in TEAM_COLUMNS)).order_by(T.c.id))
+
+
+def _players(filters: PlayerFilter) -> tuple[Shape, dict[str, Any]]:
+    """The shape of the players query `filters` ask for, and its values."""
+    words = [_like(w) for w in normalise_name(filters.search).split()] if filters.search else []
+    values: dict[str, Any] = {}
+    _bind(values, "word", words)
+    _bind(values, "player_id", filters.player_ids)
+    _bind(values, "team_id", filters.team_ids)
+    return _players_shape(len(words), len(filters.player_ids), len(filters.team_ids)), values
+
+
+@functools.lru_cache(maxsize=SHAPES)
+def _players_shape(words: int, player_ids: int, team_ids: int) -> Shape:
+    query = select(*(P.c[c] for c in PLAYER_COLUMNS), P.c.team_id)
+    query = query.where(*(P.c.search_name.like(bindparam(f"word_{i}"), escape="\\") for i in range(words)))
+    if player_ids:
+        query = query.where(_in(P.c.id, "player_id", player_ids))
+    if team_ids:
+        query = query.where(_in(P.c.team_id, "team_id", team_ids))
+    return Shape.of(query.order_by(P.c.last_name, P.c.first_name, P.c.id))
+
+
+@dataclass(frozen=True)
+class GameShape:
+    """Which game filters are present, and how many values each list holds."""
+
+    seasons: int = 0
+    team_ids: int = 0
+    game_ids: int = 0
+    dates: int = 0
+    start_date: bool = False
+    end_date: bool = False
+    postseason: bool | None = None
+
+
+def _game_shape(filters: GameFilter | StatFilter, teams_and_games: bool) -> tuple[GameShape, dict[str, Any]]:
+    """The games `filters` ask for, as a shape and its values."""
+    values: dict[str, Any] = {}
+    _bind(values, "season", filters.seasons)
+    _bind(values, "date", (d.isoformat() for d in filters.dates))
     if filters.start_date:
-        conditions.append(G.c.date >= filters.start_date.isoformat())
+        values["start_date"] = filters.start_date.isoformat()
     if filters.end_date:
-        conditions.append(G.c.date <= filters.end_date.isoformat())
-    if filters.postseason is not None:
-        conditions.append(G.c.postseason.is_(filters.postseason))
+        values["end_date"] = filters.end_date.isoformat()
+    if teams_and_games:  # on games; stats filter their own team and game columns
+        _bind(values, "game_team_id", filters.team_ids)
+        _bind(values, "game_id", filters.game_ids)
+    shape = GameShape(
+        seasons=len(filters.seasons),
+        team_ids=len(filters.team_ids) if teams_and_games else 0,
+        game_ids=len(filters.game_ids) if teams_and_games else 0,
+        dates=len(filters.dates),
+        start_date=filters.start_date is not None,
+        end_date=filters.end_date is not None,
+        postseason=filters.postseason,
+    )
+    return shape, values
+
+
+def _game_conditions(shape: GameShape) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if shape.seasons:
+        conditions.append(_in(G.c.season, "season", shape.seasons))
+    if shape.team_ids:
+        teams: list[Any] = [bindparam(f"game_team_id_{i}") for i in range(shape.team_ids)]
+        conditions.append(or_(G.c.home_team_id.in_(teams), G.c.visitor_team_id.in_(teams)))
+    if shape.game_ids:
+        conditions.append(_in(G.c.id, "game_id", shape.game_ids))
+    if shape.dates:
+        conditions.append(_in(G.c.date, "date", shape.dates))
+    if shape.start_date:
+        conditions.append(G.c.date >= bindparam("start_date"))
+    if shape.end_date:
+        conditions.append(G.c.date <= bindparam("end_date"))
+    if shape.postseason is not None:
+        conditions.append(G.c.postseason.is_(shape.postseason))
     return conditions
+
+
+def _games(filters: GameFilter) -> tuple[Shape, dict[str, Any]]:
+    """The shape of the games query `filters` ask for, and its values."""
+    shape, values = _game_shape(filters, teams_and_games=True)
+    return _games_shape(shape), values
+
+
+@functools.lru_cache(maxsize=SHAPES)
+def _games_shape(shape: GameShape) -> Shape:
+    query = select(*(G.c[c] for c in GAME_COLUMNS), G.c.home_team_id, G.c.visitor_team_id)
+    return Shape.of(query.where(*_game_conditions(shape)).order_by(G.c.date, G.c.id))
+
+
+def _stats(filters: StatFilter) -> tuple[Shape, dict[str, Any]]:
+    """The shape of the stats query `filters` ask for, and its values."""
+    games, values = _game_shape(filters, teams_and_games=False)
+    _bind(values, "player_id", filters.player_ids)
+    _bind(values, "game_id", filters.game_ids)
+    _bind(values, "team_id", filters.team_ids)
+    return _stats_shape(games, len(filters.player_ids), len(filters.game_ids), len(filters.team_ids)), values
+
+
+@functools.lru_cache(maxsize=SHAPES)
+def _stats_shape(games: GameShape, player_ids: int, game_ids: int, team_ids: int) -> Shape:
+    # The columns in the order of the Stat answer: its line, then player, team and game (rows are read by position).
+    query = (
+        select(
+            *(S.c[c] for c in STAT_LINE_COLUMNS),
+            *(S.c.player_id if c == "id" else P.c[c].label(f"player_{c}") for c in PLAYER_REF_COLUMNS),
+            S.c.team_id,
+            *(S.c.game_id if c == "id" else G.c[c] for c in GAME_REF_COLUMNS),
+        )
+        .join(P, P.c.id == S.c.player_id)
+        .join(G, G.c.id == S.c.game_id)
+    )
+    conditions = _game_conditions(games)
+    if player_ids:
+        conditions.append(_in(S.c.player_id, "player_id", player_ids))
+    if game_ids:
+        conditions.append(_in(S.c.game_id, "game_id", game_ids))
+    if team_ids:
+        conditions.append(_in(S.c.team_id, "team_id", team_ids))
+    return Shape.of(query.where(*conditions).order_by(G.c.date, S.c.game_id, S.c.team_id, S.c.id))
+
+
+@functools.lru_cache(maxsize=SHAPES)
+def _averages_query(player_ids: int, postseason: bool) -> Prepared:
+    sums = [func.sum(S.c[f]).label(f"sum_{f}") for f in ("fgm", "fga", "fg3m", "fg3a", "ftm", "fta")]
+    averages = [func.avg(S.c[f]).label(f) for f in tables.COUNT_FIELDS]
+    query = (
+        select(
+            S.c.player_id,
+            func.count(S.c.id).label("games_played"),
+            func.avg(S.c.minutes).label("minutes"),
+            *averages,
+            *sums,
+        )
+        .join(G, G.c.id == S.c.game_id)
+        .where(
+            G.c.season == bindparam("season"),
+            G.c.postseason.is_(postseason),
+            _in(S.c.player_id, "player_id", player_ids),
+        )
+        .group_by(S.c.player_id)
+        .order_by(S.c.player_id)
+    )
+    return Prepared.of(query)
 
 
 __all__ = ["LocalBackend"]
