@@ -39,6 +39,11 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
+def serve_todo(port: int, data_dir: Path) -> list[str]:
+    """The command that serves plugkit's todo plugin on its defaults."""
+    return [sys.executable, "-m", "plugkit", "serve", "todo", "--port", str(port), "--data-dir", str(data_dir)]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -160,31 +165,11 @@ def main() -> None:
     servers: dict[str, tuple[list[str], Path, dict[str, str], int]] = {}
     for name, fast in (("plugkit", "true"), ("plugkit_without_fast_paths", "false")):
         port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "plugkit",
-            "serve",
-            "todo",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir / name),
-        ]
+        cmd = serve_todo(port, data_dir / name)
         servers[name] = (cmd, ROOT, {**base_env, "PLUGKIT_FAST_PATHS": fast}, port)
     if args.before is not None:  # an older plugkit, as served by default, side by side
         port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "plugkit",
-            "serve",
-            "todo",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir / "plugkit_before"),
-        ]
+        cmd = serve_todo(port, data_dir / "plugkit_before")
         servers["plugkit_before"] = (cmd, ROOT, {**base_env, "PYTHONPATH": str(args.before)}, port)
     port = free_port()
     example = [sys.executable, "-m", "uvicorn", "seed_todo:app", "--port", str(port)]
