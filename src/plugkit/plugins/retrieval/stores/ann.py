@@ -12,7 +12,9 @@ native: the allowed set (ids, or a boolean mask by id) becomes a bitmap that fai
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex, allowed_count, as_mask
+
+log = logging.getLogger(__name__)
 
 FILTERED_K_FACTOR = 40
 MAX_CANDIDATES = 1000
@@ -149,6 +153,12 @@ class AutoIndex:
 
     The exact index stays the record of the vectors in memory (the IVF index is retrained from it when the store
     grows tenfold past its training size); searching goes to IVF above the threshold.
+
+    With `background_training`, a training that an add sets off runs in a thread of its own, on a copy of the vectors
+    (seconds at 50,000 chunks, minutes at 500,000: a server's writes and searches must not wait for it); searches keep
+    the exact index (or the IVF index trained before) meanwhile, and the new IVF index is taken up by the first call
+    after it is ready, once the adds and removes made in between are applied to it. `settle()` waits for it. Not
+    thread-safe: one caller at a time, as the store's lock gives.
     """
 
     def __init__(
@@ -159,17 +169,23 @@ class AutoIndex:
         nprobe: int = 32,
         filtered_nprobe: int = 64,
         k_factor: int = 40,
+        background_training: bool = False,
     ) -> None:
         self.dimension, self.k_factor = dimension, k_factor
         self.exact = ExactIndex(dimension)
         self.ivf: IvfIndex | None = None
         self.min_chunks, self.nprobe, self.filtered_nprobe = min_chunks, nprobe, filtered_nprobe
         self._trained_at = 0
+        self.background_training = background_training
+        self._training: threading.Thread | None = None
+        self._trained: tuple[IvfIndex, int] | None = None  # set by the training thread: the index and its size
+        self._since: list[tuple[np.ndarray, np.ndarray | None]] = []  # changes since the copy: (ids, vectors | None)
 
     def __len__(self) -> int:
         return len(self.exact)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._take_up()
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if self.ivf is not None:
             replaced = [int(i) for i in ids if self.exact.has(int(i))]
@@ -178,28 +194,76 @@ class AutoIndex:
         self.exact.add(ids, vectors)
         if self.ivf is not None:
             self.ivf.add(ids, vectors)
+        if self._training is not None:
+            self._since.append((ids.copy(), np.array(vectors, dtype=np.float32).reshape(len(ids), self.dimension)))
         self._maybe_train()
 
     def remove(self, ids: Iterable[int]) -> None:
+        self._take_up()
         ids = list(ids)
         self.exact.remove(ids)
         if self.ivf is not None:
             self.ivf.remove(ids)
+        if self._training is not None:
+            self._since.append((np.asarray(ids, dtype=np.int64), None))
 
     def _maybe_train(self) -> None:
         size = len(self.exact)
+        if self._training is not None:
+            return
         if size < self.min_chunks or (self.ivf is not None and size < 10 * self._trained_at):
             return
-        ids, vectors = self.exact.ids(), self.exact.vectors()
-        ivf = IvfIndex.train(vectors, nprobe=self.nprobe, filtered_nprobe=self.filtered_nprobe)
-        ivf.add(ids, vectors)
+        if not self.background_training:
+            ids, vectors = self.exact.ids(), self.exact.vectors()
+            ivf = IvfIndex.train(vectors, nprobe=self.nprobe, filtered_nprobe=self.filtered_nprobe)
+            ivf.add(ids, vectors)
+            self.ivf, self._trained_at = ivf, size
+            return
+        # Copies: the exact index moves its rows as it changes.
+        ids, vectors = np.array(self.exact.ids()), np.array(self.exact.vectors())
+        nprobe, filtered_nprobe = self.nprobe, self.filtered_nprobe
+
+        def train() -> None:
+            try:
+                ivf = IvfIndex.train(vectors, nprobe=nprobe, filtered_nprobe=filtered_nprobe)
+                ivf.add(ids, vectors)
+                self._trained = ivf, size
+            except Exception:  # the exact index (or the IVF index before) keeps answering
+                log.exception("training the IVF index failed; searches stay on the index they use")
+
+        self._since = []
+        self._training = threading.Thread(target=train, name="plugkit-ivf-training", daemon=True)
+        self._training.start()
+
+    def settle(self) -> None:
+        """Wait for a training in progress and take up its index."""
+        if self._training is not None:
+            self._training.join()
+        self._take_up()
+
+    def _take_up(self) -> None:
+        """The index trained in the background, once ready, with the changes made since its copy applied."""
+        if self._training is None or self._training.is_alive():
+            return
+        self._training = None
+        trained, self._trained = self._trained, None
+        since, self._since = self._since, []
+        if trained is None:
+            return
+        ivf, size = trained
+        for ids, vectors in since:
+            ivf.remove(ids.tolist())  # an add may replace a vector the copy held
+            if vectors is not None:
+                ivf.add(ids, vectors)
         self.ivf, self._trained_at = ivf, size
+        self._maybe_train()  # the store may have grown tenfold again meanwhile
 
     @property
     def uses_ann(self) -> bool:
         return self.ivf is not None and len(self.exact) >= self.min_chunks
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        self._take_up()
         if self.uses_ann and (allowed is None or allowed_count(allowed) >= self.min_chunks):
             assert self.ivf is not None
             # A filter thins the lists, so fewer candidates per result suffice (and more lists are scanned instead).
@@ -213,6 +277,7 @@ class AutoIndex:
         return path.with_name(f"{path.stem}.ivf")
 
     def save(self, path: Path, marker: dict[str, str]) -> None:
+        self.settle()  # the IVF index saved is the one the vectors call for
         self.exact.save(path, marker)
         if self.ivf is not None:
             self.ivf.save(self.ann_path(path), marker)

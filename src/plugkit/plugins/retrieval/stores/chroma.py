@@ -427,7 +427,7 @@ class ChromaStore:
     def _values(hit: dict[str, Any]) -> dict[str, Any]:
         """The stored values of a record with `metadata` its custom keys (the record keeps the whole metadata)."""
         full = json.loads(hit["metadata"]) if hit.get("metadata") else {}
-        custom = {key: value for key, value in full.items() if key not in DocumentChunkMetadata.model_fields}
+        custom = {key: value for key, value in full.items() if key not in DocumentChunkMetadata.__pydantic_fields__}
         return {**hit, "metadata": custom}
 
     @classmethod

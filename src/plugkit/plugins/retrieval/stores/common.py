@@ -221,7 +221,7 @@ def chunk_of(values: dict[str, Any], embedding: Sequence[float] | None = None) -
         text=values["text"],
         metadata=DocumentChunkMetadata.model_construct(
             document_id=values["document_id"],
-            **{name: getattr(standard, name) for name in DocumentMetadata.model_fields},
+            **{name: getattr(standard, name) for name in DocumentMetadata.__pydantic_fields__},
             **standard.custom,
         ),
         embedding=[float(x) for x in embedding] if embedding is not None else None,

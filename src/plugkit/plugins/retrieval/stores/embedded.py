@@ -276,6 +276,7 @@ class EmbeddedStore:
                     self._columns = FilterColumns()
                     self._columns.add(conn.execute(f"SELECT {FIELD_COLUMNS} FROM chunks").fetchall())
                     self._catch_up_vectors(conn)
+                    self._train_in_background()
                     return
             except ValueError:
                 pass
@@ -317,8 +318,14 @@ class EmbeddedStore:
         finally:
             conn.execute("COMMIT")
         self._columns = FilterColumns()
-        self._add_rows(index, rows)
+        self._add_rows(index, rows)  # an IVF index is trained here, at once: the store opens ready to search
         self._index, self._applied = index, head
+        self._train_in_background()
+
+    def _train_in_background(self) -> None:
+        """Once the index is built: an IVF training that later writes set off runs beside them (AutoIndex)."""
+        if isinstance(self._index, AutoIndex):
+            self._index.background_training = True
 
     def _catch_up(self, conn: sqlite3.Connection) -> None:
         """Bring both derived indexes up to SQLite's change log."""
