@@ -333,3 +333,23 @@ async def test_a_keyword_index_ahead_of_a_restored_older_database_is_rebuilt(tmp
     assert [h.id for h in await again.search(keyword("crane"))] == ["c_0"]
     assert [h.id for h in await again.search(keyword("heron"))] == ["a_0"]
     await again.close()
+
+
+async def test_a_large_catch_up_indexes_every_added_chunk_and_drops_every_replaced_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keyword_index, "LARGE_CATCH_UP", 50)  # the several-thread writer, on a small store
+    store = EmbeddedStore(tmp_path / "s")
+    await store.open(INFO)
+    await store.replace_documents([document(f"d{i}", [f"alpha{i} common"], seed=i) for i in range(120)])
+    await settle(store)
+    assert [h.id for h in await store.search(keyword("alpha77"))] == ["d77_0"]
+    assert len(await store.search(keyword("common", top_k=200))) == 120
+    # Replaced in one large write: the old texts leave the index, the new ones enter it.
+    await store.replace_documents([document(f"d{i}", [f"beta{i} common"], seed=i) for i in range(60)])
+    await settle(store)
+    assert await store.search(keyword("alpha7")) == []
+    assert [h.id for h in await store.search(keyword("beta7"))] == ["d7_0"]
+    assert [h.id for h in await store.search(keyword("alpha77"))] == ["d77_0"]
+    assert len(await store.search(keyword("common", top_k=200))) == 120
+    await store.close()

@@ -33,6 +33,7 @@ MARKER_ROWID = -1  # the document holding the marker: no text, so it never match
 ANALYZER = "plugkit_en"
 WRITER_HEAP = 64_000_000
 REBUILD_HEAP = 256_000_000
+LARGE_CATCH_UP = 2_000  # chunks to index from which a catch-up uses several indexing threads
 SMALL_FILTER = 4096  # allowed rows up to which a filter is applied inside the query rather than after it
 
 
@@ -202,9 +203,18 @@ class KeywordIndex:
                 return
             if not changes:
                 return
-            writer = self._index.writer(WRITER_HEAP, 1)
-            for rowid in last:
-                writer.delete_documents_by_term("rowid", rowid)
+            # tantivy indexes in the commit, one thread per writer thread: a large catch-up (an ingest's write)
+            # takes the rebuild's threads (98,477 SciFact chunks: 7.4 s on one thread, 4.8 s on two).
+            writer = (
+                self._index.writer(WRITER_HEAP, 1)
+                if len(texts) < LARGE_CATCH_UP
+                else self._index.writer(REBUILD_HEAP, min(4, os.cpu_count() or 1))
+            )
+            # A rowid is never reused (AUTOINCREMENT), so a row this range adds was never indexed: only removed rows
+            # have documents to delete (a delete costs tantivy a term lookup in every segment at the commit).
+            for rowid, op in last.items():
+                if op != ADD:
+                    writer.delete_documents_by_term("rowid", rowid)
             for rowid, text in texts:
                 writer.add_document(tantivy.Document(rowid=rowid, text=text))
             self._commit(writer, changes[-1][0])
