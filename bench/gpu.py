@@ -168,7 +168,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     documents = write_corpus(args.corpus, corpus, args.repeat, "", args.limit)
 
     started = time.perf_counter()
-    send, close, _listing, _delete, per_write = await ingest_cmd._local_target(work / "data")
+    send, close, _listing, _delete, pace = await ingest_cmd._local_target(work / "data")
+    per_write = pace.per_write
     closed = False
     try:
         await ingest_cmd._run(list(iter_documents([warm])), send, per_write, console)
@@ -178,7 +179,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         started = time.perf_counter()
         items = list(iter_documents([corpus]))
         parsed_s = time.perf_counter() - started
-        ok, failed = await ingest_cmd._run(items, send, per_write, console, in_flight=args.in_flight)
+        ok, failed = await ingest_cmd._run(items, send, per_write, console, in_flight=args.in_flight or pace.in_flight)
         acknowledged_s = time.perf_counter() - started
         inside = dict(timers.seconds)
         await close()  # as the command ends: the keyword index caught up, everything searchable
@@ -209,7 +210,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "inside_store_writes_s_with_lock_waits": round(inside.get("store_write_s", 0.0), 2),
             "stages_s": stages,
             "chunk_workers": ingest_cmd.chunk_workers(LocalEmbedder()),
-            "in_flight": args.in_flight,
+            "in_flight": args.in_flight or "the command's default",
             "documents_per_write": per_write,
             "chunks": chunks,
         }
@@ -260,7 +261,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "inside_model_calls_s": round(inside.get("model_s", 0.0), 2),
         "inside_store_writes_s_with_lock_waits": round(inside.get("store_write_s", 0.0), 2),
         "stages_s": stages,
-        "in_flight": args.in_flight,
+        "in_flight": args.in_flight or "the command's default",
         "startup_s": round(startup_s, 2),
         "chunk_pool_only_chunks_per_s": round(pool_rate, 1),
         "embed_only_chunks_per_s": round(embed_rate, 1),
@@ -286,7 +287,7 @@ def main() -> None:
     parser.add_argument("--gpu-batch", type=int, default=None, help="texts per forward pass (default: plugkit's)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print where the model's GPU time goes")
-    parser.add_argument("--in-flight", type=int, default=3, help="batches in flight (the command's default: 3)")
+    parser.add_argument("--in-flight", type=int, default=None, help="writes in flight (default: the command's)")
     parser.add_argument("--ingest-only", action="store_true", help="print the ingest figures only, record nothing")
     parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (s), a diagnosis")
     args = parser.parse_args()

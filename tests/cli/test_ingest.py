@@ -194,24 +194,24 @@ def test_a_cuda_embedder_gets_writes_of_at_least_its_gpu_batch_and_others_keep_t
     assert documents_per_write(openai) == DEFAULT_BATCH_SIZE
 
 
-def test_a_cuda_embedder_gets_all_cores_but_two_to_chunk_and_others_chunk_in_the_loops_thread(
+def test_a_cuda_embedder_gets_all_cores_but_six_to_chunk_and_others_chunk_in_the_loops_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
-    assert chunk_workers(LocalEmbedder(device="cuda")) == 14
+    assert chunk_workers(LocalEmbedder(device="cuda")) == 10
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert chunk_workers(LocalEmbedder(device="cuda")) == 1
     assert chunk_workers(LocalEmbedder(device="cpu")) == 0
     assert chunk_workers(OpenAIEmbedder("http://127.0.0.1:9", None, "text-embedding-3-small", 1536)) == 0
 
 
-@pytest.mark.parametrize(("device", "per_write"), [("cpu", 128), ("cuda", 2048)])
-async def test_the_local_store_writes_as_many_documents_as_its_embedders_device_suits(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str, per_write: int
+@pytest.mark.parametrize(("device", "per_write", "in_flight"), [("cpu", 128, 3), ("cuda", 2048, 6)])
+async def test_the_local_store_writes_as_many_documents_at_once_as_its_embedders_device_suits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str, per_write: int, in_flight: int
 ) -> None:
     monkeypatch.setenv("PLUGKIT_EMBED_DEVICE", device)  # the model is not loaded: only the store opens
     _send, close, _listing, _delete, found = await _local_target(tmp_path)
     try:
-        assert found == per_write
+        assert found == (per_write, in_flight)
     finally:
         await close()

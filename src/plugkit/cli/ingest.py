@@ -9,7 +9,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import httpx
 import typer
@@ -33,6 +33,19 @@ Sender = Callable[[list[Document]], Awaitable[None]]
 # Documents per write: large batches let the model sort many chunks by length (less padding); bench/scale.py measured
 # 32 -> 128 taking ingest from 86% to 94% of the embedder's raw chunks/s.
 DEFAULT_BATCH_SIZE = 128
+IN_FLIGHT = 3  # writes in flight: one chunked, one embedded, one stored
+# On a GPU: more writes in flight and fewer chunking processes, leaving cores to the one process that builds and
+# writes the rows (on an H200, 16 cores: 10 workers and 6 in flight ingested 7,190 chunks/s against 6,365 with 14 and
+# 3; 5,888 against 5,549 and 5,740 against 5,314 in earlier runs; bench/results/gpu.json).
+GPU_IN_FLIGHT = 6
+GPU_SPARE_CORES = 6
+
+
+class Pace(NamedTuple):
+    """How the command feeds a target: documents per write, and writes in flight at once."""
+
+    per_write: int
+    in_flight: int = IN_FLIGHT
 
 
 def documents_per_write(embedder: Embedder) -> int:
@@ -40,19 +53,29 @@ def documents_per_write(embedder: Embedder) -> int:
     GPU batch size (every document is one chunk or more, so each write fills at least one batch of the GPU)."""
     from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder
 
-    if isinstance(embedder, LocalEmbedder) and embedder.device.startswith("cuda"):
+    if isinstance(embedder, LocalEmbedder) and _on_gpu(embedder):  # isinstance again: for mypy
         return max(DEFAULT_BATCH_SIZE, embedder.batch_size)
     return DEFAULT_BATCH_SIZE
 
 
-def chunk_workers(embedder: Embedder) -> int:
-    """Processes that chunk and tokenise for the local store's writes: on a CUDA embedder all cores but two (the
-    event loop and the GPU's feeder keep those; one core chunks about 3,000 chunks/s, which a GPU outruns), else none
-    (on a CPU the model is the bound and chunking in the loop's thread costs a few percent of it)."""
+def _on_gpu(embedder: Embedder) -> bool:
     from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder
 
-    if isinstance(embedder, LocalEmbedder) and embedder.device.startswith("cuda"):
-        return max(1, (os.cpu_count() or 1) - 2)
+    return isinstance(embedder, LocalEmbedder) and embedder.device.startswith("cuda")
+
+
+def writes_in_flight(embedder: Embedder) -> int:
+    """Writes in flight at once: GPU_IN_FLIGHT on a CUDA embedder, else IN_FLIGHT."""
+    return GPU_IN_FLIGHT if _on_gpu(embedder) else IN_FLIGHT
+
+
+def chunk_workers(embedder: Embedder) -> int:
+    """Processes that chunk and tokenise for the local store's writes: on a CUDA embedder all cores but
+    GPU_SPARE_CORES (the event loop, the GPU's feeder, the store's writer and the keyword indexing keep those; one
+    core chunks about 2,000 chunks/s), at least one; else none (on a CPU the model is the bound and chunking in the
+    loop's thread costs a few percent of it)."""
+    if _on_gpu(embedder):
+        return max(1, (os.cpu_count() or 1) - GPU_SPARE_CORES)
     return 0
 
 
@@ -69,7 +92,7 @@ def _parse_metadata(raw: str | None) -> dict[str, Any]:
 
 
 async def _run(
-    items: list[Item], send: Sender, batch_size: int, console: Console, in_flight: int = 3
+    items: list[Item], send: Sender, batch_size: int, console: Console, in_flight: int = IN_FLIGHT
 ) -> tuple[int, int]:
     """Send the documents in batches, `in_flight` batches at a time: while one batch is embedded, the one before is
     written and the one after chunked, so the model never waits on the rest of the pipeline."""
@@ -136,7 +159,7 @@ async def _local_sender(data_dir: Path | None) -> tuple[Sender, Callable[[], Awa
     return send, close
 
 
-Target = tuple[Sender, Callable[[], Awaitable[None]], Lister, Deleter, int]  # ..., the documents per write it suits
+Target = tuple[Sender, Callable[[], Awaitable[None]], Lister, Deleter, Pace]  # ..., the pace it suits
 
 
 async def _local_target(data_dir: Path | None) -> Target:
@@ -181,7 +204,8 @@ async def _local_target(data_dir: Path | None) -> Target:
         if ids:
             await retriever.store.delete(ids=ids)
 
-    return send, retriever.close, listing, delete, documents_per_write(retriever.embedder)
+    embedder = retriever.embedder
+    return send, retriever.close, listing, delete, Pace(documents_per_write(embedder), writes_in_flight(embedder))
 
 
 async def _remote_sender(url: str, token: str | None) -> tuple[Sender, Callable[[], Awaitable[None]]]:
@@ -220,7 +244,7 @@ async def _remote_target(url: str, token: str | None) -> Target:
             check(await client.request("DELETE", "/delete", json={"ids": ids[start : start + 500]}))
 
     # the server's device is unknown from here: the CPU's size (the server batches its own GPU work)
-    return send, client.aclose, listing, delete, DEFAULT_BATCH_SIZE
+    return send, client.aclose, listing, delete, Pace(DEFAULT_BATCH_SIZE)
 
 
 def _summary(plan: SyncPlan) -> str:
@@ -273,9 +297,9 @@ def ingest(
     items = list(iter_documents(paths, extra))
 
     async def main() -> tuple[int, int]:
-        send, close, _, _, per_write = await (_remote_target(url, token) if url else _local_target(data_dir))
+        send, close, _, _, pace = await (_remote_target(url, token) if url else _local_target(data_dir))
         try:
-            return await _run(items, send, batch_size or per_write, console)
+            return await _run(items, send, batch_size or pace.per_write, console, pace.in_flight)
         finally:
             await close()
 
@@ -301,13 +325,14 @@ def _sync(
     prefixes = [sync_prefix(p) for p in paths if p.exists()]
 
     async def main() -> SyncPlan:
-        send, close, listing, delete, per_write = await (_remote_target(url, token) if url else _local_target(data_dir))
+        send, close, listing, delete, pace = await (_remote_target(url, token) if url else _local_target(data_dir))
         try:
             plan = plan_sync(items, await listing(), prefixes)
             for item in plan.failed:
                 console.print(f"[yellow]failed[/] {item.origin}: {item.error}")
             if plan.send:
-                await _run([Item(d.id or "", d) for d in plan.send], send, batch_size or per_write, console)
+                sent = [Item(d.id or "", d) for d in plan.send]
+                await _run(sent, send, batch_size or pace.per_write, console, pace.in_flight)
             await delete(plan.delete)
             return plan
         finally:
