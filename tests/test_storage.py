@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Connection, Integer, MetaData, Table, Text, insert, select
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, Text, bindparam, insert, select
 
 import plugkit.storage as storage
 from plugkit.storage import Database
@@ -149,3 +150,24 @@ async def test_the_data_version_moves_when_another_connection_commits(tmp_path: 
         other.execute("INSERT INTO notes (text) VALUES ('elsewhere')")
     assert await database.data_version() != before
     await database.dispose()
+
+
+NOTE_BY_TEXT = storage.PreparedRead.of(select(notes.c.id, notes.c.text).where(notes.c.text == bindparam("text")))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_a_prepared_read_finds_the_first_matching_row_or_none_on_either_database(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    database = Database(url, schema=f"prepared_{uuid.uuid4().hex[:8]}")  # the PostgreSQL server is shared
+    await database.create_all(metadata)
+    try:
+        await database.run_write(add("first"))
+        await database.run_write(add("second"))
+        assert await NOTE_BY_TEXT.first(database, text="second") == (2, "second")
+        assert await NOTE_BY_TEXT.first(database, text="third") is None
+        await database.run_write(add("third"))  # a row committed since is seen by the next read
+        assert await NOTE_BY_TEXT.first(database, text="third") == (3, "third")
+    finally:
+        await database.dispose()

