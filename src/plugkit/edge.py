@@ -24,7 +24,8 @@ def public_base_url(request: Request, settings: PluginSettings) -> str:
     """The base URL the plugin is reached at: the configured public URL, else the request's own."""
     if settings.public_url:
         return settings.public_url.rstrip("/")
-    scheme, host = request.url.scheme, request.headers.get("host") or request.url.netloc
+    # From the scope and the Host header: building `request.url` costs more than the rest of an authenticated request
+    scheme, host = request.scope.get("scheme", "http"), request.headers.get("host") or request.url.netloc
     if settings.trust_proxy_headers:
         scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[0].strip()
         host = request.headers.get("x-forwarded-host", host).split(",")[0].strip()

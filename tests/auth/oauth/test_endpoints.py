@@ -372,3 +372,15 @@ async def test_behind_a_trusted_proxy_one_caller_cannot_lock_out_another(tmp_pat
         }
         answer = await s.http.post("/oauth/token", data=good, headers=user)
         assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"  # authenticated, not locked out
+
+
+async def test_token_audiences_are_kept_for_a_bounded_number_of_host_names(server: Server) -> None:
+    from plugkit.auth.oauth.endpoints import AUDIENCES_KEPT
+
+    client_id = await public_client(server)
+    bearer = {"Authorization": f"Bearer {(await tokens(server, client_id))['access_token']}"}
+    for n in range(AUDIENCES_KEPT + 10):  # the Host header is the client's to choose
+        refused = await server.http.get("/todos/alice", headers={**bearer, "Host": f"h{n}.example"})
+        assert refused.status_code == 401 and "another resource" in refused.text
+    assert len(server.app.state.auth.server._audiences) <= AUDIENCES_KEPT
+    assert (await server.http.get("/todos/alice", headers=bearer)).status_code == 200  # its own host, still right

@@ -60,6 +60,7 @@ from plugkit.storage import Database
 
 UNUSED_REGISTRATION_TTL = timedelta(days=1)
 REGISTRATION_WINDOW_S = 3600
+AUDIENCES_KEPT = 64  # base URLs whose token audience is kept computed
 
 
 class AuthorizationServer:
@@ -77,6 +78,7 @@ class AuthorizationServer:
         self.grants = Grants(database, self.clients, self.limiter)
         self.documents = ClientMetadataDocuments(allow_private=settings.oauth_allow_private_client_metadata)
         self.resource_paths: set[str] = set()
+        self._audiences: dict[tuple[str, int], Audience] = {}
 
     # --- where the plugin is reached -----------------------------------------------------------------------------
 
@@ -84,8 +86,18 @@ class AuthorizationServer:
         return public_base_url(request, self.settings)
 
     def audience(self, request: Request) -> Audience:
+        """The resources a token for this request's base URL may be for (computed once per base URL seen; the Host
+        header is the client's, so at most AUDIENCES_KEPT are kept)."""
         base = self.issuer(request)
-        return Audience(resources_of(base, self.resource_paths), canonical_resource(base) or base)
+        key = (base, len(self.resource_paths))  # the paths only grow, as routes are set up
+        found = self._audiences.get(key)
+        if found is None:
+            if len(self._audiences) >= AUDIENCES_KEPT:
+                self._audiences.clear()
+            found = self._audiences[key] = Audience(
+                resources_of(base, self.resource_paths), canonical_resource(base) or base
+            )
+        return found
 
     def resource_metadata_url(self, request: Request) -> str:
         path = request.url.path if request.url.path in self.resource_paths else ""
