@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from plugkit.plugins.sports.importer import import_files, player_id_for
 from plugkit.plugins.sports.local import LocalBackend
@@ -185,6 +186,29 @@ async def test_sqlite_reads_answer_as_the_sqlalchemy_path_does(dataset: str, sea
         await prepared.close()
         await reference.close()
     assert nonempty > 20  # the spread reaches real rows, not only empty answers
+
+
+ROWS = {"players": "player_rows", "games": "game_rows", "stats": "stat_rows"}
+
+
+@pytest.mark.parametrize("reads", ["prepared", "sqlalchemy"])
+async def test_rows_serialise_to_the_json_of_the_answers_models(reads: str, season_db: Path, tmp_path: Path) -> None:
+    db = tmp_path / "sports.db"
+    import_files([PLAYOFF_TEAMS], db)  # postseason games, teams without players
+    for path in (season_db / "sports.db", db):
+        url = f"sqlite+aiosqlite:///{path}"
+        local = LocalBackend(Database(url) if reads == "prepared" else SqlAlchemyReads(url), cache_size=0)
+        nonempty = 0
+        try:
+            for method, args in answer_spread(path):
+                if method in ROWS:
+                    models = await getattr(local, method)(*args)
+                    rows = await getattr(local, ROWS[method])(*args)
+                    assert to_json(rows) == to_json(models), (method, args)
+                    nonempty += bool(rows)
+        finally:
+            await local.close()
+        assert nonempty > 10
 
 
 @pytest.mark.parametrize("cache_size", [0, 2048])
