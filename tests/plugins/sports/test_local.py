@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 from pydantic_core import to_json
+from sqlalchemy import Connection
 
+from plugkit.plugins.sports import tables
 from plugkit.plugins.sports.importer import import_files, player_id_for
 from plugkit.plugins.sports.local import LocalBackend
 from plugkit.plugins.sports.models import GameFilter, PlayerFilter, StatFilter
@@ -226,3 +228,31 @@ async def test_the_teams_inside_answers_follow_a_change_to_the_dataset(tmp_path:
         assert (await local.team(game.home_team.id)) == again.home_team
     finally:
         await local.close()
+
+
+async def test_name_search_finds_the_same_players_on_postgresql(season_db: Path, postgres_url: str) -> None:
+    # The players get ids of their row number: the dataset's 48-bit ids pass PostgreSQL's integer column.
+    source = season_db / "sports.db"
+    pg = Database(postgres_url, schema="sports_name_search")
+    await pg.create_all(tables.metadata)
+    columns = ("id", "first_name", "last_name", "search_name")
+    with sqlite3.connect(source) as conn:
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM players ORDER BY id").fetchall()
+    players = [dict(zip(columns, (n, *row[1:]), strict=True)) for n, row in enumerate(rows, 1)]
+
+    def copy(connection: Connection) -> None:
+        connection.execute(tables.players.delete())
+        connection.execute(tables.players.insert(), players)
+
+    await pg.run_write(copy)
+    on_sqlite = LocalBackend(Database(f"sqlite+aiosqlite:///{source}"), cache_size=0)
+    on_postgres = LocalBackend(pg, cache_size=0)
+    try:
+        for search in ("james", "LeBron", "jokić", "nikola jok", "le", "%", "_", "o'", "zzz"):
+            found = [await b.players(PlayerFilter(search=search), 100) for b in (on_sqlite, on_postgres)]
+            names = [sorted((p.first_name, p.last_name) for p in answer) for answer in found]
+            assert names[0] == names[1], search
+            assert bool(names[0]) == (search not in ("%", "_", "zzz")), search
+    finally:
+        await on_sqlite.close()
+        await on_postgres.close()
