@@ -44,6 +44,8 @@ from tests.reliability.harness import (  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "reliability.json"
 MAX_RSS_GROWTH = 0.10
+# fuzz, hostile inputs and load on one server; kill -9 rounds; the PostgreSQL pass; the fuzzing under each auth method
+PARTS = ("fuzz", "hostile", "load", "crash", "postgres", "auth")
 
 
 def run_plugin(target: Target, args: argparse.Namespace, root: Path, *, with_load: bool = True) -> dict[str, Any]:
@@ -95,13 +97,15 @@ def run_plugin(target: Target, args: argparse.Namespace, root: Path, *, with_loa
     def serving() -> None:
         with target.serve(root / f"{target.name}-serve") as server:
             seed(server, target)
-            attempt("fuzz", lambda: fuzzing(server))
-            attempt("hostile", lambda: hostile_inputs(server))
-            if with_load:
+            if "fuzz" in args.parts:
+                attempt("fuzz", lambda: fuzzing(server))
+            if "hostile" in args.parts:
+                attempt("hostile", lambda: hostile_inputs(server))
+            if with_load and "load" in args.parts:
                 attempt("load", lambda: loading(server))
 
     attempt("serve", serving)
-    if target.crash is not None:
+    if target.crash is not None and "crash" in args.parts:
         attempt("crash", crashing)
     figures["seconds"] = round(time.monotonic() - started, 1)
     figures["problems"] = problems
@@ -152,6 +156,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="100 cases, 10 s of load, 5 rounds")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL pass of database plugins")
+    parser.add_argument(
+        "--parts",
+        nargs="*",
+        default=list(PARTS),
+        choices=list(PARTS),
+        help="the parts to run (default: all); e.g. `--plugins sports --parts load --out FILE` for one figure",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.quick:
@@ -168,14 +179,14 @@ def main() -> None:
         for name in args.plugins:
             results["plugins"][name] = run_plugin(TARGETS[name], args, Path(root))
         on_postgres = [TARGETS[n] for n in args.plugins if TARGETS[n].postgres]
-        if on_postgres and not args.no_postgres:
+        if on_postgres and not args.no_postgres and "postgres" in args.parts:
             with postgres_url(Path(root)) as url:
                 for target in on_postgres:
                     variant = replace(target, env={**target.env, "PLUGKIT_DATABASE_URL": url})
                     print(f"[{target.name}] again on PostgreSQL (no load)", flush=True)
                     figures = run_plugin(variant, args, Path(root), with_load=False)
                     results["plugins"][f"{target.name} (PostgreSQL)"] = figures
-        for name in args.plugins:
+        for name in args.plugins if "auth" in args.parts else ():
             kind = AUTH_PASS[name]
             print(f"[{name}] fuzzing {args.cases} cases under {kind}", flush=True)
             figures: dict[str, Any] = {"problems": []}

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from pydantic_core import to_json
+from sqlalchemy import Connection
 
+from plugkit.plugins.sports import tables
 from plugkit.plugins.sports.importer import import_files, player_id_for
 from plugkit.plugins.sports.local import LocalBackend
 from plugkit.plugins.sports.models import GameFilter, PlayerFilter, StatFilter
@@ -187,6 +190,29 @@ async def test_sqlite_reads_answer_as_the_sqlalchemy_path_does(dataset: str, sea
     assert nonempty > 20  # the spread reaches real rows, not only empty answers
 
 
+ROWS = {"players": "player_rows", "games": "game_rows", "stats": "stat_rows"}
+
+
+@pytest.mark.parametrize("reads", ["prepared", "sqlalchemy"])
+async def test_rows_serialise_to_the_json_of_the_answers_models(reads: str, season_db: Path, tmp_path: Path) -> None:
+    db = tmp_path / "sports.db"
+    import_files([PLAYOFF_TEAMS], db)  # postseason games, teams without players
+    for path in (season_db / "sports.db", db):
+        url = f"sqlite+aiosqlite:///{path}"
+        local = LocalBackend(Database(url) if reads == "prepared" else SqlAlchemyReads(url), cache_size=0)
+        nonempty = 0
+        try:
+            for method, args in answer_spread(path):
+                if method in ROWS:
+                    models = await getattr(local, method)(*args)
+                    rows = await getattr(local, ROWS[method])(*args)
+                    assert to_json(rows) == to_json(models), (method, args)
+                    nonempty += bool(rows)
+        finally:
+            await local.close()
+        assert nonempty > 10
+
+
 @pytest.mark.parametrize("cache_size", [0, 2048])
 async def test_the_teams_inside_answers_follow_a_change_to_the_dataset(tmp_path: Path, cache_size: int) -> None:
     db = tmp_path / "sports.db"
@@ -202,3 +228,31 @@ async def test_the_teams_inside_answers_follow_a_change_to_the_dataset(tmp_path:
         assert (await local.team(game.home_team.id)) == again.home_team
     finally:
         await local.close()
+
+
+async def test_name_search_finds_the_same_players_on_postgresql(season_db: Path, postgres_url: str) -> None:
+    # The players get ids of their row number: the dataset's 48-bit ids pass PostgreSQL's integer column.
+    source = season_db / "sports.db"
+    pg = Database(postgres_url, schema="sports_name_search")
+    await pg.create_all(tables.metadata)
+    columns = ("id", "first_name", "last_name", "search_name")
+    with sqlite3.connect(source) as conn:
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM players ORDER BY id").fetchall()
+    players = [dict(zip(columns, (n, *row[1:]), strict=True)) for n, row in enumerate(rows, 1)]
+
+    def copy(connection: Connection) -> None:
+        connection.execute(tables.players.delete())
+        connection.execute(tables.players.insert(), players)
+
+    await pg.run_write(copy)
+    on_sqlite = LocalBackend(Database(f"sqlite+aiosqlite:///{source}"), cache_size=0)
+    on_postgres = LocalBackend(pg, cache_size=0)
+    try:
+        for search in ("james", "LeBron", "jokić", "nikola jok", "le", "%", "_", "o'", "zzz"):
+            found = [await b.players(PlayerFilter(search=search), 100) for b in (on_sqlite, on_postgres)]
+            names = [sorted((p.first_name, p.last_name) for p in answer) for answer in found]
+            assert names[0] == names[1], search
+            assert bool(names[0]) == (search not in ("%", "_", "zzz")), search
+    finally:
+        await on_sqlite.close()
+        await on_postgres.close()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from plugkit.errors import ErrorDetail
 from plugkit.hints import reaching_remote, tool_hints
@@ -17,12 +18,15 @@ from plugkit.plugin import Plugin, PluginContext
 from plugkit.plugins.sports.backend import SportsBackend, SportsBackendError
 from plugkit.plugins.sports.balldontlie import BalldontlieBackend
 from plugkit.plugins.sports.importer import ensure_dataset
-from plugkit.plugins.sports.local import LocalBackend
+from plugkit.plugins.sports.local import LocalBackend, Row
 from plugkit.plugins.sports.models import (
+    GameFilter,
     GameList,
+    Meta,
     PlayerFilter,
     PlayerList,
     SeasonAverageList,
+    StatFilter,
     StatList,
     TeamList,
 )
@@ -59,41 +63,61 @@ async def get_backend(request: Request) -> SportsBackend:
 
 
 BackendDep = Annotated[SportsBackend, Depends(get_backend)]
-L = TypeVar("L", TeamList, PlayerList, GameList, StatList, SeasonAverageList)
+Item = BaseModel | Row
 
 
-def answered(request: Request, response: L, offset: int | None = None, limit: int | None = None) -> Response:
-    """The answer as JSON, serialised once (the route returns it as is). With `limit`, `response` holds up to
+def answered(request: Request, data: Sequence[Item], offset: int | None = None, limit: int | None = None) -> Response:
+    """The answer `{data, meta}` as JSON, serialised once (the route returns it as is; its response_model declares
+    the shape, which the items, models or rows of their fields, already have). With `limit`, `data` holds up to
     limit + 1 results from `offset`: `limit` are kept and meta.next_cursor (balldontlie's paging) is set when more
     follow. The last results are left out, and the answer says so, when the whole would pass the model host's size
     limit."""
+    meta = Meta()
     if limit is not None:
-        if len(response.data) > limit:
-            response.data = response.data[:limit]
+        if len(data) > limit:
+            data = data[:limit]
             if offset is not None:
-                response.meta.next_cursor = offset + limit
-        response.meta.per_page = limit
-    body = response.__pydantic_serializer__.to_json(response)  # once, unless the answer is cut below
+                meta.next_cursor = offset + limit
+        meta.per_page = limit
+    body = to_json({"data": data, "meta": meta})  # once, unless the answer is cut below
     max_chars = request.app.state.settings.max_response_chars
     if len(body) > max_chars - RESPONSE_MARGIN:  # bytes: never fewer than characters
-        items: list[BaseModel] = list(response.data)
         size, kept = 0, 0
-        for item in items:
-            size += len(item.model_dump_json()) + 1
+        for item in data:
+            size += len(to_json(item)) + 1
             if size > max_chars - RESPONSE_MARGIN:
                 break
             kept += 1
-        if kept < len(items):
-            response.data = response.data[:kept]
-            response.meta.truncated = True
-            response.meta.note = (
-                f"Showing {kept} of {len(items)} results: the rest were left out to keep the response under "
+        if kept < len(data):
+            meta.truncated = True
+            meta.note = (
+                f"Showing {kept} of {len(data)} results: the rest were left out to keep the response under "
                 f"{max_chars} characters. Ask for fewer or narrow the filters."
             )
             if limit is not None and offset is not None:
-                response.meta.next_cursor = offset + kept
-            body = response.__pydantic_serializer__.to_json(response)
+                meta.next_cursor = offset + kept
+            body = to_json({"data": data[:kept], "meta": meta})
     return Response(body, media_type="application/json")
+
+
+# The local dataset answers with rows, serialised as they are (building and validating a model per row cost about a
+# third of an uncached read); other backends with their models.
+async def _players(backend: SportsBackend, filters: PlayerFilter, limit: int, offset: int) -> Sequence[Item]:
+    if isinstance(backend, LocalBackend):
+        return await backend.player_rows(filters, limit, offset)
+    return await backend.players(filters, limit, offset)
+
+
+async def _games(backend: SportsBackend, filters: GameFilter, limit: int, offset: int) -> Sequence[Item]:
+    if isinstance(backend, LocalBackend):
+        return await backend.game_rows(filters, limit, offset)
+    return await backend.games(filters, limit, offset)
+
+
+async def _stats(backend: SportsBackend, filters: StatFilter, limit: int, offset: int) -> Sequence[Item]:
+    if isinstance(backend, LocalBackend):
+        return await backend.stat_rows(filters, limit, offset)
+    return await backend.stats(filters, limit, offset)
 
 
 router = APIRouter(dependencies=[Depends(known_query_only)])
@@ -136,7 +160,8 @@ async def get_players(
     text = (query or search or "").strip() or None
     filters = PlayerFilter(search=text, team_ids=tuple(team_ids or ()), player_ids=tuple(player_ids or ()))
     limit, offset = per_page or limit, cursor or 0
-    return answered(request, PlayerList(data=await backend.players(filters, limit + 1, offset)), offset, limit)
+    rows = await _players(backend, filters, limit + 1, offset)
+    return answered(request, rows, offset, limit)
 
 
 @router.get(
@@ -149,7 +174,7 @@ async def get_players(
 )
 async def get_teams(request: Request, backend: BackendDep) -> Response:
     """List every team with its id, city, conference and division."""
-    return answered(request, TeamList(data=await backend.teams()))
+    return answered(request, await backend.teams())
 
 
 @router.get(
@@ -170,7 +195,7 @@ async def get_games(
 ) -> Response:
     """Get games, oldest first, with home and visitor teams and final scores."""
     limit, offset = per_page or limit, cursor or 0
-    return answered(request, GameList(data=await backend.games(filters, limit + 1, offset)), offset, limit)
+    return answered(request, await _games(backend, filters, limit + 1, offset), offset, limit)
 
 
 @router.get(
@@ -191,7 +216,7 @@ async def get_stats(
 ) -> Response:
     """Get box-score lines (points, rebounds, assists and more) per player per game, oldest game first."""
     limit, offset = per_page or limit, cursor or 0
-    return answered(request, StatList(data=await backend.stats(filters, limit + 1, offset)), offset, limit)
+    return answered(request, await _stats(backend, filters, limit + 1, offset), offset, limit)
 
 
 @router.get(
@@ -212,7 +237,7 @@ async def get_season_averages(
     ],
 ) -> Response:
     """Get each player's games played and per-game averages (points, rebounds, assists...) in a regular season."""
-    return answered(request, SeasonAverageList(data=await backend.season_averages(season, tuple(player_ids))))
+    return answered(request, await backend.season_averages(season, tuple(player_ids)))
 
 
 def build_backend(settings: SportsSettings) -> tuple[SportsBackend, list[Callable[[], Awaitable[None]]]]:
