@@ -11,10 +11,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, create_engine, insert, inspect, make_url
+from sqlalchemy import BigInteger, Integer, MetaData, create_engine, insert, inspect, make_url
 
 from plugkit.auth import tables as auth_tables
 from plugkit.auth.credentials import hash_secret, utcnow
+from plugkit.plugins.sports import tables as sports_tables
 from plugkit.plugins.sports.app import create_app as sports_app
 from plugkit.plugins.sports.settings import SportsSettings
 from plugkit.plugins.todo import store as todo_store
@@ -65,7 +66,7 @@ async def test_a_release_0_1_0_sports_dataset_is_versioned_and_still_served(old_
     async with asgi_client(sports_app(SportsSettings(data_dir=old_data_dir))) as client:
         games = await client.get("/games")
     assert games.status_code == 200 and games.json()["data"]
-    assert versions(old_data_dir / "sports.db") == {"sports": "sports_0001"}
+    assert versions(old_data_dir / "sports.db") == {"sports": "sports_0002"}
     assert versions(old_data_dir / "sports_auth.db") == {"ratelimit": "ratelimit_0002"}
 
 
@@ -315,3 +316,42 @@ async def test_a_public_auth_version_table_is_copied_along_so_the_copy_migrates_
         "SELECT version_num FROM public.plugkit_schema_auth",
         "SELECT kind FROM sports_auth.auth_oauth_clients WHERE client_id = 'pkc_old'",
     ) == ["auth_0002", "auth_0001", "operator"]
+
+
+async def test_a_postgresql_sports_schema_of_release_0_1_0_gets_64_bit_player_ids(postgres_url: str) -> None:
+    schema = f"sports_{uuid.uuid4().hex[:8]}"
+    old = MetaData()
+    for table in sports_tables.metadata.tables.values():
+        copy = table.to_metadata(old)
+        for column in copy.columns:
+            if isinstance(column.type, BigInteger):
+                column.type = Integer()  # as sports_0001 made them
+    engine = create_engine(postgres_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+            conn.exec_driver_sql(f"SET search_path TO {schema}")
+            old.create_all(conn)
+        database = Database(postgres_url, schema=schema)
+        await database.create_all(sports_tables.metadata)  # stamps sports_0001, then migrates
+        await database.run_write(
+            lambda conn: conn.execute(
+                insert(sports_tables.players).values(
+                    id=281223717245337, first_name="A", last_name="B", search_name="a b"
+                )
+            )
+        )
+        await database.dispose()
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SET search_path TO {schema}")
+            types = {
+                (t, c["name"]): str(c["type"])
+                for t in ("players", "stats")
+                for c in inspect(conn).get_columns(t, schema=schema)
+                if c["name"] in ("id", "player_id")
+            }
+            version = conn.exec_driver_sql("SELECT version_num FROM plugkit_schema_sports").scalar_one()
+    finally:
+        engine.dispose()
+    assert set(types.values()) == {"BIGINT"} and len(types) == 3
+    assert version == "sports_0002"

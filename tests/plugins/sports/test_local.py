@@ -231,14 +231,14 @@ async def test_the_teams_inside_answers_follow_a_change_to_the_dataset(tmp_path:
 
 
 async def test_name_search_finds_the_same_players_on_postgresql(season_db: Path, postgres_url: str) -> None:
-    # The players get ids of their row number: the dataset's 48-bit ids pass PostgreSQL's integer column.
     source = season_db / "sports.db"
     pg = Database(postgres_url, schema="sports_name_search")
     await pg.create_all(tables.metadata)
     columns = ("id", "first_name", "last_name", "search_name")
     with sqlite3.connect(source) as conn:
         rows = conn.execute(f"SELECT {', '.join(columns)} FROM players ORDER BY id").fetchall()
-    players = [dict(zip(columns, (n, *row[1:]), strict=True)) for n, row in enumerate(rows, 1)]
+    players = [dict(zip(columns, row, strict=True)) for row in rows]  # their own 48-bit ids (BIGINT there)
+    assert max(p["id"] for p in players) > 2**31
 
     def copy(connection: Connection) -> None:
         connection.execute(tables.players.delete())

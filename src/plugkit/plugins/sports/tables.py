@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table
 
 from plugkit.schema import versioned
 
@@ -20,10 +20,12 @@ teams = Table(
     Column("division", String(20)),
 )
 
+# Player and box-score ids are 48-bit (the importer derives them from names and games): BIGINT on PostgreSQL
+# (sports_0002); SQLite's INTEGER holds 64 bits either way.
 players = Table(
     "players",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
     Column("first_name", String(80), nullable=False),
     Column("last_name", String(80), nullable=False),
     Column("search_name", String(160), nullable=False, index=True, doc="lower case, no accents or dots"),
@@ -81,8 +83,8 @@ COUNT_FIELDS = tuple(f for f in STAT_FIELDS if not f.endswith("_pct"))
 stats = Table(
     "stats",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("player_id", Integer, ForeignKey("players.id"), nullable=False, index=True),
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("player_id", BigInteger, ForeignKey("players.id"), nullable=False, index=True),
     Column("team_id", Integer, ForeignKey("teams.id")),
     Column("game_id", Integer, ForeignKey("games.id"), nullable=False, index=True),
     Column("min", String(10)),
