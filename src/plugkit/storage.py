@@ -6,7 +6,7 @@ import asyncio
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,17 +280,27 @@ def _configure_sqlite(sync_engine: Engine) -> None:
 class PreparedRead:
     """A hot read of one shape: the SQLAlchemy statement (run as is on PostgreSQL) and its SQLite text, compiled from
     it once and run as a prepared statement on the worker's read connection (`Database.sqlite_reader`: no thread hop,
-    no SQLAlchemy execution; sqlite3 keeps it compiled). Parameters are `bindparam`s, passed by name. On SQLite the
-    row holds the driver's values (a DateTime column comes back as its ISO text)."""
+    no SQLAlchemy execution; sqlite3 keeps it compiled). Parameters are `bindparam`s, passed by name; `keys` are the
+    names of the columns it selects, in order. On SQLite the rows hold the driver's values (a DateTime column comes
+    back as its ISO text)."""
 
     statement: Select[Any]
     sql: str
-    names: tuple[str, ...]
+    names: tuple[str, ...]  # the parameters, in the order of the text's placeholders
+    keys: tuple[str, ...]
 
     @classmethod
     def of(cls, statement: Select[Any]) -> PreparedRead:
         compiled = statement.compile(dialect=sqlite.dialect())
-        return cls(statement, compiled.string, tuple(compiled.positiontup or ()))
+        keys = tuple(statement.selected_columns.keys())
+        return cls(statement, compiled.string, tuple(compiled.positiontup or ()), keys)
+
+    async def rows(self, db: Database, params: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        """Every row the read finds."""
+        reader = db.sqlite_reader()
+        if reader is not None:  # microseconds on the event loop's thread, as run_read runs SQLite work
+            return reader.execute(self.sql, [params[name] for name in self.names]).fetchall()
+        return await db.run_read(lambda conn: conn.execute(self.statement, params).all())
 
     async def first(self, db: Database, **params: Any) -> tuple[Any, ...] | None:
         """The first row the read finds, or None."""

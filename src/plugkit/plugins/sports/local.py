@@ -20,7 +20,6 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -40,7 +39,7 @@ from plugkit.plugins.sports.models import (
     StatFilter,
     Team,
 )
-from plugkit.storage import Database
+from plugkit.storage import Database, PreparedRead
 
 T, P, G, S = tables.teams, tables.players, tables.games, tables.stats
 TEAM_COLUMNS = tuple(Team.model_fields)
@@ -52,42 +51,23 @@ GAME_POSTSEASON, GAME_REF_POSTSEASON = GAME_COLUMNS.index("postseason"), GAME_RE
 Row = dict[str, Any]  # an answer's item as JSON-ready values, keyed and ordered as its model's fields
 SHAPES = 256  # query shapes kept compiled (each: which filters are present, how many values each list holds)
 ZERO = literal_column("0", Integer)  # a constant in the text, not a parameter
-SQLITE = sqlite.dialect()  # the dialect of Database's SQLite reads (pysqlite)
 
 TEAMS, PLAYERS, GAMES = TypeAdapter(list[Team]), TypeAdapter(list[Player]), TypeAdapter(list[Game])
 STATS, AVERAGES = TypeAdapter(list[Stat]), TypeAdapter(list[SeasonAverage])
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """A query of one shape: the SQLAlchemy statement (run as is on PostgreSQL) and its SQLite text, compiled from it
-    once and run as a prepared statement on the worker's read connection; `names` are the statement's parameters in
-    the order of the text's placeholders."""
-
-    statement: Select[Any]
-    sql: str
-    names: tuple[str, ...]
-    keys: tuple[str, ...]  # the names of the columns it selects, in order
-
-    @classmethod
-    def of(cls, statement: Select[Any]) -> Prepared:
-        compiled = statement.compile(dialect=SQLITE)
-        keys = tuple(statement.selected_columns.keys())
-        return cls(statement, compiled.string, tuple(compiled.positiontup or ()), keys)
-
-
-@dataclass(frozen=True)
 class Shape:
     """A filtered listing's page (LIMIT :limit OFFSET :offset) and its count."""
 
-    page: Prepared
-    count: Prepared
+    page: PreparedRead
+    count: PreparedRead
 
     @classmethod
     def of(cls, query: Select[Any]) -> Shape:
         page = query.limit(bindparam("limit")).offset(bindparam("offset"))
         count = select(func.count()).select_from(query.order_by(None).subquery())
-        return cls(Prepared.of(page), Prepared.of(count))
+        return cls(PreparedRead.of(page), PreparedRead.of(count))
 
 
 def _in(column: Any, name: str, n: int) -> ColumnElement[bool]:
@@ -166,13 +146,10 @@ class LocalBackend:
     async def _cached(self, key: tuple[Any, ...], compute: Callable[[], Awaitable[Answer]]) -> Answer:
         return await self.answers.get(key, compute)
 
-    async def _rows(self, query: Prepared, values: dict[str, Any]) -> Sequence[Sequence[Any]]:
-        reader = self.db.sqlite_reader()
-        if reader is not None:  # microseconds on the event loop's thread, as Database.run_read runs SQLite work
-            return reader.execute(query.sql, [values[name] for name in query.names]).fetchall()
-        return await self.db.run_read(lambda conn: conn.execute(query.statement, values).all())
+    async def _rows(self, query: PreparedRead, values: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        return await query.rows(self.db, values)
 
-    async def _count(self, query: Prepared, values: dict[str, Any]) -> int:
+    async def _count(self, query: PreparedRead, values: dict[str, Any]) -> int:
         return int((await self._rows(query, values))[0][0])
 
     # teams
@@ -310,7 +287,7 @@ class LocalBackend:
         await self.db.dispose()
 
 
-TEAMS_QUERY = Prepared.of(select(*(T.c[c] for c in TEAM_COLUMNS)).order_by(T.c.id))
+TEAMS_QUERY = PreparedRead.of(select(*(T.c[c] for c in TEAM_COLUMNS)).order_by(T.c.id))
 
 
 def _players(filters: PlayerFilter) -> tuple[Shape, dict[str, Any]]:
@@ -436,7 +413,7 @@ def _stats_shape(games: GameShape, player_ids: int, game_ids: int, team_ids: int
 
 
 @functools.lru_cache(maxsize=SHAPES)
-def _averages_query(player_ids: int, postseason: bool) -> Prepared:
+def _averages_query(player_ids: int, postseason: bool) -> PreparedRead:
     sums = [func.sum(S.c[f]).label(f"sum_{f}") for f in ("fgm", "fga", "fg3m", "fg3a", "ftm", "fta")]
     averages = [func.avg(S.c[f]).label(f) for f in tables.COUNT_FIELDS]
     query = (
@@ -456,7 +433,7 @@ def _averages_query(player_ids: int, postseason: bool) -> Prepared:
         .group_by(S.c.player_id)
         .order_by(S.c.player_id)
     )
-    return Prepared.of(query)
+    return PreparedRead.of(query)
 
 
 __all__ = ["LocalBackend"]
