@@ -303,10 +303,6 @@ class PreparedRead:
         return await db.run_read(lambda conn: conn.execute(self.statement, params).all())
 
     async def first(self, db: Database, **params: Any) -> tuple[Any, ...] | None:
-        """The first row the read finds, or None."""
-        reader = db.sqlite_reader()
-        if reader is not None:
-            row = reader.execute(self.sql, [params[name] for name in self.names]).fetchone()
-            return None if row is None else tuple(row)
-        found = await db.run_read(lambda conn: conn.execute(self.statement, params).first())
-        return None if found is None else tuple(found)
+        """The first row of a read that finds at most a few (a lookup by a unique key), or None."""
+        found = await self.rows(db, params)
+        return tuple(found[0]) if found else None
