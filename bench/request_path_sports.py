@@ -6,8 +6,8 @@ sports` worker and bench/bare_app.py pinned to core 0, wrk on core 1, rounds alt
 
 - `sports-uncached-rows`: /stats and /season_averages for players the bundled sample holds. The request-path cases
   ask for players 237 and 115, ids the sample's hashed player ids never take, so those answers are empty.
-- `--baseline REV`: the same sports-uncached cases served by the code at git revision REV (its tree exported to a
-  temporary folder), in the same run, so that before and after share the machine's load.
+- `--baseline REV`: the same sports-uncached and sports-uncached-rows cases served by the code at git revision REV
+  (its tree exported to a temporary folder), in the same run, so that before and after share the machine's load.
 
 Results: bench/results/request_path_sports.json (with the load average at start and end: the machine is shared).
 """
@@ -87,7 +87,9 @@ def main() -> None:
         for label in args.plugins.split(","):
             result["routes"].extend(measure_plugin(label, args, root))
         if args.baseline:
-            result["baseline"] = measure_at(args.baseline, "sports-uncached", args, root)
+            result["baseline"] = [
+                row for label in ("sports-uncached", ROWS) for row in measure_at(args.baseline, label, args, root)
+            ]
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["seconds"] = round(time.time() - started)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -190,7 +190,7 @@ async def test_sqlite_reads_answer_as_the_sqlalchemy_path_does(dataset: str, sea
     assert nonempty > 20  # the spread reaches real rows, not only empty answers
 
 
-ROWS = {"players": "player_rows", "games": "game_rows", "stats": "stat_rows"}
+ROWS = {"players": "player_rows", "games": "game_rows", "stats": "stat_rows", "season_averages": "season_average_rows"}
 
 
 @pytest.mark.parametrize("reads", ["prepared", "sqlalchemy"])
@@ -226,6 +226,27 @@ async def test_the_teams_inside_answers_follow_a_change_to_the_dataset(tmp_path:
         again = (await local.games(GameFilter(postseason=True), 1))[0]
         assert again.home_team is not None and again.home_team.city == "Renamed"
         assert (await local.team(game.home_team.id)) == again.home_team
+    finally:
+        await local.close()
+
+
+@pytest.mark.parametrize("cache_size", [0, 2048])
+async def test_a_name_search_finds_a_player_an_import_added_since_the_last_search(
+    tmp_path: Path, cache_size: int
+) -> None:
+    db = tmp_path / "sports.db"
+    import_files([PLAYOFF_TEAMS], db)
+    local = LocalBackend(Database(f"sqlite+aiosqlite:///{db}"), cache_size=cache_size)
+    try:
+        assert await local.players(PlayerFilter(search="wembanyama"), 10) == []
+        with sqlite3.connect(db) as other:  # another process's write, as an import makes
+            other.execute(
+                "INSERT INTO players (id, first_name, last_name, search_name, team_id) "
+                "VALUES (7, 'Victor', 'Wembanyama', 'victor wembanyama', 27)"
+            )
+        [found] = await local.players(PlayerFilter(search="wembanyama"), 10)
+        assert (found.id, found.last_name, found.team and found.team.id) == (7, "Wembanyama", 27)
+        assert await local.count_players(PlayerFilter(search="victor", team_ids=(27,))) == 1
     finally:
         await local.close()
 

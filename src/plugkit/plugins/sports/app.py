@@ -237,6 +237,8 @@ async def get_season_averages(
     ],
 ) -> Response:
     """Get each player's games played and per-game averages (points, rebounds, assists...) in a regular season."""
+    if isinstance(backend, LocalBackend):
+        return answered(request, await backend.season_average_rows(season, tuple(player_ids)))
     return answered(request, await backend.season_averages(season, tuple(player_ids)))
 
 

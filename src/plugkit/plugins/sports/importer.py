@@ -27,7 +27,7 @@ from sqlalchemy import Connection, case, create_engine, func, select
 from sqlalchemy.dialects.sqlite import insert
 
 from plugkit import schema
-from plugkit.plugins.sports import tables
+from plugkit.plugins.sports import averages, tables
 from plugkit.plugins.sports.teams import TEAMS, team_for
 
 Progress = Callable[[str, int, int], None]  # (file name, rows done, rows in the file)
@@ -492,6 +492,8 @@ def import_files(paths: Sequence[Path], db_path: Path, progress: Progress | None
                 else:
                     _read_balldontlie_json(path, batch, progress)
             _write(conn, batch)
+            touched = {row["game_id"] for row in batch.stats.values()} | set(batch.games)
+            averages.refresh(conn, averages.seasons_of_games(conn, touched))
             report.players, report.games, report.stats = len(batch.players), len(batch.games), len(batch.stats)
             report.skipped_rows = batch.skipped
     finally:

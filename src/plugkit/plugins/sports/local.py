@@ -41,12 +41,13 @@ from plugkit.plugins.sports.models import (
 )
 from plugkit.storage import Database, PreparedRead
 
-T, P, G, S = tables.teams, tables.players, tables.games, tables.stats
+T, P, G, S, A = tables.teams, tables.players, tables.games, tables.stats, tables.season_averages
 TEAM_COLUMNS = tuple(Team.model_fields)
 PLAYER_COLUMNS = tuple(f for f in Player.model_fields if f != "team")
 GAME_COLUMNS = tuple(f for f in Game.model_fields if f not in ("home_team", "visitor_team"))
 PLAYER_REF_COLUMNS, GAME_REF_COLUMNS = tuple(PlayerRef.model_fields), tuple(GameRef.model_fields)
 STAT_LINE_COLUMNS = tuple(f for f in Stat.model_fields if f not in ("player", "team", "game"))  # a row's first columns
+AVERAGE_COLUMNS = tuple(SeasonAverage.model_fields)
 GAME_POSTSEASON, GAME_REF_POSTSEASON = GAME_COLUMNS.index("postseason"), GAME_REF_COLUMNS.index("postseason")
 Row = dict[str, Any]  # an answer's item as JSON-ready values, keyed and ordered as its model's fields
 SHAPES = 256  # query shapes kept compiled (each: which filters are present, how many values each list holds)
@@ -104,13 +105,6 @@ def _strpos(element: _found_at, compiler: SQLCompiler, **kw: Any) -> str:
     return f"strpos({compiler.process(element.clauses, **kw)})"
 
 
-def _format_minutes(minutes: float | None) -> str | None:
-    if minutes is None:
-        return None
-    total = round(minutes * 60)
-    return f"{total // 60}:{total % 60:02d}"
-
-
 Answer = TypeVar("Answer")
 Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
 
@@ -138,10 +132,8 @@ class LocalBackend:
         # Answers are kept until the dataset changes (SQLite's data_version moves when an import commits): a
         # repeated question costs one PRAGMA, not a query and the models built from it.
         self.answers = DatabaseCache(database, cache_size)
-        # The teams, every answer's nested team taken from them by id (a join in Python, where SQLite's would fetch
-        # the same 30 rows' columns again for each row), as models and as rows, with the data_version they were read
-        # at.
-        self._team_table: tuple[int | None, dict[int, Team], dict[int, Row]] | None = None
+        # What is derived from the whole dataset, by name, with the data_version it was read at (see `_derived`).
+        self._kept: dict[str, tuple[int | None, Any]] = {}
 
     async def _cached(self, key: tuple[Any, ...], compute: Callable[[], Awaitable[Answer]]) -> Answer:
         return await self.answers.get(key, compute)
@@ -152,18 +144,29 @@ class LocalBackend:
     async def _count(self, query: PreparedRead, values: dict[str, Any]) -> int:
         return int((await self._rows(query, values))[0][0])
 
+    async def _derived(self, name: str, build: Callable[[], Awaitable[Answer]]) -> Answer:
+        """What `build` derives from the whole dataset, kept until the dataset changes (built again for each call on
+        a database without a data_version). Only called within an answer-cached method, whose lookup has just read
+        data_version."""
+        version, kept = self.answers.version, self._kept.get(name)
+        if kept is not None and version is not None and kept[0] == version:
+            return kept[1]  # type: ignore[no-any-return]
+        value = await build()
+        self._kept[name] = (version, value)
+        return value
+
     # teams
     async def _team_tables(self) -> tuple[dict[int, Team], dict[int, Row]]:
-        """Every team by id, in the order of ids, as a model and as a row (shared by the answers that hold it); read
-        again when the dataset changed. Only called within an answer-cached method, whose lookup has just read
-        data_version."""
-        version, kept = self.answers.version, self._team_table
-        if kept is not None and version is not None and kept[0] == version:
-            return kept[1], kept[2]
-        rows = [dict(zip(TEAM_COLUMNS, r, strict=True)) for r in await self._rows(TEAMS_QUERY, {})]
-        teams = TEAMS.validate_python(rows)
-        self._team_table = (version, {team.id: team for team in teams}, {row["id"]: row for row in rows})
-        return self._team_table[1], self._team_table[2]
+        """Every team by id, in the order of ids, as a model and as a row (shared by the answers that hold it): every
+        answer's nested team is taken from them by id, a join in Python where SQLite's would fetch the same 30 rows'
+        columns again for each row."""
+
+        async def read() -> tuple[dict[int, Team], dict[int, Row]]:
+            rows = [dict(zip(TEAM_COLUMNS, r, strict=True)) for r in await self._rows(TEAMS_QUERY, {})]
+            teams = TEAMS.validate_python(rows)
+            return {team.id: team for team in teams}, {row["id"]: row for row in rows}
+
+        return await self._derived("teams", read)
 
     async def _teams(self) -> dict[int, Team]:
         return (await self._team_tables())[0]
@@ -186,8 +189,14 @@ class LocalBackend:
     @_answer_cached
     async def player_rows(self, filters: PlayerFilter, limit: int, offset: int = 0) -> list[Row]:
         """`players` as rows: each a dict of the Player answer's fields, in its order, with JSON's types."""
-        shape, values = _players(filters)
-        rows = await self._rows(shape.page, {**values, "limit": limit, "offset": offset})
+        found = await self._found_by_name(filters)
+        if found is None:
+            shape, values = _players(filters)
+            rows = await self._rows(shape.page, {**values, "limit": limit, "offset": offset})
+        else:  # the page's players read by id
+            page = found[offset : offset + limit]
+            shape, values = _players(PlayerFilter(player_ids=tuple(page)))
+            rows = await self._rows(shape.page, {**values, "limit": len(page), "offset": 0}) if page else []
         team, n = (await self._team_rows()).get, len(PLAYER_COLUMNS)
         players = []
         for r in rows:  # each row's fields filled in place: a dict merged into another costs a third more
@@ -198,8 +207,37 @@ class LocalBackend:
 
     @_answer_cached
     async def count_players(self, filters: PlayerFilter) -> int:
+        found = await self._found_by_name(filters)
+        if found is not None:
+            return len(found)
         shape, values = _players(filters)
         return await self._count(shape.count, values)
+
+    async def _found_by_name(self, filters: PlayerFilter) -> list[int] | None:
+        """The ids of the players a name search finds, in the answer's order, from the names kept in memory; None
+        when `filters` search no name or the database has no data_version to keep them by (PostgreSQL: the query
+        tests every name). Testing each of a few thousand names in Python costs a fifth of SQLite's instr() over the
+        table."""
+        if not filters.search or self.answers.version is None:
+            return None
+        names = await self._derived("names", self._read_names)
+        words = normalise_name(filters.search).split()
+        if len(words) == 1:
+            word = words[0]
+            found = [(player, team) for name, player, team in names if word in name]
+        else:
+            found = [(player, team) for name, player, team in names if all(w in name for w in words)]
+        if filters.player_ids:
+            wanted = set(filters.player_ids)
+            found = [(player, team) for player, team in found if player in wanted]
+        if filters.team_ids:
+            teams = set(filters.team_ids)
+            found = [(player, team) for player, team in found if team in teams]
+        return [player for player, _ in found]
+
+    async def _read_names(self) -> list[tuple[str, int, int | None]]:
+        """Every player's search name, id and team id, in the order of the players answer."""
+        return [(name, player, team) for name, player, team in await self._rows(NAMES_QUERY, {})]
 
     # games
     async def games(self, filters: GameFilter, limit: int, offset: int = 0) -> list[Game]:
@@ -253,41 +291,31 @@ class LocalBackend:
         return await self._count(shape.count, values)
 
     # season averages
-    @_answer_cached
     async def season_averages(
         self, season: int, player_ids: tuple[int, ...], postseason: bool = False
     ) -> list[SeasonAverage]:
-        """Per-game averages from the stat lines; percentages are made over attempted, on the season's totals."""
-        query = _averages_query(len(player_ids), postseason)
-        values: dict[str, Any] = {"season": season}
+        return AVERAGES.validate_python(await self.season_average_rows(season, player_ids, postseason))
+
+    @_answer_cached
+    async def season_average_rows(
+        self, season: int, player_ids: tuple[int, ...], postseason: bool = False
+    ) -> list[Row]:
+        """`season_averages` as rows (see `player_rows`): the rows the importer derived from the stat lines, in the
+        order of player ids."""
+        values: dict[str, Any] = {"season": season, "postseason": postseason}
         _bind(values, "player_id", player_ids)
-        result = []
-        for row in await self._rows(query, values):
-            r = dict(zip(query.keys, row, strict=True))
-            averages: dict[str, Any] = {f: round(r[f], 2) for f in tables.COUNT_FIELDS if r[f] is not None}
-            for made, attempted, pct in (
-                ("fgm", "fga", "fg_pct"),
-                ("fg3m", "fg3a", "fg3_pct"),
-                ("ftm", "fta", "ft_pct"),
-            ):
-                a = r[f"sum_{attempted}"]
-                averages[pct] = round(r[f"sum_{made}"] / a, 3) if a else None
-            result.append(
-                {
-                    "player_id": r["player_id"],
-                    "season": season,
-                    "games_played": r["games_played"],
-                    "min": _format_minutes(r["minutes"]),
-                    **averages,
-                }
-            )
-        return AVERAGES.validate_python(result)
+        return [
+            dict(zip(AVERAGE_COLUMNS, r, strict=True))
+            for r in await self._rows(_averages_query(len(player_ids)), values)
+        ]
 
     async def close(self) -> None:
         await self.db.dispose()
 
 
 TEAMS_QUERY = PreparedRead.of(select(*(T.c[c] for c in TEAM_COLUMNS)).order_by(T.c.id))
+PLAYER_ORDER = (P.c.last_name, P.c.first_name, P.c.id)
+NAMES_QUERY = PreparedRead.of(select(P.c.search_name, P.c.id, P.c.team_id).order_by(*PLAYER_ORDER))
 
 
 def _players(filters: PlayerFilter) -> tuple[Shape, dict[str, Any]]:
@@ -308,7 +336,7 @@ def _players_shape(words: int, player_ids: int, team_ids: int) -> Shape:
         query = query.where(_in(P.c.id, "player_id", player_ids))
     if team_ids:
         query = query.where(_in(P.c.team_id, "team_id", team_ids))
-    return Shape.of(query.order_by(P.c.last_name, P.c.first_name, P.c.id))
+    return Shape.of(query.order_by(*PLAYER_ORDER))
 
 
 @dataclass(frozen=True)
@@ -413,27 +441,13 @@ def _stats_shape(games: GameShape, player_ids: int, game_ids: int, team_ids: int
 
 
 @functools.lru_cache(maxsize=SHAPES)
-def _averages_query(player_ids: int, postseason: bool) -> PreparedRead:
-    sums = [func.sum(S.c[f]).label(f"sum_{f}") for f in ("fgm", "fga", "fg3m", "fg3a", "ftm", "fta")]
-    averages = [func.avg(S.c[f]).label(f) for f in tables.COUNT_FIELDS]
-    query = (
-        select(
-            S.c.player_id,
-            func.count(S.c.id).label("games_played"),
-            func.avg(S.c.minutes).label("minutes"),
-            *averages,
-            *sums,
-        )
-        .join(G, G.c.id == S.c.game_id)
-        .where(
-            G.c.season == bindparam("season"),
-            G.c.postseason.is_(postseason),
-            _in(S.c.player_id, "player_id", player_ids),
-        )
-        .group_by(S.c.player_id)
-        .order_by(S.c.player_id)
+def _averages_query(player_ids: int) -> PreparedRead:
+    query = select(*(A.c[c] for c in AVERAGE_COLUMNS)).where(
+        A.c.season == bindparam("season"),
+        A.c.postseason == bindparam("postseason"),
+        _in(A.c.player_id, "player_id", player_ids),
     )
-    return PreparedRead.of(query)
+    return PreparedRead.of(query.order_by(A.c.player_id))
 
 
 __all__ = ["LocalBackend"]

@@ -92,3 +92,17 @@ stats = Table(
     *(Column(name, Float) for name in STAT_FIELDS),
 )
 Index("ix_stats_player_game", stats.c.player_id, stats.c.game_id, unique=True)
+
+# Each player's per-game averages in a season (regular season or playoffs), as /season_averages answers them: derived
+# from the stat lines when they are imported (plugkit.plugins.sports.averages), so a question reads one row a player
+# instead of summing a season of box scores (sports_0003).
+season_averages = Table(
+    "season_averages",
+    metadata,
+    Column("season", Integer, primary_key=True, autoincrement=False),
+    Column("postseason", Boolean, primary_key=True),
+    Column("player_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("games_played", Integer, nullable=False),
+    Column("min", String(10), doc="average minutes, MM:SS"),
+    *(Column(name, Float) for name in STAT_FIELDS),
+)
