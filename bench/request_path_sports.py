@@ -42,15 +42,18 @@ EXTRA = (
 
 
 def measure_at(revision: str, label: str, args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
-    """`label`'s cases served by the tree at `revision` (its bench/bare_app.py too)."""
-    tree = root / f"tree-{revision}"
-    tree.mkdir()
-    archive = subprocess.run(["git", "archive", revision], cwd=ROOT, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    """`label`'s cases served by the tree at `revision` (its bench/bare_app.py too), from a data directory of its
+    own (a newer plugkit's migrated dataset is one an older refuses)."""
+    tree, data = root / f"tree-{revision}", root / f"data-{revision}"
+    if not tree.exists():
+        tree.mkdir()
+        data.mkdir()
+        archive = subprocess.run(["git", "archive", revision], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     here = request_path.ROOT
     request_path.ROOT = tree  # plugkit_server and the bare app run from request_path.ROOT
     try:
-        rows = measure_plugin(label, args, root)
+        rows = measure_plugin(label, args, data)
     finally:
         request_path.ROOT = here
     for row in rows:

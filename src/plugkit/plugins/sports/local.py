@@ -39,6 +39,7 @@ from plugkit.plugins.sports.models import (
     StatFilter,
     Team,
 )
+from plugkit.plugins.sports.names import PlayerNames
 from plugkit.storage import Database, PreparedRead
 
 T, P, G, S, A = tables.teams, tables.players, tables.games, tables.stats, tables.season_averages
@@ -192,11 +193,9 @@ class LocalBackend:
         found = await self._found_by_name(filters)
         if found is None:
             shape, values = _players(filters)
-            rows = await self._rows(shape.page, {**values, "limit": limit, "offset": offset})
-        else:  # the page's players read by id
-            page = found[offset : offset + limit]
-            shape, values = _players(PlayerFilter(player_ids=tuple(page)))
-            rows = await self._rows(shape.page, {**values, "limit": len(page), "offset": 0}) if page else []
+            rows: Sequence[Sequence[Any]] = await self._rows(shape.page, {**values, "limit": limit, "offset": offset})
+        else:
+            rows = found[offset : offset + limit]
         team, n = (await self._team_rows()).get, len(PLAYER_COLUMNS)
         players = []
         for r in rows:  # each row's fields filled in place: a dict merged into another costs a third more
@@ -213,31 +212,24 @@ class LocalBackend:
         shape, values = _players(filters)
         return await self._count(shape.count, values)
 
-    async def _found_by_name(self, filters: PlayerFilter) -> list[int] | None:
-        """The ids of the players a name search finds, in the answer's order, from the names kept in memory; None
-        when `filters` search no name or the database has no data_version to keep them by (PostgreSQL: the query
-        tests every name). Testing each of a few thousand names in Python costs a fifth of SQLite's instr() over the
-        table."""
+    async def _found_by_name(self, filters: PlayerFilter) -> list[Sequence[Any]] | None:
+        """The rows of the players a name search finds (the players query's columns), in the answer's order, from
+        the players kept in memory (`PlayerNames`, a few thousand rows); None when `filters` search no name or the
+        database has no data_version to keep them by (PostgreSQL: the query tests every name)."""
         if not filters.search or self.answers.version is None:
             return None
-        names = await self._derived("names", self._read_names)
-        words = normalise_name(filters.search).split()
-        if len(words) == 1:
-            word = words[0]
-            found = [(player, team) for name, player, team in names if word in name]
-        else:
-            found = [(player, team) for name, player, team in names if all(w in name for w in words)]
+        players = await self._derived("players", self._read_players)
+        found = players.matching(normalise_name(filters.search).split())
         if filters.player_ids:
             wanted = set(filters.player_ids)
-            found = [(player, team) for player, team in found if player in wanted]
+            found = [row for row in found if row[PLAYER_ID_AT] in wanted]
         if filters.team_ids:
             teams = set(filters.team_ids)
-            found = [(player, team) for player, team in found if team in teams]
-        return [player for player, _ in found]
+            found = [row for row in found if row[PLAYER_TEAM_AT] in teams]
+        return found
 
-    async def _read_names(self) -> list[tuple[str, int, int | None]]:
-        """Every player's search name, id and team id, in the order of the players answer."""
-        return [(name, player, team) for name, player, team in await self._rows(NAMES_QUERY, {})]
+    async def _read_players(self) -> PlayerNames:
+        return PlayerNames.of(await self._rows(ALL_PLAYERS, {}), PLAYER_NAME_AT)
 
     # games
     async def games(self, filters: GameFilter, limit: int, offset: int = 0) -> list[Game]:
@@ -315,7 +307,11 @@ class LocalBackend:
 
 TEAMS_QUERY = PreparedRead.of(select(*(T.c[c] for c in TEAM_COLUMNS)).order_by(T.c.id))
 PLAYER_ORDER = (P.c.last_name, P.c.first_name, P.c.id)
-NAMES_QUERY = PreparedRead.of(select(P.c.search_name, P.c.id, P.c.team_id).order_by(*PLAYER_ORDER))
+# Every player as the players query reads them (its columns, then the team's id), and the search name.
+ALL_PLAYERS = PreparedRead.of(
+    select(*(P.c[c] for c in PLAYER_COLUMNS), P.c.team_id, P.c.search_name).order_by(*PLAYER_ORDER)
+)
+PLAYER_ID_AT, PLAYER_TEAM_AT, PLAYER_NAME_AT = PLAYER_COLUMNS.index("id"), len(PLAYER_COLUMNS), len(PLAYER_COLUMNS) + 1
 
 
 def _players(filters: PlayerFilter) -> tuple[Shape, dict[str, Any]]:
