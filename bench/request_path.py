@@ -3,7 +3,9 @@
 For each plugin a real `plugkit serve NAME` (its defaults, one worker) and a bare FastAPI app (bench/bare_app.py:
 the same payloads from memory with `JSONResponse`, writes to a dict) both run under uvicorn pinned to core 0; wrk
 drives one at a time from core 1 (`taskset -c 1 wrk -t1 -c16`). Rounds alternate the two so that both see the same
-machine; the table gives each route's median requests/s, the spread over rounds and the ratio of the medians.
+machine; the table gives each route's median requests/s, the spread over rounds and the ratio of the medians, and
+the ratio of the servers' CPU time per request (from /proc: what a core alone would give each, much less moved by
+what else the shared machine runs than requests/s).
 
 Also measured: the per-address rate limit's cost (todo GET with 127.0.0.1 not exempt), and sports under the
 reliability run's load (64 connections, 60 s, its four calls round-robin).
@@ -24,6 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench")]
 
-from todo import free_port, wait_up, wrk  # noqa: E402
+from todo import free_port, wait_up, with_cpu, wrk  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "request_path.json"
 READ_GOAL, WRITE_GOAL = 0.6, 0.4
@@ -73,6 +76,9 @@ SERVED: dict[str, tuple[str, dict[str, str]]] = {"sports-uncached": ("sports", {
 SPORTS_LOAD = ("/players?query=james", "/teams", "/games?team_ids[]=14&limit=25", "/stats?player_ids[]=237&limit=25")
 
 
+PIDS: dict[str, int] = {}  # each running server's process, by base URL: its CPU time is read per run
+
+
 def pinned(core: int) -> list[str]:
     return ["taskset", "-c", str(core)] if shutil.which("taskset") else []
 
@@ -81,10 +87,12 @@ def pinned(core: int) -> list[str]:
 def server(cmd: list[str], env: dict[str, str], port: int, probe: str, cwd: Path = ROOT) -> Iterator[str]:
     proc = subprocess.Popen([*pinned(0), *cmd], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
+    PIDS[base] = proc.pid
     try:
         wait_up(f"{base}{probe}", proc)
         yield base
     finally:
+        PIDS.pop(base, None)
         proc.terminate()
         proc.wait(timeout=30)
 
@@ -151,12 +159,17 @@ def wrk_pinned(url: str, args: argparse.Namespace, script: Path | None = None, c
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     rates = [r["requests_per_s"] for r in runs]
-    return {
+    found = {
         "requests_per_s_median": round(statistics.median(rates), 1),
         "requests_per_s_min_max": [round(min(rates), 1), round(max(rates), 1)],
         "p99_ms_median": round(statistics.median(r["p99_ms"] for r in runs), 2),
         "non_2xx": sum(r["non_2xx"] for r in runs),
     }
+    cpu = [r["cpu_us_per_request"] for r in runs if "cpu_us_per_request" in r]
+    if cpu:  # the server's CPU time per request: what a core alone gives it, whatever else the machine runs
+        found["cpu_us_per_request_median"] = round(statistics.median(cpu), 1)
+        found["cpu_us_per_request_min_max"] = [min(cpu), max(cpu)]
+    return found
 
 
 def measure_plugin(plugin: str, args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
@@ -180,11 +193,17 @@ def measure_plugin(plugin: str, args: argparse.Namespace, root: Path) -> list[di
                         if case.method == "DELETE":  # add todos to delete, then delete them by id, oldest first
                             drive(url, Case("todo", "POST", "/todos/writer", '{"todo": "x"}'), args)
                             first = next_id[name]
-                        runs[name].append(run := drive(url, case, args, first))
+                        run = with_cpu(PIDS[url], partial(drive, url, case, args, first))
+                        runs[name].append(run)
                         if case.method == "DELETE":  # the next round starts past every id this one asked for
                             next_id[name] = first + run["requests"] + args.connections
                 mine, peer = summary(runs["plugkit"]), summary(runs["bare"])
                 ratio = round(mine["requests_per_s_median"] / peer["requests_per_s_median"], 3)
+                per_cpu = (
+                    round(peer["cpu_us_per_request_median"] / mine["cpu_us_per_request_median"], 3)
+                    if "cpu_us_per_request_median" in mine and "cpu_us_per_request_median" in peer
+                    else None
+                )
                 goal = WRITE_GOAL if case.write else READ_GOAL
                 rows.append(
                     {
@@ -194,11 +213,12 @@ def measure_plugin(plugin: str, args: argparse.Namespace, root: Path) -> list[di
                         "plugkit": mine,
                         "bare_fastapi": peer,
                         "ratio": ratio,
+                        "ratio_per_cpu_second": per_cpu,
                         "goal": f">= {goal}",
                         "met": ratio >= goal,
                     }
                 )
-                print(f"{plugin:9} {case.method:6} {case.path:60} {ratio:.2f}x", flush=True)
+                print(f"{plugin:9} {case.method:6} {case.path:60} {ratio:.2f}x (per CPU second {per_cpu}x)", flush=True)
     return rows
 
 

@@ -96,8 +96,8 @@ def main() -> None:
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["seconds"] = round(time.time() - started)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print("| operation | plugkit req/s (min-max) | bare FastAPI req/s (min-max) | ratio |")
-    print("|---|---|---|---|")
+    print("| operation | plugkit req/s (min-max) | bare FastAPI req/s (min-max) | ratio | per CPU second |")
+    print("|---|---|---|---|---|")
     for row in result["routes"] + result.get("baseline", []):
         mine, peer = row["plugkit"], row["bare_fastapi"]
         label = row["plugin"] + (f" @{row['revision'][:7]}" if "revision" in row else "")
@@ -106,7 +106,7 @@ def main() -> None:
             f"({mine['requests_per_s_min_max'][0]:,.0f}-{mine['requests_per_s_min_max'][1]:,.0f}) "
             f"| {peer['requests_per_s_median']:,.0f} "
             f"({peer['requests_per_s_min_max'][0]:,.0f}-{peer['requests_per_s_min_max'][1]:,.0f}) "
-            f"| {row['ratio']:.2f}x |"
+            f"| {row['ratio']:.2f}x | {row['ratio_per_cpu_second']}x |"
         )
 
 
