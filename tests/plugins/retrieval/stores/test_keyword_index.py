@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -339,6 +342,8 @@ async def test_a_large_catch_up_indexes_every_added_chunk_and_drops_every_replac
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(keyword_index, "LARGE_CATCH_UP", 50)  # the several-thread writer, on a small store
+    # In this process (the background process has its own LARGE_CATCH_UP): the searches catch up.
+    monkeypatch.setattr(EmbeddedStore, "_keywords_behind", lambda self: None)
     store = EmbeddedStore(tmp_path / "s")
     await store.open(INFO)
     await store.replace_documents([document(f"d{i}", [f"alpha{i} common"], seed=i) for i in range(120)])
@@ -352,4 +357,65 @@ async def test_a_large_catch_up_indexes_every_added_chunk_and_drops_every_replac
     assert [h.id for h in await store.search(keyword("beta7"))] == ["d7_0"]
     assert [h.id for h in await store.search(keyword("alpha77"))] == ["d77_0"]
     assert len(await store.search(keyword("common", top_k=200))) == 120
+    await store.close()
+
+
+def background_pid() -> int:
+    process = keyword_index._process
+    assert process is not None
+    (pid,) = process._processes  # type: ignore[attr-defined]
+    return int(pid)
+
+
+async def test_the_background_catch_up_commits_in_another_process_and_this_one_shows_it_once_adopted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(EmbeddedStore, "_keywords_behind", lambda self: None)  # called by hand below
+    store = EmbeddedStore(tmp_path / "s")
+    await store.open(INFO)
+    await store.replace_documents([document(f"d{i}", [f"gamma{i} shared"], seed=i) for i in range(30)])
+    head = store._head(store.conn)
+    seq = await asyncio.to_thread(store._keywords.catch_up_elsewhere, store.db_path)
+    assert seq == head
+    assert background_pid() != os.getpid()
+    # This process's searcher still shows the commit it last saw, and its seq says so.
+    assert store._keywords.applied < head
+    assert store._keywords.search("gamma7", 10) == []
+    store._keywords.adopt()
+    assert store._keywords.applied == head
+    assert [rowid for rowid, _ in store._keywords.search("gamma7", 10)] == [8]
+    await store.close()
+
+
+async def test_written_documents_become_searchable_by_keyword_in_the_background_without_a_search(
+    tmp_path: Path,
+) -> None:
+    store = EmbeddedStore(tmp_path / "s")
+    await store.open(INFO)
+    await store.replace_documents([document(f"d{i}", [f"delta{i} shared"], seed=i) for i in range(40)])
+    head = store._head(store.conn)
+    deadline = time.monotonic() + 30
+    while store._keywords.applied < head and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert store._keywords.applied == head
+    assert [rowid for rowid, _ in store._keywords.search("delta39", 10)] == [40]
+    await store.close()
+
+
+async def test_a_killed_background_process_is_replaced_by_the_next_catch_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(EmbeddedStore, "_keywords_behind", lambda self: None)
+    store = EmbeddedStore(tmp_path / "s")
+    await store.open(INFO)
+    await store.replace_documents([document("a", ["epsilon first"])])
+    await asyncio.to_thread(store._keywords.catch_up_elsewhere, store.db_path)
+    killed = background_pid()
+    os.kill(killed, signal.SIGKILL)
+    await store.replace_documents([document("b", ["epsilon second"])])
+    seq = await asyncio.to_thread(store._keywords.catch_up_elsewhere, store.db_path)
+    assert seq == store._head(store.conn)
+    assert background_pid() != killed
+    store._keywords.adopt()
+    assert sorted(h.id for h in await store.search(keyword("epsilon"))) == ["a_0", "b_0"]
     await store.close()

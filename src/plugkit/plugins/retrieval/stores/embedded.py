@@ -5,8 +5,9 @@ is written in one transaction (whole documents, at most WRITE_BATCH_CHUNKS chunk
 several), with one statement per kind of row, so a reader sees each document all old or all new. The vector index and
 the keyword index (tantivy BM25, stores/keyword_index.py, on disk in `keywords/`) are derived data. The writer hands
 the vectors it wrote to the vector index directly when the change log shows no other writer came in between; the
-keyword index is caught up by a background thread after each write (tantivy's indexing and commit cost about as much
-as the write, and release the GIL) and before every search; the same thread checkpoints the WAL (the writer's own
+keyword index is caught up after each write by a background thread, which has the keyword index's own process do it
+(tantivy's indexing and commit cost about as much as the write, and in a thread beside busy Python it waits for the
+GIL at every document), and before every search; the same thread checkpoints the WAL (the writer's own
 automatic checkpoints are off: they took about half of a large commit). The vector index is kept in memory,
 snapshotted to `vectors.npz` on close, and caught up from SQLite's change log (`changes`) before every search, so
 it is rebuilt when missing, caught up when behind (after a crash, or writes by another worker process), and a crash
@@ -358,8 +359,12 @@ class EmbeddedStore:
                 if self._closing:
                     return
                 try:
-                    with self._keyword_lock:
-                        self._keywords.catch_up(conn)
+                    if self._keywords.applied < self._head(conn):
+                        # In a process of its own: beside this process's Python, a thread's indexing waits a switch
+                        # interval for the GIL at every document (keyword_index's docstring).
+                        self._keywords.catch_up_elsewhere(self.db_path, KEYWORD_THREAD_NICE)
+                        with self._keyword_lock:
+                            self._keywords.adopt()
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except Exception:  # the next search or close catches up again, and raises there
                     log.exception("the keyword index could not catch up in the background")
