@@ -1,22 +1,22 @@
 """The embedded default store: one data directory, no service to run.
 
-SQLite is the system of record: documents' chunks with their metadata and embeddings. A `replace_documents` call
-is written in one transaction (whole documents, at most WRITE_BATCH_CHUNKS chunks a transaction; a larger call takes
-several), with one statement per kind of row, so a reader sees each document all old or all new. The vector index and
-the keyword index (tantivy BM25, stores/keyword_index.py, on disk in `keywords/`) are derived data. The writer hands
-the vectors it wrote to the vector index directly when the change log shows no other writer came in between; the
-keyword index is caught up after each write by a background thread, which has the keyword index's own process do it
-(tantivy's indexing and commit cost about as much as the write, and in a thread beside busy Python it waits for the
-GIL at every document), and before every search; the same thread checkpoints the WAL (the writer's own
-automatic checkpoints are off: they took about half of a large commit). The vector index is kept in memory,
-snapshotted to `vectors.npz` on close, and caught up from SQLite's change log (`changes`) before every search, so
-it is rebuilt when missing, caught up when behind (after a crash, or writes by another worker process), and a crash
-never loses an acknowledged write nor shows half a document. Past `ann_min_chunks` chunks, dense search goes through
-an IVF index (stores/ann.py) persisted beside the snapshot as `vectors.ivf`, so a large store starts without
-retraining it. The filterable fields of the indexed chunks are derived the same way into in-memory columns
-(stores/filter_columns.py). Keyword search runs on a tantivy BM25 index (stores/keyword_index.py), derived from
-SQLite the same way. Both searches filter through one rowid mask; hybrid search fuses a fixed pool of candidates per
-side (stores/fusion.py), then cuts to top_k.
+SQLite is the system of record: documents' chunks with their metadata and embeddings. A `replace_documents` call is
+written in one transaction (whole documents, at most WRITE_BATCH_CHUNKS chunks a transaction; a larger call takes
+several), with a statement per kind of row (per ROWS_PER_INSERT chunk rows), so a reader sees each document all old
+or all new. The vector index and the keyword index (tantivy BM25, stores/keyword_index.py, on disk in `keywords/`)
+are derived data. The writer hands the vectors it wrote to the vector index directly when the change log shows no
+other writer came in between; the keyword index is caught up after each write by a background thread, which has this
+process's keyword process do it (stores/keyword_process.py: tantivy's indexing costs about as much as the write, and
+in a thread beside busy Python it waits for the GIL at every document), and before every search; the same thread
+checkpoints the WAL (the writer's own automatic checkpoints are off: they took about half of a large commit). The
+vector index is kept in memory, snapshotted to `vectors.npz` on close, and caught up from SQLite's change log
+(`changes`) before every search, so it is rebuilt when missing, caught up when behind (after a crash, or writes by
+another worker process), and a crash never loses an acknowledged write nor shows half a document. Past
+`ann_min_chunks` chunks, dense search goes through an IVF index (stores/ann.py) persisted beside the snapshot as
+`vectors.ivf`, so a large store starts without retraining it. The filterable fields of the indexed chunks are
+derived the same way into in-memory columns (stores/filter_columns.py). Keyword search runs on a tantivy BM25 index
+(stores/keyword_index.py), derived from SQLite the same way. Both searches filter through one rowid mask; hybrid
+search fuses a fixed pool of candidates per side (stores/fusion.py), then cuts to top_k.
 
 Filters: `filter_sql(tree, tenant)` translates a filter tree (plugkit.plugins.retrieval.filters) into a WHERE clause
 over `chunks c` with bound parameters (custom keys read from the `metadata` JSON with json_each/json_extract, their
@@ -77,6 +77,7 @@ from plugkit.plugins.retrieval.stores.common import StoreSettings, custom_instan
 from plugkit.plugins.retrieval.stores.filter_columns import FilterColumns
 from plugkit.plugins.retrieval.stores.fusion import DEFAULT_WEIGHTS, convex, rrf, scaled
 from plugkit.plugins.retrieval.stores.keyword_index import KeywordIndex
+from plugkit.plugins.retrieval.stores.keyword_process import catch_up_elsewhere
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
 T = TypeVar("T")
@@ -111,11 +112,16 @@ CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, chunk_rowid INTEGER NOT NULL, op INTEGER NOT NULL
 );
 """
-INSERT_CHUNK = (
+INSERT_CHUNKS = (
     "INSERT INTO chunks (tenant, document_id, n, chunk_id, text, metadata, source, source_id, author, url, created_ts,"
-    " custom_ts, chunk_count, stored_ts, updated_ts, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " custom_ts, chunk_count, stored_ts, updated_ts, embedding) VALUES "
 )
-STORED = 13  # the position of stored_ts in INSERT_CHUNK's values
+CHUNK_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Rows one INSERT statement carries (16 values a row, under SQLite's default limit of 32,766 variables). sqlite3
+# lets the GIL go for each statement step: executemany's step a row, in a thread beside busy Python, waited a switch
+# interval for the GIL at every row (bench/results/store_write.json: 20,480 chunks 28,000/s alone, 126/s so).
+ROWS_PER_INSERT = 1000
+STORED = 13  # the position of stored_ts in a row of CHUNK_VALUES
 # The most chunks one write transaction holds (whole documents; a larger document is its own transaction): a call
 # larger than this is written in several transactions, so that other workers' writers never wait long.
 WRITE_BATCH_CHUNKS = 8192
@@ -362,7 +368,7 @@ class EmbeddedStore:
                     if self._keywords.applied < self._head(conn):
                         # In a process of its own: beside this process's Python, a thread's indexing waits a switch
                         # interval for the GIL at every document (keyword_index's docstring).
-                        self._keywords.catch_up_elsewhere(self.db_path, KEYWORD_THREAD_NICE)
+                        catch_up_elsewhere(self._keywords, self.db_path, KEYWORD_THREAD_NICE)
                         with self._keyword_lock:
                             self._keywords.adopt()
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -509,7 +515,9 @@ class EmbeddedStore:
                 " COALESCE((SELECT MAX(rowid) FROM chunks), 0))"
             ).fetchone()
             base = int(row[0])
-            conn.executemany(INSERT_CHUNK, batch.rows)
+            for i in range(0, len(batch.rows), ROWS_PER_INSERT):
+                rows = batch.rows[i : i + ROWS_PER_INSERT]
+                conn.execute(INSERT_CHUNKS + ",".join([CHUNK_VALUES] * len(rows)), list(itertools.chain(*rows)))
             last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
             if last - base == len(batch.rows):
                 rowids = np.arange(base + 1, last + 1, dtype=np.int64)
@@ -544,7 +552,10 @@ class EmbeddedStore:
             part = rowids[i : i + 500]
             marks = ",".join("?" * len(part))
             conn.execute(f"DELETE FROM chunks WHERE rowid IN ({marks})", part)
-            conn.executemany("INSERT INTO changes (chunk_rowid, op) VALUES (?, ?)", [(r, DEL) for r in part])
+            conn.execute(
+                f"INSERT INTO changes (chunk_rowid, op) VALUES {','.join(['(?, ?)'] * len(part))}",
+                [value for r in part for value in (r, DEL)],
+            )
 
     async def delete(
         self,
@@ -847,7 +858,7 @@ def _metadata_columns(meta: DocumentChunkMetadata, document_id: str) -> tuple[An
 
 @dataclass
 class _Batch:
-    """The rows of one write transaction, prepared before it starts (INSERT_CHUNK's values, in order), and their
+    """The rows of one write transaction, prepared before it starts (CHUNK_VALUES, in order), and their
     vectors as one float32 matrix."""
 
     document_ids: list[str]

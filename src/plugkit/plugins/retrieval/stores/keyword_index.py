@@ -10,10 +10,8 @@ document's chunks all old or all new; a crash before the commit leaves the old m
 the same changes again (replacing a rowid is idempotent). A missing, unreadable or foreign index, or a change log
 trimmed past the marker, is rebuilt from the chunks table. The index is shared by the workers of one host: whoever
 finds it behind SQLite takes the writer (an `flock`, since tantivy allows one writer per index), catches it up, and
-lets go; the others reload and see the same commit. That is also how a store's background catch-up runs: in a process
-of its own (`catch_up_elsewhere`), whose commit the store's process then adopts (`adopt`): tantivy's indexing lets the
-GIL go for each document and, in a thread beside busy Python, waits a switch interval to get it back (3,000 SciFact
-abstracts: 0.4-0.5 s alone, 5.9-12.6 s beside a busy thread, bench/results/keyword_gil.json).
+lets go; the others reload and see the same commit. That is also how a store's background catch-up runs: in a
+process of its own (stores/keyword_process.py), whose commit the store's process then adopts (`adopt`).
 """
 
 from __future__ import annotations
@@ -21,14 +19,10 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import sqlite3
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -80,6 +74,11 @@ class KeywordIndex:
         self._index: tantivy.Index | None = None
         self._instance = ""
         self.applied = 0  # the change-log seq the index reflects, as last read or written by this process
+
+    @property
+    def instance(self) -> str:
+        """The SQLite database (its `meta.instance`) the index is opened for."""
+        return self._instance
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -260,22 +259,6 @@ class KeywordIndex:
             conn.execute("COMMIT")
         self._commit(writer, head)
 
-    # -- in a process of its own ------------------------------------------------------------------------------
-
-    def catch_up_elsewhere(self, db_path: Path, nice: int = 0) -> int:
-        """Catch the index up with the database at `db_path` in the process this process keeps for that (started
-        on first use, `nice` below this one), and return the seq it then reflects; `adopt` shows it here. Waits
-        without holding the GIL."""
-        args = (str(self.directory), str(db_path), self._instance, self.stopwords)
-        for attempt in range(2):
-            try:
-                return _background(nice).submit(_catch_up_here, *args).result()
-            except BrokenProcessPool:  # the process died (killed): start another once
-                _drop_background()
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
     # -- search -----------------------------------------------------------------------------------------------
 
     def terms(self, text: str) -> list[str]:
@@ -319,60 +302,3 @@ class KeywordIndex:
             return []
         rowids = searcher.fast_field_values("rowid", [address for _, address in hits])
         return [(int(r), float(s)) for (s, _), r in zip(hits, rowids, strict=True) if r is not None and r >= 0]
-
-
-# The process that runs background catch-ups for every store of this process (spawned: tantivy and SQLite hold
-# threads and locks that a fork would copy half-held), and the indexes it keeps open there.
-_process: ProcessPoolExecutor | None = None
-_process_lock = threading.Lock()
-_opened: dict[tuple[str, str, bool], KeywordIndex] = {}
-OPENED_KEPT = 8
-
-
-def _background(nice: int) -> ProcessPoolExecutor:
-    global _process
-    with _process_lock:
-        if _process is None:
-            _process = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority, initargs=(nice,)
-            )
-        return _process
-
-
-def _drop_background() -> None:
-    global _process
-    with _process_lock:
-        if _process is not None:
-            _process.shutdown(wait=False, cancel_futures=True)
-            _process = None
-
-
-def _lower_priority(nice: int) -> None:
-    try:
-        os.nice(nice)
-    except OSError:
-        pass
-
-
-def _catch_up_here(directory: str, db_path: str, instance: str, stopwords: bool) -> int:
-    """In the background process: the index caught up with the database (opened once, kept open)."""
-    key = (directory, instance, stopwords)
-    index = _opened.get(key)
-    if index is None:
-        index = KeywordIndex(Path(directory), stopwords=stopwords)
-        index.attach(instance)
-    conn = sqlite3.connect(db_path, isolation_level=None, timeout=30)
-    try:
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # the store checkpoints
-        index.catch_up(conn)
-    except BaseException:
-        _opened.pop(key, None)  # opened afresh next time (its directory may have been wiped or replaced)
-        raise
-    finally:
-        conn.close()
-    _opened.pop(key, None)
-    _opened[key] = index  # the most recently used last
-    while len(_opened) > OPENED_KEPT:
-        del _opened[next(iter(_opened))]
-    return index.applied
