@@ -144,6 +144,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder, model_dir
     from plugkit.plugins.retrieval.ingest import iter_documents
     from plugkit.plugins.retrieval.service import Retriever
+    from plugkit.plugins.retrieval.stores import embedded
     from plugkit.plugins.retrieval.stores.ann import AutoIndex
     from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
     from plugkit.plugins.retrieval.stores.keyword_index import KeywordIndex
@@ -157,7 +158,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # Stages inside (wall seconds summed over threads; a diagnosis of where the time goes):
     timers.wrap(EmbeddedStore, "_write_batch", "write_transactions_s")  # SQLite, vector index and filter columns
     timers.wrap(AutoIndex, "_maybe_train", "ivf_training_s")
-    timers.wrap(KeywordIndex, "catch_up", "keyword_catch_up_s")  # the background thread's tantivy work
+    timers.wrap(KeywordIndex, "catch_up", "keyword_catch_up_s")  # tantivy work in this process (close, searches)
+    timers.wrap(embedded, "catch_up_elsewhere", "keyword_process_s")  # the background thread waiting on the process
     timers.wrap(ChunkPool, "prepare", "chunk_pool_s")
     timers.wrap(Retriever, "_document_chunks", "chunk_models_s")
     console = Console(file=io.StringIO())  # the progress bar, not timed on a terminal
