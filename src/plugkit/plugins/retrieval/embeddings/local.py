@@ -309,7 +309,7 @@ class LocalEmbedder:
                     "device": self.device,
                     "precision": self.requested_precision,
                     "query_backend": "torch",
-                    "model_path": self.model_path,
+                    "model_path": self.model_path or model_dir(),  # found here (the process may not find it)
                     "tokenizer_workers": 0,
                     "cpu_workers": self.cpu_workers,
                     "model_process": False,
