@@ -53,11 +53,15 @@ def write_corpus(source: Path, target: Path, repeat: int, prefix: str, limit: in
     return len(rows) * repeat
 
 
+SPANS = {"upsert_s", "chunk_pool_s", "model_wait_s", "store_write_s", "write_transactions_s", "keyword_process_s"}
+
+
 class Timers:
     """Seconds spent inside wrapped calls (the model's, the store's writes), summed over threads."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.events: list[tuple[str, float, float]] = []  # (label, start, end), perf_counter seconds
 
     def wrap(self, owner: Any, name: str, label: str) -> None:
         original = getattr(owner, name)
@@ -70,7 +74,7 @@ class Timers:
                 try:
                     return await original(*args, **kwargs)
                 finally:
-                    timers.seconds[label] = timers.seconds.get(label, 0.0) + time.perf_counter() - started
+                    timers.add(label, started)
 
             setattr(owner, name, timed_async)
         else:
@@ -80,9 +84,19 @@ class Timers:
                 try:
                     return original(*args, **kwargs)
                 finally:
-                    timers.seconds[label] = timers.seconds.get(label, 0.0) + time.perf_counter() - started
+                    timers.add(label, started)
 
             setattr(owner, name, timed)
+
+    def add(self, label: str, started: float) -> None:
+        ended = time.perf_counter()
+        self.seconds[label] = self.seconds.get(label, 0.0) + ended - started
+        if label in SPANS:
+            self.events.append((label, started, ended))
+
+    def timeline(self, since: float) -> list[tuple[str, float, float]]:
+        """The wrapped calls from `since` on, seconds from it."""
+        return [(label, round(a - since, 3), round(b - since, 3)) for label, a, b in self.events if a >= since]
 
 
 def baseline(model_dir: Path, texts: list[str]) -> float:
@@ -149,11 +163,16 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
     from plugkit.plugins.retrieval.stores.keyword_index import KeywordIndex
 
+    if args.chunk_group:
+        from plugkit.plugins.retrieval import chunk_pool
+
+        chunk_pool.GROUP = args.chunk_group
     if args.chunk_workers is not None:
         ingest_cmd.chunk_workers = lambda _embedder: args.chunk_workers  # type: ignore[assignment]
     timers = Timers()
     timers.wrap(pipeline, "encode_ids", "model_s")  # called under the model's lock: time in the model's hands
     timers.wrap(pipeline, "encode", "model_s")
+    timers.wrap(LocalEmbedder, "_encode_ids", "model_wait_s")  # a write waiting for the model (its lock included)
     timers.wrap(EmbeddedStore, "replace_documents", "store_write_s")  # includes waiting for the store's lock
     # Stages inside (wall seconds summed over threads; a diagnosis of where the time goes):
     timers.wrap(EmbeddedStore, "_write_batch", "write_transactions_s")  # SQLite, vector index and filter columns
@@ -161,6 +180,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     timers.wrap(KeywordIndex, "catch_up", "keyword_catch_up_s")  # tantivy work in this process (close, searches)
     timers.wrap(embedded, "catch_up_elsewhere", "keyword_process_s")  # the background thread waiting on the process
     timers.wrap(ChunkPool, "prepare", "chunk_pool_s")
+    timers.wrap(Retriever, "upsert", "upsert_s")  # one write of the command: chunk, embed, store
     timers.wrap(Retriever, "_document_chunks", "chunk_models_s")
     console = Console(file=io.StringIO())  # the progress bar, not timed on a terminal
 
@@ -184,6 +204,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ok, failed = await ingest_cmd._run(items, send, per_write, console, in_flight=args.in_flight or pace.in_flight)
         acknowledged_s = time.perf_counter() - started
         inside = dict(timers.seconds)
+        if args.timeline:
+            args.timeline.write_text(json.dumps(timers.timeline(started)) + "\n")
         await close()  # as the command ends: the keyword index caught up, everything searchable
         closed = True
         seconds = time.perf_counter() - started
@@ -291,6 +313,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print where the model's GPU time goes")
     parser.add_argument("--in-flight", type=int, default=None, help="writes in flight (default: the command's)")
     parser.add_argument("--ingest-only", action="store_true", help="print the ingest figures only, record nothing")
+    parser.add_argument("--timeline", type=Path, default=None, help="write the wrapped calls' spans (JSON) here")
+    parser.add_argument("--chunk-group", type=int, default=None, help="documents per chunk-pool task (a diagnosis)")
     parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (s), a diagnosis")
     args = parser.parse_args()
     if args.switch_interval:

@@ -118,8 +118,8 @@ INSERT_CHUNKS = (
 )
 CHUNK_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # Rows one INSERT statement carries (16 values a row, under SQLite's default limit of 32,766 variables). sqlite3
-# lets the GIL go for each statement step: executemany's step a row, in a thread beside busy Python, waited a switch
-# interval for the GIL at every row (bench/results/store_write.json: 20,480 chunks 28,000/s alone, 126/s so).
+# lets the GIL go for each step of a statement: executemany's step a row, in a thread beside busy Python, waited a
+# switch interval for the GIL at every row (bench/results/store_gil.json: 130 rows/s so, 23,594 by these statements).
 ROWS_PER_INSERT = 1000
 STORED = 13  # the position of stored_ts in a row of CHUNK_VALUES
 # The most chunks one write transaction holds (whole documents; a larger document is its own transaction): a call
