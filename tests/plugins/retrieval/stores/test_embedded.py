@@ -517,3 +517,22 @@ async def test_a_reopened_store_keeps_nothing_from_before(tmp_path: Path) -> Non
         assert [c.text for c in await store.get_document("d1")] == ["edited"]
     finally:
         await store.close()
+
+
+async def test_chunk_rows_split_over_several_insert_statements_keep_their_own_text_and_vector(
+    store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("plugkit.plugins.retrieval.stores.embedded.ROWS_PER_INSERT", 3)  # 11 chunks: 4 statements
+    call = [document(f"d{i}", [f"doc {i} part {n}" for n in range(1 + i % 3)], seed=i) for i in range(7)]
+    await store.replace_documents(call)
+    for record in call:
+        for chunk in record.chunks:
+            hits = await store.search(SearchRequest(text="", embedding=chunk.embedding, top_k=1, mode="dense"))
+            assert [(h.id, h.text) for h in hits] == [(chunk.chunk.id, chunk.chunk.text)]
+    # Replaced: the old rows leave (their removals logged in one statement per part), the new ones are found.
+    await store.replace_documents([document(f"d{i}", [f"new {i}"], seed=100 + i) for i in range(7)])
+    assert await store.count() == 7
+    hits = await store.search(SearchRequest(text="part", embedding=None, top_k=20, mode="keyword"))
+    assert hits == []
+    hits = await store.search(SearchRequest(text="new", embedding=None, top_k=20, mode="keyword"))
+    assert sorted(h.id for h in hits) == [f"d{i}_0" for i in range(7)]
