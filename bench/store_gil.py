@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import sqlite3
@@ -39,6 +38,7 @@ from plugkit.plugins.retrieval.stores.embedded import (  # noqa: E402
     INSERT_CHUNKS,
     ROWS_PER_INSERT,
     EmbeddedStore,
+    insert_chunk_rows,
 )
 
 RESULTS = ROOT / "bench" / "results" / "store_gil.json"
@@ -102,9 +102,7 @@ def insert_rows(db: Path, batch: list[tuple[Any, ...]], many: bool) -> float:
     if many:
         conn.executemany(INSERT_CHUNKS + CHUNK_VALUES, batch)
     else:
-        for i in range(0, len(batch), ROWS_PER_INSERT):
-            part = batch[i : i + ROWS_PER_INSERT]
-            conn.execute(INSERT_CHUNKS + ",".join([CHUNK_VALUES] * len(part)), list(itertools.chain(*part)))
+        insert_chunk_rows(conn, batch)
     conn.execute("COMMIT")
     conn.close()
     return time.perf_counter() - started
@@ -144,6 +142,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=20480)
     parser.add_argument("--few", type=int, default=2048, help="rows executemany writes beside the busy thread")
     args = parser.parse_args()
+    if args.chunks < 4096:
+        parser.error("--chunks must be at least 4096 (the store is written 4,096 chunks a call)")
     texts = texts_of(args.data / "corpus.jsonl", 3000)
     load = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as work:

@@ -515,9 +515,7 @@ class EmbeddedStore:
                 " COALESCE((SELECT MAX(rowid) FROM chunks), 0))"
             ).fetchone()
             base = int(row[0])
-            for i in range(0, len(batch.rows), ROWS_PER_INSERT):
-                rows = batch.rows[i : i + ROWS_PER_INSERT]
-                conn.execute(INSERT_CHUNKS + ",".join([CHUNK_VALUES] * len(rows)), list(itertools.chain(*rows)))
+            insert_chunk_rows(conn, batch.rows)
             last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
             if last - base == len(batch.rows):
                 rowids = np.arange(base + 1, last + 1, dtype=np.int64)
@@ -812,6 +810,13 @@ class EmbeddedStore:
             return [r[0] for r in rows], np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
 
         return await self._run(read)
+
+
+def insert_chunk_rows(conn: sqlite3.Connection, rows: list[Any]) -> None:
+    """Insert chunk rows (CHUNK_VALUES each), in order, ROWS_PER_INSERT to a statement."""
+    for i in range(0, len(rows), ROWS_PER_INSERT):
+        part = rows[i : i + ROWS_PER_INSERT]
+        conn.execute(INSERT_CHUNKS + ",".join([CHUNK_VALUES] * len(part)), list(itertools.chain(*part)))
 
 
 def _parts(documents: list[DocumentRecord]) -> Iterator[list[DocumentRecord]]:
