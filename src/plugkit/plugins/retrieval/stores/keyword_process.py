@@ -4,11 +4,10 @@ tantivy's indexing lets the GIL go for each document; in a thread beside busy Py
 (5 ms) to get it back, so a catch-up of 3,000 SciFact abstracts took 5.9-12.6 s there against 0.4-0.5 s alone or in
 a process of its own (bench/results/keyword_gil.json). So each plugkit process that writes keeps one such process
 (`catch_up_elsewhere`), started on first use: `python -m plugkit.plugins.retrieval.stores.keyword_process`, a plain
-subprocess rather than multiprocessing's spawn, which would run the caller's main script again in it. It reads one
-request a line on stdin (JSON: the index's directory, the database, its instance, the analyzer's stop-word choice),
-catches that index up under the index's writer lock (keyword_index), and answers the seq the index then reflects;
-the caller then shows that commit with `KeywordIndex.adopt`. It keeps the last few indexes open, runs `nice` below
-its parent, and ends when its stdin closes (the parent exited or died).
+subprocess (`child_process`). It reads one request a line on stdin (JSON: the index's directory, the database, its
+instance, the analyzer's stop-word choice), catches that index up under the index's writer lock (keyword_index), and
+answers the seq the index then reflects; the caller then shows that commit with `KeywordIndex.adopt`. It keeps the
+last few indexes open, runs `nice` below its parent, and ends when its stdin closes (the parent exited or died).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-import plugkit
+from plugkit.plugins.retrieval.child_process import module_process
 from plugkit.plugins.retrieval.stores.keyword_index import KeywordIndex
 
 OPENED_KEPT = 8  # indexes the process keeps open (the most recently used)
@@ -44,17 +43,7 @@ class _Process:
 
     def _started(self, nice: int) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
-            # plugkit may be imported from a source tree rather than installed: the child finds it where we did.
-            env = dict(os.environ)
-            root = str(Path(plugkit.__file__).resolve().parents[1])
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(nice)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
+            self._proc = module_process(__name__, str(nice), text=True)
         return self._proc
 
     def request(self, message: dict[str, Any], nice: int) -> int:
