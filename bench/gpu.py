@@ -257,7 +257,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     begun = time.perf_counter()
     await embedder.embed_token_ids(prepared.flat, prepared.lengths)  # the model alone, on every copy
     embed_rate = len(prepared.lengths) / (time.perf_counter() - begun)
-    texts = [c.text for document in prepared.chunks[: len(prepared.chunks) // args.repeat] for c in document]
+    texts = [text for document in prepared.texts[: len(prepared.texts) // args.repeat] for text in document]
     if args.profile and embedder.device == "cuda":
         profile(embedder, prepared.flat, prepared.lengths)
     base = None if args.no_baseline or embedder.device != "cuda" else baseline(args.model_dir or model_dir(), texts)

@@ -3,8 +3,14 @@ tokenising each chunk's own text gives, and the same stored vectors as the text 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -12,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plugkit.plugins.retrieval.chunk_pool import ChunkPool, TokenSpec
+from plugkit.plugins.retrieval.chunk_pool import ChunkPool, ChunkPoolError, TokenSpec
 from plugkit.plugins.retrieval.chunking import HFTokenizer, chunk_text, chunk_token_ids
 from plugkit.plugins.retrieval.embeddings import pipeline
 from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder, model_dir
@@ -82,12 +88,12 @@ async def test_the_pool_gives_chunk_texts_chunks_and_the_ids_the_model_reads_for
     pool: ChunkPool, texts: list[str], tokenizer: HFTokenizer, model_tokenizer: object
 ) -> None:
     prepared = await pool.prepare(texts)
-    assert prepared.chunks == [chunk_text(t, tokenizer, 60, 10) for t in texts]
-    chunks = [c for document in prepared.chunks for c in document]
+    assert prepared.texts == [[c.text for c in chunk_text(t, tokenizer, 60, 10)] for t in texts]
+    chunks = [c for document in prepared.texts for c in document]
     assert len(prepared.lengths) == len(chunks) and prepared.flat.dtype == np.int32
     starts = np.cumsum(prepared.lengths) - prepared.lengths
     for chunk, start, length in zip(chunks, starts, prepared.lengths, strict=True):
-        expected = model_tokenizer.encode(chunk.text).ids  # type: ignore[attr-defined]
+        expected = model_tokenizer.encode(chunk).ids  # type: ignore[attr-defined]
         assert prepared.flat[start : start + length].tolist() == expected
 
 
@@ -100,9 +106,9 @@ async def test_chunks_longer_than_the_model_reads_are_truncated_as_the_model_tru
         prepared = await long_pool.prepare([text])
     finally:
         long_pool.close()
-    chunks = prepared.chunks[0]
-    assert chunks[0].tokens == 400 and prepared.lengths[0] == 256
-    assert prepared.flat[:256].tolist() == model_tokenizer.encode(chunks[0].text).ids  # type: ignore[attr-defined]
+    (first, *_) = chunk_text(text, tokenizer, 400, 0)
+    assert first.tokens == 400 and prepared.texts[0][0] == first.text and prepared.lengths[0] == 256
+    assert prepared.flat[:256].tolist() == model_tokenizer.encode(first.text).ids  # type: ignore[attr-defined]
 
 
 async def test_a_model_with_another_tokenizer_file_gets_each_chunk_tokenised_by_its_own(
@@ -119,14 +125,72 @@ async def test_a_model_with_another_tokenizer_file_gets_each_chunk_tokenised_by_
     finally:
         other_pool.close()
     reference = pipeline.fast_tokenizer(other, 128)
-    chunks = [c for document in prepared.chunks for c in document]
-    flat, lengths = pipeline.flat_token_ids(reference, [c.text for c in chunks])
+    flat, lengths = pipeline.flat_token_ids(reference, [c for document in prepared.texts for c in document])
     assert np.array_equal(prepared.flat, flat) and np.array_equal(prepared.lengths, lengths)
 
 
 async def test_no_documents_prepare_to_nothing(pool: ChunkPool) -> None:
     prepared = await pool.prepare([])
-    assert prepared.chunks == [] and len(prepared.flat) == 0 and len(prepared.lengths) == 0
+    assert prepared.texts == [] and len(prepared.flat) == 0 and len(prepared.lengths) == 0
+
+
+async def test_a_task_that_fails_in_a_worker_raises_its_error_and_the_pool_goes_on(pool: ChunkPool) -> None:
+    with pytest.raises(ChunkPoolError, match="TypeError"):
+        await pool.prepare([None])  # type: ignore[list-item]
+    assert (await pool.prepare(["Still chunking."])).texts == [["Still chunking."]]
+
+
+async def test_the_tasks_of_a_killed_worker_fail_and_the_next_task_starts_another(
+    pool: ChunkPool, texts: list[str]
+) -> None:
+    await pool.prepare(["Started."])
+    (first,) = pool.pids()
+    pending = asyncio.ensure_future(pool.prepare(texts * 4))
+    await asyncio.sleep(0.05)  # handed to the worker, which chunks for a second or more
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(ChunkPoolError, match="ended"):
+        await pending
+    assert (await pool.prepare(["Again."])).texts == [["Again."]]
+    assert pool.pids() and first not in pool.pids()
+
+
+async def test_the_work_is_spread_over_the_workers_and_close_ends_them(
+    tokenizer: HFTokenizer, texts: list[str]
+) -> None:
+    two = ChunkPool(tokenizer, TokenSpec(model_dir() / "tokenizer.json", 256), 60, 10, workers=2)
+    prepared = await two.prepare(texts * 2)
+    assert len(prepared.texts) == 2 * len(texts)
+    pids = two.pids()
+    assert len(pids) == 2
+    two.close()
+    assert two.pids() == []
+    for pid in pids:
+        with pytest.raises(ChildProcessError):  # reaped: no longer a child
+            os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_script_without_a_main_guard_can_use_the_pool(tmp_path: Path) -> None:
+    """The workers are not spawned by multiprocessing, which would import such a script again in each of them."""
+    script, tokenizer_file = tmp_path / "plain_script.py", str(model_dir() / "tokenizer.json")
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio
+            from pathlib import Path
+            from plugkit.plugins.retrieval.chunk_pool import ChunkPool, ChunkPoolError, TokenSpec
+            from plugkit.plugins.retrieval.chunking import minilm_tokenizer
+
+            print("script body ran")
+            pool = ChunkPool(minilm_tokenizer(), TokenSpec(Path({tokenizer_file!r}), 256), 60, 10, 2)
+            prepared = asyncio.run(pool.prepare(["One sentence. Another one."] * 300))
+            pool.close()
+            print(len(prepared.texts))
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["script", "body", "ran", "300"]
 
 
 async def stored(retriever: Retriever, store: EmbeddedStore, documents: list[Document]) -> dict[str, tuple[str, bytes]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from plugkit.plugins.retrieval import metrics
 from plugkit.plugins.retrieval.batching import QueryBatcher
 from plugkit.plugins.retrieval.chunk_pool import ChunkPool
-from plugkit.plugins.retrieval.chunking import Chunk, HFTokenizer, Tokenizer, chunk_id, chunk_text
+from plugkit.plugins.retrieval.chunking import HFTokenizer, Tokenizer, chunk_id, chunk_text
 from plugkit.plugins.retrieval.embeddings.base import Embedder
 from plugkit.plugins.retrieval.filters import to_tree
 from plugkit.plugins.retrieval.models import (
@@ -117,18 +117,18 @@ class Retriever:
 
     def chunk_document(self, document: Document, document_id: str) -> list[DocumentChunk]:
         chunks = chunk_text(document.text, self.tokenizer, self.chunk_tokens, self.chunk_overlap)
-        return self._document_chunks(document, document_id, chunks)
+        return self._document_chunks(document, document_id, [c.text for c in chunks])
 
-    def _document_chunks(self, document: Document, document_id: str, chunks: list[Chunk]) -> list[DocumentChunk]:
+    def _document_chunks(self, document: Document, document_id: str, texts: list[str]) -> list[DocumentChunk]:
         metadata = DocumentChunkMetadata(
             **(document.metadata or DocumentMetadata()).model_dump(), document_id=document_id
         )
-        if len(chunks) > self.max_chunks:
+        if len(texts) > self.max_chunks:
             raise DocumentTooLongError(
-                f"document {document_id!r} makes {len(chunks)} chunks, over the limit of {self.max_chunks}"
+                f"document {document_id!r} makes {len(texts)} chunks, over the limit of {self.max_chunks}"
             )
         return [
-            DocumentChunk(id=chunk_id(document_id, n), text=c.text, metadata=metadata) for n, c in enumerate(chunks)
+            DocumentChunk(id=chunk_id(document_id, n), text=text, metadata=metadata) for n, text in enumerate(texts)
         ]
 
     async def _pool(self) -> ChunkPool | None:
@@ -155,8 +155,7 @@ class Retriever:
         if pool is not None:
             prepared = await pool.prepare([d.text for d in documents])
             chunked = [
-                self._document_chunks(d, i, chunks)
-                for d, i, chunks in zip(documents, ids, prepared.chunks, strict=True)
+                self._document_chunks(d, i, texts) for d, i, texts in zip(documents, ids, prepared.texts, strict=True)
             ]
             with metrics.embedding("document", len(prepared.lengths)):
                 matrix = await self.embedder.embed_token_ids(prepared.flat, prepared.lengths)  # type: ignore[attr-defined]
