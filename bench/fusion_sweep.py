@@ -118,7 +118,9 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for document in documents:
             chunks = retriever.chunk_document(document, document.id or "")
             records.append(
-                DocumentRecord(document.id or "", [ChunkRecord(c, given[position + n]) for n, c in enumerate(chunks)])
+                DocumentRecord(
+                    document.id or "", [ChunkRecord.of(c, given[position + n]) for n, c in enumerate(chunks)]
+                )
             )
             position += len(chunks)
         for i in range(0, len(records), 256):

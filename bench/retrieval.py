@@ -148,7 +148,7 @@ async def ingest_and_search(
         records, position = [], 0
         for document in documents:
             chunks = retriever.chunk_document(document, document.id or "")
-            pairs = [ChunkRecord(c, given[position + n].tolist()) for n, c in enumerate(chunks)]
+            pairs = [ChunkRecord.of(c, given[position + n].tolist()) for n, c in enumerate(chunks)]
             records.append(DocumentRecord(document.id or "", pairs))
             position += len(chunks)
         if position != len(given):

@@ -191,7 +191,9 @@ async def hybrid_quality(
         for chunks in chunked:
             doc_id = chunks[0].metadata.document_id
             records.append(
-                DocumentRecord(doc_id, [ChunkRecord(c, vectors[position + n].tolist()) for n, c in enumerate(chunks)])
+                DocumentRecord(
+                    doc_id, [ChunkRecord.of(c, vectors[position + n].tolist()) for n, c in enumerate(chunks)]
+                )
             )
             position += len(chunks)
         await store.replace_documents(records)

@@ -57,7 +57,7 @@ def documents(texts: list[str], chunks: int, prefix: str) -> list[DocumentRecord
             DocumentRecord(
                 f"{prefix}{d}",
                 [
-                    ChunkRecord(
+                    ChunkRecord.of(
                         DocumentChunk(id=f"{prefix}{d}_{n}", text=texts[(4 * d + n) % len(texts)], metadata=meta),
                         vectors[4 * d + n],
                     )

@@ -76,7 +76,7 @@ def worker(chunks_file: Path, calls: int, per_call: int, one_thread: bool, array
             vectors = rng.standard_normal((len(texts), DIMENSION)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             chunks = [
-                ChunkRecord(DocumentChunk(id=chunk_id(document_id, n), text=t, metadata=metadata), v)
+                ChunkRecord.of(DocumentChunk(id=chunk_id(document_id, n), text=t, metadata=metadata), v)
                 for n, (t, v) in enumerate(zip(texts, list(vectors) if arrays else vectors.tolist(), strict=True))
             ]
             records.append(DocumentRecord(document_id, chunks))
@@ -136,20 +136,21 @@ def baseline_tree(rev: str, into: Path) -> Path:
     return into / "src"
 
 
-def run_one(src: Path, chunks_file: Path, calls: int, per_call: int, flags: list[str]) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    args = ["--worker", str(chunks_file), "--calls", str(calls), "--docs-per-call", str(per_call)]
-    out = subprocess.run(
-        [sys.executable, __file__, *args, *flags],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+def run_script(script: str, paths: list[Path], args: list[str]) -> dict[str, Any]:
+    """Run `script args` in a process of its own with `paths` first on its import path; the JSON object its last line
+    printed, with the load average after it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in paths)}
+    out = subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"a run failed:\n{out.stderr}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     result["load_avg_1m"] = os.getloadavg()[0]
     return result
+
+
+def run_one(src: Path, chunks_file: Path, calls: int, per_call: int, flags: list[str]) -> dict[str, Any]:
+    args = ["--worker", str(chunks_file), "--calls", str(calls), "--docs-per-call", str(per_call)]
+    return run_script(__file__, [src], [*args, *flags])
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:

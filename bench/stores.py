@@ -175,7 +175,7 @@ async def main() -> None:
         DocumentRecord(
             document_id=doc["_id"],
             chunks=[
-                ChunkRecord(
+                ChunkRecord.of(
                     chunk=DocumentChunk(
                         id=f"{doc['_id']}_0", text=text, metadata=DocumentChunkMetadata(document_id=doc["_id"])
                     ),

@@ -185,7 +185,7 @@ async def one_upload(name: str, data: bytes, retriever: Retriever, encode: Encod
     times["embed"] = time.perf_counter() - started
     times["embed_cpu"] = time.process_time() - cpu
     started = time.perf_counter()
-    record = DocumentRecord(name, [ChunkRecord(c, v) for c, v in zip(chunks, vectors.tolist(), strict=True)])
+    record = DocumentRecord(name, [ChunkRecord.of(c, v) for c, v in zip(chunks, vectors.tolist(), strict=True)])
     await retriever.store.replace_documents([record])
     times["store"] = time.perf_counter() - started
     times["chunks"] = len(chunks)

@@ -40,7 +40,7 @@ def document(
 ) -> DocumentRecord:
     """A document whose chunks are `texts` (ids `<document_id>_<n>`), embedded with `embed` unless given."""
     chunks = [
-        ChunkRecord(
+        ChunkRecord.of(
             chunk=DocumentChunk(
                 id=f"{document_id}_{n}",
                 text=text,

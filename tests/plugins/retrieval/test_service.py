@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from plugkit.plugins.retrieval.chunk_pool import TokenSpec
 from plugkit.plugins.retrieval.chunking import HFTokenizer
 from plugkit.plugins.retrieval.embeddings.local import LocalEmbedder
 from plugkit.plugins.retrieval.models import Document, DocumentChunkWithScore, Query
-from plugkit.plugins.retrieval.service import Retriever
+from plugkit.plugins.retrieval.service import DocumentTooLongError, Retriever
 from plugkit.plugins.retrieval.stores.base import SearchRequest
 from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
 
@@ -120,3 +122,54 @@ async def test_without_batching_a_request_still_searches_all_its_queries_in_one_
     with pytest.raises(RuntimeError, match="the search failed"):
         await retriever.query([Query(query="explode")])
     await retriever.close()
+
+
+class CountingDocuments:
+    """The real local model, counting the document embeddings asked of it, by text and by token ids."""
+
+    def __init__(self, model: LocalEmbedder) -> None:
+        self.model, self.model_id, self.dimension = model, model.model_id, model.dimension
+        self.calls = 0
+
+    def token_spec(self) -> TokenSpec:
+        return self.model.token_spec()
+
+    async def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.calls += 1
+        return await self.model.embed_documents(texts)
+
+    async def embed_token_ids(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return await self.model.embed_token_ids(flat, lengths)
+
+    async def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        return await self.model.embed_queries(texts)
+
+
+@pytest.mark.parametrize("chunk_workers", [0, 1])
+async def test_a_document_over_the_chunk_limit_fails_its_write_before_the_model_runs(
+    tmp_path: Path, embedder: LocalEmbedder, tokenizer: HFTokenizer, chunk_workers: int
+) -> None:
+    counting = CountingDocuments(embedder)
+    store = EmbeddedStore(tmp_path)
+    retriever = Retriever(
+        store,
+        counting,  # type: ignore[arg-type]
+        tokenizer,
+        chunk_tokens=20,
+        chunk_overlap=0,
+        max_chunks_per_document=2,
+        chunk_workers=chunk_workers,
+    )
+    await retriever.open()
+    try:
+        long = " ".join(f"Sentence number {n} says something plain." for n in range(20))
+        with pytest.raises(DocumentTooLongError, match=r"document 'long' makes \d+ chunks, over the limit of 2"):
+            await retriever.upsert([Document(id="short", text="One sentence."), Document(id="long", text=long)])
+        assert counting.calls == 0
+        assert store.conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
+        assert await retriever.upsert([Document(id="short", text="One sentence.")]) == ["short"]
+        assert counting.calls == 1
+        assert store.conn.execute("SELECT chunk_id, text FROM chunks").fetchall() == [("short_0", "One sentence.")]
+    finally:
+        await retriever.close()

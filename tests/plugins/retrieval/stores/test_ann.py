@@ -128,7 +128,7 @@ async def test_the_embedded_store_answers_through_ivf_and_keeps_it_after_a_resta
         DocumentRecord(
             f"d{n}",
             [
-                ChunkRecord(
+                ChunkRecord.of(
                     DocumentChunk(
                         id=f"d{n}_0",
                         text=f"chunk number {n}",
@@ -241,7 +241,11 @@ async def test_a_write_crossing_the_threshold_does_not_wait_for_the_training(
     records = [
         DocumentRecord(
             f"d{n}",
-            [ChunkRecord(DocumentChunk(id=f"d{n}_0", text=f"chunk {n}", metadata=DocumentChunkMetadata()), vectors[n])],
+            [
+                ChunkRecord.of(
+                    DocumentChunk(id=f"d{n}_0", text=f"chunk {n}", metadata=DocumentChunkMetadata()), vectors[n]
+                )
+            ],
         )
         for n in range(len(vectors))
     ]

@@ -32,7 +32,7 @@ def document(doc_id: str, texts: list[str], seed: int = 0, **metadata: object) -
     return DocumentRecord(
         doc_id,
         [
-            ChunkRecord(DocumentChunk(id=f"{doc_id}_{n}", text=t, metadata=meta), unit(seed * 1000 + n))
+            ChunkRecord.of(DocumentChunk(id=f"{doc_id}_{n}", text=t, metadata=meta), unit(seed * 1000 + n))
             for n, t in enumerate(texts)
         ],
     )
@@ -227,8 +227,10 @@ async def test_a_failed_document_write_leaves_nothing_half_written(store: Embedd
     bad = DocumentRecord(
         "d",
         [
-            ChunkRecord(DocumentChunk(id="d_0", text="new", metadata=DocumentChunkMetadata(document_id="d")), unit(1)),
-            ChunkRecord(
+            ChunkRecord.of(
+                DocumentChunk(id="d_0", text="new", metadata=DocumentChunkMetadata(document_id="d")), unit(1)
+            ),
+            ChunkRecord.of(
                 DocumentChunk(id="d_1", text="new 2", metadata=DocumentChunkMetadata(document_id="d")), [0.0] * 3
             ),
         ],
@@ -417,7 +419,7 @@ async def test_a_replaced_document_keeps_the_time_it_was_first_stored(store: Emb
 
 async def test_chunks_of_one_document_with_different_metadata_each_keep_their_own(store: EmbeddedStore) -> None:
     chunks = [
-        ChunkRecord(
+        ChunkRecord.of(
             DocumentChunk(id=f"d_{n}", text=f"text {n}", metadata=DocumentChunkMetadata(author=author, team=team)),
             unit(n),
         )

@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 from plugkit.plugins.retrieval.filters import Node
 from plugkit.plugins.retrieval.models import (
     DocumentChunk,
+    DocumentChunkMetadata,
     DocumentChunkWithScore,
     DocumentMetadata,
     DocumentMetadataFilter,
@@ -44,13 +45,25 @@ SHARED_TENANT = ""  # how the shared space (no tenant) is stored
 FilterArg = Node | DocumentMetadataFilter | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChunkRecord:
-    """A chunk as stored: its text, metadata (with document_id) and embedding (a list of floats; or a row of a
-    float32 array, given only to a store whose class sets `takes_arrays = True`)."""
+    """A chunk as stored: its id, text, metadata (with document_id; usually one object shared by the chunks of a
+    document) and embedding (a list of floats; or a row of a float32 array, given only to a store whose class sets
+    `takes_arrays = True`)."""
 
-    chunk: DocumentChunk
+    id: str | None
+    text: str
+    metadata: DocumentChunkMetadata
     embedding: list[float] | NDArray[np.float32]
+
+    @classmethod
+    def of(cls, chunk: DocumentChunk, embedding: list[float] | NDArray[np.float32]) -> ChunkRecord:
+        return cls(chunk.id, chunk.text, chunk.metadata, embedding)
+
+    @property
+    def chunk(self) -> DocumentChunk:
+        """The chunk as a model (made on each call: for stores written against the earlier record)."""
+        return DocumentChunk(id=self.id, text=self.text, metadata=self.metadata)
 
 
 @dataclass(frozen=True)

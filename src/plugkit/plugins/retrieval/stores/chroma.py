@@ -325,7 +325,7 @@ class ChromaStore:
                     ids.append(record_id(row.tenant, row.id))
                     texts.append(row.text)
                     embeddings.append(row.embedding)
-                    full = record.chunk.metadata.model_dump(mode="json", exclude_none=True)
+                    full = record.metadata.model_dump(mode="json", exclude_none=True)
                     metadatas.append(self._metadata(row, full))
             if ids:
                 await self._run(collection.upsert, ids=ids, embeddings=embeddings, documents=texts, metadatas=metadatas)

@@ -170,14 +170,14 @@ def rows_of(
                 f"chunk {position} of document {document.document_id!r} has {len(record.embedding)} dimensions,"
                 f" the store holds {dimension}"
             )
-        meta = record.chunk.metadata
+        meta = record.metadata
         rows.append(
             Row(
-                id=record.chunk.id or f"{document.document_id}_{position}",
+                id=record.id or f"{document.document_id}_{position}",
                 document_id=document.document_id,
                 tenant=tenant_key(tenant),
                 position=position,
-                text=record.chunk.text,
+                text=record.text,
                 source=meta.source.value if meta.source is not None else None,
                 source_id=meta.source_id,
                 url=meta.url,

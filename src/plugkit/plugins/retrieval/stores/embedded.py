@@ -474,7 +474,7 @@ class EmbeddedStore:
             for record in document.chunks:
                 if len(record.embedding) != dimension:
                     raise ValueError(
-                        f"chunk {record.chunk.id} has an embedding of dimension {len(record.embedding)}, "
+                        f"chunk {record.id} has an embedding of dimension {len(record.embedding)}, "
                         f"the store holds {dimension}"
                     )
         if not documents:
@@ -883,11 +883,11 @@ class _Batch:
             columns: tuple[Any, ...] = ()
             for n, record in enumerate(document.chunks):
                 # The chunks of a document usually share one metadata object: its columns are computed once.
-                if record.chunk.metadata is not seen:
-                    seen = record.chunk.metadata
+                if record.metadata is not seen:
+                    seen = record.metadata
                     columns = _metadata_columns(seen, document.document_id)
-                chunk_id = record.chunk.id or f"{document.document_id}_{n}"
-                rows.append([tenant, document.document_id, n, chunk_id, record.chunk.text, *columns, count, now, now])
+                chunk_id = record.id or f"{document.document_id}_{n}"
+                rows.append([tenant, document.document_id, n, chunk_id, record.text, *columns, count, now, now])
                 embeddings.append(record.embedding)
             spans[document.document_id] = (start, len(rows))
         vectors = _matrix(embeddings, dimension)

@@ -340,9 +340,7 @@ class LanceDBStore:
                 "terms": terms_of(row),
                 "range_keys": ranges_of(row)[0],
                 "range_values": ranges_of(row)[1],
-                "metadata": json.dumps(
-                    record.chunk.metadata.model_dump(mode="json", exclude_none=True), ensure_ascii=False
-                ),
+                "metadata": json.dumps(record.metadata.model_dump(mode="json", exclude_none=True), ensure_ascii=False),
                 "vector": row.embedding,
             }
             for row, record in zip(rows, document.chunks, strict=True)
