@@ -26,21 +26,19 @@ import hashlib
 import os
 import pickle
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
-from plugkit.plugins.retrieval.child_process import module_process
+from plugkit.plugins.retrieval.child_process import HEADER, frame, module_process, serve
 from plugkit.plugins.retrieval.chunking import Chunk, HFTokenizer, chunk_token_ids
 
 GROUP = 128  # documents per task handed to a worker
 QUEUED = 2  # tasks given to a worker at once: one it works on, one waiting in its pipe
 PIPE_BYTES = 1 << 20  # pipe capacity asked for (Linux allows an unprivileged process up to 1 MiB by default)
 READ_BYTES = 4 << 20
-HEADER = 8  # bytes of a message's length, little-endian, before its pickle
 
 
 class ChunkPoolError(RuntimeError):
@@ -121,23 +119,6 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _frame(value: Any) -> bytes:
-    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(payload).to_bytes(HEADER, "little") + payload
-
-
-def _read_message(stream: IO[bytes]) -> Any:
-    """The next message on a blocking stream, or None at its end."""
-    header = stream.read(HEADER)
-    if len(header) < HEADER:
-        return None
-    size = int.from_bytes(header, "little")
-    payload = stream.read(size)
-    if len(payload) < size:
-        return None
-    return pickle.loads(payload)
-
-
 def _widen(fd: int) -> None:
     """Ask for a pipe of PIPE_BYTES (Linux; elsewhere, or when refused, the pipe keeps its size)."""
     setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
@@ -169,7 +150,7 @@ class ChunkPool:
     def __init__(self, chunker: HFTokenizer, spec: TokenSpec, chunk_tokens: int, overlap: int, workers: int) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
-        self._init = _frame((str(chunker.path), spec, chunk_tokens, overlap))
+        self._init = frame((str(chunker.path), spec, chunk_tokens, overlap))
         self.workers = workers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._processes: list[_Process] = []
@@ -188,7 +169,7 @@ class ChunkPool:
         futures = []
         for i in range(0, len(texts), GROUP):
             future: asyncio.Future[Any] = loop.create_future()
-            self._tasks.append((_frame(texts[i : i + GROUP]), future))
+            self._tasks.append((frame(texts[i : i + GROUP]), future))
             futures.append(future)
         self._dispatch()
         parts: list[Any] = await asyncio.gather(*futures)
@@ -313,24 +294,9 @@ class ChunkPool:
 
 
 def main() -> None:
-    """Serve tasks on stdin until it closes: the first message is the worker's arguments, each next one a group of
-    texts, answered with their chunks (or a str: what went wrong)."""
-    requests, answers = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing else may write to the answers
-    arguments = _read_message(requests)
-    if arguments is None:
-        return
-    worker = _Worker(*arguments)
-    while (texts := _read_message(requests)) is not None:
-        try:
-            answer: Any = worker.prepare(texts)
-        except Exception as exc:  # noqa: BLE001 - handed to the pool, which raises it where the task was awaited
-            answer = f"{type(exc).__name__}: {exc}"
-        try:
-            answers.write(_frame(answer))
-            answers.flush()
-        except BrokenPipeError:  # the pool stopped while this task ran
-            return
+    """A worker: the first message is the `_Worker`'s arguments, each next one a group of texts, answered with their
+    chunks."""
+    serve(lambda arguments: _Worker(*arguments).prepare)
 
 
 if __name__ == "__main__":

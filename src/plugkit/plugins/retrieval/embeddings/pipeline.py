@@ -14,6 +14,7 @@ when its vectors stay within a cosine of 0.99 of the fp32 export's).
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import re
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from plugkit.plugins.retrieval.child_process import frame, module_process, read_frame, serve
 
 PREFETCH = 4  # batches prepared ahead of the model on a GPU
 # On a GPU each new batch shape costs a new attention plan (cuDNN's, about 6 ms of CPU a layer on an H200, with
@@ -91,30 +94,71 @@ def _multiple(on_gpu: bool) -> int:
     return GPU_WIDTH_MULTIPLE if on_gpu else 1
 
 
-_worker_tokenizer: Any = None
+class TokenizerProcesses:
+    """Processes that tokenise for `grouped_batches`: the tokenizer is Rust, but turning its output into arrays is
+    Python, which one process cannot do fast enough to feed a GPU. Plain `python -m` subprocesses (child_process:
+    never forked from a process holding a CUDA context, and never running the caller's main script again as
+    multiprocessing's spawn does), started on first use, each given one group at a time; they end when this
+    process closes them or exits."""
+
+    def __init__(self, model_path: Path, max_length: int, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self._init = frame((str(model_path), max_length))
+        self.workers = workers
+        self._processes: list[Any] = []
+        self._lock = threading.Lock()
+
+    def map(self, parts: list[list[str]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """`flat_token_ids` of each part, in order, the parts spread over the processes."""
+        with self._lock:
+            self._processes = [p for p in self._processes if p.poll() is None]
+            while len(self._processes) < self.workers:
+                process: Any = module_process(__name__)
+                process.stdin.write(self._init)
+                self._processes.append(process)
+            owner: dict[int, Any] = {}  # part -> the process tokenising it (one part a process at a time)
+            todo = iter(range(len(parts)))
+
+            def give(process: Any) -> None:
+                part = next(todo, None)
+                if part is not None:
+                    owner[part] = process
+                    process.stdin.write(frame(parts[part]))
+                    process.stdin.flush()
+
+            try:
+                for process in self._processes:
+                    give(process)
+                for part in range(len(parts)):
+                    process = owner.pop(part)
+                    answer = read_frame(process.stdout)
+                    if answer is None or isinstance(answer, str):
+                        raise RuntimeError(f"a tokenizer process failed: {answer or 'it ended'}")
+                    give(process)
+                    yield answer
+            finally:  # stopped early: the answers still coming are read, so that the next map starts clean
+                for process in owner.values():
+                    read_frame(process.stdout)
+
+    def close(self) -> None:
+        with self._lock:
+            for process in self._processes:
+                process.stdin.close()
+                process.wait()
+                process.stdout.close()
+            self._processes = []
+
+    def __enter__(self) -> TokenizerProcesses:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
-def _init_tokenizer_worker(model_path: str, max_length: int) -> None:
-    global _worker_tokenizer
-    _worker_tokenizer = fast_tokenizer(Path(model_path), max_length)
-
-
-def _tokenize_in_worker(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    return flat_token_ids(_worker_tokenizer, texts)
-
-
-def tokenizer_pool(model_path: Path, max_length: int, workers: int) -> Any:
-    """Processes that tokenise for `grouped_batches` (spawned, so a CUDA context is never forked): the tokenizer is
-    Rust, but turning its output into arrays is Python, which one process cannot do fast enough to feed a GPU."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_tokenizer_worker,
-        initargs=(str(model_path), max_length),
-    )
+def tokenizer_pool(model_path: Path, max_length: int, workers: int) -> TokenizerProcesses:
+    """`workers` TokenizerProcesses of the model at `model_path`."""
+    return TokenizerProcesses(model_path, max_length, workers)
 
 
 def grouped_batches(
@@ -127,7 +171,7 @@ def grouped_batches(
     starts = range(0, len(texts), group)
     parts = [texts[start : start + group] for start in starts]
     if pool is not None:
-        tokenised = pool.map(_tokenize_in_worker, parts)
+        tokenised = pool.map(parts)
     else:
         tokenised = (flat_token_ids(tokenizer, part) for part in parts)
     for start, (flat, lengths) in zip(starts, tokenised, strict=True):
@@ -416,3 +460,13 @@ def onnx_encode(session: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
     pooled = (hidden * mask[..., None]).sum(axis=1) / lengths[:, None]
     norms = np.linalg.norm(pooled, axis=1, keepdims=True)
     return (pooled / np.where(norms > 0, norms, 1.0)).astype(np.float32)  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    """A tokenizer process: the first message is the model's folder and the tokens it reads, each next one a group of
+    texts, answered with their `flat_token_ids`."""
+    serve(lambda arguments: functools.partial(flat_token_ids, fast_tokenizer(Path(arguments[0]), arguments[1])))
+
+
+if __name__ == "__main__":
+    main()
