@@ -135,7 +135,7 @@ async def test_no_documents_prepare_to_nothing(pool: ChunkPool) -> None:
 
 
 async def test_a_task_that_fails_in_a_worker_raises_its_error_and_the_pool_goes_on(pool: ChunkPool) -> None:
-    with pytest.raises(ChunkPoolError, match="TypeError"):
+    with pytest.raises(ChunkPoolError, match=r"a chunking process failed: \w+Error"):
         await pool.prepare([None])  # type: ignore[list-item]
     assert (await pool.prepare(["Still chunking."])).texts == [["Still chunking."]]
 

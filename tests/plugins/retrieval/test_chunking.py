@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+from itertools import islice
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tokenizers import Tokenizer
 
 from plugkit.plugins.retrieval.chunking import HFTokenizer, chunk_id, chunk_text
+from tests.helpers import SHARED_DATA
 
 SENTENCES = [f"Sentence number {i} talks about proteins, cells and the immune response." for i in range(60)]
 TEXT = " ".join(SENTENCES)
@@ -69,3 +75,38 @@ def test_every_chunk_fits_and_comes_from_the_text(tokenizer: HFTokenizer, text: 
     for chunk in chunk_text(text, tokenizer, chunk_tokens=size, overlap=size // 4):
         assert chunk.tokens <= size
         assert chunk.text and chunk.text in text
+
+
+@lru_cache(maxsize=1)
+def _whole_of(path: str) -> Tokenizer:
+    whole = Tokenizer.from_file(path)
+    whole.no_truncation()
+    whole.no_padding()
+    return whole
+
+
+def _whole(tokenizer: HFTokenizer) -> Tokenizer:
+    """The same tokenizer file, used whole (its normalizer always runs)."""
+    return _whole_of(str(tokenizer.path))
+
+
+def _same_encoding(a: object, b: object) -> bool:
+    return all(getattr(a, key) == getattr(b, key) for key in ("ids", "offsets", "word_ids"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=300))
+def test_an_ascii_text_encodes_as_the_whole_tokenizer_encodes_it(tokenizer: HFTokenizer, text: str) -> None:
+    """Control characters included: those take the whole tokenizer, the rest the copy without its normalizer."""
+    assert _same_encoding(tokenizer.encode(text), _whole(tokenizer).encode(text, add_special_tokens=False))
+
+
+def test_scifact_abstracts_encode_as_the_whole_tokenizer_encodes_them(tokenizer: HFTokenizer) -> None:
+    whole = _whole(tokenizer)
+    with (SHARED_DATA / "scifact" / "corpus.jsonl").open(encoding="utf-8") as fh:
+        texts = [f"{row['title']}\n{row['text']}" for row in map(json.loads, islice(fh, 400))]
+    assert tokenizer._plain is not None  # MiniLM's normalizer is BERT's: its ASCII texts take the copy without it
+    assert sum(t.isascii() for t in texts) > 200 and sum(not t.isascii() for t in texts) > 20  # both paths taken
+    assert all(_same_encoding(tokenizer.encode(t), whole.encode(t, add_special_tokens=False)) for t in texts)
+    mixed = "Ünïcode and ASCII\x01 control, TAB\tand CR\r\nLF. 東京"
+    assert _same_encoding(tokenizer.encode(mixed), whole.encode(mixed, add_special_tokens=False))
