@@ -23,12 +23,13 @@ import asyncio
 import collections
 import fcntl
 import hashlib
+import itertools
 import os
 import pickle
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -105,8 +106,9 @@ class _Worker:
             encodings = self.model.encode_batch([flat_chunks[i].text for i in retokenise])
             for i, encoding in zip(retokenise, encodings, strict=True):
                 ids[i] = encoding.ids
-        lengths = np.fromiter((len(own or ()) for own in ids), dtype=np.int64, count=len(ids))
-        flat = np.fromiter((t for own in ids for t in own or ()), dtype=np.int32, count=int(lengths.sum()))
+        every = cast(list[list[int]], ids)  # each one filled by now
+        lengths = np.fromiter(map(len, every), dtype=np.int64, count=len(every))
+        flat = np.fromiter(itertools.chain.from_iterable(every), dtype=np.int32, count=int(lengths.sum()))
         return [[chunk.text for chunk in document] for document in chunks], flat, lengths
 
     def _wrap(self, own: list[int]) -> list[int]:

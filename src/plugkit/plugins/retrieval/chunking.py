@@ -3,6 +3,7 @@ where possible, with a configurable overlap. No chunk is ever longer than the mo
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass
@@ -118,16 +119,14 @@ def _chunks(text: str, tokens: list[tuple[int, int]], chunk_tokens: int, overlap
         raise ValueError("need chunk_tokens >= 1 and 0 <= overlap < chunk_tokens")
     if not tokens:
         return []
-    # Each token's sentence; a cut between tokens i-1 and i is a sentence end when their sentences differ.
-    boundaries = {s for s, _ in _sentences(text)}
+    # A cut between tokens i-1 and i is a sentence end when a sentence starts after token i-1 starts and no later
+    # than token i: token i is the first to start at or after it (found by bisection, a few sentences a text).
+    token_starts = [start for start, _ in tokens]
     sentence_start = [False] * len(tokens)
-    starts = sorted(boundaries)
-    j = 0
-    for i, (ts, _) in enumerate(tokens):
-        while j < len(starts) and starts[j] <= ts:
-            if i > 0:
-                sentence_start[i] = True
-            j += 1
+    for begins, _ in _sentences(text):
+        first_after = bisect.bisect_left(token_starts, begins)
+        if 0 < first_after < len(tokens):
+            sentence_start[first_after] = True
     chunks: list[tuple[Chunk, int, int]] = []
     first = 0
     n = len(tokens)
