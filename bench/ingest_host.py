@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import io
 import json
 import os
@@ -72,9 +73,10 @@ def worker(corpus: Path, repeat: int) -> dict[str, Any]:
         console = Console(file=io.StringIO())
         send, close, _listing, _delete, pace = await ingest_cmd._local_target(work / "data")
         await ingest_cmd._run(list(iter_documents([warm])), send, pace.per_write, console, pace.in_flight)
+        # What the tree's command does: read the documents as the batches go (a generator), or all of them first.
+        streams = "Iterable" in str(inspect.signature(ingest_cmd._run).parameters["items"].annotation)
         before, started = cpu(), time.perf_counter()
-        items = list(iter_documents([documents]))
-        parsed = time.perf_counter() - started
+        items = iter_documents([documents]) if streams else list(iter_documents([documents]))
         ok, failed = await ingest_cmd._run(items, send, pace.per_write, console, pace.in_flight)
         acknowledged, at_ack = time.perf_counter() - started, cpu()  # the chunk workers end with the close
         await close()
@@ -91,7 +93,7 @@ def worker(corpus: Path, repeat: int) -> dict[str, Any]:
             "chunks": chunks,
             "seconds": seconds,
             "acknowledged_s": acknowledged,
-            "parse_s": parsed,
+            "documents_read_as_they_come": streams,
             "per_write": pace.per_write,
             "in_flight": pace.in_flight,
             "cpu_us_per_chunk": {k: (after[k] - before[k]) / chunks * 1e6 for k in after},
@@ -125,7 +127,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             {
                 "seconds": round(r["seconds"], 2),
                 "acknowledged_s": round(r["acknowledged_s"], 2),
-                "parse_s": round(r["parse_s"], 2),
+                "documents_read_as_they_come": r["documents_read_as_they_come"],
                 "cpu_us_per_chunk": {k: round(v, 1) for k, v in r["cpu_us_per_chunk"].items()},
                 "load_avg_1m": r["load_avg_1m"],
             }

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -215,3 +216,24 @@ async def test_the_local_store_writes_as_many_documents_at_once_as_its_embedders
         assert found == (per_write, in_flight)
     finally:
         await close()
+
+
+async def test_documents_read_as_they_come_are_sent_before_the_last_is_read() -> None:
+    """A generator of documents (the command's files, parsed as it goes): each batch is on its way before the next
+    document is read, and every document arrives once."""
+    events: list[str] = []
+
+    def documents() -> Iterator[Item]:
+        for item in _items(20):
+            events.append(f"read {item.origin}")
+            yield item
+
+    async def send(batch: list[Document]) -> None:
+        events.append(f"sent {batch[0].id}")
+        await asyncio.sleep(0.01)
+
+    ok, failed = await _run(documents(), send, 4, Console(file=io.StringIO()), in_flight=2)
+    assert (ok, failed) == (20, 0)
+    assert events.index("sent doc0") < events.index("read doc4")
+    assert events.index("sent doc4") < events.index("read doc8")
+    assert sorted(e for e in events if e.startswith("sent")) == sorted(f"sent doc{i}" for i in range(0, 20, 4))

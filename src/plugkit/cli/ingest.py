@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sized
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
@@ -92,10 +92,12 @@ def _parse_metadata(raw: str | None) -> dict[str, Any]:
 
 
 async def _run(
-    items: list[Item], send: Sender, batch_size: int, console: Console, in_flight: int = IN_FLIGHT
+    items: Iterable[Item], send: Sender, batch_size: int, console: Console, in_flight: int = IN_FLIGHT
 ) -> tuple[int, int]:
     """Send the documents in batches, `in_flight` batches at a time: while one batch is embedded, the one before is
-    written and the one after chunked, so the model never waits on the rest of the pipeline."""
+    written and the one after chunked, so the model never waits on the rest of the pipeline. `items` may be read as
+    they come (a generator: the files are then parsed while the first batches are on their way, rather than all of
+    them before the first; the progress bar learns its total when the last is read)."""
     ok = failed = 0
     batch: list[Document] = []
     pending: set[asyncio.Task[int]] = set()
@@ -108,7 +110,8 @@ async def _run(
         console=console,
         transient=False,
     ) as progress:
-        task = progress.add_task("", total=len(items))
+        task = progress.add_task("", total=len(items) if isinstance(items, Sized) else None)
+        read = 0
 
         async def deliver(documents: list[Document]) -> int:
             await send(documents)
@@ -129,9 +132,11 @@ async def _run(
                 await settle(in_flight - 1)
                 pending.add(asyncio.create_task(deliver(list(batch))))
                 batch.clear()
+                await asyncio.sleep(0)  # the batch starts now, while the next ones are read
 
         try:
             for item in items:
+                read += 1
                 if item.document is None:
                     failed += 1
                     console.print(f"[yellow]skipped[/] {item.origin}: {item.error}")
@@ -141,6 +146,7 @@ async def _run(
                 progress.update(task, description=item.origin[-40:])
                 if len(batch) >= batch_size:
                     await flush()
+            progress.update(task, total=read)
             await flush()
             await settle(0)
         finally:
@@ -294,7 +300,7 @@ def ingest(
     if sync:
         _sync([p.resolve() for p in paths], extra, url, token, data_dir, batch_size, console)
         return
-    items = list(iter_documents(paths, extra))
+    items = iter_documents(paths, extra)  # read as the batches go
 
     async def main() -> tuple[int, int]:
         send, close, _, _, pace = await (_remote_target(url, token) if url else _local_target(data_dir))
