@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 
 def write_corpus(source: Path, target: Path, repeat: int, prefix: str, limit: int | None) -> int:
@@ -300,6 +299,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT / "src"))  # run as a script (not when another bench imports write_corpus)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--corpus", type=Path, required=True, help="BEIR corpus.jsonl (or .jsonl.gz)")
     parser.add_argument("--out", type=Path, required=True)

@@ -94,6 +94,7 @@ def worker(corpus: Path, repeat: int) -> dict[str, Any]:
             "seconds": seconds,
             "acknowledged_s": acknowledged,
             "documents_read_as_they_come": streams,
+            "plugkit": str(Path(ingest_cmd.__file__).resolve().parents[2]),  # which tree's code ran
             "per_write": pace.per_write,
             "in_flight": pace.in_flight,
             "cpu_us_per_chunk": {k: (after[k] - before[k]) / chunks * 1e6 for k in after},
@@ -109,6 +110,8 @@ def run_one(src: Path, corpus: Path, repeat: int) -> dict[str, Any]:
     from store_write import run_script
 
     result = run_script(__file__, [src, ROOT / "bench"], ["--worker", "--corpus", str(corpus), "--repeat", str(repeat)])
+    if Path(result.pop("plugkit")) != src.resolve():
+        raise SystemExit(f"a run meant for {src} imported plugkit from elsewhere")
     result["load_avg_1m"] = round(result["load_avg_1m"], 2)
     return result
 
