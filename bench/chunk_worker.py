@@ -39,7 +39,10 @@ def worker(corpus: Path) -> dict[str, Any]:
         started = time.process_time()
         chunks = len(chunker.prepare(texts)[2])
         best = min(best, time.process_time() - started)
-    return {"chunks": chunks, "cpu_us_per_chunk": best / chunks * 1e6}
+    import plugkit
+
+    ran = str(Path(plugkit.__file__).parents[1])  # which tree's code this was
+    return {"chunks": chunks, "cpu_us_per_chunk": best / chunks * 1e6, "plugkit": ran}
 
 
 def main() -> None:
@@ -60,7 +63,10 @@ def main() -> None:
         trees = [("baseline", baseline_tree(args.baseline, Path(tmp) / "baseline")), ("this_tree", ROOT / "src")]
         for n in range(args.rounds):
             for name, src in trees if n % 2 == 0 else trees[::-1]:
-                runs[name].append(run_script(__file__, [src], ["--worker", str(corpus)]))
+                run = run_script(__file__, [src], ["--worker", str(corpus)])
+                if Path(run.pop("plugkit")).resolve() != src.resolve():
+                    raise SystemExit(f"a run meant for {src} imported plugkit from elsewhere")
+                runs[name].append(run)
                 print(f"round {n + 1} {name}: {json.dumps(runs[name][-1])}", flush=True)
     base = [r["cpu_us_per_chunk"] for r in runs["baseline"]]
     this = [r["cpu_us_per_chunk"] for r in runs["this_tree"]]
