@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from plugkit.plugins.retrieval.chunking import HFTokenizer, chunk_id, chunk_text
+from plugkit.plugins.retrieval import chunking
+from plugkit.plugins.retrieval.chunking import HFTokenizer, Tokens, chunk_id, chunk_text
 from tests.helpers import SHARED_DATA
 
 SENTENCES = [f"Sentence number {i} talks about proteins, cells and the immune response." for i in range(60)]
@@ -108,5 +109,33 @@ def test_scifact_abstracts_encode_as_the_whole_tokenizer_encodes_them(tokenizer:
     assert tokenizer._plain is not None  # MiniLM's normalizer is BERT's: its ASCII texts take the copy without it
     assert sum(t.isascii() for t in texts) > 200 and sum(not t.isascii() for t in texts) > 20  # both paths taken
     assert all(_same_encoding(tokenizer.encode(t), whole.encode(t, add_special_tokens=False)) for t in texts)
+    # The ASCII abstracts were tokenised from their words' pieces, not by the tokenizer.
+    assert all(isinstance(tokenizer.encode(t), Tokens) for t in texts if t.isascii())
     mixed = "Ünïcode and ASCII\x01 control, TAB\tand CR\r\nLF. 東京"
     assert _same_encoding(tokenizer.encode(mixed), whole.encode(mixed, add_special_tokens=False))
+
+
+WORDS = st.sampled_from(["The", "cell", "cells", "proliferation", "x", "42", "3.5%", "IL-6", "(n=12)", "p<0.05"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(WORDS, st.sampled_from([" ", "  ", "\n", "\t", "\r\n", "", ". "])), max_size=40))
+def test_texts_made_of_known_words_encode_as_the_whole_tokenizer_encodes_them(
+    tokenizer: HFTokenizer, parts: list[tuple[str, str]]
+) -> None:
+    """Words met before are taken from the tokenizer's cache of pieces, wherever they stand."""
+    text = "".join(word + space for word, space in parts)
+    assert _same_encoding(tokenizer.encode(text), _whole(tokenizer).encode(text, add_special_tokens=False))
+
+
+def test_a_word_too_long_for_wordpiece_and_a_full_cache_still_encode_as_the_whole_tokenizer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tokenizer = HFTokenizer(chunking.minilm_tokenizer().path)  # a cache of its own
+    monkeypatch.setattr(chunking, "WORD_CACHE", 3)
+    whole = _whole(tokenizer)
+    texts = ["Short words first.", "a" * 101 + " then more words", "Again: short words, and new ones."]
+    for text in texts:
+        assert _same_encoding(tokenizer.encode(text), whole.encode(text, add_special_tokens=False))
+    assert not isinstance(tokenizer.encode(texts[1]), Tokens)  # [UNK]: the tokenizer's own encoding
+    assert len(tokenizer._pieces) <= 3 + len(texts[2].split()) + 2  # cleared when full
