@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import os
@@ -111,6 +112,21 @@ async def test_batches_in_flight_deliver_every_document_once() -> None:
     assert (ok, failed) == (25, 0)
     assert sorted(delivered) == sorted(f"doc{i}" for i in range(25))
     assert peak == 2
+
+
+async def test_the_objects_alive_after_the_first_write_are_left_out_of_later_full_collections() -> None:
+    frozen_at_each_write: list[int] = []
+
+    async def send(documents: list[Document]) -> None:
+        frozen_at_each_write.append(gc.get_freeze_count())
+
+    gc.unfreeze()
+    try:
+        ok, _ = await _run(_items(12), send, 4, Console(file=io.StringIO()), in_flight=1)
+        assert ok == 12
+        assert frozen_at_each_write[0] == 0 and all(count > 0 for count in frozen_at_each_write[1:])
+    finally:
+        gc.unfreeze()
 
 
 async def test_a_failed_batch_stops_the_ingest_with_its_error() -> None:
