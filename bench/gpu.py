@@ -148,6 +148,55 @@ def profile(embedder: Any, flat: Any, lengths: Any) -> None:
         print(prof.key_averages().table(sort_by=key, row_limit=18), file=sys.stderr)
 
 
+def cpu_seconds() -> dict[str, Any]:
+    """CPU seconds so far: of this process (and of each of its threads, by name), of its helper processes by kind,
+    and of the whole machine (busy and all)."""
+    import threading
+
+    import psutil
+
+    me = psutil.Process()
+    seconds: dict[str, Any] = {"ingesting_process": sum(me.cpu_times()[:2])}
+    for child in me.children(recursive=True):
+        try:
+            line = " ".join(child.cmdline())
+            kind = next((k for k in ("chunk_pool", "keyword_process") if k in line), "other_processes")
+            seconds[kind] = seconds.get(kind, 0.0) + sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    seconds["threads"] = {}
+    for thread in me.threads():
+        name = names.get(thread.id, "native")  # torch's, tantivy's and CUDA's own threads are "native"
+        seconds["threads"][name] = seconds["threads"].get(name, 0.0) + thread.user_time + thread.system_time
+    machine = psutil.cpu_times()
+    seconds["machine_all"] = sum(machine)
+    seconds["machine_busy"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+    return seconds
+
+
+def cpu_use(before: dict[str, Any], after: dict[str, Any], chunks: int, wall: float) -> dict[str, Any]:
+    """CPU microseconds a chunk of each process kind and busiest thread of this one, and how busy the machine was."""
+    per_chunk = {
+        key: round((after[key] - before.get(key, 0.0)) / chunks * 1e6, 1)
+        for key in after
+        if key not in ("threads", "machine_all", "machine_busy")
+    }
+    threads = {
+        name: round((value - before["threads"].get(name, 0.0)) / chunks * 1e6, 1)
+        for name, value in after["threads"].items()
+    }
+    busiest = dict(sorted(threads.items(), key=lambda kv: -kv[1])[:8])
+    busy = (after["machine_busy"] - before["machine_busy"]) / (after["machine_all"] - before["machine_all"])
+    return {
+        "cpu_us_per_chunk": per_chunk,
+        "ingesting_process_threads_us_per_chunk": busiest,
+        "machine_busy_fraction": round(busy, 3),
+        "cores_busy": round(busy * (os.cpu_count() or 1), 2),
+        "wall_s": round(wall, 2),
+    }
+
+
 async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from rich.console import Console
 
@@ -197,6 +246,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         startup_s = time.perf_counter() - started
         timers.seconds.clear()
 
+        cpu_before = cpu_seconds()
         started = time.perf_counter()
         # As the command: the file parsed as the batches go.
         documents_read = iter_documents([corpus])
@@ -204,6 +254,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             documents_read, send, per_write, console, in_flight=args.in_flight or pace.in_flight
         )
         acknowledged_s = time.perf_counter() - started
+        cpu_at_ack = cpu_seconds()
         inside = dict(timers.seconds)
         if args.timeline:
             args.timeline.write_text(json.dumps(timers.timeline(started)) + "\n")
@@ -225,9 +276,11 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     db.close()
 
     stages = {k: round(v, 2) for k, v in inside.items() if k not in ("model_s", "store_write_s")}
+    cpu = cpu_use(cpu_before, cpu_at_ack, chunks, acknowledged_s)  # to the last acknowledged write
     if args.ingest_only:
         return {
             "ingest_chunks_per_s": round(chunks / seconds, 1),
+            "cpu_to_the_last_write": cpu,
             "seconds": round(seconds, 2),
             "acknowledged_s": round(acknowledged_s, 2),
             "inside_model_calls_s": round(inside.get("model_s", 0.0), 2),
@@ -284,6 +337,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "inside_model_calls_s": round(inside.get("model_s", 0.0), 2),
         "inside_store_writes_s_with_lock_waits": round(inside.get("store_write_s", 0.0), 2),
         "stages_s": stages,
+        "cpu_to_the_last_write": cpu,
         "in_flight": args.in_flight or "the command's default",
         "startup_s": round(startup_s, 2),
         "chunk_pool_only_chunks_per_s": round(pool_rate, 1),
