@@ -109,10 +109,28 @@ def test_scifact_abstracts_encode_as_the_whole_tokenizer_encodes_them(tokenizer:
     assert tokenizer._plain is not None  # MiniLM's normalizer is BERT's: its ASCII texts take the copy without it
     assert sum(t.isascii() for t in texts) > 200 and sum(not t.isascii() for t in texts) > 20  # both paths taken
     assert all(_same_encoding(tokenizer.encode(t), whole.encode(t, add_special_tokens=False)) for t in texts)
-    # The ASCII abstracts were tokenised from their words' pieces, not by the tokenizer.
-    assert all(isinstance(tokenizer.encode(t), Tokens) for t in texts if t.isascii())
+    # Tokenised from their words' pieces (the runs outside ASCII by the tokenizer), not by the tokenizer whole.
+    assert all(isinstance(tokenizer.encode(t), Tokens) for t in texts)
     mixed = "Ünïcode and ASCII\x01 control, TAB\tand CR\r\nLF. 東京"
     assert _same_encoding(tokenizer.encode(mixed), whole.encode(mixed, add_special_tokens=False))
+
+
+MIXED = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["word", "Cell", " ", "\n", "\t", "\r\n", "é", "naïve", "β-cells", "東京", "\u0301", " \u0301x"]),
+    st.sampled_from(["\u00a0", "\u3000", "\x85", "ﬁ", "İ", "ß", "µm", "—", "“quoted”", "\ufeff", "\u200b", "a\u0301"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(MIXED, max_size=30))
+def test_any_text_with_characters_outside_ascii_encodes_as_the_whole_tokenizer_encodes_it(
+    tokenizer: HFTokenizer, parts: list[str]
+) -> None:
+    """Accents, combining marks after spaces, other whitespace, CJK, ligatures and letters that lowercase longer:
+    the runs that hold them are tokenised alone, the ASCII between them from its words' pieces."""
+    text = "".join(parts)
+    assert _same_encoding(tokenizer.encode(text), _whole(tokenizer).encode(text, add_special_tokens=False))
 
 
 WORDS = st.sampled_from(["The", "cell", "cells", "proliferation", "x", "42", "3.5%", "IL-6", "(n=12)", "p<0.05"])

@@ -30,6 +30,9 @@ ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 ASCII_WORD = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
 _ASCII_SPACE = np.zeros(128, dtype=bool)
 _ASCII_SPACE[[ord(c) for c in " \t\n\r"]] = True
+# A run of characters other than ASCII whitespace that holds a character outside ASCII: BERT's pre-tokenizer splits at
+# ASCII whitespace whatever surrounds it, so such a run is tokenised alone as it is in its text.
+NON_ASCII_RUN = re.compile(r"[^ \t\n\r]*[^\x00-\x7f][^ \t\n\r]*")
 WORD_CACHE = 1 << 18  # words whose pieces a tokenizer keeps (cleared when full)
 
 
@@ -45,16 +48,19 @@ class Tokens(NamedTuple):
 class HFTokenizer:
     """A Hugging Face `tokenizers` tokenizer read from a tokenizer.json file (fast; loads no model weights).
 
-    Where the file is BERT's (its normalizer, pre-tokenizer and WordPiece model), an ASCII text without control
-    characters is tokenised here from its words: for such a text BERT's normalizer only lowercases (its accents,
+    Where the file is BERT's (its normalizer, pre-tokenizer and WordPiece model), ASCII text without control
+    characters is tokenised here from its words: for such text BERT's normalizer only lowercases (its accents,
     Chinese characters and control characters are all outside ASCII or excluded; whitespace it maps to spaces, where
     the pre-tokenizer splits either way), the pre-tokenizer's words are ASCII_WORD's, and WordPiece splits each word
     alone, the same way wherever it stands: each word's pieces are asked of the tokenizer once and kept, and the
-    offsets follow from the pieces' lengths, laid over the text's characters other than whitespace. Ids, offsets and
-    word ids are the whole tokenizer's (tested on any ASCII and on SciFact), for about a third of its time (the
-    tokenizer spends most of it on the alignments of its pre-tokenizer). A word that WordPiece cannot split ([UNK],
-    as one over its length limit) sends its text to the tokenizer without its normalizer (the text lowercased first
-    when the normalizer lowercases), as does any other tokenizer file's ASCII text."""
+    offsets follow from the pieces' lengths, laid over the text's characters other than whitespace. In a text with
+    characters outside ASCII, each run between ASCII whitespace that holds one goes to the whole tokenizer alone (the
+    pre-tokenizer splits at that whitespace whatever surrounds it), the ASCII between such runs as above. Ids,
+    offsets and word ids are the whole tokenizer's (tested on all of SciFact, on any ASCII, and on mixes of accents,
+    combining marks, other whitespace, CJK and ligatures), for about a third of its time on ASCII (it spends most of
+    it on its pre-tokenizer's alignments). A word WordPiece cannot split ([UNK], one over its length limit) sends the
+    text to the tokenizer, without its normalizer where the text is ASCII (lowercased first when the normalizer
+    lowercases); so does a text with ASCII control characters, and any text of another tokenizer file."""
 
     def __init__(self, path: Path) -> None:
         from tokenizers import Tokenizer as _Tokenizer
@@ -100,7 +106,41 @@ class HFTokenizer:
             if self._lengths is not None and (tokens := self._ascii_tokens(lowered)) is not None:
                 return tokens
             return self._plain.encode(lowered, add_special_tokens=False)
+        if self._lengths is not None and not ASCII_CONTROL.search(text) and (mixed := self._mixed_tokens(text)):
+            return mixed
         return self._tok.encode(text, add_special_tokens=False)
+
+    def _mixed_tokens(self, text: str) -> Tokens | None:
+        """BERT's encoding of a text with characters outside ASCII (no ASCII control characters): each run that holds
+        one (NON_ASCII_RUN) by the whole tokenizer, the ASCII between them from their words' pieces; None where a
+        word has [UNK]."""
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        word_ids: list[int] = []
+        position = 0
+
+        def add(part: Any, start: int) -> None:
+            base = word_ids[-1] + 1 if word_ids else 0
+            ids.extend(part.ids)
+            offsets.extend([(a + start, b + start) for a, b in part.offsets])
+            word_ids.extend([w + base for w in part.word_ids])
+
+        for run in NON_ASCII_RUN.finditer(text):
+            if run.start() > position:
+                between = self._ascii_tokens(
+                    text[position : run.start()].lower() if self._lower else text[position : run.start()]
+                )
+                if between is None:
+                    return None
+                add(between, position)
+            add(self._tok.encode(run.group(), add_special_tokens=False), run.start())
+            position = run.end()
+        if position < len(text):
+            rest = self._ascii_tokens(text[position:].lower() if self._lower else text[position:])
+            if rest is None:
+                return None
+            add(rest, position)
+        return Tokens(ids, offsets, word_ids)
 
     def _ascii_tokens(self, text: str) -> Tokens | None:
         """BERT's encoding of an ASCII text without control characters (lowercased if the model is), from the pieces
