@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkMetadata, DocumentMetadataFilter, Source
-from plugkit.plugins.retrieval.stores.ann import AutoIndex, IvfIndex, default_nlist
+from plugkit.plugins.retrieval.stores.ann import TRAINING_NICE, AutoIndex, IvfIndex, default_nlist
 from plugkit.plugins.retrieval.stores.base import ChunkRecord, DocumentRecord, SearchRequest, StoreInfo
 from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
@@ -262,3 +264,24 @@ async def test_a_write_crossing_the_threshold_does_not_wait_for_the_training(
     await reopened.open(info)
     assert isinstance(reopened._index, AutoIndex) and reopened._index.uses_ann
     await reopened.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread priorities are a Linux feature")
+def test_background_training_runs_below_the_priority_of_the_threads_that_write_and_search(
+    data: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    train = IvfIndex.train
+
+    def watched(*args: Any, **kwargs: Any) -> IvfIndex:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(IvfIndex, "train", watched)
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000, background_training=True)
+    auto.add(np.arange(len(data)), data)
+    assert auto._training is not None
+    auto._training.join()
+    this_thread = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen == [min(this_thread + TRAINING_NICE, 19)]
+    assert auto.search(data[5], 1)[0].tolist() == [5]

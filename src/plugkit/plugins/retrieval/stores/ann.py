@@ -21,12 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from plugkit.plugins.retrieval.stores.threads import lower_this_thread
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex, allowed_count, as_mask
 
 log = logging.getLogger(__name__)
 
 FILTERED_K_FACTOR = 40
 MAX_CANDIDATES = 1000
+TRAINING_NICE = 10  # the background training: about a tenth of a normal thread's share of a busy core
 
 
 def _faiss() -> Any:
@@ -224,6 +226,10 @@ class AutoIndex:
         nprobe, filtered_nprobe = self.nprobe, self.filtered_nprobe
 
         def train() -> None:
+            # Below everything else: on a GPU ingest faiss's OpenMP team (all cores) took about 55 s of CPU from the
+            # chunking processes in an ingest of 98,816 chunks on an H200 (bench/gpu.py's CPU a thread); searches stay
+            # exact meanwhile, and a close that waits for it finds the cores free.
+            lower_this_thread(TRAINING_NICE)
             try:
                 ivf = IvfIndex.train(vectors, nprobe=nprobe, filtered_nprobe=filtered_nprobe)
                 ivf.add(ids, vectors)

@@ -31,7 +31,6 @@ import asyncio
 import itertools
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -78,6 +77,7 @@ from plugkit.plugins.retrieval.stores.filter_columns import FilterColumns
 from plugkit.plugins.retrieval.stores.fusion import DEFAULT_WEIGHTS, convex, rrf, scaled
 from plugkit.plugins.retrieval.stores.keyword_index import KeywordIndex
 from plugkit.plugins.retrieval.stores.keyword_process import catch_up_elsewhere
+from plugkit.plugins.retrieval.stores.threads import lower_this_thread
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
 T = TypeVar("T")
@@ -351,10 +351,7 @@ class EmbeddedStore:
     def _keyword_loop(self) -> None:
         """The background work after writes, on a connection of its own: the keyword index caught up, then the WAL
         checkpointed (passive: it never waits for readers or writers)."""
-        try:  # below the writers (Linux: per thread, and inherited by the tantivy threads it starts)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), KEYWORD_THREAD_NICE)
-        except (AttributeError, OSError):
-            pass
+        lower_this_thread(KEYWORD_THREAD_NICE)  # below the writers, with the tantivy threads it starts
         conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30)
         try:
             conn.execute("PRAGMA busy_timeout=30000")
