@@ -34,6 +34,7 @@ _ASCII_SPACE[[ord(c) for c in " \t\n\r"]] = True
 # ASCII whitespace whatever surrounds it, so such a run is tokenised alone as it is in its text.
 NON_ASCII_RUN = re.compile(r"[^ \t\n\r]*[^\x00-\x7f][^ \t\n\r]*")
 WORD_CACHE = 1 << 18  # words whose pieces a tokenizer keeps (cleared when full)
+_UNSEEN = object()
 
 
 class Tokens(NamedTuple):
@@ -106,7 +107,11 @@ class HFTokenizer:
             if self._lengths is not None and (tokens := self._ascii_tokens(lowered)) is not None:
                 return tokens
             return self._plain.encode(lowered, add_special_tokens=False)
-        if self._lengths is not None and not ASCII_CONTROL.search(text) and (mixed := self._mixed_tokens(text)):
+        if (
+            self._lengths is not None
+            and not ASCII_CONTROL.search(text)
+            and (mixed := self._mixed_tokens(text)) is not None
+        ):
             return mixed
         return self._tok.encode(text, add_special_tokens=False)
 
@@ -150,15 +155,10 @@ class HFTokenizer:
         pieces = self._pieces
         try:
             split = list(map(pieces.__getitem__, words))
-        except KeyError:
+        except KeyError:  # words not met before (another thread may clear the cache meanwhile: no lookup can fail)
             if len(pieces) > WORD_CACHE:
                 pieces.clear()
-            for word in words:
-                if word not in pieces:
-                    ids = self._plain.encode(word, add_special_tokens=False).ids
-                    whole = sum(int(self._lengths[i]) for i in ids) == len(word) and self._unknown not in ids
-                    pieces[word] = tuple(ids) if whole else None
-            split = list(map(pieces.__getitem__, words))
+            split = [self._word_pieces(word) for word in words]
         if None in split:
             return None
         every = cast(list[tuple[int, ...]], split)
@@ -168,12 +168,22 @@ class HFTokenizer:
         covered = self._lengths[np.array(ids, dtype=np.int64)]
         ends = np.cumsum(covered)
         characters = np.flatnonzero(~_ASCII_SPACE[np.frombuffer(text.encode("ascii"), dtype=np.uint8)])
-        starts = characters[ends - covered]
         if int(ends[-1]) != len(characters):  # not what the pieces cover (never seen): the tokenizer decides
             return None
+        starts = characters[ends - covered]
         stops = characters[ends - 1] + 1
         word_ids = np.repeat(np.arange(len(every)), np.fromiter(map(len, every), dtype=np.int64, count=len(every)))
         return Tokens(ids, list(zip(starts.tolist(), stops.tolist(), strict=True)), word_ids.tolist())
+
+    def _word_pieces(self, word: str) -> tuple[int, ...] | None:
+        """A word's piece ids, kept; None when WordPiece cannot split it ([UNK])."""
+        if (known := self._pieces.get(word, _UNSEEN)) is not _UNSEEN:
+            return cast(tuple[int, ...] | None, known)
+        assert self._lengths is not None
+        ids = self._plain.encode(word, add_special_tokens=False).ids
+        whole = sum(int(self._lengths[i]) for i in ids) == len(word) and self._unknown not in ids
+        self._pieces[word] = pieces = tuple(ids) if whole else None
+        return pieces
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return list(self.encode(text).offsets)
