@@ -39,7 +39,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "bench"), os.e
 import chunk_pool_instant  # noqa: E402
 from keyword_gil import beside_busy_thread, busy_alone, texts_of  # noqa: E402
 
-from plugkit.plugins.retrieval import chunk_pool  # noqa: E402
 from plugkit.plugins.retrieval.chunk_pool import GROUP, ChunkPool, TokenSpec  # noqa: E402
 from plugkit.plugins.retrieval.chunking import minilm_tokenizer  # noqa: E402
 from plugkit.plugins.retrieval.embeddings.local import model_dir  # noqa: E402
@@ -51,13 +50,9 @@ CHUNK_TOKENS, OVERLAP = 200, 20
 class InstantPool(ChunkPool):
     """The pool with workers that answer a group they have seen from memory."""
 
-    def _start(self) -> Any:
-        original = chunk_pool.module_process
-        chunk_pool.module_process = lambda _module, **popen: original("chunk_pool_instant", **popen)  # type: ignore[assignment]
-        try:
-            return super()._start()
-        finally:
-            chunk_pool.module_process = original
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pool.module = "chunk_pool_instant"  # its processes run that module's main
 
 
 class ExecutorPool:
