@@ -530,7 +530,7 @@ async def test_chunk_rows_split_over_several_insert_statements_keep_their_own_te
     for record in call:
         for chunk in record.chunks:
             hits = await store.search(SearchRequest(text="", embedding=chunk.embedding, top_k=1, mode="dense"))
-            assert [(h.id, h.text) for h in hits] == [(chunk.chunk.id, chunk.chunk.text)]
+            assert [(h.id, h.text) for h in hits] == [(chunk.id, chunk.text)]
     # Replaced: the old rows leave (their removals logged in one statement per part), the new ones are found.
     await store.replace_documents([document(f"d{i}", [f"new {i}"], seed=100 + i) for i in range(7)])
     assert await store.count() == 7

@@ -60,11 +60,6 @@ class ChunkRecord:
     def of(cls, chunk: DocumentChunk, embedding: list[float] | NDArray[np.float32]) -> ChunkRecord:
         return cls(chunk.id, chunk.text, chunk.metadata, embedding)
 
-    @property
-    def chunk(self) -> DocumentChunk:
-        """The chunk as a model (made on each call: for stores written against the earlier record)."""
-        return DocumentChunk(id=self.id, text=self.text, metadata=self.metadata)
-
 
 @dataclass(frozen=True)
 class DocumentRecord:
