@@ -48,7 +48,8 @@ def frame(value: Any) -> bytes:
 
 
 def read_frame(stream: IO[bytes]) -> Any:
-    """The next message on a blocking stream, or None at its end."""
+    """The next message on a blocking stream, or None at its end (so None itself is never sent as a message: a helper
+    process would take it for the end of its requests)."""
     header = stream.read(HEADER)
     if len(header) < HEADER:
         return None
