@@ -53,6 +53,14 @@ def write_corpus(source: Path, target: Path, repeat: int, prefix: str, limit: in
 
 
 SPANS = {"upsert_s", "chunk_pool_s", "model_wait_s", "store_write_s", "write_transactions_s", "keyword_process_s"}
+# What the store's close does after the last write (timed separately: `close_s` in the results).
+CLOSE = {
+    "close_keyword_thread_s": "the background keyword catch-up finished and its thread stopped",
+    "keyword_catch_up_s": "tantivy work in this process",
+    "ivf_train_s": "the IVF index trained (k-means and codes)",
+    "close_settle_s": "waiting for the IVF training, then the writes made meanwhile added to it",
+    "close_save_s": "the vector snapshot and the IVF index written",
+}
 
 
 class Timers:
@@ -61,6 +69,7 @@ class Timers:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.events: list[tuple[str, float, float]] = []  # (label, start, end), perf_counter seconds
+        self.spans = SPANS | set(CLOSE)
 
     def wrap(self, owner: Any, name: str, label: str) -> None:
         original = getattr(owner, name)
@@ -90,7 +99,7 @@ class Timers:
     def add(self, label: str, started: float) -> None:
         ended = time.perf_counter()
         self.seconds[label] = self.seconds.get(label, 0.0) + ended - started
-        if label in SPANS:
+        if label in self.spans:
             self.events.append((label, started, ended))
 
     def timeline(self, since: float) -> list[tuple[str, float, float]]:
@@ -207,9 +216,10 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from plugkit.plugins.retrieval.ingest import iter_documents
     from plugkit.plugins.retrieval.service import Retriever
     from plugkit.plugins.retrieval.stores import embedded
-    from plugkit.plugins.retrieval.stores.ann import AutoIndex
+    from plugkit.plugins.retrieval.stores.ann import AutoIndex, IvfIndex
     from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
     from plugkit.plugins.retrieval.stores.keyword_index import KeywordIndex
+    from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
 
     if args.chunk_group:
         from plugkit.plugins.retrieval import chunk_pool
@@ -230,6 +240,11 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     timers.wrap(ChunkPool, "prepare", "chunk_pool_s")
     timers.wrap(Retriever, "upsert", "upsert_s")  # one write of the command: chunk, embed, store
     timers.wrap(Retriever, "_chunk_metadata", "chunk_metadata_s")
+    timers.wrap(EmbeddedStore, "_stop_keyword_thread", "close_keyword_thread_s")
+    timers.wrap(IvfIndex, "train", "ivf_train_s")
+    timers.wrap(AutoIndex, "settle", "close_settle_s")
+    timers.wrap(ExactIndex, "save", "close_save_s")
+    timers.wrap(IvfIndex, "save", "close_save_s")
     console = Console(file=io.StringIO())  # the progress bar, not timed on a terminal
 
     warm = work / "warm.jsonl"
@@ -256,11 +271,16 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         acknowledged_s = time.perf_counter() - started
         cpu_at_ack = cpu_seconds()
         inside = dict(timers.seconds)
-        if args.timeline:
-            args.timeline.write_text(json.dumps(timers.timeline(started)) + "\n")
+        closing = time.perf_counter()
         await close()  # as the command ends: the keyword index caught up, everything searchable
         closed = True
         seconds = time.perf_counter() - started
+        if args.timeline:
+            args.timeline.write_text(json.dumps(timers.timeline(started)) + "\n")
+        close_s = {"total": round(seconds - acknowledged_s, 2)} | {
+            label: round(sum(b - max(a, closing) for name, a, b in timers.events if name == label and b > closing), 2)
+            for label in CLOSE
+        }
     finally:
         if not closed:
             await close()
@@ -283,6 +303,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "cpu_to_the_last_write": cpu,
             "seconds": round(seconds, 2),
             "acknowledged_s": round(acknowledged_s, 2),
+            "close_s": close_s,
             "inside_model_calls_s": round(inside.get("model_s", 0.0), 2),
             "inside_store_writes_s_with_lock_waits": round(inside.get("store_write_s", 0.0), 2),
             "stages_s": stages,
@@ -334,6 +355,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "ingest_chunks_per_s": round(rate, 1),
         "acknowledged_s": round(acknowledged_s, 2),
         "acknowledged_chunks_per_s": round(chunks / acknowledged_s, 1),
+        "close_s": close_s,
+        "close_parts": CLOSE,
         "inside_model_calls_s": round(inside.get("model_s", 0.0), 2),
         "inside_store_writes_s_with_lock_waits": round(inside.get("store_write_s", 0.0), 2),
         "stages_s": stages,

@@ -67,7 +67,8 @@ def test_an_empty_filter_finds_nothing(data: np.ndarray) -> None:
 
 
 def test_removed_ids_are_never_returned_and_re_adding_replaces(data: np.ndarray) -> None:
-    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000)
+    # Every list scanned and 1,000 candidates re-ranked: on 16 dimensions the 4-bit codes tie many vectors.
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000, k_factor=500)
     auto.add(np.arange(len(data)), data)
     auto.remove([7, 99999])
     assert 7 not in auto.search(data[7], 10)[0].tolist()
@@ -214,6 +215,35 @@ def test_background_training_leaves_searches_exact_until_ready_then_takes_up_the
         assert set(auto.search(q, 10)[0].tolist()) == set(exact.search(q, 10)[0].tolist())  # 8 and 9 tie
     assert 7 not in auto.search(data[7], 10)[0].tolist()
     assert {8, 9} <= set(auto.search(data[9], 10)[0].tolist())
+
+
+def test_the_last_change_of_each_id_made_during_the_training_is_what_the_ivf_index_takes_up(
+    data: np.ndarray, held_training: threading.Event
+) -> None:
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000, k_factor=500, background_training=True)
+    exact = ExactIndex(DIM)
+    changes: list[tuple[list[int], np.ndarray | None]] = [
+        (list(range(2000)), data[:2000]),  # crosses the threshold: the training copies these
+        ([2000, 2001, 2002], data[2000:2003]),  # new ids
+        ([2001], None),  # a new id added, then removed
+        ([2002], data[2500:2501]),  # a new id added twice: the second vector holds
+        ([10], None),  # an id the copy holds, removed, then added back with another vector
+        ([10], data[2600:2601]),
+        ([11], data[2700:2701]),  # an id the copy holds, replaced
+        ([12], None),  # an id the copy holds, removed
+        ([99_999], None),  # an id nobody holds, removed
+    ]
+    for ids, vectors in changes:
+        for index in (auto, exact):
+            index.add(np.array(ids), vectors) if vectors is not None else index.remove(ids)
+    assert auto.ivf is None
+    held_training.set()
+    auto.settle()
+    assert auto.ivf is not None and len(auto.ivf) == len(auto) == len(exact) == 2000 + 2 - 1
+    for q in (data[2500], data[2600], data[2700], data[2001], data[12], data[10], data[11], data[2000]):
+        assert auto.search(q, 5)[0].tolist() == exact.search(q, 5)[0].tolist()
+    for gone in (2001, 12):
+        assert gone not in auto.ivf.search(data[gone], 1000)[0].tolist()
 
 
 def test_background_training_is_taken_up_by_the_next_call_once_ready(data: np.ndarray) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from plugkit.plugins.retrieval.chunk_pool import TokenSpec
+from plugkit.plugins.retrieval.device import resolve_device
 from plugkit.plugins.retrieval.embeddings import pipeline
 from plugkit.plugins.retrieval.embeddings.base import EmbeddingError
 
@@ -40,20 +41,6 @@ QueryPrecision = Literal["int8", "fp32"]
 CPU_BATCH = 8  # texts per forward pass on a CPU (bench/results/upload.json)
 LONE_QUERIES = 2  # up to this many texts in one call take the latency-first path
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> str:
-    """ "auto": cuda when torch sees a CUDA device, else cpu; "cpu" and "cuda" as they are."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
-    if device != "auto":
-        return device
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
 
 
 def resolve_precision(precision: Precision, device: str = "cpu") -> Precision:

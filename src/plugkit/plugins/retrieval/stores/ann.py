@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from plugkit.plugins.retrieval.device import resolve_device
+from plugkit.plugins.retrieval.stores.kmeans import spherical_kmeans
 from plugkit.plugins.retrieval.stores.threads import lower_this_thread
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex, allowed_count, as_mask
 
@@ -64,8 +66,10 @@ class IvfIndex:
         filtered_nprobe: int | None = None,
         max_training: int = 100_000,
         seed: int = 0,
+        device: str = "auto",
     ) -> IvfIndex:
-        """An empty index whose centroids are trained on (a sample of at most `max_training` of) `vectors`."""
+        """An empty index whose centroids are trained on (a sample of at most `max_training` of) `vectors`, their
+        k-means on `device` (auto: CUDA when torch sees one)."""
         faiss = _faiss()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         nlist = nlist or default_nlist(len(vectors))
@@ -74,12 +78,16 @@ class IvfIndex:
         sample = vectors
         if len(vectors) > max_training:
             sample = vectors[np.random.default_rng(seed).choice(len(vectors), max_training, replace=False)]
+        sample = np.ascontiguousarray(sample)
         dimension = vectors.shape[1]
         codes = f"PQ{dimension // 4}x4fs" if dimension % 4 == 0 else "Flat"
         index = faiss.index_factory(dimension, f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        index.cp.niter = 10  # faiss defaults to 25; centroids barely move after 10 on embeddings
-        index.train(np.ascontiguousarray(sample))
+        # The lists' centroids from torch (kmeans.py: on the GPU when there is one); faiss 25 iterations by default,
+        # but centroids barely move after 10 on embeddings. A quantizer that holds its nlist centroids is not trained
+        # again: faiss's train below fits only the codes (the product quantizer on the residuals).
+        centroids = spherical_kmeans(sample, nlist, niter=10, seed=seed, device=resolve_device(device))
+        faiss.downcast_index(index.quantizer).add(centroids)
+        index.train(sample)
         return cls(index, nprobe, filtered_nprobe)
 
     def __len__(self) -> int:
@@ -172,15 +180,18 @@ class AutoIndex:
         filtered_nprobe: int = 64,
         k_factor: int = 40,
         background_training: bool = False,
+        train_device: str = "auto",
     ) -> None:
         self.dimension, self.k_factor = dimension, k_factor
+        self.train_device = train_device  # where the lists' k-means runs (kmeans.py; auto: CUDA when torch sees one)
         self.exact = ExactIndex(dimension)
         self.ivf: IvfIndex | None = None
         self.min_chunks, self.nprobe, self.filtered_nprobe = min_chunks, nprobe, filtered_nprobe
         self._trained_at = 0
         self.background_training = background_training
         self._training: threading.Thread | None = None
-        self._trained: tuple[IvfIndex, int] | None = None  # set by the training thread: the index and its size
+        # Set by the training thread: the index, its size, and the ids it holds (sorted).
+        self._trained: tuple[IvfIndex, int, np.ndarray] | None = None
         self._since: list[tuple[np.ndarray, np.ndarray | None]] = []  # changes since the copy: (ids, vectors | None)
 
     def __len__(self) -> int:
@@ -217,13 +228,15 @@ class AutoIndex:
             return
         if not self.background_training:
             ids, vectors = self.exact.ids(), self.exact.vectors()
-            ivf = IvfIndex.train(vectors, nprobe=self.nprobe, filtered_nprobe=self.filtered_nprobe)
+            ivf = IvfIndex.train(
+                vectors, nprobe=self.nprobe, filtered_nprobe=self.filtered_nprobe, device=self.train_device
+            )
             ivf.add(ids, vectors)
             self.ivf, self._trained_at = ivf, size
             return
         # Copies: the exact index moves its rows as it changes.
         ids, vectors = np.array(self.exact.ids()), np.array(self.exact.vectors())
-        nprobe, filtered_nprobe = self.nprobe, self.filtered_nprobe
+        nprobe, filtered_nprobe, device = self.nprobe, self.filtered_nprobe, self.train_device
 
         def train() -> None:
             # Below everything else: on a GPU ingest faiss's OpenMP team (all cores) took about 55 s of CPU from the
@@ -231,9 +244,9 @@ class AutoIndex:
             # exact meanwhile, and a close that waits for it finds the cores free.
             lower_this_thread(TRAINING_NICE)
             try:
-                ivf = IvfIndex.train(vectors, nprobe=nprobe, filtered_nprobe=filtered_nprobe)
+                ivf = IvfIndex.train(vectors, nprobe=nprobe, filtered_nprobe=filtered_nprobe, device=device)
                 ivf.add(ids, vectors)
-                self._trained = ivf, size
+                self._trained = ivf, size, np.sort(ids)
             except Exception:  # the exact index (or the IVF index before) keeps answering
                 log.exception("training the IVF index failed; searches stay on the index they use")
 
@@ -256,11 +269,20 @@ class AutoIndex:
         since, self._since = self._since, []
         if trained is None:
             return
-        ivf, size = trained
-        for ids, vectors in since:
-            ivf.remove(ids.tolist())  # an add may replace a vector the copy held
-            if vectors is not None:
-                ivf.add(ids, vectors)
+        ivf, size, copied = trained
+        if since:
+            # The last change of each id wins: the ids the copy held go (one pass over the lists), and those whose last
+            # change is an add come back with that vector (one add).
+            ids = np.concatenate([changed for changed, _ in since])
+            added = np.concatenate([np.full(len(changed), vectors is not None) for changed, vectors in since])
+            rows = np.concatenate(
+                [np.zeros((len(changed), self.dimension), np.float32) if v is None else v for changed, v in since]
+            )
+            distinct, first_from_the_end = np.unique(ids[::-1], return_index=True)
+            last = len(ids) - 1 - first_from_the_end
+            ivf.remove(distinct[np.isin(distinct, copied, assume_unique=True)].tolist())
+            last = last[added[last]]
+            ivf.add(ids[last], rows[last])
         self.ivf, self._trained_at = ivf, size
         self._maybe_train()  # the store may have grown tenfold again meanwhile
 
@@ -298,10 +320,18 @@ class AutoIndex:
         nprobe: int = 32,
         filtered_nprobe: int = 64,
         k_factor: int = 40,
+        train_device: str = "auto",
     ) -> tuple[AutoIndex, dict[str, str]]:
         """The exact snapshot at `path` and, when its marker matches, the persisted IVF index beside it."""
         exact, marker = ExactIndex.load(path, dimension)
-        index = cls(dimension, min_chunks=min_chunks, nprobe=nprobe, filtered_nprobe=filtered_nprobe, k_factor=k_factor)
+        index = cls(
+            dimension,
+            min_chunks=min_chunks,
+            nprobe=nprobe,
+            filtered_nprobe=filtered_nprobe,
+            k_factor=k_factor,
+            train_device=train_device,
+        )
         index.exact = exact
         ann = index.ann_path(path)
         if ann.exists():

@@ -58,6 +58,7 @@ class StoreSettings:
     vector_index, ann_*: the embedded store's dense index: `exact`, or `auto` (an IVF index from ann_min_chunks
       chunks on, scanning ann_nprobe lists, ann_filtered_nprobe under a filter, re-ranking ann_k_factor candidates
       per wanted result).
+    embed_device: the device of the local model (auto | cpu | cuda), which the embedded store's IVF k-means uses too.
     """
 
     store_url: str | None = None
@@ -81,6 +82,7 @@ class StoreSettings:
     ann_nprobe: int = 512
     ann_filtered_nprobe: int = 1024
     ann_k_factor: int = 100
+    embed_device: str = "auto"
 
     def __post_init__(self) -> None:
         check_name(self.collection, "collection")

@@ -154,12 +154,14 @@ class EmbeddedStore:
         ann_nprobe: int = 32,
         ann_filtered_nprobe: int = 64,
         ann_k_factor: int = 40,
+        ann_device: str = "auto",
     ) -> None:
         """`ann_min_chunks`: from this many chunks on, dense search goes through an IVF index (persisted beside
         the exact snapshot); None keeps exact search at every size. `fusion`: "scaled" (the default: cosine and
         BM25 over the query's best, weighted, fusion.scaled), "rrf" (weighted reciprocal rank fusion) or "convex"
         (min-max normalised scores, weighted); each side contributes `candidate_pool` candidates (or top_k, when
-        larger). `dense_weight`, `keyword_weight`: None takes the fusion's own (fusion.DEFAULT_WEIGHTS)."""
+        larger). `dense_weight`, `keyword_weight`: None takes the fusion's own (fusion.DEFAULT_WEIGHTS). `ann_device`:
+        where the IVF index's k-means runs (auto: CUDA when torch sees one, else the CPU)."""
         if fusion not in DEFAULT_WEIGHTS:
             raise ValueError(f"fusion must be one of {', '.join(DEFAULT_WEIGHTS)}, not {fusion!r}")
         self.directory = Path(directory)
@@ -181,6 +183,7 @@ class EmbeddedStore:
         self._answers = DatabaseCache(self, ANSWERS_KEPT)
         self._lock = threading.Lock()
         self.ann = (ann_min_chunks, ann_nprobe, ann_filtered_nprobe, ann_k_factor)
+        self.ann_device = ann_device
         self._index: ExactIndex | AutoIndex | None = None
         self._columns = FilterColumns()  # the filterable fields of the chunks in the index
         self._applied = 0  # the last change-log seq the index reflects
@@ -294,7 +297,12 @@ class EmbeddedStore:
         if min_chunks is None:
             return ExactIndex(dimension)
         return AutoIndex(
-            dimension, min_chunks=min_chunks, nprobe=nprobe, filtered_nprobe=filtered_nprobe, k_factor=k_factor
+            dimension,
+            min_chunks=min_chunks,
+            nprobe=nprobe,
+            filtered_nprobe=filtered_nprobe,
+            k_factor=k_factor,
+            train_device=self.ann_device,
         )
 
     def _load_index_file(self, dimension: int) -> tuple[ExactIndex | AutoIndex, dict[str, str]]:
@@ -308,6 +316,7 @@ class EmbeddedStore:
             nprobe=nprobe,
             filtered_nprobe=filtered_nprobe,
             k_factor=k_factor,
+            train_device=self.ann_device,
         )
 
     @staticmethod
@@ -968,4 +977,5 @@ def create_store(settings: Any) -> EmbeddedStore:
         ann_nprobe=settings.ann_nprobe,
         ann_filtered_nprobe=settings.ann_filtered_nprobe,
         ann_k_factor=settings.ann_k_factor,
+        ann_device=settings.embed_device,
     )
