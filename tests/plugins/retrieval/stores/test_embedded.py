@@ -538,3 +538,50 @@ async def test_chunk_rows_split_over_several_insert_statements_keep_their_own_te
     assert hits == []
     hits = await store.search(SearchRequest(text="new", embedding=None, top_k=20, mode="keyword"))
     assert sorted(h.id for h in hits) == [f"d{i}_0" for i in range(7)]
+
+
+async def test_the_close_catches_the_keyword_index_up_in_the_background_process_while_it_saves_the_vectors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from plugkit.plugins.retrieval.stores import embedded
+    from plugkit.plugins.retrieval.stores.vector_index import ExactIndex
+
+    began, returned = threading.Event(), threading.Event()
+    catch_up_elsewhere = embedded.catch_up_elsewhere
+
+    def watched(*args: object, **kwargs: object) -> int:
+        began.set()
+        try:
+            return catch_up_elsewhere(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            returned.set()
+
+    monkeypatch.setattr(embedded, "catch_up_elsewhere", watched)
+    store = EmbeddedStore(tmp_path / "s")
+    await store.open(INFO)
+    await store.replace_documents([document("d0", ["walrus zero"], seed=0)])  # the background thread catches up
+    assert returned.wait(30)
+    began.clear()
+    monkeypatch.setattr(store, "_keywords_behind", lambda: None)  # the next write leaves its catch-up to the close
+    await store.replace_documents([document("d1", ["walrus one"], seed=1)])
+
+    save = ExactIndex.save
+    began_while_saving: list[bool] = []
+
+    def held_save(self: ExactIndex, *args: object, **kwargs: object) -> None:
+        began_while_saving.append(began.wait(10))
+        save(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ExactIndex, "save", held_save)
+    await store.close()
+    assert began_while_saving == [True]
+    with sqlite3.connect(tmp_path / "s" / "retrieval.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0] == 0  # both indexes held everything
+    monkeypatch.undo()
+    reopened = EmbeddedStore(tmp_path / "s")
+    await reopened.open(INFO)
+    hits = await reopened.search(SearchRequest(text="walrus", embedding=None, top_k=10, mode="keyword"))
+    assert sorted(h.id for h in hits) == ["d0_0", "d1_0"]
+    await reopened.close()

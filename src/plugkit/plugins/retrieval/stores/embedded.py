@@ -359,7 +359,8 @@ class EmbeddedStore:
 
     def _keyword_loop(self) -> None:
         """The background work after writes, on a connection of its own: the keyword index caught up, then the WAL
-        checkpointed (passive: it never waits for readers or writers)."""
+        checkpointed (passive: it never waits for readers or writers). Woken for the close, it catches up a last
+        time (beside the close's saving of the vectors) and ends."""
         lower_this_thread(KEYWORD_THREAD_NICE)  # below the writers, with the tantivy threads it starts
         conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30)
         try:
@@ -368,8 +369,7 @@ class EmbeddedStore:
             while True:
                 self._keyword_wake.wait()
                 self._keyword_wake.clear()
-                if self._closing:
-                    return
+                closing = self._closing
                 try:
                     if self._keywords.applied < self._head(conn):
                         # In a process of its own: beside this process's Python, a thread's indexing waits a switch
@@ -377,16 +377,25 @@ class EmbeddedStore:
                         catch_up_elsewhere(self._keywords, self.db_path, KEYWORD_THREAD_NICE)
                         with self._keyword_lock:
                             self._keywords.adopt()
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except Exception:  # the next search or close catches up again, and raises there
+                    if not closing:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except Exception:  # the next search or the close catches up again, and raises there
                     log.exception("the keyword index could not catch up in the background")
+                if closing:
+                    return
         finally:
             conn.close()
 
-    def _stop_keyword_thread(self) -> None:
+    def _finish_keyword_thread(self) -> None:
+        """Have the background thread catch the keyword index up a last time and end (`_stop_keyword_thread` waits
+        for it)."""
         if self._keyword_thread is not None:
             self._closing = True
             self._keyword_wake.set()
+
+    def _stop_keyword_thread(self) -> None:
+        if self._keyword_thread is not None:
+            self._finish_keyword_thread()
             self._keyword_thread.join()
             self._keyword_thread = None
             self._closing = False
@@ -437,22 +446,28 @@ class EmbeddedStore:
 
     async def close(self) -> None:
         def close_sync(conn: sqlite3.Connection) -> None:
-            self._catch_up(conn)
+            self._catch_up_vectors(conn)
             if self._index is not None:
                 self._index.save(self.index_path, {"instance": self._instance, "seq": str(self._applied)})
+            self._stop_keyword_thread()  # its last catch-up ran beside the save
+            with self._keyword_lock:
+                self._keywords.catch_up(conn)  # what it could not do (nothing, unless it failed)
+            if self._index is not None:
                 # The snapshot and the keyword index hold everything up to these seqs: that part of the log is no
                 # longer needed.
                 conn.execute("DELETE FROM changes WHERE seq <= ?", (min(self._applied, self._keywords.applied),))
             conn.close()
             self._conn = None
 
-        await asyncio.to_thread(self._stop_keyword_thread)
+        self._finish_keyword_thread()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
         self._answers = DatabaseCache(self, ANSWERS_KEPT)
         if self._conn is not None:
             await self._run(close_sync)
+        else:
+            await asyncio.to_thread(self._stop_keyword_thread)
 
     async def ready(self) -> str | None:
         """None once the store is open and its vector index loaded, else why not (see VectorStore.ready)."""
