@@ -180,6 +180,10 @@ def main() -> None:
         "baseline": summary(runs["baseline"]),
         "this_tree": summary(runs["this_tree"]),
     }
+    if RESULTS.exists():  # the runs before this one stay, newest first
+        before = json.loads(RESULTS.read_text())
+        results["earlier_runs"] = [{k: v for k, v in before.items() if k != "earlier_runs"}]
+        results["earlier_runs"] += before.get("earlier_runs", [])
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     for name in trees:
         print(name, json.dumps({k: v for k, v in results[name].items() if k != "runs"}))
