@@ -225,6 +225,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         from plugkit.plugins.retrieval import chunk_pool
 
         chunk_pool.GROUP = args.chunk_group
+    if args.row_multiple is not None:
+        pipeline.GPU_ROW_MULTIPLE = args.row_multiple
     if args.chunk_workers is not None:
         ingest_cmd.chunk_workers = lambda _embedder: args.chunk_workers  # type: ignore[assignment]
     timers = Timers()
@@ -393,6 +395,12 @@ def main() -> None:
     parser.add_argument("--timeline", type=Path, default=None, help="write the wrapped calls' spans (JSON) here")
     parser.add_argument("--chunk-group", type=int, default=None, help="documents per chunk-pool task (a diagnosis)")
     parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (s), a diagnosis")
+    parser.add_argument(
+        "--row-multiple",
+        type=int,
+        default=None,
+        help="pipeline.GPU_ROW_MULTIPLE (1: short batches unpadded), a diagnosis",
+    )
     args = parser.parse_args()
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)

@@ -227,6 +227,27 @@ def test_gpu_batches_are_padded_to_a_multiple_of_the_width_step_but_never_past_t
     assert np.allclose(padded, plain, atol=1e-5)  # the padding is masked out
 
 
+def test_a_short_gpu_batch_gets_rows_of_one_token_up_to_the_row_step_and_their_vectors_are_dropped(
+    fp32_model: LocalEmbedder,
+) -> None:
+    tokenizer = pipeline.fast_tokenizer(model_dir(), 256)
+    texts = [f"sentence {i} " + "more " * i for i in range(11)]
+    flat, lengths = pipeline.flat_token_ids(tokenizer, texts)
+    made = list(pipeline.batches(flat, lengths, 6, row_multiple=4))
+    assert [len(positions) for positions, _ in made] == [6, 5]
+    assert [features["input_ids"].shape[0] for _, features in made] == [6, 6]  # 5 rows: 8 would pass the batch size
+    made = list(pipeline.batches(flat, lengths, 8, row_multiple=4))
+    assert [len(positions) for positions, _ in made] == [8, 3]
+    (full, _), (short, features) = made
+    assert features["input_ids"].shape[0] == 4
+    assert features["attention_mask"].sum(dim=1).tolist() == [*lengths[short].tolist(), 1]
+    assert features["input_ids"][3].tolist() == [0] * features["input_ids"].shape[1]
+    model = fp32_model.load()
+    padded = pipeline.run_batches(model, iter(made), len(texts), "cpu")
+    plain = pipeline.run_batches(model, pipeline.batches(flat, lengths, 8), len(texts), "cpu")
+    assert padded.shape == plain.shape and np.allclose(padded, plain, atol=1e-5)
+
+
 def test_a_failure_while_preparing_batches_reaches_the_consumer() -> None:
     def broken() -> Iterator[pipeline.Batch]:
         yield np.zeros(1, dtype=np.int64), {}

@@ -3,7 +3,8 @@ processes import it alone).
 
 Throughput-first (`encode`; `encode_ids` for texts a `ChunkPool` already tokenised): texts tokenised a group at a time
 by the fast tokenizer (Rust, on all cores), sorted by length and cut into batches padded to their longest text (on a
-GPU rounded up to a multiple of GPU_WIDTH_MULTIPLE tokens, so few shapes reach the attention kernels); on a GPU a
+GPU rounded up to a multiple of GPU_WIDTH_MULTIPLE tokens, and a short last batch to a multiple of GPU_ROW_MULTIPLE
+rows, so few shapes reach the attention kernels); on a GPU a
 thread tokenises and prepares the next batches (padding, pinned host memory) while the model runs, their copies to the
 device are asynchronous, and the vectors stay on the device until the end, so the host never waits for the device
 mid-way; on a CPU, threads that each hold one core run whole batches side by side (`cpu_workers`). Latency-first
@@ -33,6 +34,9 @@ PREFETCH = 4  # batches prepared ahead of the model on a GPU
 # On a GPU each new batch shape costs a new attention plan (cuDNN's, about 6 ms of CPU a layer on an H200, with
 # the GIL held: bench/results/gpu.json): widths rounded up to a multiple of this keep the shapes few.
 GPU_WIDTH_MULTIPLE = 32
+# The same for the rows: the last batch of a call holds what is left over, a different count at every write of an
+# ingest (a new plan in each of the 6 layers each time); rows of one padding token bring it up to a multiple of this.
+GPU_ROW_MULTIPLE = 256
 Batch = tuple[np.ndarray, dict[str, Any]]  # positions in the input, model features
 
 
@@ -61,11 +65,17 @@ def flat_token_ids(tokenizer: Any, texts: list[str]) -> tuple[np.ndarray, np.nda
 
 
 def batches(
-    flat: np.ndarray, lengths: np.ndarray, batch_size: int, pin: bool = False, width_multiple: int = 1
+    flat: np.ndarray,
+    lengths: np.ndarray,
+    batch_size: int,
+    pin: bool = False,
+    width_multiple: int = 1,
+    row_multiple: int = 1,
 ) -> Iterator[Batch]:
     """Length-sorted batches (longest first) of texts given as `flat_token_ids`, each padded to its longest text
     (rounded up to `width_multiple`, never past the longest text of all), as torch tensors; positions index the
-    texts."""
+    texts. A batch of fewer rows than `batch_size` gets rows of one token (id 0) up to a multiple of `row_multiple`
+    (never past `batch_size`): they follow the texts' rows, and `run_batches` drops their vectors."""
     import torch
 
     starts = np.cumsum(lengths) - lengths
@@ -75,11 +85,12 @@ def batches(
         positions = order[start : start + batch_size]
         widths = lengths[positions]
         width = min(-(-int(widths[0]) // width_multiple) * width_multiple, longest)
-        mask = np.arange(width) < widths[:, None]
+        rows = min(-(-len(positions) // row_multiple) * row_multiple, max(batch_size, len(positions)))
+        mask = np.arange(width) < np.concatenate([widths, np.ones(rows - len(positions), dtype=widths.dtype)])[:, None]
         # Where each row's ids lie in `flat`: its start, then consecutive (gathered at once, filled row by row).
         within = np.arange(int(widths.sum())) - np.repeat(np.cumsum(widths) - widths, widths)
         matrix = np.zeros(mask.shape, dtype=np.int64)
-        matrix[mask] = flat[np.repeat(starts[positions], widths) + within]
+        matrix[: len(positions)][mask[: len(positions)]] = flat[np.repeat(starts[positions], widths) + within]
         features = {
             "input_ids": torch.from_numpy(matrix),
             "attention_mask": torch.from_numpy(mask.astype(np.int64)),
@@ -90,8 +101,8 @@ def batches(
         yield positions, features
 
 
-def _multiple(on_gpu: bool) -> int:
-    return GPU_WIDTH_MULTIPLE if on_gpu else 1
+def _multiples(on_gpu: bool) -> dict[str, int]:
+    return {"width_multiple": GPU_WIDTH_MULTIPLE, "row_multiple": GPU_ROW_MULTIPLE} if on_gpu else {}
 
 
 class TokenizerProcesses:
@@ -175,7 +186,7 @@ def grouped_batches(
     else:
         tokenised = (flat_token_ids(tokenizer, part) for part in parts)
     for start, (flat, lengths) in zip(starts, tokenised, strict=True):
-        for positions, features in batches(flat, lengths, batch_size, pin, _multiple(pin)):
+        for positions, features in batches(flat, lengths, batch_size, pin, **_multiples(pin)):
             yield positions + start, features
 
 
@@ -265,7 +276,7 @@ def encode_ids(
             first, last = int(ends[start] - lengths[start]), int(ends[stop - 1])
             on_gpu = device != "cpu"
             for positions, features in batches(
-                flat[first:last], lengths[start:stop], batch_size, on_gpu, _multiple(on_gpu)
+                flat[first:last], lengths[start:stop], batch_size, on_gpu, **_multiples(on_gpu)
             ):
                 yield positions + start, features
 
@@ -291,14 +302,14 @@ def run_batches(
     with torch.inference_mode():
         if workers is not None and not on_gpu:
             listed = list(items)  # tokenising is a small part of the time on a CPU
-            done = list(workers.map(lambda item: _forward(model, item[1]), listed))
+            done = list(workers.map(lambda item: _forward(model, item[1])[: len(item[0])], listed))
             order = [positions for positions, _ in listed]
         else:
             for positions, features in items:
                 # Pinned memory: the copies are queued without waiting, and nothing here waits on the device
                 # until the end, so the host keeps the next batches coming while the model runs.
                 features = {name: tensor.to(device, non_blocking=on_gpu) for name, tensor in features.items()}
-                done.append(model(features)["sentence_embedding"])
+                done.append(model(features)["sentence_embedding"][: len(positions)])  # rows that pad the batch go
                 order.append(positions)
         # Normalised in float32 whatever the model's precision (bf16/fp16 norms are only good to about 1e-3).
         vectors = torch.nn.functional.normalize(torch.cat(done).float(), dim=1).cpu().numpy()
