@@ -292,32 +292,28 @@ class EmbeddedStore:
                 pass
         self._rebuild(conn, dimension)
 
-    def _new_index(self, dimension: int) -> ExactIndex | AutoIndex:
+    def _ann_options(self) -> dict[str, Any] | None:
+        """AutoIndex's options, or None when dense search stays exact at every size."""
         min_chunks, nprobe, filtered_nprobe, k_factor = self.ann
         if min_chunks is None:
-            return ExactIndex(dimension)
-        return AutoIndex(
-            dimension,
-            min_chunks=min_chunks,
-            nprobe=nprobe,
-            filtered_nprobe=filtered_nprobe,
-            k_factor=k_factor,
-            train_device=self.ann_device,
-        )
+            return None
+        return {
+            "min_chunks": min_chunks,
+            "nprobe": nprobe,
+            "filtered_nprobe": filtered_nprobe,
+            "k_factor": k_factor,
+            "train_device": self.ann_device,
+        }
+
+    def _new_index(self, dimension: int) -> ExactIndex | AutoIndex:
+        options = self._ann_options()
+        return ExactIndex(dimension) if options is None else AutoIndex(dimension, **options)
 
     def _load_index_file(self, dimension: int) -> tuple[ExactIndex | AutoIndex, dict[str, str]]:
-        min_chunks, nprobe, filtered_nprobe, k_factor = self.ann
-        if min_chunks is None:
+        options = self._ann_options()
+        if options is None:
             return ExactIndex.load(self.index_path, dimension)
-        return AutoIndex.load(
-            self.index_path,
-            dimension,
-            min_chunks=min_chunks,
-            nprobe=nprobe,
-            filtered_nprobe=filtered_nprobe,
-            k_factor=k_factor,
-            train_device=self.ann_device,
-        )
+        return AutoIndex.load(self.index_path, dimension, **options)
 
     @staticmethod
     def _head(conn: sqlite3.Connection) -> int:
