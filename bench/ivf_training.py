@@ -1,7 +1,7 @@
 """A diagnosis for the IVF index's training (#16): its lists' centroids by torch's k-means (stores/kmeans.py) against
 faiss's own, side by side, in time and in recall.
 
-    python bench/ivf_training.py [--size 100000] [--rounds 3]
+    python bench/ivf_training.py [--size 100000] [--rounds 3] [--out bench/results/ivf_training.json]
 
 The store trains its IVF index once it holds 50,000 chunks (again at ten times its training size), in a thread beside
 the writes; on a GPU ingest that training took the host's cores from the chunking processes (#16). Each round trains the
@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100_000, help="vectors trained on and searched")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "plugkit-scale-cache"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT))
@@ -116,7 +117,7 @@ def main() -> None:
         }
     ratios = [t["train_s"] / f["train_s"] for t, f in zip(runs["torch"], runs["faiss"], strict=True)]
     results["train_time_ratio_torch_to_faiss"] = spread(ratios, 3)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "what"}, indent=1))
 
 
