@@ -60,6 +60,17 @@ def test_ingesting_twice_into_the_local_store_adds_nothing_twice(tmp_path: Path)
     assert stored_chunks(data_dir) == 2
 
 
+def test_the_local_ingest_never_prepares_the_model_of_lone_queries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepared: list[object] = []
+    monkeypatch.setattr(LocalEmbedder, "_start_query_path", lambda self, *args: prepared.append(args))
+    monkeypatch.setenv("PLUGKIT_EMBED_DEVICE", "cpu")
+    result = CliRunner().invoke(app, ["ingest", str(write_corpus(tmp_path)), "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert stored_chunks(tmp_path / "data") == 2 and prepared == []
+
+
 def test_metadata_that_is_not_a_json_object_is_bad_usage(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["ingest", str(tmp_path), "--metadata", "[1, 2]"])
     assert result.exit_code == 2

@@ -186,7 +186,9 @@ async def _local_target(data_dir: Path | None) -> Target:
     from plugkit.plugins.retrieval.stores import build_store
     from plugkit.settings import load_settings
 
-    settings = load_settings(RetrievalSettings, data_dir=data_dir)
+    # No lone queries come here: the ONNX model they would take is not exported or loaded (its first export took
+    # about 4 s of CPU beside the ingest on two cores).
+    settings = load_settings(RetrievalSettings, data_dir=data_dir, embed_query_backend="torch")
     embedder = build_embedder(settings)
     retriever = Retriever(
         build_store(settings.store, settings),
