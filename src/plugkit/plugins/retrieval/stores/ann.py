@@ -1,6 +1,6 @@
 """An approximate nearest-neighbour index for large stores: faiss IVF with 4-bit PQ fast-scan codes, re-ranked exactly.
 
-Vectors are assigned to the nearest of `nlist` k-means centroids and stored as compact product-quantization codes
+Vectors are assigned to the nearest of `nlist` k-means centroids (kmeans.py) and stored as compact product-quantization codes
 (d/4 bytes each), which faiss scans with SIMD lookups; a query scans the `nprobe` lists nearest to it and takes
 `k * k_factor` candidates, which `AutoIndex` re-scores with the exact float32 vectors it holds. Filtered search is
 native: the allowed set (ids, or a boolean mask by id) becomes a bitmap that faiss checks while scanning
@@ -239,9 +239,9 @@ class AutoIndex:
         nprobe, filtered_nprobe, device = self.nprobe, self.filtered_nprobe, self.train_device
 
         def train() -> None:
-            # Below everything else: on a GPU ingest faiss's OpenMP team (all cores) took about 55 s of CPU from the
-            # chunking processes in an ingest of 98,816 chunks on an H200 (bench/gpu.py's CPU a thread); searches stay
-            # exact meanwhile, and a close that waits for it finds the cores free.
+            # Below everything else, with the threads it starts (a CPU k-means, faiss's codes and adds): on a GPU
+            # ingest faiss's own k-means took about 55 s of CPU on all cores from the chunking processes (98,816
+            # chunks on an H200, bench/gpu.py's CPU a thread); searches stay exact meanwhile.
             lower_this_thread(TRAINING_NICE)
             try:
                 ivf = IvfIndex.train(vectors, nprobe=nprobe, filtered_nprobe=filtered_nprobe, device=device)

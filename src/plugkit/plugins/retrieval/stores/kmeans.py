@@ -9,8 +9,9 @@ on the side. So the centroids come from here, and faiss trains the rest (the pro
 adds and searches.
 
 The iterations are faiss's (`faiss.Clustering` with `spherical`, as its IVF sets for inner product): each vector to
-the centroid of largest inner product, each centroid the normalised mean of its vectors, an empty list split off the
-largest one (a copy of its centroid, both nudged apart), starting from distinct sampled vectors.
+the centroid of largest inner product, each centroid the normalised mean of its vectors, an empty list split off a
+populated one picked with odds by its size (a copy of its centroid, both nudged apart), starting from distinct sampled
+vectors.
 """
 
 from __future__ import annotations
