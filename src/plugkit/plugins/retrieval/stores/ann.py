@@ -2,11 +2,11 @@
 
 Vectors are assigned to the nearest of `nlist` k-means centroids (kmeans.py) and stored as compact product-quantization
 codes (d/4 bytes each), which faiss scans with SIMD lookups; a query scans the `nprobe` lists nearest to it and takes
-`k * k_factor` candidates, which `AutoIndex` re-scores with the exact float32 vectors it holds. Filtered search is native:
-the allowed set (ids, or a boolean mask by id) becomes a bitmap that faiss checks while scanning (IDSelectorBitmap); it
-scans more lists (`filtered_nprobe`), since the filtered neighbours lie further out. `AutoIndex` keeps exact search for
-small stores, where it is as fast and exact, and switches to IVF past `min_chunks` (the crossover bench/scale.py
-measures).
+`k * k_factor` candidates, which `AutoIndex` re-scores with the exact float32 vectors it holds. Filtered search is
+native: the allowed set (ids, or a boolean mask by id) becomes a bitmap that faiss checks while scanning
+(IDSelectorBitmap); it scans more lists (`filtered_nprobe`), since the filtered neighbours lie further out. `AutoIndex`
+keeps exact search for small stores, where it is as fast and exact, and switches to IVF past `min_chunks` (the
+crossover bench/scale.py measures).
 """
 
 from __future__ import annotations
