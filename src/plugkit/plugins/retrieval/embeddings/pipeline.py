@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from plugkit.plugins.retrieval.child_process import frame, module_process, read_frame, serve
+from plugkit.plugins.retrieval.embeddings.graphs import model_graphs
 
 PREFETCH = 4  # batches prepared ahead of the model on a GPU
 # On a GPU each new batch shape costs a new attention plan (cuDNN's, about 6 ms of CPU a layer on an H200, with
@@ -37,6 +38,9 @@ GPU_WIDTH_MULTIPLE = 32
 # The same for the rows: the last batch of a call holds what is left over, a different count at every write of an
 # ingest (a new plan in each of the 6 layers each time); rows of one padding token bring it up to a multiple of this.
 GPU_ROW_MULTIPLE = 256
+# On a GPU the forward pass runs as CUDA graphs (embeddings/graphs.py): one call a batch instead of hundreds, each
+# waiting for the GIL inside an ingest.
+GPU_GRAPHS = True
 Batch = tuple[np.ndarray, dict[str, Any]]  # positions in the input, model features
 
 
@@ -71,11 +75,13 @@ def batches(
     pin: bool = False,
     width_multiple: int = 1,
     row_multiple: int = 1,
+    packed: bool = False,
 ) -> Iterator[Batch]:
     """Length-sorted batches (longest first) of texts given as `flat_token_ids`, each padded to its longest text
     (rounded up to `width_multiple`, never past the longest text of all), as torch tensors; positions index the
     texts. A batch of fewer rows than `batch_size` gets rows of one token (id 0) up to a multiple of `row_multiple`
-    (never past `batch_size`): they follow the texts' rows, and `run_batches` drops their vectors."""
+    (never past `batch_size`): they follow the texts' rows, and `run_batches` drops their vectors. `packed`: the
+    features as one int32 tensor, `{"packed": ...}`, each row's ids then its length (what graphs.unpack reads)."""
     import torch
 
     starts = np.cumsum(lengths) - lengths
@@ -86,11 +92,17 @@ def batches(
         widths = lengths[positions]
         width = min(-(-int(widths[0]) // width_multiple) * width_multiple, longest)
         rows = min(-(-len(positions) // row_multiple) * row_multiple, max(batch_size, len(positions)))
-        mask = np.arange(width) < np.concatenate([widths, np.ones(rows - len(positions), dtype=widths.dtype)])[:, None]
+        row_lengths = np.concatenate([widths, np.ones(rows - len(positions), dtype=widths.dtype)])
+        mask = np.arange(width) < row_lengths[:, None]
         # Where each row's ids lie in `flat`: its start, then consecutive (gathered at once, filled row by row).
         within = np.arange(int(widths.sum())) - np.repeat(np.cumsum(widths) - widths, widths)
-        matrix = np.zeros(mask.shape, dtype=np.int64)
-        matrix[: len(positions)][mask[: len(positions)]] = flat[np.repeat(starts[positions], widths) + within]
+        matrix = np.zeros((rows, width + int(packed)), dtype=np.int32 if packed else np.int64)
+        matrix[: len(positions), :width][mask[: len(positions)]] = flat[np.repeat(starts[positions], widths) + within]
+        if packed:
+            matrix[:, width] = row_lengths
+            tensor = torch.from_numpy(matrix)
+            yield positions, {"packed": tensor.pin_memory() if pin else tensor}
+            continue
         features = {
             "input_ids": torch.from_numpy(matrix),
             "attention_mask": torch.from_numpy(mask.astype(np.int64)),
@@ -101,8 +113,11 @@ def batches(
         yield positions, features
 
 
-def _multiples(on_gpu: bool) -> dict[str, int]:
-    return {"width_multiple": GPU_WIDTH_MULTIPLE, "row_multiple": GPU_ROW_MULTIPLE} if on_gpu else {}
+def _gpu_shapes(on_gpu: bool) -> dict[str, Any]:
+    """`batches`' options for the device: on a GPU few shapes, packed for the graphs when they are on."""
+    if not on_gpu:
+        return {}
+    return {"width_multiple": GPU_WIDTH_MULTIPLE, "row_multiple": GPU_ROW_MULTIPLE, "packed": GPU_GRAPHS}
 
 
 class TokenizerProcesses:
@@ -186,7 +201,7 @@ def grouped_batches(
     else:
         tokenised = (flat_token_ids(tokenizer, part) for part in parts)
     for start, (flat, lengths) in zip(starts, tokenised, strict=True):
-        for positions, features in batches(flat, lengths, batch_size, pin, **_multiples(pin)):
+        for positions, features in batches(flat, lengths, batch_size, pin, **_gpu_shapes(pin)):
             yield positions + start, features
 
 
@@ -276,7 +291,7 @@ def encode_ids(
             first, last = int(ends[start] - lengths[start]), int(ends[stop - 1])
             on_gpu = device != "cpu"
             for positions, features in batches(
-                flat[first:last], lengths[start:stop], batch_size, on_gpu, **_multiples(on_gpu)
+                flat[first:last], lengths[start:stop], batch_size, on_gpu, **_gpu_shapes(on_gpu)
             ):
                 yield positions + start, features
 
@@ -305,11 +320,16 @@ def run_batches(
             done = list(workers.map(lambda item: _forward(model, item[1])[: len(item[0])], listed))
             order = [positions for positions, _ in listed]
         else:
+            graphs = model_graphs(model, device) if on_gpu and GPU_GRAPHS else None
             for positions, features in items:
                 # Pinned memory: the copies are queued without waiting, and nothing here waits on the device
                 # until the end, so the host keeps the next batches coming while the model runs.
-                features = {name: tensor.to(device, non_blocking=on_gpu) for name, tensor in features.items()}
-                done.append(model(features)["sentence_embedding"][: len(positions)])  # rows that pad the batch go
+                if graphs is not None:
+                    vectors = graphs(features["packed"])
+                else:
+                    features = {name: tensor.to(device, non_blocking=on_gpu) for name, tensor in features.items()}
+                    vectors = model(features)["sentence_embedding"]
+                done.append(vectors[: len(positions)])  # rows that pad the batch go
                 order.append(positions)
         # Normalised in float32 whatever the model's precision (bf16/fp16 norms are only good to about 1e-3).
         vectors = torch.nn.functional.normalize(torch.cat(done).float(), dim=1).cpu().numpy()
