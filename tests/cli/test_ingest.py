@@ -245,6 +245,24 @@ async def test_the_local_store_writes_as_many_documents_at_once_as_its_embedders
         await close()
 
 
+@pytest.mark.parametrize(
+    ("device", "setting", "training"),
+    [("cuda", None, "at_close"), ("cpu", None, "background"), ("cuda", "background", "background")],
+)
+async def test_the_local_store_trains_its_ivf_index_at_the_close_when_the_model_runs_on_a_gpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str, setting: str | None, training: str
+) -> None:
+    monkeypatch.setenv("PLUGKIT_EMBED_DEVICE", device)  # the model is not loaded: only the store opens
+    if setting:
+        monkeypatch.setenv("PLUGKIT_ANN_TRAINING", setting)
+    _send, close, _listing, _delete, _pace = await _local_target(tmp_path)
+    try:
+        store = close.__self__.store  # type: ignore[attr-defined]
+        assert store.ann_training == training
+    finally:
+        await close()
+
+
 async def test_documents_read_as_they_come_are_sent_before_the_last_is_read() -> None:
     """A generator of documents (the command's files, parsed as it goes): each batch is on its way before the next
     document is read, and every document arrives once."""

@@ -180,6 +180,7 @@ Target = tuple[Sender, Callable[[], Awaitable[None]], Lister, Deleter, Pace]  # 
 
 async def _local_target(data_dir: Path | None) -> Target:
     from plugkit.plugins.retrieval.chunking import minilm_tokenizer
+    from plugkit.plugins.retrieval.device import resolve_device
     from plugkit.plugins.retrieval.embeddings import build_embedder
     from plugkit.plugins.retrieval.service import Retriever
     from plugkit.plugins.retrieval.settings import RetrievalSettings
@@ -189,6 +190,11 @@ async def _local_target(data_dir: Path | None) -> Target:
     # No lone queries come here: the ONNX model they would take is not exported or loaded (its first export took
     # about 4 s of CPU beside the ingest on two cores).
     settings = load_settings(RetrievalSettings, data_dir=data_dir, embed_query_backend="torch")
+    if settings.ann_training == "auto" and resolve_device(settings.embed_device) != "cpu":
+        # On a GPU the chunk pool and the model keep the cores busy to the last write: the IVF index is trained once,
+        # at the close, on the cores then idle (a training beside the writes took them 4.4 s of 9.6 on an H200, and
+        # the close then added the 50,000 vectors written meanwhile: bench/results/gpu.json).
+        settings = settings.model_copy(update={"ann_training": "at_close"})
     embedder = build_embedder(settings)
     retriever = Retriever(
         build_store(settings.store, settings),

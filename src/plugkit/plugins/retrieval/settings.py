@@ -94,6 +94,13 @@ class RetrievalSettings(PluginSettings):
     ann_nprobe: int = Field(default=512, ge=1, description="IVF lists scanned per query")
     ann_filtered_nprobe: int = Field(default=1024, ge=1, description="IVF lists scanned per filtered query")
     ann_k_factor: int = Field(default=100, ge=1, le=1000, description="IVF candidates per wanted result, re-ranked")
+    ann_training: Literal["auto", "background", "at_close"] = Field(
+        default="auto",
+        description=(
+            "when the IVF index is trained as writes grow the store: background (beside the writes), at_close (once, "
+            "when the store closes: a bulk load), auto (background; plugkit ingest on a GPU: at_close)"
+        ),
+    )
 
     hybrid_dense_weight: float | None = Field(
         default=None, ge=0, description="embedded store: the dense side's weight (default: the fusion's, 0.7 scaled)"

@@ -315,3 +315,57 @@ def test_background_training_runs_below_the_priority_of_the_threads_that_write_a
     this_thread = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert seen == [min(this_thread + TRAINING_NICE, 19)]
     assert auto.search(data[5], 1)[0].tolist() == [5]
+
+
+def test_training_at_settle_sets_off_no_training_as_adds_grow_the_index_then_trains_once_on_every_vector(
+    data: np.ndarray,
+) -> None:
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000, background_training=True)
+    auto.train_at_settle = True
+    auto.add(np.arange(2000), data[:2000])
+    auto.add(np.arange(2000, 3000), data[2000:])
+    assert auto._training is None and auto.ivf is None and not auto.uses_ann
+    assert auto.search(data[3], 1)[0].tolist() == [3]  # exact meanwhile
+    auto.settle()
+    assert auto._training is None  # trained in the caller's thread
+    assert auto.uses_ann and auto.ivf is not None and len(auto.ivf) == len(data)
+    assert auto._trained_at == len(data)
+    exact = ExactIndex(DIM)
+    exact.add(np.arange(len(data)), data)
+    for q in data[:40:3]:
+        assert auto.search(q, 10)[0].tolist() == exact.search(q, 10)[0].tolist()
+
+
+async def test_a_store_that_trains_at_close_keeps_dense_search_exact_until_it_closes_then_opens_with_ivf(
+    tmp_path: Path,
+) -> None:
+    vectors = clustered(1200, seed=5)
+    records = [
+        DocumentRecord(
+            f"d{n}",
+            [ChunkRecord.of(DocumentChunk(id=f"d{n}_0", text=f"chunk {n}", metadata=DocumentChunkMetadata()), v)],
+        )
+        for n, v in enumerate(vectors)
+    ]
+    info = StoreInfo(embedding_model="test", dimension=DIM)
+    options: dict[str, Any] = {"ann_min_chunks": 1000, "ann_nprobe": 64, "ann_filtered_nprobe": 64}
+    store = EmbeddedStore(tmp_path, ann_training="at_close", **options)
+    await store.open(info)
+    await store.replace_documents(records[:600])
+    await store.replace_documents(records[600:])
+    assert isinstance(store._index, AutoIndex)
+    assert store._index._training is None and store._index.ivf is None
+    found = await store.search(SearchRequest(text="x", embedding=vectors[42].tolist(), top_k=1, mode="dense"))
+    assert found[0].id == "d42_0"
+    await store.close()
+    assert (tmp_path / "vectors.ivf").is_file()
+    reopened = EmbeddedStore(tmp_path, **options)
+    await reopened.open(info)
+    assert isinstance(reopened._index, AutoIndex) and reopened._index.uses_ann
+    assert len(reopened._index.ivf or []) == len(vectors)
+    await reopened.close()
+
+
+def test_a_store_refuses_an_unknown_training_time(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ann_training must be background or at_close, not 'never'"):
+        EmbeddedStore(tmp_path, ann_training="never")

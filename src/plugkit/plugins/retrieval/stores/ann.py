@@ -167,8 +167,9 @@ class AutoIndex:
     With `background_training`, a training that an add sets off runs in a thread of its own, on a copy of the vectors
     (seconds at 50,000 chunks, minutes at 500,000: a server's writes and searches must not wait for it); searches keep
     the exact index (or the IVF index trained before) meanwhile, and the new IVF index is taken up by the first call
-    after it is ready, once the adds and removes made in between are applied to it. `settle()` waits for it. Not
-    thread-safe: one caller at a time, as the store's lock gives.
+    after it is ready, once the adds and removes made in between are applied to it. `settle()` waits for it. With
+    `train_at_settle` (a bulk load), adds set off no training: `settle()` (and `save`) trains once, on every vector,
+    in the caller's thread. Not thread-safe: one caller at a time, as the store's lock gives.
     """
 
     def __init__(
@@ -189,6 +190,7 @@ class AutoIndex:
         self.min_chunks, self.nprobe, self.filtered_nprobe = min_chunks, nprobe, filtered_nprobe
         self._trained_at = 0
         self.background_training = background_training
+        self.train_at_settle = False
         self._training: threading.Thread | None = None
         # Set by the training thread: the index, its size, and the ids it holds (sorted).
         self._trained: tuple[IvfIndex, int, np.ndarray] | None = None
@@ -220,13 +222,15 @@ class AutoIndex:
         if self._training is not None:
             self._since.append((np.asarray(ids, dtype=np.int64), None))
 
-    def _maybe_train(self) -> None:
+    def _maybe_train(self, settling: bool = False) -> None:
         size = len(self.exact)
         if self._training is not None:
             return
         if size < self.min_chunks or (self.ivf is not None and size < 10 * self._trained_at):
             return
-        if not self.background_training:
+        if self.train_at_settle and not settling:
+            return
+        if not self.background_training or settling:
             ids, vectors = self.exact.ids(), self.exact.vectors()
             ivf = IvfIndex.train(
                 vectors, nprobe=self.nprobe, filtered_nprobe=self.filtered_nprobe, device=self.train_device
@@ -255,10 +259,13 @@ class AutoIndex:
         self._training.start()
 
     def settle(self) -> None:
-        """Wait for a training in progress and take up its index."""
+        """Wait for a training in progress and take up its index; with `train_at_settle`, train the index the
+        vectors call for now."""
         if self._training is not None:
             self._training.join()
         self._take_up()
+        if self.train_at_settle:
+            self._maybe_train(settling=True)
 
     def _take_up(self) -> None:
         """The index trained in the background, once ready, with the changes made since its copy applied."""

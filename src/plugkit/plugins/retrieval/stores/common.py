@@ -59,6 +59,8 @@ class StoreSettings:
       chunks on, scanning ann_nprobe lists, ann_filtered_nprobe under a filter, re-ranking ann_k_factor candidates
       per wanted result).
     embed_device: the device of the local model (auto | cpu | cuda), which the embedded store's IVF k-means uses too.
+    ann_training: when the embedded store trains its IVF index as writes grow it: auto or background (beside the
+      writes), at_close (once, when the store closes: a bulk load; `plugkit ingest` picks it on a GPU).
     """
 
     store_url: str | None = None
@@ -83,6 +85,7 @@ class StoreSettings:
     ann_filtered_nprobe: int = 1024
     ann_k_factor: int = 100
     embed_device: str = "auto"
+    ann_training: str = "auto"
 
     def __post_init__(self) -> None:
         check_name(self.collection, "collection")

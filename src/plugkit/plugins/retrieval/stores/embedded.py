@@ -155,13 +155,18 @@ class EmbeddedStore:
         ann_filtered_nprobe: int = 64,
         ann_k_factor: int = 40,
         ann_device: str = "auto",
+        ann_training: str = "background",
     ) -> None:
         """`ann_min_chunks`: from this many chunks on, dense search goes through an IVF index (persisted beside
         the exact snapshot); None keeps exact search at every size. `fusion`: "scaled" (the default: cosine and
         BM25 over the query's best, weighted, fusion.scaled), "rrf" (weighted reciprocal rank fusion) or "convex"
         (min-max normalised scores, weighted); each side contributes `candidate_pool` candidates (or top_k, when
         larger). `dense_weight`, `keyword_weight`: None takes the fusion's own (fusion.DEFAULT_WEIGHTS). `ann_device`:
-        where the IVF index's k-means runs (auto: CUDA when torch sees one, else the CPU)."""
+        where the IVF index's k-means runs (auto: CUDA when torch sees one, else the CPU). `ann_training`: when the
+        writes made after opening train the IVF index: "background" (a thread beside them, as they reach its size),
+        or "at_close" (a bulk load: once, on every vector, as the store closes; dense search stays exact until then)."""
+        if ann_training not in ("background", "at_close"):
+            raise ValueError(f"ann_training must be background or at_close, not {ann_training!r}")
         if fusion not in DEFAULT_WEIGHTS:
             raise ValueError(f"fusion must be one of {', '.join(DEFAULT_WEIGHTS)}, not {fusion!r}")
         self.directory = Path(directory)
@@ -183,7 +188,7 @@ class EmbeddedStore:
         self._answers = DatabaseCache(self, ANSWERS_KEPT)
         self._lock = threading.Lock()
         self.ann = (ann_min_chunks, ann_nprobe, ann_filtered_nprobe, ann_k_factor)
-        self.ann_device = ann_device
+        self.ann_device, self.ann_training = ann_device, ann_training
         self._index: ExactIndex | AutoIndex | None = None
         self._columns = FilterColumns()  # the filterable fields of the chunks in the index
         self._applied = 0  # the last change-log seq the index reflects
@@ -335,9 +340,11 @@ class EmbeddedStore:
         self._train_in_background()
 
     def _train_in_background(self) -> None:
-        """Once the index is built: an IVF training that later writes set off runs beside them (AutoIndex)."""
+        """Once the index is built: an IVF training that later writes set off runs beside them (AutoIndex), or
+        waits for the close (`ann_training` at_close)."""
         if isinstance(self._index, AutoIndex):
             self._index.background_training = True
+            self._index.train_at_settle = self.ann_training == "at_close"
 
     def _catch_up(self, conn: sqlite3.Connection) -> None:
         """Bring both derived indexes up to SQLite's change log."""
@@ -989,4 +996,5 @@ def create_store(settings: Any) -> EmbeddedStore:
         ann_filtered_nprobe=settings.ann_filtered_nprobe,
         ann_k_factor=settings.ann_k_factor,
         ann_device=settings.embed_device,
+        ann_training="at_close" if settings.ann_training == "at_close" else "background",
     )
