@@ -92,6 +92,15 @@ def _widen(fd: int) -> None:
             pass
 
 
+def _reap(process: _Process) -> None:
+    """Wait for a process whose stdin is closed to end (killed if it has not after 5 s)."""
+    try:
+        process.proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.proc.kill()
+        process.proc.wait()
+
+
 @dataclass
 class _Process:
     """One process seen from the pool: its process, the futures of the requests it holds (answered in order), and
@@ -231,6 +240,11 @@ class ProcessPool:
         self._dispatch()
 
     def _stop(self, process: _Process) -> None:
+        self._let_go(process)
+        _reap(process)
+
+    def _let_go(self, process: _Process) -> None:
+        """Forget the process and close its pipes: its stdin closed, it ends."""
         if process in self._processes:
             self._processes.remove(process)
         if self._loop is not None and not self._loop.is_closed():
@@ -239,17 +253,15 @@ class ProcessPool:
         for stream in (process.proc.stdin, process.proc.stdout):
             if stream is not None:
                 stream.close()
-        try:
-            process.proc.wait(timeout=5)  # its stdin closed: it ends
-        except subprocess.TimeoutExpired:
-            process.proc.kill()
-            process.proc.wait()
 
     def close(self) -> None:
-        """Stop the processes; requests not answered fail."""
+        """Stop the processes (all told at once, then each waited for); requests not answered fail."""
         closed = self.error(f"the {self.name} processes were stopped")
-        for process in list(self._processes):
-            self._stop(process)
+        stopping = list(self._processes)
+        for process in stopping:
+            self._let_go(process)
+        for process in stopping:
+            _reap(process)
             for future in process.waiting:
                 if not future.done():
                     future.set_exception(closed)
