@@ -2,6 +2,7 @@
 faiss's own, side by side, in time and in recall.
 
     python bench/ivf_training.py [--size 100000] [--rounds 3] [--out bench/results/ivf_training.json]
+    python bench/ivf_training.py --against pq25 --out bench/results/ivf_training_pq.json
 
 The store trains its IVF index once it holds 50,000 chunks (again at ten times its training size), in a thread beside
 the writes; on a GPU ingest that training took the host's cores from the chunking processes (#16). Each round trains the
@@ -11,6 +12,8 @@ mean and covariance (bench/scale.py's `synthetic_like`), nlist by the store's ru
 (k-means and the product quantizer, as `IvfIndex.train`), the add of every vector, and recall@10 of SciFact's real
 queries against the exact top 10, the candidates re-ranked exactly as the store does, at a few nprobe and at the store's
 default (512 lists, 100 candidates a result). Both use every core here. Results: bench/results/ivf_training.json.
+`--against pq25`: the store's training against the same with faiss's default 25 k-means iterations for each part of
+the product quantizer (the store runs PQ_NITER), in bench/results/ivf_training_pq.json.
 """
 
 from __future__ import annotations
@@ -60,7 +63,12 @@ def recall(ivf: Any, data: np.ndarray, queries: np.ndarray, truth: np.ndarray) -
 
 
 def one(way: str, data: np.ndarray, queries: np.ndarray, truth: np.ndarray, seed: int) -> dict[str, Any]:
+    from plugkit.plugins.retrieval.stores import ann
     from plugkit.plugins.retrieval.stores.ann import IvfIndex, default_nlist
+
+    pq_niter = ann.PQ_NITER
+    if way == "pq25":  # the store's training with faiss's default product-quantizer iterations
+        ann.PQ_NITER = 25
 
     sample = data[np.random.default_rng(0).choice(len(data), 100_000, replace=False)] if len(data) > 100_000 else data
     nlist = default_nlist(len(data))
@@ -68,7 +76,10 @@ def one(way: str, data: np.ndarray, queries: np.ndarray, truth: np.ndarray, seed
     if way == "faiss":
         ivf = faiss_trained(sample, nlist, seed)
     else:
-        ivf = IvfIndex.train(data, nlist=nlist, seed=seed, device="cpu")
+        try:
+            ivf = IvfIndex.train(data, nlist=nlist, seed=seed, device="cpu")
+        finally:
+            ann.PQ_NITER = pq_niter
     train_s = time.perf_counter() - started
     started = time.perf_counter()
     ivf.add(np.arange(len(data)), data)
@@ -82,6 +93,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "plugkit-scale-cache"))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--against",
+        choices=["faiss", "pq25"],
+        default="faiss",
+        help="the baseline: faiss's k-means for the lists, or the store's with 25 product-quantizer iterations",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT))
@@ -90,9 +107,10 @@ def main() -> None:
     real, queries = real_embeddings(argparse.Namespace(cache_dir=args.cache_dir, ann_real_docs=None))
     data = np.concatenate([real, synthetic_like(real, args.size - len(real))]) if args.size > len(real) else real
     truth = exact_top(data, queries, 10)
-    runs: dict[str, list[dict[str, Any]]] = {"faiss": [], "torch": []}
+    base = args.against
+    runs: dict[str, list[dict[str, Any]]] = {base: [], "torch": []}
     for n in range(args.rounds):
-        for way in ("faiss", "torch") if n % 2 == 0 else ("torch", "faiss"):
+        for way in (base, "torch") if n % 2 == 0 else ("torch", base):
             runs[way].append(one(way, data, queries, truth, seed=n))
             print(f"round {n + 1} {way}: {json.dumps(runs[way][-1])}", file=sys.stderr, flush=True)
 
@@ -109,14 +127,18 @@ def main() -> None:
         "nlist": runs["torch"][0]["nlist"],
         "rounds": args.rounds,
     }
-    for way, label in (("faiss", "faiss_kmeans"), ("torch", "torch_kmeans_cpu")):
+    labels = {"faiss": "faiss_kmeans", "pq25": "torch_kmeans_cpu_pq_niter25", "torch": "torch_kmeans_cpu"}
+    from plugkit.plugins.retrieval.stores.ann import PQ_NITER
+
+    results["product_quantizer_niter"] = {"torch": PQ_NITER, base: 25}  # faiss's default for the baselines
+    for way, label in ((base, labels[base]), ("torch", labels["torch"])):
         results[label] = {
             "train_s": spread([r["train_s"] for r in runs[way]], 2),
             "add_s": spread([r["add_s"] for r in runs[way]], 2),
             "recall10": {k: spread([r["recall10"][k] for r in runs[way]], 4) for k in runs[way][0]["recall10"]},
         }
-    ratios = [t["train_s"] / f["train_s"] for t, f in zip(runs["torch"], runs["faiss"], strict=True)]
-    results["train_time_ratio_torch_to_faiss"] = spread(ratios, 3)
+    ratios = [t["train_s"] / f["train_s"] for t, f in zip(runs["torch"], runs[base], strict=True)]
+    results[f"train_time_ratio_torch_to_{base}"] = spread(ratios, 3)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "what"}, indent=1))
 
