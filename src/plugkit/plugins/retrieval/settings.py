@@ -97,8 +97,9 @@ class RetrievalSettings(PluginSettings):
     ann_training: Literal["auto", "background", "at_close"] = Field(
         default="auto",
         description=(
-            "when the IVF index is trained as writes grow the store: background (beside the writes), at_close (once, "
-            "when the store closes: a bulk load), auto (background; plugkit ingest on a GPU: at_close)"
+            "how the IVF index follows writes that grow the store: background (trained beside them, then kept "
+            "up to date), at_close (a bulk load: its lists trained beside them, every vector added when the store "
+            "closes), auto (background; plugkit ingest on a GPU: at_close)"
         ),
     )
 

@@ -317,23 +317,54 @@ def test_background_training_runs_below_the_priority_of_the_threads_that_write_a
     assert auto.search(data[5], 1)[0].tolist() == [5]
 
 
-def test_training_at_settle_sets_off_no_training_as_adds_grow_the_index_then_trains_once_on_every_vector(
-    data: np.ndarray,
+def test_a_bulk_load_trains_the_lists_beside_the_adds_and_adds_every_vector_once_at_settle(
+    data: np.ndarray, held_training: threading.Event
 ) -> None:
     auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000, background_training=True)
     auto.train_at_settle = True
-    auto.add(np.arange(2000), data[:2000])
+    auto.add(np.arange(2000), data[:2000])  # crosses the threshold: the lists are trained in the background
+    assert auto._training is not None
     auto.add(np.arange(2000, 3000), data[2000:])
-    assert auto._training is None and auto.ivf is None and not auto.uses_ann
-    assert auto.search(data[3], 1)[0].tolist() == [3]  # exact meanwhile
+    auto.remove([7])
+    auto.add(np.array([8]), data[9:10])
+    assert auto._since == []  # nothing is added to the index in training, so nothing is kept to replay
+    assert auto.ivf is None and auto.search(data[3], 1)[0].tolist() == [3]  # exact meanwhile
+    held_training.set()
+    auto._training.join()
+    auto.add(np.array([3000]), data[5:6])  # the trained index is taken up, still empty: searches stay exact
+    assert auto.ivf is None and not auto.uses_ann
     auto.settle()
-    assert auto._training is None  # trained in the caller's thread
-    assert auto.uses_ann and auto.ivf is not None and len(auto.ivf) == len(data)
-    assert auto._trained_at == len(data)
+    assert auto.uses_ann and auto.ivf is not None
+    assert len(auto.ivf) == len(auto) == len(data) - 1 + 1
+    assert auto._trained_at == 2000  # the lists of the training started at 2,000; not trained again
     exact = ExactIndex(DIM)
     exact.add(np.arange(len(data)), data)
+    exact.remove([7])
+    exact.add(np.array([8, 3000]), np.vstack([data[9], data[5]]))
     for q in data[:40:3]:
-        assert auto.search(q, 10)[0].tolist() == exact.search(q, 10)[0].tolist()
+        assert set(auto.search(q, 10)[0].tolist()) == set(exact.search(q, 10)[0].tolist())
+
+
+def test_a_bulk_load_whose_background_training_failed_trains_at_settle(
+    data: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train = IvfIndex.train.__func__  # type: ignore[attr-defined]
+
+    def fails_in_the_background(cls: type[IvfIndex], vectors: np.ndarray, **kwargs: object) -> IvfIndex:
+        if threading.current_thread().name == "plugkit-ivf-training":
+            raise RuntimeError("out of memory")
+        return train(cls, vectors, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(IvfIndex, "train", classmethod(fails_in_the_background))
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000, background_training=True)
+    auto.train_at_settle = True
+    auto.add(np.arange(2000), data[:2000])
+    assert auto._training is not None
+    auto._training.join()
+    auto.add(np.arange(2000, 3000), data[2000:])  # takes up the failure: another background training, failing
+    auto.settle()
+    assert auto.uses_ann and auto.ivf is not None and len(auto.ivf) == len(data)
+    assert auto._trained_at == len(data)  # trained at settle, in this thread, on every vector
 
 
 async def test_a_store_that_trains_at_close_keeps_dense_search_exact_until_it_closes_then_opens_with_ivf(
@@ -354,7 +385,7 @@ async def test_a_store_that_trains_at_close_keeps_dense_search_exact_until_it_cl
     await store.replace_documents(records[:600])
     await store.replace_documents(records[600:])
     assert isinstance(store._index, AutoIndex)
-    assert store._index._training is None and store._index.ivf is None
+    assert store._index.ivf is None  # the lists train beside the writes; the vectors go in at the close
     found = await store.search(SearchRequest(text="x", embedding=vectors[42].tolist(), top_k=1, mode="dense"))
     assert found[0].id == "d42_0"
     await store.close()

@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from plugkit.plugins.retrieval.stores.vector_index import ExactIndex, allowed_co
 log = logging.getLogger(__name__)
 
 FILTERED_K_FACTOR = 40
+MAX_TRAINING = 100_000  # vectors an IVF index is trained on at most (a sample of them past that)
 MAX_CANDIDATES = 1000
 TRAINING_NICE = 10  # the background training: about a tenth of a normal thread's share of a busy core
 # k-means iterations of each product-quantizer part (faiss's default is 25): faiss trains the 96 parts one after the
@@ -67,7 +69,7 @@ class IvfIndex:
         nlist: int | None = None,
         nprobe: int = 32,
         filtered_nprobe: int | None = None,
-        max_training: int = 100_000,
+        max_training: int = MAX_TRAINING,
         seed: int = 0,
         device: str = "auto",
     ) -> IvfIndex:
@@ -172,9 +174,12 @@ class AutoIndex:
     With `background_training`, a training that an add sets off runs in a thread of its own, on a copy of the vectors
     (seconds at 50,000 chunks, minutes at 500,000: a server's writes and searches must not wait for it); searches keep
     the exact index (or the IVF index trained before) meanwhile, and the new IVF index is taken up by the first call
-    after it is ready, once the adds and removes made in between are applied to it. `settle()` waits for it. With
-    `train_at_settle` (a bulk load), adds set off no training: `settle()` (and `save`) trains once, on every vector,
-    in the caller's thread. Not thread-safe: one caller at a time, as the store's lock gives.
+    after it is ready, once the adds and removes made in between are applied to it. `settle()` waits for it.
+
+    With `train_at_settle` (a bulk load) the IVF index the adds call for is filled once, at `settle()` (and `save`):
+    its lists and codes are trained beside the adds, in the background, on a sample of the vectors held when it falls
+    due (nothing is added to it meanwhile, so nothing is replayed), and `settle()` adds every vector to it in one
+    call, or trains it then if no training was made. Not thread-safe: one caller at a time, as the store's lock gives.
     """
 
     def __init__(
@@ -197,8 +202,12 @@ class AutoIndex:
         self.background_training = background_training
         self.train_at_settle = False
         self._training: threading.Thread | None = None
-        # Set by the training thread: the index, its size, and the ids it holds (sorted).
-        self._trained: tuple[IvfIndex, int, np.ndarray] | None = None
+        # Set by the training thread: the index, its size, and the ids it holds (sorted; None: it holds none).
+        self._trained: tuple[IvfIndex, int, np.ndarray | None] | None = None
+        # A bulk load's: the index trained in the background for settle to fill, and its size; the size of the
+        # newest training started.
+        self._unfilled: tuple[IvfIndex, int] | None = None
+        self._bulk_at = 0
         self._since: list[tuple[np.ndarray, np.ndarray | None]] = []  # changes since the copy: (ids, vectors | None)
 
     def __len__(self) -> int:
@@ -214,7 +223,7 @@ class AutoIndex:
         self.exact.add(ids, vectors)
         if self.ivf is not None:
             self.ivf.add(ids, vectors)
-        if self._training is not None:
+        if self._training is not None and not self.train_at_settle:
             self._since.append((ids.copy(), np.array(vectors, dtype=np.float32).reshape(len(ids), self.dimension)))
         self._maybe_train()
 
@@ -224,16 +233,17 @@ class AutoIndex:
         self.exact.remove(ids)
         if self.ivf is not None:
             self.ivf.remove(ids)
-        if self._training is not None:
+        if self._training is not None and not self.train_at_settle:
             self._since.append((np.asarray(ids, dtype=np.int64), None))
 
     def _maybe_train(self, settling: bool = False) -> None:
+        """Train the IVF index the size calls for (at min_chunks, again at ten times the size of the last training):
+        at once in this thread, or in the background (`background_training`); a bulk load fills it at settle."""
         size = len(self.exact)
         if self._training is not None:
             return
-        if size < self.min_chunks or (self.ivf is not None and size < 10 * self._trained_at):
-            return
-        if self.train_at_settle and not settling:
+        basis = max(self._trained_at if self.ivf is not None else 0, self._bulk_at)  # the last training's size
+        if size < self.min_chunks or (basis and size < 10 * basis):
             return
         if not self.background_training or settling:
             ids, vectors = self.exact.ids(), self.exact.vectors()
@@ -241,10 +251,17 @@ class AutoIndex:
                 vectors, nprobe=self.nprobe, filtered_nprobe=self.filtered_nprobe, device=self.train_device
             )
             ivf.add(ids, vectors)
-            self.ivf, self._trained_at = ivf, size
+            self.ivf, self._trained_at, self._unfilled, self._bulk_at = ivf, size, None, 0
             return
-        # Copies: the exact index moves its rows as it changes.
-        ids, vectors = np.array(self.exact.ids()), np.array(self.exact.vectors())
+        copied: np.ndarray | None  # the ids the trained index is to hold (None: none, it is filled at settle)
+        if self.train_at_settle:  # trained on a sample (what IvfIndex.train takes), filled at settle
+            self._bulk_at = size
+            vectors = self.exact.vectors()
+            if size > MAX_TRAINING:
+                vectors = vectors[np.sort(np.random.default_rng(size).choice(size, MAX_TRAINING, replace=False))]
+            copied, vectors = None, np.array(vectors)
+        else:  # copies: the exact index moves its rows as it changes
+            copied, vectors = np.array(self.exact.ids()), np.array(self.exact.vectors())
         nprobe, filtered_nprobe, device = self.nprobe, self.filtered_nprobe, self.train_device
 
         def train() -> None:
@@ -254,8 +271,9 @@ class AutoIndex:
             lower_this_thread(TRAINING_NICE)
             try:
                 ivf = IvfIndex.train(vectors, nprobe=nprobe, filtered_nprobe=filtered_nprobe, device=device)
-                ivf.add(ids, vectors)
-                self._trained = ivf, size, np.sort(ids)
+                if copied is not None:
+                    ivf.add(copied, vectors)
+                self._trained = ivf, size, None if copied is None else np.sort(copied)
             except Exception:  # the exact index (or the IVF index before) keeps answering
                 log.exception("training the IVF index failed; searches stay on the index they use")
 
@@ -264,13 +282,18 @@ class AutoIndex:
         self._training.start()
 
     def settle(self) -> None:
-        """Wait for a training in progress and take up its index; with `train_at_settle`, train the index the
-        vectors call for now."""
+        """Wait for a training in progress and take up its index; in a bulk load (`train_at_settle`), fill the index
+        trained in the background with every vector, or train it now if it is due."""
         if self._training is not None:
             self._training.join()
         self._take_up()
-        if self.train_at_settle:
-            self._maybe_train(settling=True)
+        if not self.train_at_settle:
+            return
+        if self._unfilled is not None:
+            (ivf, size), self._unfilled = self._unfilled, None
+            ivf.add(self.exact.ids(), self.exact.vectors())
+            self.ivf, self._trained_at, self._bulk_at = ivf, size, 0
+        self._maybe_train(settling=True)  # no training yet, or it failed, or the store grew tenfold since
 
     def _take_up(self) -> None:
         """The index trained in the background, once ready, with the changes made since its copy applied."""
@@ -279,9 +302,14 @@ class AutoIndex:
         self._training = None
         trained, self._trained = self._trained, None
         since, self._since = self._since, []
-        if trained is None:
+        if trained is None:  # it failed: a bulk load's newest training is the one before, if any
+            self._bulk_at = self._unfilled[1] if self._unfilled is not None else 0
             return
         ivf, size, copied = trained
+        if copied is None:  # a bulk load's: filled at settle
+            self._unfilled = ivf, size
+            self._maybe_train()
+            return
         if since:
             # The last change of each id wins: the ids the copy held go (one pass over the lists), and those whose last
             # change is an add come back with that vector (one add).
@@ -317,8 +345,12 @@ class AutoIndex:
         return path.with_name(f"{path.stem}.ivf")
 
     def save(self, path: Path, marker: dict[str, str]) -> None:
-        self.settle()  # the IVF index saved is the one the vectors call for
-        self.exact.save(path, marker)
+        # The exact snapshot is written (numpy's write and the fsync let the GIL go) while the IVF index settles:
+        # the IVF index saved is the one the vectors call for, trained now if it is due (train_at_settle).
+        with ThreadPoolExecutor(1, thread_name_prefix="plugkit-vectors-save") as saving:
+            written = saving.submit(self.exact.save, path, marker)
+            self.settle()
+            written.result()
         if self.ivf is not None:
             self.ivf.save(self.ann_path(path), marker)
 

@@ -59,8 +59,9 @@ class StoreSettings:
       chunks on, scanning ann_nprobe lists, ann_filtered_nprobe under a filter, re-ranking ann_k_factor candidates
       per wanted result).
     embed_device: the device of the local model (auto | cpu | cuda), which the embedded store's IVF k-means uses too.
-    ann_training: when the embedded store trains its IVF index as writes grow it: auto or background (beside the
-      writes), at_close (once, when the store closes: a bulk load; `plugkit ingest` picks it on a GPU).
+    ann_training: how the embedded store's IVF index follows writes that grow it: auto or background (trained beside
+      them, then kept up to date), at_close (a bulk load: its lists trained beside them, every vector added as the
+      store closes; `plugkit ingest` picks it on a GPU).
     """
 
     store_url: str | None = None

@@ -162,9 +162,10 @@ class EmbeddedStore:
         BM25 over the query's best, weighted, fusion.scaled), "rrf" (weighted reciprocal rank fusion) or "convex"
         (min-max normalised scores, weighted); each side contributes `candidate_pool` candidates (or top_k, when
         larger). `dense_weight`, `keyword_weight`: None takes the fusion's own (fusion.DEFAULT_WEIGHTS). `ann_device`:
-        where the IVF index's k-means runs (auto: CUDA when torch sees one, else the CPU). `ann_training`: when the
-        writes made after opening train the IVF index: "background" (a thread beside them, as they reach its size),
-        or "at_close" (a bulk load: once, on every vector, as the store closes; dense search stays exact until then)."""
+        where the IVF index's k-means runs (auto: CUDA when torch sees one, else the CPU). `ann_training`: how the IVF
+        index follows the writes made after opening: "background" (trained in a thread beside them as they reach its
+        size, then kept up to date), or "at_close" (a bulk load: its lists trained beside them, every vector added
+        once, as the store closes; dense search stays exact until then)."""
         if ann_training not in ("background", "at_close"):
             raise ValueError(f"ann_training must be background or at_close, not {ann_training!r}")
         if fusion not in DEFAULT_WEIGHTS:
