@@ -58,7 +58,7 @@ CLOSE = {
     "close_keyword_thread_s": "the background keyword catch-up finished and its thread stopped",
     "keyword_catch_up_s": "tantivy work in this process",
     "ivf_train_s": "the IVF index trained (k-means and codes)",
-    "close_settle_s": "waiting for the IVF training, then the writes made meanwhile added to it",
+    "close_settle_s": "waiting for the IVF training, then the vectors it lacks added (a bulk load: all of them)",
     "close_save_s": "the vector snapshot and the IVF index written",
 }
 
