@@ -288,6 +288,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         pipeline.GPU_ROW_MULTIPLE = args.row_multiple
     if args.no_graphs:
         pipeline.GPU_GRAPHS = False
+    if args.prefetch is not None:
+        pipeline.PREFETCH = args.prefetch
     if args.chunk_workers is not None:
         ingest_cmd.chunk_workers = lambda _embedder: args.chunk_workers  # type: ignore[assignment]
     timers = Timers()
@@ -371,6 +373,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "ingest_chunks_per_s": round(chunks / seconds, 1),
             "cuda_graphs": cuda_graphs,
             "ann_training": os.environ.get("PLUGKIT_ANN_TRAINING", "the command's"),
+            "prefetch": pipeline.PREFETCH,
+            "switch_interval_s": sys.getswitchinterval(),
             "cpu_to_the_last_write": cpu,
             "seconds": round(seconds, 2),
             "acknowledged_s": round(acknowledged_s, 2),
@@ -475,6 +479,9 @@ def main() -> None:
         help="pipeline.GPU_ROW_MULTIPLE (1: short batches unpadded), a diagnosis",
     )
     parser.add_argument("--no-graphs", action="store_true", help="the model run eagerly, not as CUDA graphs")
+    parser.add_argument(
+        "--prefetch", type=int, default=None, help="pipeline.PREFETCH (0: batches made by the model's thread)"
+    )
     parser.add_argument(
         "--ann-training", choices=["background", "at_close"], default=None, help="default: what plugkit ingest picks"
     )

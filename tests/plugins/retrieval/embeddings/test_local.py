@@ -386,3 +386,17 @@ def test_an_unwritable_user_cache_leaves_the_export_in_the_data_directory(
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
     settings = RetrievalSettings(data_dir=tmp_path / "data")
     assert model_cache_dir(settings) == tmp_path / "data" / "models"
+
+
+def test_batches_made_by_the_models_thread_give_the_vectors_a_prefetching_thread_gives(
+    fp32_model: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokenizer = pipeline.fast_tokenizer(model_dir(), 256)
+    texts = [f"sentence {i} " + "more " * i for i in range(11)]
+    flat, lengths = pipeline.flat_token_ids(tokenizer, texts)
+    model = fp32_model.load()
+    ahead = pipeline.run_batches(model, pipeline.batches(flat, lengths, 4), len(texts), "cpu", overlap=True)
+    monkeypatch.setattr(pipeline, "PREFETCH", 0)
+    monkeypatch.setattr(pipeline, "prefetch", lambda *_args: pytest.fail("a prefetching thread was started"))
+    inline = pipeline.run_batches(model, pipeline.batches(flat, lengths, 4), len(texts), "cpu", overlap=True)
+    assert np.array_equal(ahead, inline)

@@ -31,7 +31,7 @@ import numpy as np
 from plugkit.plugins.retrieval.child_process import frame, module_process, read_frame, serve
 from plugkit.plugins.retrieval.embeddings.graphs import model_graphs
 
-PREFETCH = 4  # batches prepared ahead of the model on a GPU
+PREFETCH = 4  # batches prepared ahead of the model on a GPU, by a thread of their own (0: by the model's thread)
 # On a GPU each new batch shape costs a new attention plan (cuDNN's, about 6 ms of CPU a layer on an H200, with
 # the GIL held: bench/results/gpu.json): widths rounded up to a multiple of this keep the shapes few.
 GPU_WIDTH_MULTIPLE = 32
@@ -311,7 +311,7 @@ def run_batches(
 
     on_gpu = device != "cpu"
     if on_gpu if overlap is None else overlap:
-        items = prefetch(items)
+        items = prefetch(items, PREFETCH) if PREFETCH > 0 else items
     order: list[np.ndarray] = []
     done: list[Any] = []
     with torch.inference_mode():
