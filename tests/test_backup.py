@@ -35,3 +35,23 @@ def test_a_file_gone_between_the_listing_and_its_copy_is_left_out_and_the_rest_i
     assert (tmp_path / "copy" / "keywords" / "a.seg").read_bytes() == b"segment a"
     with sqlite3.connect(tmp_path / "copy" / "store.db") as conn:
         assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+
+
+def test_a_file_gone_between_the_listing_and_the_look_at_its_header_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "data"
+    (source / "keywords").mkdir(parents=True)
+    (source / "keywords" / "a.seg").write_bytes(b"segment a")
+    (source / "keywords" / "b.seg").write_bytes(b"segment b")
+    check = backup.is_sqlite
+
+    def merging_index(path: Path) -> bool:
+        if path.name == "a.seg":  # the index's merge deletes b.seg after the listing saw it
+            (source / "keywords" / "b.seg").unlink()
+        return check(path)
+
+    monkeypatch.setattr(backup, "is_sqlite", merging_index)
+    report = backup.copy_tree(source, tmp_path / "copy")
+    assert report.files == ["keywords/a.seg"] and report.databases == []
+    assert sorted(p.name for p in (tmp_path / "copy").rglob("*") if p.is_file()) == ["a.seg"]

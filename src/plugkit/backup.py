@@ -42,6 +42,18 @@ def is_sqlite(path: Path) -> bool:
         return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
 
 
+def _sorted_out(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The databases and the other files among `paths`; a file gone before its header was read is neither."""
+    databases: list[Path] = []
+    plain: list[Path] = []
+    for path in paths:
+        try:
+            (databases if is_sqlite(path) else plain).append(path)
+        except FileNotFoundError:
+            continue
+    return databases, plain
+
+
 def _copy_database(source: Path, target: Path) -> None:
     """One consistent snapshot of `source` into `target`, written beside it and renamed into place."""
     partial = target.with_name(target.name + ".partial")
@@ -65,8 +77,7 @@ def copy_tree(source: Path, target: Path) -> CopyReport:
     """Copy the data directory `source` into the empty or missing directory `target` (see the module docstring)."""
     report = CopyReport()
     files = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.endswith(SIDE_FILES + (".partial",)))
-    databases = [p for p in files if p.name != MANIFEST and is_sqlite(p)]
-    plain = [p for p in files if p not in databases and p.name != MANIFEST]
+    databases, plain = _sorted_out([p for p in files if p.name != MANIFEST])
     for path in plain:
         destination = target / path.relative_to(source)
         destination.parent.mkdir(parents=True, exist_ok=True)
