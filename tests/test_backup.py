@@ -12,13 +12,19 @@ import pytest
 from plugkit import backup
 
 
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    """A data directory with an index of two segment files."""
+    data = tmp_path / "data"
+    (data / "keywords").mkdir(parents=True)
+    (data / "keywords" / "a.seg").write_bytes(b"segment a")
+    (data / "keywords" / "b.seg").write_bytes(b"segment b")
+    return data
+
+
 def test_a_file_gone_between_the_listing_and_its_copy_is_left_out_and_the_rest_is_copied(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = tmp_path / "data"
-    (source / "keywords").mkdir(parents=True)
-    (source / "keywords" / "a.seg").write_bytes(b"segment a")
-    (source / "keywords" / "b.seg").write_bytes(b"segment b")
     with sqlite3.connect(source / "store.db") as conn:
         conn.execute("CREATE TABLE t (x)")
         conn.execute("INSERT INTO t VALUES (1)")
@@ -38,12 +44,8 @@ def test_a_file_gone_between_the_listing_and_its_copy_is_left_out_and_the_rest_i
 
 
 def test_a_file_gone_between_the_listing_and_the_look_at_its_header_is_left_out(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = tmp_path / "data"
-    (source / "keywords").mkdir(parents=True)
-    (source / "keywords" / "a.seg").write_bytes(b"segment a")
-    (source / "keywords" / "b.seg").write_bytes(b"segment b")
     check = backup.is_sqlite
 
     def merging_index(path: Path) -> bool:
