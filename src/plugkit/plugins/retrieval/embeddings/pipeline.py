@@ -4,10 +4,10 @@ processes import it alone).
 Throughput-first (`encode`; `encode_ids` for texts a `ChunkPool` already tokenised): texts tokenised a group at a time
 by the fast tokenizer (Rust, on all cores), sorted by length and cut into batches padded to their longest text (on a
 GPU rounded up to a multiple of GPU_WIDTH_MULTIPLE tokens, and a short last batch to a multiple of GPU_ROW_MULTIPLE
-rows, so few shapes reach the attention kernels); on a GPU a
-thread tokenises and prepares the next batches (padding, pinned host memory) while the model runs, their copies to the
-device are asynchronous, and the vectors stay on the device until the end, so the host never waits for the device
-mid-way; on a CPU, threads that each hold one core run whole batches side by side (`cpu_workers`). Latency-first
+rows, so few shapes reach the model); on a GPU a thread prepares the next batches (each one packed int32 tensor in
+pinned host memory) while the model runs as CUDA graphs (graphs.py: one replay a batch), their copies to the device
+are asynchronous, and the vectors stay on the device until the end, so the host never waits for the device mid-way;
+on a CPU, threads that each hold one core run whole batches side by side (`cpu_workers`). Latency-first
 (`onnx_session`, `onnx_encode`): the model's transformer exported to ONNX once and run by ONNX Runtime on one thread,
 mean-pooled and normalised in numpy, for a lone query; `int8_session` gives its int8 model (quantized once, kept only
 when its vectors stay within a cosine of 0.99 of the fp32 export's).
@@ -32,8 +32,8 @@ from plugkit.plugins.retrieval.child_process import frame, module_process, read_
 from plugkit.plugins.retrieval.embeddings.graphs import model_graphs
 
 PREFETCH = 4  # batches prepared ahead of the model on a GPU, by a thread of their own (0: by the model's thread)
-# On a GPU each new batch shape costs a new attention plan (cuDNN's, about 6 ms of CPU a layer on an H200, with
-# the GIL held: bench/results/gpu.json): widths rounded up to a multiple of this keep the shapes few.
+# On a GPU each new batch shape costs a graph capture, and eagerly a new attention plan (cuDNN's, about 6 ms of CPU a
+# layer on an H200, with the GIL held: bench/results/gpu.json): widths rounded up to a multiple of this keep them few.
 GPU_WIDTH_MULTIPLE = 32
 # The same for the rows: the last batch of a call holds what is left over, a different count at every write of an
 # ingest (a new plan in each of the 6 layers each time); rows of one padding token bring it up to a multiple of this.
@@ -320,12 +320,12 @@ def run_batches(
             done = list(workers.map(lambda item: _forward(model, item[1])[: len(item[0])], listed))
             order = [positions for positions, _ in listed]
         else:
-            graphs = model_graphs(model, device) if on_gpu and GPU_GRAPHS else None
             for positions, features in items:
                 # Pinned memory: the copies are queued without waiting, and nothing here waits on the device
-                # until the end, so the host keeps the next batches coming while the model runs.
-                if graphs is not None:
-                    vectors = graphs(features["packed"])
+                # until the end, so the host keeps the next batches coming while the model runs. A packed batch
+                # (`_gpu_shapes`: GPU_GRAPHS on a GPU) goes to the model's CUDA graphs.
+                if "packed" in features:
+                    vectors = model_graphs(model, device)(features["packed"])
                 else:
                     features = {name: tensor.to(device, non_blocking=on_gpu) for name, tensor in features.items()}
                     vectors = model(features)["sentence_embedding"]
