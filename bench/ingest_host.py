@@ -123,6 +123,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "chunks_per_s_through_close": spread([r["chunks"] / r["seconds"] for r in runs]),
         "chunks_per_s_to_last_write": spread([r["chunks"] / r["acknowledged_s"] for r in runs]),
+        "close_ms": spread([1000 * (r["seconds"] - r["acknowledged_s"]) for r in runs]),  # last write to searchable
         "cpu_us_per_chunk": {
             key: spread([r["cpu_us_per_chunk"][key] for r in runs]) for key in runs[0]["cpu_us_per_chunk"]
         },

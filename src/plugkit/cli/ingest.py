@@ -191,10 +191,10 @@ async def _local_target(data_dir: Path | None) -> Target:
     # about 4 s of CPU beside the ingest on two cores).
     settings = load_settings(RetrievalSettings, data_dir=data_dir, embed_query_backend="torch")
     if settings.ann_training == "auto" and resolve_device(settings.embed_device) != "cpu":
-        # On a GPU the chunk pool and the model keep the cores busy to the last write: the IVF index's vectors are
-        # added once, at the close, on the cores then idle (a training that took up the writes made beside it ran
-        # from 4.2 s to 8.6 s of a 9.6 s ingest on an H200, then the close added the 50,000 written meanwhile:
-        # bench/results/gpu.json).
+        # On a GPU the chunk pool and the model keep the cores busy to the last write: the IVF index is searched
+        # from the close, its vectors added on the cores the writes leave idle (nice 19) and the rest at the close
+        # (a training that took up the writes made beside it ran from 4.2 s to 8.6 s of a 9.6 s ingest on an H200,
+        # then the close added the 50,000 written meanwhile: bench/results/gpu.json).
         settings = settings.model_copy(update={"ann_training": "at_close"})
     embedder = build_embedder(settings)
     retriever = Retriever(

@@ -98,8 +98,8 @@ class RetrievalSettings(PluginSettings):
         default="auto",
         description=(
             "how the IVF index follows writes that grow the store: background (trained beside them, then kept "
-            "up to date), at_close (a bulk load: its lists trained beside them, every vector added when the store "
-            "closes), auto (background; plugkit ingest on a GPU: at_close)"
+            "up to date), at_close (a bulk load: its lists trained beside them, filled on the cores they leave idle, "
+            "searched from the close, which adds what is left), auto (background; plugkit ingest on a GPU: at_close)"
         ),
     )
 

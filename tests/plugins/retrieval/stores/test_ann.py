@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -317,7 +318,7 @@ def test_background_training_runs_below_the_priority_of_the_threads_that_write_a
     assert auto.search(data[5], 1)[0].tolist() == [5]
 
 
-def test_a_bulk_load_trains_the_lists_beside_the_adds_and_adds_every_vector_once_at_settle(
+def test_a_bulk_load_trains_the_lists_beside_the_adds_then_fills_them_as_they_come_and_searches_them_from_settle(
     data: np.ndarray, held_training: threading.Event
 ) -> None:
     auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000, background_training=True)
@@ -331,18 +332,73 @@ def test_a_bulk_load_trains_the_lists_beside_the_adds_and_adds_every_vector_once
     assert auto.ivf is None and auto.search(data[3], 1)[0].tolist() == [3]  # exact meanwhile
     held_training.set()
     auto._training.join()
-    auto.add(np.array([3000]), data[5:6])  # the trained index is taken up, still empty: searches stay exact
+    auto.add(np.array([3000]), data[5:6])  # the trained index is taken up and filled: searches stay exact
+    auto.remove([8])  # waits for the filler, which reads the rows the exact index moves now
+    auto.add(np.array([8, 11]), np.vstack([data[9], data[12]]))  # 8 back; 11 replaced
     assert auto.ivf is None and not auto.uses_ann
+    filling = auto._filling
+    assert filling is not None
+    auto.add(np.array([3001]), data[6:7])
+    deadline = time.monotonic() + 30
+    while len(filling.ivf) < len(auto):  # filled beside the adds, before the store settles
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert auto.ivf is None
     auto.settle()
     assert auto.uses_ann and auto.ivf is not None
-    assert len(auto.ivf) == len(auto) == len(data) - 1 + 1
+    assert len(auto.ivf) == len(auto) == len(data) - 1 + 2
     assert auto._trained_at == 2000  # the lists of the training started at 2,000; not trained again
     exact = ExactIndex(DIM)
     exact.add(np.arange(len(data)), data)
     exact.remove([7])
-    exact.add(np.array([8, 3000]), np.vstack([data[9], data[5]]))
-    for q in data[:40:3]:
+    exact.add(np.array([8, 3000, 11, 3001]), np.vstack([data[9], data[5], data[12], data[6]]))
+    for q in [*data[:40:3], data[12]]:  # every list scanned and re-ranked: the IVF index holds what exact holds
         assert set(auto.search(q, 10)[0].tolist()) == set(exact.search(q, 10)[0].tolist())
+    assert 7 not in auto.ivf.search(data[7], 3000)[0].tolist()
+
+
+def test_a_bulk_load_grown_tenfold_abandons_the_filling_of_its_first_training_for_the_next(data: np.ndarray) -> None:
+    auto = AutoIndex(DIM, min_chunks=200, nprobe=10_000, background_training=True)
+    auto.train_at_settle = True
+    auto.add(np.arange(200), data[:200])
+    assert auto._training is not None
+    auto._training.join()
+    auto.add(np.arange(200, 400), data[200:400])  # takes the first training up: it is filled from now on
+    first = auto._filling
+    assert first is not None
+    auto.add(np.arange(400, 2000), data[400:2000])  # tenfold the first training: another one starts
+    assert auto._filling is None and first._stop and auto._bulk_at == 2000
+    auto.add(np.arange(2000, 3000), data[2000:])
+    auto.settle()
+    assert auto.ivf is not None and auto.ivf is not first.ivf
+    assert auto._trained_at == 2000 and len(auto.ivf) == len(auto) == len(data)
+
+
+def test_a_bulk_load_whose_filling_failed_or_fell_behind_is_filled_at_once_at_settle(
+    data: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add = IvfIndex.add
+
+    def fails_in_the_filler(self: IvfIndex, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if threading.current_thread().name == "plugkit-ivf-filling":
+            raise MemoryError("out of memory")
+        add(self, ids, vectors)
+
+    monkeypatch.setattr(IvfIndex, "add", fails_in_the_filler)
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000, background_training=True)
+    auto.train_at_settle = True
+    auto.add(np.arange(2000), data[:2000])
+    assert auto._training is not None
+    auto._training.join()
+    auto.add(np.arange(2000, 3000), data[2000:])  # takes the training up: the filler starts, and fails
+    filling = auto._filling
+    assert filling is not None
+    filling._thread.join(30)
+    auto.remove([4])
+    auto.settle()
+    assert auto.ivf is filling.spare and auto._trained_at == 2000  # its training kept
+    assert len(auto.ivf) == len(auto) == len(data) - 1
+    assert 4 not in auto.ivf.search(data[4], 3000)[0].tolist()
 
 
 def test_a_bulk_load_whose_background_training_failed_trains_at_settle(

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from plugkit.plugins.retrieval.device import resolve_device
+from plugkit.plugins.retrieval.stores.ivf_filling import IvfFiller
 from plugkit.plugins.retrieval.stores.kmeans import spherical_kmeans
 from plugkit.plugins.retrieval.stores.threads import lower_this_thread
 from plugkit.plugins.retrieval.stores.vector_index import ExactIndex, allowed_count, as_mask
@@ -100,6 +101,10 @@ class IvfIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    def copy(self) -> IvfIndex:
+        """A copy of this index (its training and its vectors) that changes apart from it."""
+        return IvfIndex(_faiss().clone_index(self._index), self.nprobe, self.filtered_nprobe)
+
     @property
     def nlist(self) -> int:
         return int(self._index.nlist)
@@ -176,10 +181,11 @@ class AutoIndex:
     the exact index (or the IVF index trained before) meanwhile, and the new IVF index is taken up by the first call
     after it is ready, once the adds and removes made in between are applied to it. `settle()` waits for it.
 
-    With `train_at_settle` (a bulk load) the IVF index the adds call for is filled once, at `settle()` (and `save`):
+    With `train_at_settle` (a bulk load) the IVF index the adds call for is searched only from `settle()` (and `save`):
     its lists and codes are trained beside the adds, in the background, on a sample of the vectors held when it falls
-    due (nothing is added to it meanwhile, so nothing is replayed), and `settle()` adds every vector to it in one
-    call, or trains it then if no training was made. Not thread-safe: one caller at a time, as the store's lock gives.
+    due; once trained, the vectors held then and each add's go into it in a thread of its own (ivf_filling.py), and
+    `settle()` adds what that thread has not reached, or trains the index then if no training was made. Not
+    thread-safe: one caller at a time, as the store's lock gives.
     """
 
     def __init__(
@@ -204,9 +210,8 @@ class AutoIndex:
         self._training: threading.Thread | None = None
         # Set by the training thread: the index, its size, and the ids it holds (sorted; None: it holds none).
         self._trained: tuple[IvfIndex, int, np.ndarray | None] | None = None
-        # A bulk load's: the index trained in the background for settle to fill, and its size; the size of the
-        # newest training started.
-        self._unfilled: tuple[IvfIndex, int] | None = None
+        # A bulk load's: the trained index being filled, for settle to take up; the size of the newest training started.
+        self._filling: IvfFiller | None = None
         self._bulk_at = 0
         self._since: list[tuple[np.ndarray, np.ndarray | None]] = []  # changes since the copy: (ids, vectors | None)
 
@@ -216,13 +221,15 @@ class AutoIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self._take_up()
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if self.ivf is not None:
+        if self.ivf is not None or self._filling is not None:
             replaced = [int(i) for i in ids if self.exact.has(int(i))]
             if replaced:
-                self.ivf.remove(replaced)
+                self._remove_from_ann(replaced)
         self.exact.add(ids, vectors)
         if self.ivf is not None:
             self.ivf.add(ids, vectors)
+        if self._filling is not None:
+            self._filling.add(*self.exact.last(len(ids)))
         if self._training is not None and not self.train_at_settle:
             self._since.append((ids.copy(), np.array(vectors, dtype=np.float32).reshape(len(ids), self.dimension)))
         self._maybe_train()
@@ -230,15 +237,21 @@ class AutoIndex:
     def remove(self, ids: Iterable[int]) -> None:
         self._take_up()
         ids = list(ids)
+        self._remove_from_ann(ids)
         self.exact.remove(ids)
-        if self.ivf is not None:
-            self.ivf.remove(ids)
         if self._training is not None and not self.train_at_settle:
             self._since.append((np.asarray(ids, dtype=np.int64), None))
 
+    def _remove_from_ann(self, ids: list[int]) -> None:
+        """Before the exact index moves its rows: the filler's removal waits for what it reads from them."""
+        if self._filling is not None:
+            self._filling.remove(ids)
+        if self.ivf is not None:
+            self.ivf.remove(ids)
+
     def _maybe_train(self, settling: bool = False) -> None:
         """Train the IVF index the size calls for (at min_chunks, again at ten times the size of the last training):
-        at once in this thread, or in the background (`background_training`); a bulk load fills it at settle."""
+        at once in this thread, or in the background (`background_training`); a bulk load's is searched from settle."""
         size = len(self.exact)
         if self._training is not None:
             return
@@ -251,11 +264,14 @@ class AutoIndex:
                 vectors, nprobe=self.nprobe, filtered_nprobe=self.filtered_nprobe, device=self.train_device
             )
             ivf.add(ids, vectors)
-            self.ivf, self._trained_at, self._unfilled, self._bulk_at = ivf, size, None, 0
+            self.ivf, self._trained_at, self._bulk_at = ivf, size, 0
             return
-        copied: np.ndarray | None  # the ids the trained index is to hold (None: none, it is filled at settle)
-        if self.train_at_settle:  # trained on a sample (what IvfIndex.train takes), filled at settle
+        copied: np.ndarray | None  # the ids the trained index is to hold (None: none, a filler fills it)
+        if self.train_at_settle:  # trained on a sample (what IvfIndex.train takes), filled once trained
             self._bulk_at = size
+            if self._filling is not None:  # trained for a tenth of the size: its filling is no longer wanted
+                self._filling.abandon()
+                self._filling = None
             vectors = self.exact.vectors()
             if size > MAX_TRAINING:
                 vectors = vectors[np.sort(np.random.default_rng(size).choice(size, MAX_TRAINING, replace=False))]
@@ -282,17 +298,20 @@ class AutoIndex:
         self._training.start()
 
     def settle(self) -> None:
-        """Wait for a training in progress and take up its index; in a bulk load (`train_at_settle`), fill the index
-        trained in the background with every vector, or train it now if it is due."""
+        """Wait for a training in progress and take up its index; in a bulk load (`train_at_settle`), finish filling
+        the index trained in the background and search it from now on, or train it now if it is due."""
         if self._training is not None:
             self._training.join()
         self._take_up()
         if not self.train_at_settle:
             return
-        if self._unfilled is not None:
-            (ivf, size), self._unfilled = self._unfilled, None
-            ivf.add(self.exact.ids(), self.exact.vectors())
-            self.ivf, self._trained_at, self._bulk_at = ivf, size, 0
+        if self._filling is not None:
+            filling, self._filling = self._filling, None
+            ivf = filling.finish()
+            if ivf is None:  # a step failed, or the filler was starved: filled at once, as without it
+                ivf = filling.spare
+                ivf.add(self.exact.ids(), self.exact.vectors())
+            self.ivf, self._trained_at, self._bulk_at = ivf, filling.size, 0
         self._maybe_train(settling=True)  # no training yet, or it failed, or the store grew tenfold since
 
     def _take_up(self) -> None:
@@ -302,12 +321,12 @@ class AutoIndex:
         self._training = None
         trained, self._trained = self._trained, None
         since, self._since = self._since, []
-        if trained is None:  # it failed: a bulk load's newest training is the one before, if any
-            self._bulk_at = self._unfilled[1] if self._unfilled is not None else 0
+        if trained is None:  # it failed (a bulk load's filling before it was abandoned when it started)
+            self._bulk_at = 0
             return
         ivf, size, copied = trained
-        if copied is None:  # a bulk load's: filled at settle
-            self._unfilled = ivf, size
+        if copied is None:  # a bulk load's: filled from now on, searched from settle
+            self._filling = IvfFiller(ivf, size, self.exact.ids(), self.exact.vectors())
             self._maybe_train()
             return
         if since:

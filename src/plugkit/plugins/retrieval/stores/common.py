@@ -60,8 +60,8 @@ class StoreSettings:
       per wanted result).
     embed_device: the device of the local model (auto | cpu | cuda), which the embedded store's IVF k-means uses too.
     ann_training: how the embedded store's IVF index follows writes that grow it: auto or background (trained beside
-      them, then kept up to date), at_close (a bulk load: its lists trained beside them, every vector added as the
-      store closes; `plugkit ingest` picks it on a GPU).
+      them, then kept up to date), at_close (a bulk load: its lists trained beside them, filled on the cores they
+      leave idle, searched from the close, which adds what is left; `plugkit ingest` picks it on a GPU).
     """
 
     store_url: str | None = None

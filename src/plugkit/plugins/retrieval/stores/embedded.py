@@ -164,8 +164,8 @@ class EmbeddedStore:
         larger). `dense_weight`, `keyword_weight`: None takes the fusion's own (fusion.DEFAULT_WEIGHTS). `ann_device`:
         where the IVF index's k-means runs (auto: CUDA when torch sees one, else the CPU). `ann_training`: how the IVF
         index follows the writes made after opening: "background" (trained in a thread beside them as they reach its
-        size, then kept up to date), or "at_close" (a bulk load: its lists trained beside them, every vector added
-        once, as the store closes; dense search stays exact until then)."""
+        size, then kept up to date), or "at_close" (a bulk load: its lists trained beside them, then filled on the
+        cores they leave idle; the close adds what is left, and dense search stays exact until then)."""
         if ann_training not in ("background", "at_close"):
             raise ValueError(f"ann_training must be background or at_close, not {ann_training!r}")
         if fusion not in DEFAULT_WEIGHTS:
@@ -341,8 +341,8 @@ class EmbeddedStore:
         self._train_in_background()
 
     def _train_in_background(self) -> None:
-        """Once the index is built: an IVF training that later writes set off runs beside them (AutoIndex), or
-        waits for the close (`ann_training` at_close)."""
+        """Once the index is built: an IVF training that later writes set off runs beside them (AutoIndex); with
+        `ann_training` at_close the index it trains is searched from the close on."""
         if isinstance(self._index, AutoIndex):
             self._index.background_training = True
             self._index.train_at_settle = self.ann_training == "at_close"

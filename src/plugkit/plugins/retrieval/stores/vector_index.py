@@ -86,6 +86,10 @@ class ExactIndex:
         """The vectors, in the order of `ids()` (a view: copy before changing the index)."""
         return self._vectors[: self._size]
 
+    def last(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ids and vectors of the last `count` rows (what the last `add` of as many ids added; views)."""
+        return self._ids[self._size - count : self._size], self._vectors[self._size - count : self._size]
+
     def _reserve(self, extra: int) -> None:
         need = self._size + extra
         if need <= len(self._ids):
