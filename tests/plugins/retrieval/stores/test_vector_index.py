@@ -43,6 +43,16 @@ def test_adding_an_existing_id_replaces_its_vector() -> None:
     assert index.search(data[2], 1)[0].tolist() == [1]
 
 
+def test_the_last_rows_are_what_the_last_add_added_even_after_it_replaced_ids() -> None:
+    data = vectors(50)
+    index = ExactIndex(4)
+    index.add(np.arange(40), data[:40])
+    index.add(np.array([3, 40, 41]), data[40:43])  # 3 replaced: its old row leaves, the new one comes last
+    ids, rows = index.last(3)
+    assert ids.tolist() == [3, 40, 41] and np.array_equal(rows, data[40:43])
+    assert len(index) == 42
+
+
 def test_search_among_allowed_ids_only() -> None:
     data = vectors(50)
     index = ExactIndex(4)

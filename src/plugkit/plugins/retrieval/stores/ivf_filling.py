@@ -13,8 +13,8 @@ trained index made empty, as it would have without a filler.
 
 The filler reads the vectors where the exact index keeps them (views: nothing is copied). The exact index only appends
 rows, or moves them on a removal (ExactIndex: a removal swaps in the last row); growing allocates new arrays and leaves
-the old ones as they were. So a removal waits until the filler has applied everything queued before it (`remove`),
-and only then may the caller change the exact index's rows.
+the old ones as they were (a queued view keeps such an array alive until it is applied). So a removal waits until the
+filler has applied everything queued before it (`remove`), and only then may the caller change the exact index's rows.
 """
 
 from __future__ import annotations
