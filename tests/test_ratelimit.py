@@ -72,6 +72,19 @@ async def test_failures_of_an_ended_window_no_longer_count(tmp_path: Path) -> No
     await database.dispose()
 
 
+async def test_failures_made_just_before_a_fixed_window_ended_still_count_after_it(database: Database) -> None:
+    limiter = FailureLimiter(database, 2, 60)
+    key = f"user:{uuid.uuid4().hex}"
+    await limiter.record(key)
+    async with database.write() as session:  # that failure was made half a window ago, in the window before
+        await session.execute(ratelimit.counts.update().values(window=ratelimit.counts.c.window - 30))
+    await limiter.record(key)
+    assert await limiter.blocked(key)  # two failures within the last minute
+    async with database.write() as session:  # now both are older than a window
+        await session.execute(ratelimit.counts.update().values(window=ratelimit.counts.c.window - 60))
+    assert not await limiter.blocked(key)
+
+
 async def test_failures_and_requests_with_the_same_key_are_counted_apart(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'auth.db'}")
     await database.create_all(ratelimit.metadata)

@@ -7,13 +7,14 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, delete, select
+from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from plugkit.schema import versioned
 from plugkit.storage import Database
 
 WINDOW_S = 60
+FAILURE_STEPS = 10  # a failure window is counted in this many steps, so that it slides (FailureLimiter)
 metadata = versioned(MetaData(), "ratelimit", "plugkit:migrations/ratelimit")
 counts = Table(
     "plugkit_counts",
@@ -35,11 +36,13 @@ CLEAR_SQLITE = 'DELETE FROM plugkit_counts WHERE "ends" <= ?'
 
 
 class WindowedCounter:
-    """Counts events per key in fixed windows of `window_s` seconds. Keys carry their purpose as a prefix
-    (`req:`, `fail:`, `reg:`), so the limits share one table without sharing counts."""
+    """Counts events per key in fixed windows of `window_s` seconds, each count kept `keep_s` seconds from its
+    window's start (at least the window). Keys carry their purpose as a prefix (`req:`, `fail:`, `reg:`), so the
+    limits share one table without sharing counts."""
 
-    def __init__(self, database: Database, window_s: int) -> None:
+    def __init__(self, database: Database, window_s: int, keep_s: int = 0) -> None:
         self.db, self.window_s = database, max(1, window_s)
+        self.keep_s = max(self.window_s, keep_s)
 
     def _window(self, now: float) -> int:
         return int(now // self.window_s) * self.window_s
@@ -57,7 +60,7 @@ class WindowedCounter:
 
             def prepared(raw: sqlite3.Connection) -> list[int]:
                 found = [
-                    int(raw.execute(ADD_SQLITE, (key[:300], window, window + self.window_s)).fetchone()[0])
+                    int(raw.execute(ADD_SQLITE, (key[:300], window, window + self.keep_s)).fetchone()[0])
                     for key in keys
                 ]
                 if found and found[0] == 1:  # the first event of a window clears the windows that have ended
@@ -72,7 +75,7 @@ class WindowedCounter:
             for key in keys:
                 statement = (
                     insert(counts)
-                    .values(key=key[:300], window=window, ends=window + self.window_s, count=1)
+                    .values(key=key[:300], window=window, ends=window + self.keep_s, count=1)
                     .on_conflict_do_update(index_elements=["key", "window"], set_={"count": counts.c.count + 1})
                     .returning(counts.c.count)
                 )
@@ -83,11 +86,16 @@ class WindowedCounter:
 
         return await self.db.run_write(work)
 
-    async def current(self, keys: Sequence[str]) -> list[int]:
-        """The counts of the keys in the current window."""
-        window = self._window(time.time())
+    async def recent(self, keys: Sequence[str], seconds: int) -> list[int]:
+        """The counts of the keys over the windows that began in the last `seconds` (the current one included)."""
+        first = self._window(time.time()) + self.window_s - max(seconds, self.window_s)
         trimmed = [key[:300] for key in keys]
-        query = select(counts.c.key, counts.c.count).where(counts.c.key.in_(trimmed), counts.c.window == window)
+        total = func.sum(counts.c.count)
+        query = (
+            select(counts.c.key, total)
+            .where(counts.c.key.in_(trimmed), counts.c.window >= first)
+            .group_by(counts.c.key)
+        )
         rows = await self.db.run_read(lambda conn: conn.execute(query).all())
         found = {str(row[0]): int(row[1]) for row in rows}
         return [found.get(key, 0) for key in trimmed]
@@ -106,14 +114,18 @@ class RequestRateLimiter:
 
 
 class FailureLimiter:
-    """Allows `limit` failures per key (a client, a user, an address) within a window of `window_s` seconds."""
+    """Allows `limit` failures per key (a client, a user, an address) within a window of `window_s` seconds that
+    slides: counted in steps of a tenth of it, the failures of the last 0.9-1 window count, so a failure made just
+    before a fixed window's end still counts after it."""
 
     def __init__(self, database: Database, limit: int, window_s: int) -> None:
-        self.counter, self.limit = WindowedCounter(database, window_s), limit
+        self.counter = WindowedCounter(database, max(1, window_s // FAILURE_STEPS), keep_s=window_s)
+        self.limit, self.window_s = limit, window_s
 
     async def blocked(self, *keys: str) -> bool:
-        """Whether any of the keys has used up its failures in the current window."""
-        return any(count >= self.limit for count in await self.counter.current([f"fail:{k}" for k in keys]))
+        """Whether any of the keys has used up its failures in the window."""
+        recent = await self.counter.recent([f"fail:{k}" for k in keys], self.window_s)
+        return any(count >= self.limit for count in recent)
 
     async def record(self, *keys: str) -> None:
         """Count one failure against each key."""
