@@ -51,6 +51,16 @@ def filler_over(exact: ExactIndex, index: Recorded) -> IvfFiller:
     return IvfFiller(index, len(exact), exact.ids(), exact.vectors())  # type: ignore[arg-type]
 
 
+def held_filler(count: int) -> tuple[ExactIndex, Recorded, IvfFiller]:
+    """A filler over `count` vectors whose first step has begun and waits until `index.release` is set."""
+    exact, index = ExactIndex(DIM), Recorded()
+    exact.add(np.arange(count), clustered(count))
+    index.release.clear()
+    filler = filler_over(exact, index)
+    assert index.started.wait(30)
+    return exact, index, filler
+
+
 def settled(filler: IvfFiller, index: Recorded, count: int) -> None:
     deadline = time.monotonic() + 30
     while sum(len(ids) for what, ids, *_ in index.calls if what == "add") < count:
@@ -84,12 +94,7 @@ def test_finishing_applies_in_the_callers_thread_what_the_filler_has_not_reached
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(ivf_filling, "SLICE", 100)
-    data = clustered(1000)
-    exact, index = ExactIndex(DIM), Recorded()
-    exact.add(np.arange(1000), data)
-    index.release.clear()  # the filler's first step waits
-    filler = filler_over(exact, index)
-    assert index.started.wait(30)
+    _, index, filler = held_filler(1000)
     threading.Timer(0.2, index.release.set).start()
     assert filler.finish(wait=30) is index
     names = [name for _, _, name, _, _ in index.calls]
@@ -97,13 +102,8 @@ def test_finishing_applies_in_the_callers_thread_what_the_filler_has_not_reached
     assert index.ids == set(range(1000))
 
 
-def test_a_removal_waits_until_what_was_queued_before_it_is_applied(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = clustered(300)
-    exact, index = ExactIndex(DIM), Recorded()
-    exact.add(np.arange(300), data)
-    index.release.clear()
-    filler = filler_over(exact, index)
-    assert index.started.wait(30)
+def test_a_removal_waits_until_what_was_queued_before_it_is_applied() -> None:
+    exact, index, filler = held_filler(300)
     removed = threading.Event()
     threading.Thread(target=lambda: (filler.remove([5]), removed.set()), daemon=True).start()
     assert not removed.wait(0.3)  # the add it reads the exact index's rows for is still in progress
@@ -132,12 +132,7 @@ def test_a_failed_step_makes_the_finished_index_none_and_stops_the_filler(caplog
 
 
 def test_finishing_gives_up_on_a_step_that_outlasts_its_wait_and_leaves_the_spare_empty() -> None:
-    data = clustered(200)
-    exact, index = ExactIndex(DIM), Recorded()
-    exact.add(np.arange(200), data)
-    index.release.clear()  # a filler starved by other work
-    filler = filler_over(exact, index)
-    assert index.started.wait(30)
+    _, index, filler = held_filler(200)  # a filler starved by other work
     started = time.monotonic()
     assert filler.finish(wait=0.2) is None
     assert 0.2 <= time.monotonic() - started < 5
@@ -148,12 +143,7 @@ def test_finishing_gives_up_on_a_step_that_outlasts_its_wait_and_leaves_the_spar
 
 
 def test_an_abandoned_filler_stops_after_its_step_in_progress() -> None:
-    data = clustered(200)
-    exact, index = ExactIndex(DIM), Recorded()
-    exact.add(np.arange(200), data)
-    index.release.clear()
-    filler = filler_over(exact, index)
-    assert index.started.wait(30)
+    exact, index, filler = held_filler(200)
     filler.add(*exact.last(10))
     filler.abandon()
     index.release.set()
