@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from plugkit.plugins.retrieval.models import DocumentChunk, DocumentChunkMetadata, DocumentMetadataFilter, Source
+from plugkit.plugins.retrieval.stores import ivf_filling
 from plugkit.plugins.retrieval.stores.ann import TRAINING_NICE, AutoIndex, IvfIndex, default_nlist
 from plugkit.plugins.retrieval.stores.base import ChunkRecord, DocumentRecord, SearchRequest, StoreInfo
 from plugkit.plugins.retrieval.stores.embedded import EmbeddedStore
@@ -319,8 +320,9 @@ def test_background_training_runs_below_the_priority_of_the_threads_that_write_a
 
 
 def test_a_bulk_load_trains_the_lists_beside_the_adds_then_fills_them_as_they_come_and_searches_them_from_settle(
-    data: np.ndarray, held_training: threading.Event
+    data: np.ndarray, held_training: threading.Event, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(ivf_filling, "FINISH_WAIT", 30)  # the filler is not given up on a busy machine
     auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000, background_training=True)
     auto.train_at_settle = True
     auto.add(np.arange(2000), data[:2000])  # crosses the threshold: the lists are trained in the background

@@ -105,7 +105,12 @@ def test_finishing_applies_in_the_callers_thread_what_the_filler_has_not_reached
 def test_a_removal_waits_until_what_was_queued_before_it_is_applied() -> None:
     exact, index, filler = held_filler(300)
     removed = threading.Event()
-    threading.Thread(target=lambda: (filler.remove([5]), removed.set()), daemon=True).start()
+
+    def remove() -> None:
+        filler.remove([5], wait=30)
+        removed.set()
+
+    threading.Thread(target=remove, daemon=True).start()
     assert not removed.wait(0.3)  # the add it reads the exact index's rows for is still in progress
     index.release.set()
     assert removed.wait(30)
@@ -129,6 +134,19 @@ def test_a_failed_step_makes_the_finished_index_none_and_stops_the_filler(caplog
     filler.remove([1])  # does not wait for a filler that stopped
     assert filler.finish(wait=30) is None
     assert "filling the IVF index in the background failed" in caplog.text
+
+
+def test_a_removal_gives_up_a_filler_that_does_not_catch_up_within_its_wait() -> None:
+    exact, index, filler = held_filler(300)  # a filler starved by other work
+    started = time.monotonic()
+    filler.remove([5], wait=0.2)  # returns: the writes do not wait for it
+    assert 0.2 <= time.monotonic() - started < 5
+    exact.remove([5])
+    exact.add(np.array([300]), clustered(1))
+    filler.add(*exact.last(1))  # nothing more is queued
+    index.release.set()
+    assert filler.finish(wait=30) is None  # given up: the caller fills the spare
+    assert [what for what, *_ in index.calls] == ["add"] and not filler._jobs
 
 
 def test_finishing_gives_up_on_a_step_that_outlasts_its_wait_and_leaves_the_spare_empty() -> None:

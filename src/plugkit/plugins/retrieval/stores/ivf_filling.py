@@ -14,7 +14,8 @@ trained index made empty, as it would have without a filler.
 The filler reads the vectors where the exact index keeps them (views: nothing is copied). The exact index only appends
 rows, or moves them on a removal (ExactIndex: a removal swaps in the last row); growing allocates new arrays and leaves
 the old ones as they were (a queued view keeps such an array alive until it is applied). So a removal waits until the
-filler has applied everything queued before it (`remove`), and only then may the caller change the exact index's rows.
+filler has applied everything queued before it (`remove`), and only then may the caller change the exact index's rows;
+a filler that does not get there within FINISH_WAIT is given up (the close fills `spare`) rather than hold the writes.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 SLICE = 4096  # vectors a step of the filler adds at most (about 30 ms of a core): finish() takes over at a step's end
 FILL_THREADS = 4  # faiss's OpenMP threads for the filler (its default is one a core)
 FILL_NICE = 19  # the lowest priority: the filler runs on what the other threads leave idle
-FINISH_WAIT = 0.5  # seconds finish() waits for the filler's step in progress before the caller fills `spare`
+FINISH_WAIT = 0.5  # seconds finish() and remove() wait for the filler before it is given up (`spare` filled instead)
 
 
 class IvfFiller:
@@ -61,18 +62,29 @@ class IvfFiller:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Queue `vectors` under `ids` (ids the index does not hold: `remove` replaced ones first)."""
         with self._changed:
+            if self._stop:
+                return
             for start in range(0, len(ids), SLICE):
                 self._jobs.append((ids[start : start + SLICE], vectors[start : start + SLICE]))
             self._changed.notify()
 
-    def remove(self, ids: list[int]) -> None:
-        """Queue the removal of `ids`, once everything queued before is applied: the caller may then move the exact
-        index's rows."""
+    def remove(self, ids: list[int], wait: float | None = None) -> None:
+        """Queue the removal of `ids` once everything queued before is applied, or give the filler up if that takes
+        over `wait` seconds (FINISH_WAIT): either way the caller may then move the exact index's rows."""
+
+        def caught_up() -> bool:
+            return self._stop or not (self._jobs or self._busy)
+
         with self._changed:
-            while (self._jobs or self._busy) and not self._stop:
-                self._changed.wait()
-            self._jobs.append((np.asarray(ids, dtype=np.int64), None))
-            self._changed.notify()
+            if not self._changed.wait_for(caught_up, timeout=FINISH_WAIT if wait is None else wait):
+                log.info("the IVF index's filler fell behind the writes; the close fills it at once")
+                self._failed = self._stop = True  # its step in progress may read moved rows: its index goes unused
+                self._jobs.clear()
+                self._changed.notify_all()
+                return
+            if not self._stop:
+                self._jobs.append((np.asarray(ids, dtype=np.int64), None))
+                self._changed.notify()
 
     def abandon(self) -> None:
         """Stop after the step in progress; the index is not to be used."""
@@ -81,13 +93,14 @@ class IvfFiller:
             self._jobs.clear()
             self._changed.notify_all()
 
-    def finish(self, wait: float = FINISH_WAIT) -> IvfIndex | None:
-        """The index with every queued change applied (what the thread did not reach, here), or None when a step
-        failed or the thread's step in progress did not end within `wait` seconds (then fill `spare` instead)."""
+    def finish(self, wait: float | None = None) -> IvfIndex | None:
+        """The index with every queued change applied (what the thread did not reach, here), or None when it was
+        given up, a step failed or the thread's step in progress did not end within `wait` seconds (FINISH_WAIT):
+        then fill `spare` instead."""
         with self._changed:
             self._stop = True
             self._changed.notify_all()
-        self._thread.join(wait)
+        self._thread.join(FINISH_WAIT if wait is None else wait)
         if self._thread.is_alive() or self._failed:  # it ends its step on an index nobody will use
             return None
         try:
