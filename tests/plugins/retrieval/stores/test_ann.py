@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 import pytest
 
@@ -104,6 +106,56 @@ def test_a_corrupt_index_file_is_refused_as_unreadable(tmp_path: Path) -> None:
     (tmp_path / "v.ivf.json").write_text("{}")
     with pytest.raises(ValueError, match="unreadable"):
         IvfIndex.load(tmp_path / "v.ivf", DIM)
+
+
+def own_code_misses(index: IvfIndex, trained: IvfIndex, ids: np.ndarray, vectors: np.ndarray) -> list[int]:
+    """The ids whose approximate score for their own vector differs from the one they get in `trained` (a copy of
+    the index made while empty) filled at once with `vectors`: ids holding another vector's code, or a mixed one."""
+    at_once = trained.copy()
+    at_once.add(ids, vectors)
+    misses = []
+    for rowid, vector in zip(ids.tolist(), vectors, strict=True):
+        mine = dict(zip(*index.search(vector, len(ids)), strict=True))
+        reference = dict(zip(*at_once.search(vector, len(ids)), strict=True))
+        if mine.get(rowid) != reference.get(rowid):
+            misses.append(rowid)
+    return misses
+
+
+@pytest.mark.parametrize("removed", [np.arange(0, 100, 2), np.arange(300, 1100)])  # a few a list; whole blocks
+def test_vectors_added_after_a_removal_hold_their_own_codes(removed: np.ndarray) -> None:
+    vectors = clustered(1400, seed=6)
+    trained = IvfIndex.train(vectors[:1100], nprobe=10_000, device="cpu")
+    index = trained.copy()
+    index.add(np.arange(1200), vectors[:1200])
+    index.remove(removed.tolist())
+    index.add(np.arange(1200, 1400), vectors[1200:])
+    kept = np.setdiff1d(np.arange(1400), removed)
+    assert len(index) == len(kept)
+    assert own_code_misses(index, trained, kept, vectors[kept]) == []
+
+
+def test_an_ivf_index_saved_in_the_older_format_is_filled_again_from_the_vectors(tmp_path: Path) -> None:
+    vectors = clustered(1400, seed=6)
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000)
+    auto.add(np.arange(1200), vectors[:1200])
+    assert auto.ivf is not None
+    trained = auto.ivf.copy()
+    trained._index.reset()
+    # What the code before did: faiss's own removal, which leaves the vacated slots as they were.
+    gone = np.arange(0, 100, 2)
+    auto.ivf._index.remove_ids(faiss.IDSelectorBatch(len(gone), faiss.swig_ptr(gone)))
+    auto.exact.remove(gone.tolist())
+    auto.add(np.arange(1200, 1250), vectors[1200:1250])
+    kept = np.setdiff1d(np.arange(1250), gone)
+    assert own_code_misses(auto.ivf, trained, kept, vectors[kept]) != []  # the mixed codes this format can hold
+    auto.save(tmp_path / "vectors.npz", {"instance": "x", "seq": "9"})
+    marker = tmp_path / "vectors.ivf.json"
+    assert json.loads(marker.read_text())["format"] == "2"
+    marker.write_text(json.dumps({k: v for k, v in json.loads(marker.read_text()).items() if k != "format"}))
+    loaded, _ = AutoIndex.load(tmp_path / "vectors.npz", DIM, min_chunks=1000, nprobe=10_000)
+    assert loaded.ivf is not None and loaded.ivf.format == "2" and len(loaded.ivf) == len(kept)
+    assert own_code_misses(loaded.ivf, trained, loaded.exact.ids(), loaded.exact.vectors()) == []
 
 
 def test_auto_index_searches_exactly_below_the_threshold_and_by_ivf_above(data: np.ndarray) -> None:
@@ -452,6 +504,45 @@ async def test_a_store_that_trains_at_close_keeps_dense_search_exact_until_it_cl
     await reopened.open(info)
     assert isinstance(reopened._index, AutoIndex) and reopened._index.uses_ann
     assert len(reopened._index.ivf or []) == len(vectors)
+    await reopened.close()
+
+
+async def test_a_store_bulk_load_that_replaces_documents_while_its_index_fills_holds_each_chunks_own_vector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ivf_filling, "FINISH_WAIT", 30)  # the filler is not given up on a busy machine
+    vectors = clustered(1400, seed=6)
+
+    def record(n: int, vector: np.ndarray) -> DocumentRecord:
+        chunk = DocumentChunk(id=f"d{n}_0", text=f"chunk {n}", metadata=DocumentChunkMetadata())
+        return DocumentRecord(f"d{n}", [ChunkRecord.of(chunk, vector)])
+
+    info = StoreInfo(embedding_model="test", dimension=DIM)
+    options: dict[str, Any] = {"ann_min_chunks": 1000, "ann_nprobe": 64, "ann_filtered_nprobe": 64}
+    store = EmbeddedStore(tmp_path, ann_training="at_close", **options)
+    await store.open(info)
+    await store.replace_documents([record(n, vectors[n]) for n in range(1100)])  # the training starts
+    index = store._index
+    assert isinstance(index, AutoIndex) and index._training is not None
+    index._training.join()
+    await store.replace_documents([record(n, vectors[n]) for n in range(1100, 1200)])  # the filler starts
+    filling = index._filling
+    assert filling is not None
+    # d0-d49 now hold the vectors of 1200-1249: their old chunks are removed (the exact index moves rows) as it fills
+    await store.replace_documents([record(n, vectors[1200 + n]) for n in range(50)])
+    await store.replace_documents([record(n, vectors[n]) for n in range(1250, 1400)])
+    await store.delete(ids=["d60"])
+    await store.close()
+    assert index.ivf is filling.ivf and len(index.ivf) == len(index) == 1400 - 50 - 1
+    # Each id holds the code of its own vector: the same approximate scores as the trained index filled at once.
+    at_once = filling.spare
+    at_once.add(index.exact.ids(), index.exact.vectors())
+    for query in [*vectors[::7], *vectors[1200:1250:5]]:
+        assert np.array_equal(index.ivf.search(query, 20)[1], at_once.search(query, 20)[1])
+    reopened = EmbeddedStore(tmp_path, **options)
+    await reopened.open(info)
+    assert isinstance(reopened._index, AutoIndex) and reopened._index.uses_ann
+    assert len(reopened._index.ivf or []) == 1400 - 50 - 1
     await reopened.close()
 
 

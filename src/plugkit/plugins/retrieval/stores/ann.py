@@ -37,6 +37,9 @@ TRAINING_NICE = 10  # the background training: about a tenth of a normal thread'
 # k-means iterations of each product-quantizer part (faiss's default is 25): faiss trains the 96 parts one after the
 # other, which took 0.48 s of the training here (bench/results/ivf_training_pq.json measures the recall both ways).
 PQ_NITER = 10
+# The persisted IVF index's format: 2 since the slots a removal vacates in the fast-scan lists are zeroed
+# (IvfIndex.remove); an index saved before may hold mixed codes and is filled again from the vectors when loaded.
+IVF_FORMAT = "2"
 
 
 def _faiss() -> Any:
@@ -61,6 +64,7 @@ class IvfIndex:
         self.dimension: int = index.d
         self.nprobe = nprobe
         self.filtered_nprobe = filtered_nprobe or 2 * nprobe
+        self.format = IVF_FORMAT  # what `load` read, for an index saved before
 
     @classmethod
     def train(
@@ -121,8 +125,41 @@ class IvfIndex:
         """Forget `ids` (one pass over the lists per call, so remove in batches); unknown ids are ignored."""
         faiss = _faiss()
         wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
-        if len(wanted):
-            self._index.remove_ids(faiss.IDSelectorBatch(len(wanted), faiss.swig_ptr(wanted)))
+        if not len(wanted):
+            return
+        lists = self._block_lists()
+        sizes = [lists.list_size(n) for n in range(self.nlist)] if lists is not None else []
+        self._index.remove_ids(faiss.IDSelectorBatch(len(wanted), faiss.swig_ptr(wanted)))
+        if lists is not None:
+            self._zero_vacated(lists, sizes)
+
+    def _block_lists(self) -> Any:
+        """The inverted lists when they are faiss's fast-scan blocks (BlockInvertedLists), else None."""
+        faiss = _faiss()
+        lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(self._index).invlists)
+        return lists if isinstance(lists, faiss.BlockInvertedLists) else None
+
+    @staticmethod
+    def _zero_vacated(lists: Any, sizes: list[int]) -> None:
+        """Zero the slots a removal vacated in each list's last block. faiss's removal from fast-scan lists moves a
+        list's last entries into the holes and leaves the slots they came from as they were, while its add packs a
+        new entry's code into such a slot as if it held zeros (pq4_pack_codes_range), so the new vector's code came
+        out mixed with the old one's: 11 of 50 vectors added after removing 50 others scored unlike the same index
+        filled at once (faiss-cpu 1.15.1; tests/plugins/retrieval/stores/test_ann.py)."""
+        faiss = _faiss()
+        packer = lists.packer
+        zeros = np.zeros(packer.code_size, dtype=np.uint8)
+        for n, before in enumerate(sizes):
+            after = lists.list_size(n)
+            # Slots past the last block in use went with the blocks freed; a block added later starts zeroed.
+            for slot in range(after, min(before, -(-after // packer.nvec) * packer.nvec)):
+                packer.pack_1_c(faiss.swig_ptr(zeros), slot, lists.get_codes(n))
+
+    def refill(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Empty the index (its training kept) and add `vectors` under `ids`."""
+        self._index.reset()
+        self.add(ids, vectors)
+        self.format = IVF_FORMAT
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         faiss = _faiss()
@@ -151,6 +188,7 @@ class IvfIndex:
         faiss.write_index(self._index, str(tmp))
         os.replace(tmp, path)
         meta = {**marker, "nprobe": str(self.nprobe), "filtered_nprobe": str(self.filtered_nprobe)}
+        meta["format"] = self.format
         marker_tmp = path.with_name(f"{path.name}.json.{os.getpid()}.tmp")
         marker_tmp.write_text(json.dumps(meta))
         os.replace(marker_tmp, path.with_name(f"{path.name}.json"))
@@ -167,6 +205,7 @@ class IvfIndex:
         if index.d != dimension:
             raise ValueError(f"ANN index {path} holds {index.d}-dimensional vectors, not {dimension}")
         ivf = cls(index, int(marker.pop("nprobe", 32)), int(marker.pop("filtered_nprobe", 64)))
+        ivf.format = marker.pop("format", "1")
         return ivf, marker
 
 
@@ -402,6 +441,9 @@ class AutoIndex:
                 ivf, ivf_marker = IvfIndex.load(ann, dimension)
                 if ivf_marker == marker and len(ivf) == len(exact):
                     ivf.nprobe, ivf.filtered_nprobe = nprobe, filtered_nprobe
+                    if ivf.format != IVF_FORMAT:  # saved before: a removal may have left codes mixed (remove)
+                        log.info("filling the IVF index %s again from the vectors (an older format)", ann)
+                        ivf.refill(exact.ids(), exact.vectors())
                     index.ivf, index._trained_at = ivf, len(exact)
             except ValueError:
                 pass
