@@ -135,6 +135,32 @@ def test_vectors_added_after_a_removal_hold_their_own_codes(removed: np.ndarray)
     assert own_code_misses(index, trained, kept, vectors[kept]) == []
 
 
+def test_a_removal_given_its_vectors_zeroes_only_their_lists_and_any_list_when_they_do_not_match(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vectors = clustered(1400, seed=6)
+    trained = IvfIndex.train(vectors[:1100], nprobe=10_000, device="cpu")
+    zeroed: list[list[int]] = []
+    zero = IvfIndex._zero_vacated
+
+    def watched(lists: Any, sizes: dict[int, int]) -> None:
+        zeroed.append(sorted(sizes))
+        zero(lists, sizes)
+
+    monkeypatch.setattr(IvfIndex, "_zero_vacated", staticmethod(watched))
+    index = trained.copy()
+    index.add(np.arange(1200), vectors[:1200])
+    first = np.arange(0, 60, 2)
+    index.remove(first.tolist(), vectors[first])  # the lists their vectors name
+    second = np.arange(100, 160, 2)
+    index.remove(second.tolist(), vectors[second + 500])  # vectors of other ids: the sizes do not add up
+    index.add(np.arange(1200, 1400), vectors[1200:])
+    assert 0 < len(zeroed[0]) <= len(first) and zeroed[1] == list(range(index.nlist))
+    kept = np.setdiff1d(np.arange(1400), np.concatenate([first, second]))
+    assert len(index) == len(kept)
+    assert own_code_misses(index, trained, kept, vectors[kept]) == []
+
+
 def test_an_ivf_index_saved_in_the_older_format_is_filled_again_from_the_vectors(tmp_path: Path) -> None:
     vectors = clustered(1400, seed=6)
     auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000)

@@ -35,8 +35,9 @@ class Recorded:
         assert vectors.shape == (len(ids), DIM)
         self.ids |= set(ids.tolist())
 
-    def remove(self, ids: list[int]) -> None:
+    def remove(self, ids: list[int], vectors: np.ndarray) -> None:
         self._record("remove", list(ids))
+        assert vectors.shape == (len(ids), DIM)
         self.ids -= set(ids)
 
     def _record(self, what: str, ids: list[int]) -> None:
@@ -107,7 +108,7 @@ def test_a_removal_waits_until_what_was_queued_before_it_is_applied() -> None:
     removed = threading.Event()
 
     def remove() -> None:
-        filler.remove([5], wait=30)
+        filler.remove([5], exact.vectors_of([5]), wait=30)
         removed.set()
 
     threading.Thread(target=remove, daemon=True).start()
@@ -131,7 +132,7 @@ def test_a_failed_step_makes_the_finished_index_none_and_stops_the_filler(caplog
     filler = filler_over(exact, Failing())
     filler._thread.join(30)
     assert not filler._thread.is_alive()
-    filler.remove([1])  # does not wait for a filler that stopped
+    filler.remove([1], exact.vectors_of([1]))  # does not wait for a filler that stopped
     assert filler.finish(wait=30) is None
     assert "filling the IVF index in the background failed" in caplog.text
 
@@ -139,7 +140,7 @@ def test_a_failed_step_makes_the_finished_index_none_and_stops_the_filler(caplog
 def test_a_removal_gives_up_a_filler_that_does_not_catch_up_within_its_wait() -> None:
     exact, index, filler = held_filler(300)  # a filler starved by other work
     started = time.monotonic()
-    filler.remove([5], wait=0.2)  # returns: the writes do not wait for it
+    filler.remove([5], exact.vectors_of([5]), wait=0.2)  # returns: the writes do not wait for it
     assert 0.2 <= time.monotonic() - started < 5
     exact.remove([5])
     exact.add(np.array([300]), clustered(1))

@@ -53,6 +53,17 @@ def test_the_last_rows_are_what_the_last_add_added_even_after_it_replaced_ids() 
     assert len(index) == 42
 
 
+def test_the_vectors_of_ids_come_in_the_order_asked_as_a_copy() -> None:
+    data = vectors(10)
+    index = ExactIndex(4)
+    index.add(np.arange(10) + 100, data)
+    index.remove([101])  # row 1 now holds the last vector
+    found = index.vectors_of([109, 100, 105])
+    assert np.array_equal(found, data[[9, 0, 5]])
+    found[:] = 0
+    assert np.array_equal(index.vectors_of([100]), data[:1])
+
+
 def test_search_among_allowed_ids_only() -> None:
     data = vectors(50)
     index = ExactIndex(4)

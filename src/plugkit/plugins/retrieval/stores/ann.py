@@ -121,17 +121,30 @@ class IvfIndex:
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
         self._index.add_with_ids(vectors, ids)
 
-    def remove(self, ids: Iterable[int]) -> None:
-        """Forget `ids` (one pass over the lists per call, so remove in batches); unknown ids are ignored."""
+    def remove(self, ids: Iterable[int], vectors: np.ndarray | None = None) -> None:
+        """Forget `ids` (one pass over the lists per call, so remove in batches); unknown ids are ignored. Their
+        `vectors`, when given, say which lists they are in (see `_zero_vacated`)."""
         faiss = _faiss()
         wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
         if not len(wanted):
             return
         lists = self._block_lists()
-        sizes = [lists.list_size(n) for n in range(self.nlist)] if lists is not None else []
-        self._index.remove_ids(faiss.IDSelectorBatch(len(wanted), faiss.swig_ptr(wanted)))
-        if lists is not None:
-            self._zero_vacated(lists, sizes)
+        if lists is None:
+            self._index.remove_ids(faiss.IDSelectorBatch(len(wanted), faiss.swig_ptr(wanted)))
+            return
+        if vectors is None:
+            touched: Iterable[int] = range(self.nlist)
+        else:  # the lists their vectors went to (the nearest centroid's, as faiss's add assigned them)
+            quantizer = faiss.extract_index_ivf(self._index).quantizer
+            touched = np.unique(quantizer.assign(np.ascontiguousarray(vectors, dtype=np.float32), 1)).tolist()
+        sizes = {n: lists.list_size(n) for n in touched}
+        removed = self._index.remove_ids(faiss.IDSelectorBatch(len(wanted), faiss.swig_ptr(wanted)))
+        if sum(before - lists.list_size(n) for n, before in sizes.items()) != removed:
+            # An id was in a list its vector's assignment did not name (a tie decided otherwise when it was added):
+            # every unused slot of every list's last block is zeroed instead.
+            every = (lists.list_size(n) for n in range(self.nlist))
+            sizes = {n: -(-size // lists.packer.nvec) * lists.packer.nvec for n, size in enumerate(every)}
+        self._zero_vacated(lists, sizes)
 
     def _block_lists(self) -> Any:
         """The inverted lists when they are faiss's fast-scan blocks (BlockInvertedLists), else None."""
@@ -140,8 +153,9 @@ class IvfIndex:
         return lists if isinstance(lists, faiss.BlockInvertedLists) else None
 
     @staticmethod
-    def _zero_vacated(lists: Any, sizes: list[int]) -> None:
-        """Zero the slots a removal vacated in each list's last block. faiss's removal from fast-scan lists moves a
+    def _zero_vacated(lists: Any, sizes: dict[int, int]) -> None:
+        """Zero the slots a removal vacated in the last block of each list of `sizes` (its size before the removal).
+        faiss's removal from fast-scan lists moves a
         list's last entries into the holes and leaves the slots they came from as they were, while its add packs a
         new entry's code into such a slot as if it held zeros (pq4_pack_codes_range), so the new vector's code came
         out mixed with the old one's: 11 of 50 vectors added after removing 50 others scored unlike the same index
@@ -149,7 +163,7 @@ class IvfIndex:
         faiss = _faiss()
         packer = lists.packer
         zeros = np.zeros(packer.code_size, dtype=np.uint8)
-        for n, before in enumerate(sizes):
+        for n, before in sizes.items():
             after = lists.list_size(n)
             # Slots past the last block in use went with the blocks freed; a block added later starts zeroed.
             for slot in range(after, min(before, -(-after // packer.nvec) * packer.nvec)):
@@ -282,11 +296,16 @@ class AutoIndex:
             self._since.append((np.asarray(ids, dtype=np.int64), None))
 
     def _remove_from_ann(self, ids: list[int]) -> None:
-        """Before the exact index moves its rows: the filler's removal waits for what it reads from them."""
+        """Before the exact index moves its rows: the filler's removal waits for what it reads from them. The IVF
+        indexes are given the vectors of the ids, which say the lists they are in."""
+        if self._filling is None and self.ivf is None:
+            return
+        held = [i for i in ids if self.exact.has(i)]  # the others are in no index
+        vectors = self.exact.vectors_of(held)
         if self._filling is not None:
-            self._filling.remove(ids)
+            self._filling.remove(held, vectors)
         if self.ivf is not None:
-            self.ivf.remove(ids)
+            self.ivf.remove(held, vectors)
 
     def _maybe_train(self, settling: bool = False) -> None:
         """Train the IVF index the size calls for (at min_chunks, again at ten times the size of the last training):

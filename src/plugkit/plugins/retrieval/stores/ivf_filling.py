@@ -50,7 +50,7 @@ class IvfFiller:
         holds now (views are fine: see the module's docstring)."""
         self.ivf, self.size = ivf, size
         self.spare = ivf.copy()  # trained, empty: what the caller fills when finish() gives None
-        self._jobs: deque[tuple[np.ndarray, np.ndarray | None]] = deque()
+        self._jobs: deque[tuple[np.ndarray, np.ndarray, bool]] = deque()  # (ids, their vectors, removed)
         self._changed = threading.Condition()
         self._busy = False  # the thread is applying a job it took from the queue
         self._stop = False
@@ -65,12 +65,13 @@ class IvfFiller:
             if self._stop:
                 return
             for start in range(0, len(ids), SLICE):
-                self._jobs.append((ids[start : start + SLICE], vectors[start : start + SLICE]))
+                self._jobs.append((ids[start : start + SLICE], vectors[start : start + SLICE], False))
             self._changed.notify()
 
-    def remove(self, ids: list[int], wait: float | None = None) -> None:
-        """Queue the removal of `ids` once everything queued before is applied, or give the filler up if that takes
-        over `wait` seconds (FINISH_WAIT): either way the caller may then move the exact index's rows."""
+    def remove(self, ids: list[int], vectors: np.ndarray, wait: float | None = None) -> None:
+        """Queue the removal of `ids` (with a copy of their `vectors`, which say their lists: IvfIndex.remove) once
+        everything queued before is applied, or give the filler up if that takes over `wait` seconds (FINISH_WAIT):
+        either way the caller may then move the exact index's rows."""
 
         def caught_up() -> bool:
             return self._stop or not (self._jobs or self._busy)
@@ -83,7 +84,7 @@ class IvfFiller:
                 self._changed.notify_all()
                 return
             if not self._stop:
-                self._jobs.append((np.asarray(ids, dtype=np.int64), None))
+                self._jobs.append((np.asarray(ids, dtype=np.int64), vectors, True))
                 self._changed.notify()
 
     def abandon(self) -> None:
@@ -111,9 +112,9 @@ class IvfFiller:
             return None
         return self.ivf
 
-    def _apply(self, ids: np.ndarray, vectors: np.ndarray | None) -> None:
-        if vectors is None:
-            self.ivf.remove(ids.tolist())
+    def _apply(self, ids: np.ndarray, vectors: np.ndarray, removed: bool) -> None:
+        if removed:
+            self.ivf.remove(ids.tolist(), vectors)
         else:
             self.ivf.add(ids, vectors)
 

@@ -86,6 +86,10 @@ class ExactIndex:
         """The vectors, in the order of `ids()` (a view: copy before changing the index)."""
         return self._vectors[: self._size]
 
+    def vectors_of(self, ids: list[int]) -> np.ndarray:
+        """The vectors of `ids`, which the index holds, in their order (a copy)."""
+        return self._vectors[np.fromiter((self._pos[i] for i in ids), dtype=np.int64, count=len(ids))]
+
     def last(self, count: int) -> tuple[np.ndarray, np.ndarray]:
         """The ids and vectors of the last `count` rows (what the last `add` of as many ids added; views)."""
         return self._ids[self._size - count : self._size], self._vectors[self._size - count : self._size]
