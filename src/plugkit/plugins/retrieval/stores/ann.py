@@ -155,11 +155,12 @@ class IvfIndex:
     @staticmethod
     def _zero_vacated(lists: Any, sizes: dict[int, int]) -> None:
         """Zero the slots a removal vacated in the last block of each list of `sizes` (its size before the removal).
-        faiss's removal from fast-scan lists moves a
-        list's last entries into the holes and leaves the slots they came from as they were, while its add packs a
-        new entry's code into such a slot as if it held zeros (pq4_pack_codes_range), so the new vector's code came
-        out mixed with the old one's: 11 of 50 vectors added after removing 50 others scored unlike the same index
-        filled at once (faiss-cpu 1.15.1; tests/plugins/retrieval/stores/test_ann.py)."""
+
+        faiss's removal from fast-scan lists moves a list's last entries into the holes and leaves the slots they came
+        from as they were, while its add packs a new entry's code into such a slot as if it held zeros
+        (pq4_pack_codes_range), so the new vector's code came out mixed with the old one's: 11 of 50 vectors added
+        after removing 50 others scored unlike the same index filled at once (faiss-cpu 1.15.1;
+        tests/plugins/retrieval/stores/test_ann.py)."""
         faiss = _faiss()
         packer = lists.packer
         zeros = np.zeros(packer.code_size, dtype=np.uint8)
