@@ -437,6 +437,35 @@ def test_a_bulk_load_trains_the_lists_beside_the_adds_then_fills_them_as_they_co
     assert 7 not in auto.ivf.search(data[7], 3000)[0].tolist()
 
 
+def test_removing_ids_a_bulk_load_does_not_hold_leaves_its_filler_alone(
+    data: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ivf_filling, "FINISH_WAIT", 30)
+    release = threading.Event()
+    add = IvfIndex.add
+
+    def held_in_the_filler(self: IvfIndex, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if threading.current_thread().name == "plugkit-ivf-filling":
+            assert release.wait(30)
+        add(self, ids, vectors)
+
+    monkeypatch.setattr(IvfIndex, "add", held_in_the_filler)
+    auto = AutoIndex(DIM, min_chunks=1000, nprobe=10_000, background_training=True)
+    auto.train_at_settle = True
+    auto.add(np.arange(2000), data[:2000])
+    assert auto._training is not None
+    auto._training.join()
+    auto.add(np.arange(2000, 2100), data[2000:2100])  # the filler starts, and its first step is held
+    filling = auto._filling
+    assert filling is not None
+    started = time.monotonic()
+    auto.remove([99_999])  # an id nobody holds: nothing to wait for
+    assert time.monotonic() - started < 5 and not filling._stop
+    release.set()
+    auto.settle()
+    assert auto.ivf is filling.ivf and len(auto.ivf) == len(auto) == 2100
+
+
 def test_a_bulk_load_grown_tenfold_abandons_the_filling_of_its_first_training_for_the_next(data: np.ndarray) -> None:
     auto = AutoIndex(DIM, min_chunks=200, nprobe=10_000, background_training=True)
     auto.train_at_settle = True

@@ -302,6 +302,8 @@ class AutoIndex:
         if self._filling is None and self.ivf is None:
             return
         held = [i for i in ids if self.exact.has(i)]  # the others are in no index
+        if not held:  # nothing to wait for the filler for
+            return
         vectors = self.exact.vectors_of(held)
         if self._filling is not None:
             self._filling.remove(held, vectors)
